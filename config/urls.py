@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.shortcuts import render
+from django.urls import path
+
+from deliberation import monitor
+from participants import views as participant_views
+
+urlpatterns = [
+    path("", lambda request: render(request, "home.html"), name="home"),
+    path("admin/", admin.site.urls),
+    path("s/<slug:slug>/", participant_views.join, name="join"),
+    path("p/<str:token>/", participant_views.participant_page, name="participant_page"),
+    path("p/<str:token>/complete/", participant_views.complete, name="participant_complete"),
+    path("monitor/", monitor.index, name="monitor"),
+    path("monitor/study/<int:study_id>/", monitor.study_monitor, name="monitor_study"),
+    path("monitor/study/<int:study_id>/state.json", monitor.study_state, name="monitor_study_state"),
+    path("monitor/group/<int:group_id>/advance/", monitor.group_advance, name="monitor_group_advance"),
+]

@@ -1,0 +1,155 @@
+"""Experimenter admin: studies, questions (with file import), groups and everything collected."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from .csv_export import write_csv
+from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
+from .question_import import ImportFormatError, parse_questions, questions_import
+
+
+@admin.action(description="Export selected rows as CSV")
+def export_csv(modeladmin, request, queryset):
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{queryset.model._meta.model_name}.csv"'
+    write_csv(queryset, response, exclude=("token",))
+    return response
+
+
+class CsvExportAdmin(admin.ModelAdmin):
+    actions = [export_csv]
+
+
+class ReadOnlyAdmin(CsvExportAdmin):
+    """Collected data is evidence: viewable and exportable, never edited by hand."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Study)
+class StudyAdmin(CsvExportAdmin):
+    list_display = ("title", "slug", "is_active", "group_sizes", "num_candidates", "critique_round",
+                    "generation_backend", "links")
+    prepopulated_fields = {"slug": ("title",)}
+    filter_horizontal = ("questions",)
+    fieldsets = (
+        (None, {"fields": ("title", "slug", "is_active", "consent_text", "questions")}),
+        ("Groups and timing", {"fields": ("min_group_size", "max_group_size", "lobby_timeout_seconds",
+                                          "opinion_seconds", "rating_seconds", "critique_seconds",
+                                          "final_rating_seconds", "max_text_chars")}),
+        ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method")}),
+        ("Generation", {"fields": ("generation_backend", "generation_params", "generation_seed")}),
+        ("Completion codes", {"fields": ("completion_code_completed", "completion_code_lobby_timeout",
+                                         "completion_code_dropped", "prolific_redirect")}),
+    )
+
+    @admin.display(description="group size")
+    def group_sizes(self, obj):
+        return f"{obj.min_group_size}–{obj.max_group_size}"
+
+    @admin.display(description="links")
+    def links(self, obj):
+        return format_html('<a href="{}">join link</a> · <a href="{}">monitor</a>',
+                           reverse("join", kwargs={"slug": obj.slug}), reverse("monitor_study", args=[obj.pk]))
+
+
+class QuestionImportForm(forms.Form):
+    file = forms.FileField(help_text="JSON (e.g. the Habermas question file) or CSV with a 'question' column.")
+    study = forms.ModelChoiceField(Study.objects.all(), required=False, help_text="Attach the questions to a study.")
+    split = forms.ChoiceField(choices=[("", "all"), ("train", "train"), ("iid_test", "iid_test"),
+                                       ("ood_test", "ood_test")], required=False)
+    limit = forms.IntegerField(required=False, min_value=1)
+
+
+@admin.register(Question)
+class QuestionAdmin(CsvExportAdmin):
+    list_display = ("text", "topic", "split", "external_id")
+    list_filter = ("split", "source")
+    search_fields = ("text", "external_id")
+    change_list_template = "admin/deliberation/question/change_list.html"
+
+    def get_urls(self):
+        return [path("import/", self.admin_site.admin_view(self.import_view), name="deliberation_question_import"),
+                *super().get_urls()]
+
+    def import_view(self, request):
+        form = QuestionImportForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                rows = parse_questions(upload.read().decode("utf-8"), filename=upload.name)
+                report = questions_import(rows, source=upload.name, study=form.cleaned_data["study"],
+                                          split=form.cleaned_data["split"] or None, limit=form.cleaned_data["limit"])
+            except (ImportFormatError, UnicodeDecodeError) as exc:
+                form.add_error("file", str(exc))
+            else:
+                self.message_user(request, f"Imported {upload.name}: {report.created} created, {report.updated} "
+                                           f"updated, {report.skipped} skipped.", messages.SUCCESS)
+                return redirect("admin:deliberation_question_changelist")
+        return render(request, "admin/deliberation/question/import.html",
+                      {**self.admin_site.each_context(request), "form": form, "title": "Import questions",
+                       "opts": self.model._meta})
+
+
+class EventInline(admin.TabularInline):
+    model = GroupEvent
+    extra = 0
+    can_delete = False
+    readonly_fields = ("created_at", "kind", "participant", "payload")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Group)
+class GroupAdmin(ReadOnlyAdmin):
+    list_display = ("id", "study", "phase", "deadline", "outcome", "generation_status", "created_at")
+    list_filter = ("study", "phase", "outcome")
+    inlines = [EventInline]
+
+
+@admin.register(Opinion)
+class OpinionAdmin(ReadOnlyAdmin):
+    list_display = ("id", "group", "participant", "by_timeout", "response_seconds", "text")
+    list_filter = ("group__study", "by_timeout")
+
+
+@admin.register(Candidate)
+class CandidateAdmin(ReadOnlyAdmin):
+    list_display = ("id", "group", "round", "index", "backend", "latency_ms", "text")
+    list_filter = ("group__study", "round", "backend")
+
+
+@admin.register(Rating)
+class RatingAdmin(ReadOnlyAdmin):
+    list_display = ("id", "group", "participant", "candidate", "round", "agreement", "quality", "rank", "by_timeout")
+    list_filter = ("group__study", "round", "by_timeout")
+
+
+@admin.register(Critique)
+class CritiqueAdmin(ReadOnlyAdmin):
+    list_display = ("id", "group", "participant", "by_timeout", "text")
+
+
+@admin.register(GroupEvent)
+class GroupEventAdmin(ReadOnlyAdmin):
+    list_display = ("id", "group", "kind", "participant", "created_at")
+    list_filter = ("kind",)
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Draft)
+class DraftAdmin(ReadOnlyAdmin):
+    list_display = ("id", "group", "participant", "phase", "updated_at")

@@ -1,0 +1,130 @@
+"""The participant websocket: thin. Parses typed messages, calls services, sends snapshots.
+
+Protocol: on connect the server sends a snapshot; after every committed change to the
+participant or their group it sends a fresh one. The client pings every ~15 s with the
+version it shows; a stale version gets a snapshot back, so a lost push repairs itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from participants.models import Participant
+from participants.services import presence_connect, presence_disconnect, presence_ping
+
+from . import messages as m
+from . import realtime, services
+from .selectors import participant_snapshot, snapshot_version
+
+logger = logging.getLogger(__name__)
+
+
+class ParticipantConsumer(AsyncWebsocketConsumer):
+    participant_id: int | None = None
+    group_id: int | None = None
+
+    async def connect(self) -> None:
+        token = self.scope["url_route"]["kwargs"]["token"]
+        participant = await database_sync_to_async(
+            lambda: Participant.objects.filter(token=token).only("id", "group_id", "study_id").first()
+        )()
+        if participant is None:
+            await self.close(code=4404)
+            return
+        self.participant_id = participant.pk
+        self.study_id = participant.study_id
+        await self.accept()
+        if settings.IN_PROCESS_WORKER:
+            from .inprocess import ensure_started
+
+            ensure_started()
+        await self.channel_layer.group_add(realtime.participant_channel(participant.pk), self.channel_name)
+        await self.channel_layer.group_add(realtime.lobby_channel(participant.study_id), self.channel_name)
+        await database_sync_to_async(presence_connect)(participant_id=participant.pk, channel_name=self.channel_name)
+        await self.send_snapshot()
+
+    async def disconnect(self, code: int) -> None:
+        if self.participant_id is None:
+            return
+        for name in (realtime.participant_channel(self.participant_id), realtime.lobby_channel(self.study_id)):
+            await self.channel_layer.group_discard(name, self.channel_name)
+        if self.group_id:
+            await self.channel_layer.group_discard(realtime.group_channel(self.group_id), self.channel_name)
+        try:
+            await database_sync_to_async(presence_disconnect)(participant_id=self.participant_id,
+                                                              channel_name=self.channel_name)
+        except Exception:  # the sweeper expires the presence row anyway
+            logger.exception("presence_disconnect failed")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        message = None
+        try:
+            message = m.parse_client_message(text_data if text_data is not None else bytes_data)
+            await self.handle(message)
+        except m.MessageError as exc:
+            await self.send_json(m.error_reply(exc.code, exc.message, exc.ref))
+        except services.SubmissionError as exc:
+            await self.send_json(m.error_reply(exc.code, exc.message, getattr(message, "ref", None)))
+        except Exception:
+            logger.exception("unexpected error handling a message from participant %s", self.participant_id)
+            await self.send_json(m.error_reply("server_error", "Something went wrong on our side; "
+                                                               "nothing you entered was lost. Please try again."))
+
+    async def handle(self, message: m.ClientMessage) -> None:
+        participant = await self.load_participant()
+        if isinstance(message, m.Ping):
+            await database_sync_to_async(presence_ping)(participant_id=participant.pk, channel_name=self.channel_name)
+            current = await database_sync_to_async(
+                lambda: snapshot_version(participant, participant.group))()
+            if message.version != current:
+                await self.send_snapshot()
+            else:
+                await self.send_json({"type": "pong", "version": current, "ref": message.ref})
+            return
+        if isinstance(message, m.Sync):
+            await self.send_snapshot()
+            return
+        if isinstance(message, m.SaveDraft):
+            payload = {"text": message.text} if message.phase in ("opinion", "critique") else \
+                {"ratings": message.ratings or {}, "ranking": message.ranking or []}
+            await database_sync_to_async(services.draft_save)(participant=participant, phase=message.phase,
+                                                              payload=payload)
+            await self.send_json(m.ack_reply(message.ref))
+            return
+        if isinstance(message, m.SubmitOpinion):
+            result = await database_sync_to_async(services.opinion_submit)(participant=participant, text=message.text)
+        elif isinstance(message, m.SubmitCritique):
+            result = await database_sync_to_async(services.critique_submit)(participant=participant, text=message.text)
+        elif isinstance(message, m.SubmitRatings):
+            result = await database_sync_to_async(services.ratings_submit)(
+                participant=participant, round=message.round,
+                ratings={r.candidate_id: {"agreement": r.agreement, "quality": r.quality} for r in message.ratings},
+                ranking=message.ranking)
+        else:  # pragma: no cover - parse_client_message admits only the types above
+            raise m.MessageError("unknown_type", "Unknown message type.")
+        await self.send_json(m.ack_reply(message.ref, created=result.created))
+        if not result.created:
+            await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
+
+    @database_sync_to_async
+    def load_participant(self) -> Participant:
+        return Participant.objects.select_related("group").get(pk=self.participant_id)
+
+    async def state_changed(self, event: dict) -> None:
+        await self.send_snapshot()
+
+    async def send_snapshot(self) -> None:
+        snapshot = await database_sync_to_async(
+            lambda: participant_snapshot(Participant(pk=self.participant_id)))()
+        group = snapshot.get("group")
+        if group and group["id"] != self.group_id:
+            self.group_id = group["id"]
+            await self.channel_layer.group_add(realtime.group_channel(self.group_id), self.channel_name)
+        await self.send_json(snapshot)
+
+    async def send_json(self, content: dict) -> None:
+        await self.send(text_data=json.dumps(content))

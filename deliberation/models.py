@@ -1,0 +1,243 @@
+"""Studies, questions, groups and everything members write. PostgreSQL is the truth.
+
+Models hold fields, constraints and small derived properties; workflows live in
+``deliberation/services.py``. Unique constraints make every resubmission idempotent.
+"""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from .flow import FlowConfig, Phase
+
+
+class Question(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        IID_TEST = "iid_test"
+        OOD_TEST = "ood_test"
+        NONE = ""
+
+    text = models.TextField(unique=True)
+    external_id = models.CharField(max_length=64, blank=True, db_index=True, help_text="Id in the source corpus.")
+    affirming_statement = models.TextField(blank=True)
+    negating_statement = models.TextField(blank=True)
+    topic = models.IntegerField(null=True, blank=True, db_index=True)
+    split = models.CharField(max_length=16, choices=Split.choices, blank=True, db_index=True)
+    source = models.CharField(max_length=200, blank=True, help_text="File or corpus it was imported from.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class Study(models.Model):
+    class Aggregation(models.TextChoices):
+        SCHULZE = "schulze", "Schulze (TBRC tie-breaking)"
+
+    slug = models.SlugField(unique=True)
+    title = models.CharField(max_length=200)
+    consent_text = models.TextField(
+        default="This is a research study on group deliberation. Your answers are stored anonymously "
+        "with your recruitment id. You may leave at any time."
+    )
+    is_active = models.BooleanField(default=True, help_text="Inactive studies refuse new participants.")
+    questions = models.ManyToManyField(Question, related_name="studies", blank=True)
+
+    min_group_size = models.PositiveSmallIntegerField(default=3, validators=[MinValueValidator(1)])
+    max_group_size = models.PositiveSmallIntegerField(default=5, validators=[MinValueValidator(1)])
+    lobby_timeout_seconds = models.PositiveIntegerField(default=300)
+    opinion_seconds = models.PositiveIntegerField(default=300)
+    rating_seconds = models.PositiveIntegerField(default=300)
+    critique_seconds = models.PositiveIntegerField(default=240)
+    final_rating_seconds = models.PositiveIntegerField(default=240)
+    critique_round = models.BooleanField(default=True)
+    num_candidates = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1), MaxValueValidator(16)])
+    aggregation_method = models.CharField(max_length=32, choices=Aggregation.choices, default=Aggregation.SCHULZE)
+    max_text_chars = models.PositiveIntegerField(default=1000, help_text="Longest opinion or critique accepted.")
+
+    generation_backend = models.CharField(max_length=32, default="embedded",
+                                          help_text="embedded (SmolLM2 on CPU) or extractive (non-neural baseline).")
+    generation_params = models.JSONField(default=dict, blank=True,
+                                         help_text='e.g. {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160}')
+    generation_seed = models.BigIntegerField(default=0, help_text="Base seed; each candidate derives its own.")
+
+    completion_code_completed = models.CharField(max_length=64, blank=True)
+    completion_code_lobby_timeout = models.CharField(max_length=64, blank=True)
+    completion_code_dropped = models.CharField(max_length=64, blank=True)
+    prolific_redirect = models.BooleanField(default=False,
+                                            help_text="Send participants to Prolific's completion URL with their code.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+        constraints = [
+            models.CheckConstraint(condition=Q(min_group_size__lte=models.F("max_group_size")),
+                                   name="study_min_le_max_group_size"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def clean(self) -> None:
+        if self.min_group_size > self.max_group_size:
+            raise ValidationError({"min_group_size": "Must not exceed the maximum group size."})
+
+    @property
+    def flow_config(self) -> FlowConfig:
+        return FlowConfig(
+            opinion_seconds=self.opinion_seconds,
+            rating_seconds=self.rating_seconds,
+            critique_seconds=self.critique_seconds,
+            final_rating_seconds=self.final_rating_seconds,
+            critique_round=self.critique_round,
+        )
+
+    def completion_code(self, outcome: str) -> str:
+        return {
+            "completed": self.completion_code_completed,
+            "lobby_timeout": self.completion_code_lobby_timeout,
+            "dropped": self.completion_code_dropped,
+        }.get(outcome, "")
+
+
+class Group(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.PROTECT, related_name="groups")
+    question = models.ForeignKey(Question, on_delete=models.PROTECT, related_name="groups")
+    phase = models.CharField(max_length=16, choices=[(p.value, p.name.title()) for p in Phase], default=Phase.OPINION)
+    deadline = models.DateTimeField(null=True, blank=True, db_index=True)
+    phase_started_at = models.DateTimeField()
+    version = models.PositiveIntegerField(default=1, help_text="Bumped on every committed change.")
+    winner_round1 = models.ForeignKey("Candidate", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    winner_round2 = models.ForeignKey("Candidate", null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    generation_status = models.CharField(max_length=300, blank=True,
+                                         help_text="Last generation error, shown on the monitor.")
+    outcome = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["study", "phase"])]
+
+    def __str__(self) -> str:
+        return f"Group {self.pk} ({self.phase})"
+
+
+class Opinion(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="opinions")
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="opinions")
+    text = models.TextField()
+    response_seconds = models.FloatField()
+    by_timeout = models.BooleanField(default=False, help_text="Stored from the draft at the deadline.")
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "participant"], name="one_opinion_per_member")]
+
+
+class Candidate(models.Model):
+    """A model-written statement, with everything needed to trace how it was produced."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="candidates")
+    round = models.PositiveSmallIntegerField()
+    index = models.PositiveSmallIntegerField()
+    text = models.TextField()
+    raw_text = models.TextField(help_text="The model's output before cleaning.")
+    backend = models.CharField(max_length=32)
+    model_id = models.CharField(max_length=300)
+    template_name = models.CharField(max_length=64)
+    template_version = models.PositiveIntegerField()
+    prompt = models.JSONField(help_text="The rendered chat messages.")
+    prompt_sha256 = models.CharField(max_length=64)
+    params = models.JSONField(default=dict)
+    seed = models.BigIntegerField()
+    attempts = models.PositiveSmallIntegerField(default=1, help_text="Outputs tried before a usable one.")
+    latency_ms = models.FloatField()
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    included_opinions = models.ManyToManyField(Opinion, related_name="candidates",
+                                               help_text="Opinions that were in the prompt.")
+    opinion_order = models.JSONField(default=list, help_text="Opinion ids in prompt order (shuffled per candidate).")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["group", "round", "index"]
+        constraints = [models.UniqueConstraint(fields=["group", "round", "index"], name="one_candidate_per_slot")]
+
+    def __str__(self) -> str:
+        return f"G{self.group_id} R{self.round} #{self.index}"
+
+
+class Rating(models.Model):
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="ratings")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="ratings")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="ratings")
+    round = models.PositiveSmallIntegerField()
+    agreement = models.PositiveSmallIntegerField(null=True, validators=[MinValueValidator(1), MaxValueValidator(7)])
+    quality = models.PositiveSmallIntegerField(null=True, validators=[MinValueValidator(1), MaxValueValidator(7)])
+    rank = models.PositiveSmallIntegerField(null=True, help_text="1 = best; empty when the ranking was incomplete.")
+    response_seconds = models.FloatField()
+    by_timeout = models.BooleanField(default=False)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "candidate"], name="one_rating_per_member_candidate"),
+            models.CheckConstraint(condition=Q(agreement__gte=1, agreement__lte=7) | Q(agreement__isnull=True),
+                                   name="agreement_1_to_7"),
+            models.CheckConstraint(condition=Q(quality__gte=1, quality__lte=7) | Q(quality__isnull=True),
+                                   name="quality_1_to_7"),
+        ]
+
+
+class Critique(models.Model):
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="critiques")
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="critiques")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="critiques",
+                                  help_text="The winning statement being critiqued.")
+    text = models.TextField()
+    response_seconds = models.FloatField()
+    by_timeout = models.BooleanField(default=False)
+    submitted_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "participant"], name="one_critique_per_member")]
+
+
+class Draft(models.Model):
+    """What a member has typed or chosen so far; stored as their answer (by timeout) at the deadline."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="drafts")
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="drafts")
+    phase = models.CharField(max_length=16)
+    payload = models.JSONField()
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["group", "participant", "phase"], name="one_draft_per_phase")]
+
+
+class GroupEvent(models.Model):
+    """Append-only log of everything that happened to a group."""
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="events")
+    kind = models.CharField(max_length=48)
+    participant = models.ForeignKey("participants.Participant", null=True, blank=True, on_delete=models.SET_NULL)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Group events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Group events are append-only.")

@@ -1,0 +1,71 @@
+"""The experimenter's live monitor: groups by phase, who is connected, deadlines, unstick a group."""
+from __future__ import annotations
+
+from collections import Counter
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from participants.models import Participant
+
+from .models import Group, Study
+from .services import connected_participant_ids, group_force_advance, submitted_participant_ids
+
+
+def study_monitor_state(study: Study) -> dict:
+    now = timezone.now()
+    groups = list(Group.objects.filter(study=study).select_related("question").order_by("-id")[:200])
+    members = list(Participant.objects.filter(group__in=groups).values_list("id", "group_id", "position", "status"))
+    connected = connected_participant_ids([m[0] for m in members], now)
+    rows = []
+    for group in groups:
+        submitted = submitted_participant_ids(group)
+        group_members = [m for m in members if m[1] == group.pk]
+        rows.append({
+            "id": group.pk, "phase": group.phase, "question": group.question.text[:120],
+            "deadline": group.deadline.isoformat() if group.deadline else None,
+            "seconds_left": int((group.deadline - now).total_seconds()) if group.deadline else None,
+            "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,
+                         "status": status} for pid, _, pos, status in sorted(group_members, key=lambda m: m[2])],
+            "generation_error": group.generation_status, "outcome": group.outcome,
+        })
+    statuses = Counter(Participant.objects.filter(study=study).values_list("status", flat=True))
+    return {
+        "study": {"id": study.pk, "slug": study.slug, "title": study.title},
+        "participants_by_status": dict(statuses),
+        "groups_by_phase": dict(Counter(g.phase for g in groups)),
+        "groups": rows,
+        "server_time": now.isoformat(),
+    }
+
+
+@staff_member_required
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "monitor/index.html", {"studies": Study.objects.order_by("-created_at")})
+
+
+@staff_member_required
+def study_monitor(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    join_url = request.build_absolute_uri(f"/s/{study.slug}/")
+    return render(request, "monitor/study.html", {"study": study, "state": study_monitor_state(study),
+                                                  "join_url": join_url})
+
+
+@staff_member_required
+def study_state(request: HttpRequest, study_id: int) -> JsonResponse:
+    return JsonResponse(study_monitor_state(get_object_or_404(Study, pk=study_id)))
+
+
+@staff_member_required
+@require_POST
+def group_advance(request: HttpRequest, group_id: int) -> HttpResponse:
+    group = get_object_or_404(Group, pk=group_id)
+    transition = group_force_advance(group_id=group.pk, user=request.user.get_username())
+    messages.info(request, f"Group {group.pk}: {transition.reason or 'no change'} "
+                           f"(now {transition.state.phase.value}).")
+    return redirect("monitor_study", study_id=group.study_id)

@@ -1,0 +1,387 @@
+"""Writes for deliberation groups: transitions, submissions, drafts, winners.
+
+Every change runs in one transaction under a row lock on the group, writes an event row,
+bumps ``Group.version`` and pushes after commit (``realtime.push_after_commit``). The flow
+rules themselves live in the pure ``deliberation.flow`` module.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import unicodedata
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from analysis.social_choice import schulze
+from participants.models import Participant, Presence
+
+from . import flow, realtime
+from .flow import Phase
+from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
+
+logger = logging.getLogger(__name__)
+
+
+class SubmissionError(ValueError):
+    """A submission that cannot be accepted; ``code`` goes to the client with the message."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    created: bool  # False: an identical resubmission, the stored value stands
+
+
+# --- text hygiene ---------------------------------------------------------------------------
+def clean_text(text: str, *, max_chars: int, what: str, min_words: int = 1) -> str:
+    """Normalise and validate participant text. Stored raw (HTML is escaped on output)."""
+    if not isinstance(text, str):
+        raise SubmissionError("invalid", f"The {what} must be text.")
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
+    text = "\n".join(line.rstrip() for line in text.strip().splitlines())
+    if len(text) > max_chars:
+        raise SubmissionError("too_long", f"Your {what} is {len(text)} characters long; the limit is {max_chars}. "
+                                          "Please shorten it — your text has been kept.")
+    if len(text.split()) < min_words:
+        raise SubmissionError("too_short", f"Please write at least {min_words} word{'s' if min_words > 1 else ''}.")
+    return text
+
+
+# --- group state ----------------------------------------------------------------------------
+def connected_participant_ids(participant_ids: list[int], now: datetime) -> set[int]:
+    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    return set(
+        Presence.objects.filter(participant_id__in=participant_ids, last_seen__gte=horizon)
+        .values_list("participant_id", flat=True)
+    )
+
+
+def submitted_participant_ids(group: Group) -> set[int]:
+    phase = Phase(group.phase)
+    if phase is Phase.OPINION:
+        qs = Opinion.objects.filter(group=group)
+    elif phase in (Phase.RATING, Phase.FINAL_RATING):
+        qs = Rating.objects.filter(group=group, round=flow.round_of(phase), by_timeout=False)
+    elif phase is Phase.CRITIQUE:
+        qs = Critique.objects.filter(group=group)
+    else:
+        return set()
+    return set(qs.values_list("participant_id", flat=True))
+
+
+def _usable_draft(phase: Phase, payload: Any) -> bool:
+    if not isinstance(payload, dict):
+        return False
+    if phase in (Phase.OPINION, Phase.CRITIQUE):
+        return bool(str(payload.get("text", "")).strip())
+    return bool(payload.get("ratings") or payload.get("ranking"))
+
+
+def group_state(group: Group, now: datetime) -> flow.GroupState:
+    member_ids = list(group.members.order_by("position").values_list("id", flat=True))
+    connected = connected_participant_ids(member_ids, now)
+    submitted = submitted_participant_ids(group)
+    drafts = {
+        d.participant_id
+        for d in Draft.objects.filter(group=group, phase=group.phase)
+        if _usable_draft(Phase(group.phase), d.payload)
+    }
+    members = tuple(
+        flow.MemberView(pid, connected=pid in connected, submitted=pid in submitted, has_draft=pid in drafts)
+        for pid in member_ids
+    )
+    return flow.GroupState(phase=Phase(group.phase), deadline=group.deadline, members=members)
+
+
+def log_event(group: Group, kind: str, participant: Participant | None = None, **payload: Any) -> None:
+    GroupEvent.objects.create(group=group, kind=kind, participant=participant, payload=payload)
+
+
+def _touch(group: Group, **fields: Any) -> None:
+    """Persist changed fields, bump the version and push after commit."""
+    for name, value in fields.items():
+        setattr(group, name, value)
+    group.version += 1
+    group.save(update_fields=[*fields.keys(), "version"])
+    realtime.push_after_commit(groups=[group.pk])
+
+
+def _apply(group: Group, event: flow.Event, now: datetime) -> flow.Transition:
+    """Run the pure state machine on a locked group and carry out its effects."""
+    state = group_state(group, now)
+    transition = flow.advance(state, event, now, group.study.flow_config)
+    if transition.changed:
+        log_event(group, "phase_changed", from_phase=group.phase, to_phase=transition.state.phase.value,
+                  reason=transition.reason)
+        group.phase = transition.state.phase.value
+        group.deadline = transition.state.deadline
+        group.phase_started_at = now
+        group.save(update_fields=["phase", "deadline", "phase_started_at"])
+        for effect in transition.effects:
+            _carry_out(group, effect, state, now)
+    _touch(group)
+    return transition
+
+
+def _carry_out(group: Group, effect: flow.Effect, previous: flow.GroupState, now: datetime) -> None:
+    if isinstance(effect, flow.StoreTimedOutDrafts):
+        store_timed_out_drafts(group, effect.phase, previous, now)
+    elif isinstance(effect, flow.EnqueueGeneration):
+        from generation.dispatch import enqueue_generation  # generation depends on deliberation, not back
+
+        group.generation_status = ""
+        group.save(update_fields=["generation_status"])
+        enqueue_generation(group_id=group.pk, round=effect.round)
+    elif isinstance(effect, flow.ChooseWinner):
+        winner_choose(group, effect.round)
+    elif isinstance(effect, flow.FinishGroup):
+        group_finish(group, effect.outcome, previous, now)
+    else:  # pragma: no cover - the flow module defines every effect
+        raise AssertionError(effect)
+
+
+def group_apply(*, group_id: int, event: flow.Event, now: datetime | None = None) -> flow.Transition:
+    now = now or timezone.now()
+    with transaction.atomic():
+        group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
+        return _apply(group, event, now)
+
+
+def group_force_advance(*, group_id: int, user: str = "") -> flow.Transition:
+    with transaction.atomic():
+        group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
+        log_event(group, "forced_by_experimenter", user=user, phase=group.phase)
+        return _apply(group, flow.ForceAdvance(), timezone.now())
+
+
+# --- group creation -------------------------------------------------------------------------
+def next_question(study: Study) -> Question:
+    """The study question used by the fewest groups so far (round-robin by arrival)."""
+    question = (
+        study.questions.annotate(n=Count("groups", filter=Q(groups__study=study)))
+        .order_by("n", "id").first()
+    )
+    if question is None:
+        raise SubmissionError("no_questions", "This study has no questions yet.")
+    return question
+
+
+def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetime) -> Group:
+    """Form a group from lobby members (caller holds the study lock)."""
+    question = next_question(study)
+    state = flow.initial_state(tuple(flow.MemberView(pid, connected=True) for pid in participant_ids),
+                               now, study.flow_config)
+    group = Group.objects.create(study=study, question=question, phase=state.phase.value,
+                                 deadline=state.deadline, phase_started_at=now)
+    for position, pid in enumerate(participant_ids, start=1):
+        Participant.objects.filter(pk=pid).update(group=group, position=position, status=Participant.Status.IN_GROUP)
+    log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk)
+    realtime.push_after_commit(participants=participant_ids, lobbies=[study.pk])
+    return group
+
+
+# --- submissions ----------------------------------------------------------------------------
+def _locked_member_group(participant: Participant, phase: Phase | tuple[Phase, ...]) -> Group:
+    phases = phase if isinstance(phase, tuple) else (phase,)
+    if participant.group_id is None:
+        raise SubmissionError("not_in_group", "You are not in a group yet.")
+    group = Group.objects.select_for_update().select_related("study").get(pk=participant.group_id)
+    if Phase(group.phase) not in phases:
+        raise SubmissionError("wrong_phase", f"That is not possible now: the group is in the {group.phase} phase.")
+    return group
+
+
+def _response_seconds(group: Group, now: datetime) -> float:
+    return max(0.0, (now - group.phase_started_at).total_seconds())
+
+
+def opinion_submit(*, participant: Participant, text: str) -> SubmitResult:
+    now = timezone.now()
+    with transaction.atomic():
+        existing = Opinion.objects.filter(participant=participant, group_id=participant.group_id).first()
+        if existing is not None:
+            return SubmitResult(created=False)
+        group = _locked_member_group(participant, Phase.OPINION)
+        text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
+        Opinion.objects.create(group=group, participant=participant, text=text,
+                               response_seconds=_response_seconds(group, now))
+        log_event(group, "opinion_submitted", participant)
+        _apply(group, flow.Submitted(participant.pk), now)
+    return SubmitResult(created=True)
+
+
+def critique_submit(*, participant: Participant, text: str) -> SubmitResult:
+    now = timezone.now()
+    with transaction.atomic():
+        if Critique.objects.filter(participant=participant, group_id=participant.group_id).exists():
+            return SubmitResult(created=False)
+        group = _locked_member_group(participant, Phase.CRITIQUE)
+        text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
+        Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
+                                text=text, response_seconds=_response_seconds(group, now))
+        log_event(group, "critique_submitted", participant)
+        _apply(group, flow.Submitted(participant.pk), now)
+    return SubmitResult(created=True)
+
+
+def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranking: list[int], *,
+                      complete: bool) -> dict[int, Candidate]:
+    candidates = {c.pk: c for c in Candidate.objects.filter(group=group, round=round_)}
+    unknown = (set(ratings) | set(ranking)) - set(candidates)
+    if unknown:
+        raise SubmissionError("forbidden", "Those statements are not part of your group's current round.")
+    if complete:
+        if set(ratings) != set(candidates):
+            raise SubmissionError("incomplete", "Please rate every statement.")
+        if sorted(ranking) != sorted(candidates):
+            raise SubmissionError("incomplete", "Please rank every statement exactly once.")
+    for values in ratings.values():
+        for key in ("agreement", "quality"):
+            value = values.get(key)
+            if complete and value is None:
+                raise SubmissionError("incomplete", "Please give every statement an agreement and a quality rating.")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 7):
+                raise SubmissionError("invalid", "Ratings are whole numbers from 1 to 7.")
+    if len(set(ranking)) != len(ranking):
+        raise SubmissionError("invalid", "Each statement can appear only once in the ranking.")
+    return candidates
+
+
+def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, dict], ranking: list[int]) -> SubmitResult:
+    now = timezone.now()
+    phase = Phase.RATING if round == 1 else Phase.FINAL_RATING
+    with transaction.atomic():
+        if Rating.objects.filter(participant=participant, group_id=participant.group_id, round=round).exists():
+            return SubmitResult(created=False)
+        group = _locked_member_group(participant, phase)
+        _validate_ratings(group, round, ratings, ranking, complete=True)
+        seconds = _response_seconds(group, now)
+        rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
+        Rating.objects.bulk_create([
+            Rating(participant=participant, candidate_id=cid, group=group, round=round,
+                   agreement=values["agreement"], quality=values["quality"], rank=rank_of[cid],
+                   response_seconds=seconds)
+            for cid, values in ratings.items()
+        ])
+        log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
+        _apply(group, flow.Submitted(participant.pk), now)
+    return SubmitResult(created=True)
+
+
+def draft_save(*, participant: Participant, phase: str, payload: dict) -> None:
+    """Keep what a member has typed so far; silently ignored once the phase has moved on."""
+    with transaction.atomic():
+        if participant.group_id is None:
+            raise SubmissionError("not_in_group", "You are not in a group yet.")
+        group = Group.objects.select_for_update().get(pk=participant.group_id)
+        if group.phase != phase or Phase(phase) not in flow.INPUT_PHASES:
+            return
+        Draft.objects.update_or_create(group=group, participant=participant, phase=phase,
+                                       defaults={"payload": payload})
+        # A first usable draft can change whether the group has any opinions at its deadline.
+
+
+def store_timed_out_drafts(group: Group, phase: Phase, previous: flow.GroupState, now: datetime) -> None:
+    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout."""
+    seconds = _response_seconds(group, now)
+    pending = {m.participant_id for m in previous.members if not m.submitted}
+    drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending)
+    limit = group.study.max_text_chars
+    for draft in drafts:
+        payload = draft.payload if isinstance(draft.payload, dict) else {}
+        try:
+            if phase is Phase.OPINION:
+                text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="opinion")
+                Opinion.objects.create(group=group, participant_id=draft.participant_id, text=text,
+                                       response_seconds=seconds, by_timeout=True)
+            elif phase is Phase.CRITIQUE:
+                text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="critique")
+                Critique.objects.create(group=group, participant_id=draft.participant_id, text=text,
+                                        candidate_id=group.winner_round1_id, response_seconds=seconds, by_timeout=True)
+            else:
+                _store_rating_draft(group, phase, draft, payload, seconds)
+        except (SubmissionError, IntegrityError, TypeError, ValueError) as exc:
+            log_event(group, "draft_discarded", None, participant_id=draft.participant_id, reason=str(exc)[:200])
+            continue
+        log_event(group, "stored_by_timeout", None, participant_id=draft.participant_id, phase=phase.value)
+
+
+def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict, seconds: float) -> None:
+    round_ = flow.round_of(phase)
+    ratings = {int(k): v for k, v in (payload.get("ratings") or {}).items() if isinstance(v, dict)}
+    ranking = [int(c) for c in payload.get("ranking") or []]
+    candidates = _validate_ratings(group, round_, ratings, ranking, complete=False)
+    full_ranking = sorted(ranking) == sorted(candidates)
+    rank_of = {cid: i + 1 for i, cid in enumerate(ranking)} if full_ranking else {}
+    rows = []
+    for cid in candidates:
+        values = ratings.get(cid, {})
+        if values.get("agreement") is None and values.get("quality") is None and cid not in rank_of:
+            continue
+        rows.append(Rating(participant_id=draft.participant_id, candidate_id=cid, group=group, round=round_,
+                           agreement=values.get("agreement"), quality=values.get("quality"),
+                           rank=rank_of.get(cid), response_seconds=seconds, by_timeout=True))
+    with transaction.atomic():
+        Rating.objects.bulk_create(rows)
+
+
+# --- winners and finishing ------------------------------------------------------------------
+def derive_seed(*parts: object) -> int:
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def winner_choose(group: Group, round_: int) -> Candidate | None:
+    candidates = list(Candidate.objects.filter(group=group, round=round_).order_by("index"))
+    if not candidates:
+        return None
+    ids = [c.pk for c in candidates]
+    ballots: dict[int, list[tuple[int, int]]] = {}
+    for participant_id, candidate_id, rank in Rating.objects.filter(
+        group=group, round=round_, rank__isnull=False
+    ).values_list("participant_id", "candidate_id", "rank"):
+        ballots.setdefault(participant_id, []).append((rank, candidate_id))
+    rankings = [[cid for _, cid in sorted(b)] for _, b in sorted(ballots.items()) if len(b) == len(ids)]
+    if rankings:
+        result = schulze(rankings, ids, seed=derive_seed(group.study.generation_seed, group.pk, round_, "winner"))
+        winner_id, details = result.winner, {"tied_winners": list(result.tied_winners),
+                                             "tie_broken_by": result.tie_broken_by}
+        method = "schulze"
+    else:  # nobody ranked in time: fall back to mean agreement, then to the first candidate
+        means = {cid: [] for cid in ids}
+        for cid, agreement in Rating.objects.filter(group=group, round=round_, agreement__isnull=False) \
+                .values_list("candidate_id", "agreement"):
+            means[cid].append(agreement)
+        winner_id = max(ids, key=lambda c: (sum(means[c]) / len(means[c]) if means[c] else 0, -ids.index(c)))
+        method, details = "mean_agreement_fallback", {}
+    winner = next(c for c in candidates if c.pk == winner_id)
+    setattr(group, f"winner_round{round_}", winner)
+    group.save(update_fields=[f"winner_round{round_}"])
+    log_event(group, "winner_chosen", None, round=round_, candidate_id=winner_id, method=method,
+              ballots=len(rankings), **details)
+    return winner
+
+
+def group_finish(group: Group, outcome: str, previous: flow.GroupState, now: datetime) -> None:
+    group.outcome = outcome
+    group.finished_at = now
+    group.save(update_fields=["outcome", "finished_at"])
+    study = group.study
+    for member in previous.members:
+        completed = member.submitted or member.connected
+        status = Participant.Status.COMPLETED if completed else Participant.Status.DROPPED
+        Participant.objects.filter(pk=member.participant_id, status=Participant.Status.IN_GROUP).update(
+            status=status, completion_code=study.completion_code(status.value), finished_at=now)
+    log_event(group, "group_finished", None, outcome=outcome)
+    realtime.push_after_commit(participants=[m.participant_id for m in previous.members])

@@ -1,0 +1,112 @@
+"""Versioned prompt templates for consensus statements and their revision.
+
+Templates are frozen and carry a version so that every stored statement can be
+traced back to the exact wording that produced it (see ``prompt_hash``). They
+are kept short on purpose: the embedded model (SmolLM2-135M) has a 2048-token
+context and follows brief instructions far better than long ones.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+from generation.backends.base import ChatMessage
+
+# ~600 characters is ~150 tokens; with a handful of members this keeps the
+# rendered prompt well inside the 2048-token context of the small model.
+MAX_OPINION_CHARS = 600
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: str
+    system: str
+    user: str  # str.format template
+
+
+CONSENSUS = PromptTemplate(
+    name="consensus",
+    version="1",
+    system=(
+        "You help a group find common ground. You write short, neutral "
+        "statements that every member of the group could agree with."
+    ),
+    user=(
+        "Question: {question}\n\n"
+        "Opinions of the group members:\n{opinions}\n\n"
+        "Write one consensus statement that the whole group could endorse. "
+        "Write it in the group's voice (\"We ...\"), in 2 to 5 sentences. "
+        "Reply with the statement only, no preamble."
+    ),
+)
+
+REVISION = PromptTemplate(
+    name="revision",
+    version="1",
+    system=CONSENSUS.system,
+    user=(
+        "Question: {question}\n\n"
+        "Opinions of the group members:\n{opinions}\n\n"
+        "Previous consensus statement:\n{previous}\n\n"
+        "Critiques of that statement by the members:\n{critiques}\n\n"
+        "Write a revised consensus statement that addresses the critiques and "
+        "that the whole group could endorse. Write it in the group's voice "
+        "(\"We ...\"), in 2 to 5 sentences. Reply with the statement only, "
+        "no preamble."
+    ),
+)
+
+TEMPLATES = {t.name: t for t in (CONSENSUS, REVISION)}
+
+
+def _one_line(text: str, limit: int = MAX_OPINION_CHARS) -> str:
+    """Collapse all whitespace (newlines included) and cut at ``limit`` chars."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat[:limit].rsplit(" ", 1)[0] if " " in flat[:limit] else flat[:limit]
+    return cut.rstrip(" ,;:") + "..."
+
+
+def _bullets(items: Sequence[str]) -> str:
+    lines = [f"- {_one_line(item)}" for item in items if item and item.strip()]
+    return "\n".join(lines) if lines else "- (none)"
+
+
+def _messages(template: PromptTemplate, **fields: str) -> tuple[ChatMessage, ...]:
+    return (
+        ChatMessage("system", template.system),
+        ChatMessage("user", template.user.format(**fields)),
+    )
+
+
+def render_consensus(
+    template: PromptTemplate, question: str, opinions: list[str]
+) -> tuple[ChatMessage, ...]:
+    return _messages(template, question=_one_line(question), opinions=_bullets(opinions))
+
+
+def render_revision(
+    template: PromptTemplate,
+    question: str,
+    opinions: list[str],
+    previous_statement: str,
+    critiques: list[str],
+) -> tuple[ChatMessage, ...]:
+    return _messages(
+        template,
+        question=_one_line(question),
+        opinions=_bullets(opinions),
+        previous=_one_line(previous_statement, limit=2 * MAX_OPINION_CHARS),
+        critiques=_bullets(critiques),
+    )
+
+
+def prompt_hash(messages: Sequence[ChatMessage]) -> str:
+    """sha256 of a canonical JSON of the messages: equal prompts, equal hash."""
+    payload = [{"content": m.content, "role": m.role} for m in messages]
+    canonical = json.dumps(payload, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

@@ -1,0 +1,148 @@
+"""Write a group's candidate statements: build prompts, call the backend, store provenance.
+
+Idempotent per (group, round): a re-run (a retried or re-delivered task, a second worker)
+finds the stored candidates and only makes sure the group has moved on. The slow part
+(the model) runs outside any transaction; storing and advancing is one transaction under
+the group's row lock.
+"""
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import asdict, dataclass
+
+from django.db import transaction
+from django.utils import timezone
+
+from deliberation import flow
+from deliberation.flow import Phase
+from deliberation.models import Candidate, Critique, Group, Opinion
+from deliberation.services import _apply, _touch, derive_seed, log_event
+
+from .backends import get_backend
+from .backends.base import GenerationError, GenerationRequest, GenerationResult
+from .cleaning import clean_statement
+from .prompts import CONSENSUS, REVISION, prompt_hash, render_consensus, render_revision
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PARAMS = {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160}
+MAX_OUTPUT_ATTEMPTS = 4  # an empty or unusable output is retried with a new seed
+
+
+class GenerationFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class _Slot:
+    index: int
+    opinions: list[Opinion]
+    messages: tuple
+    result: GenerationResult | None = None
+    text: str | None = None
+    attempts: int = 0
+
+
+def generation_params(study) -> dict:
+    params = dict(DEFAULT_PARAMS)
+    params.update({k: v for k, v in (study.generation_params or {}).items() if k in DEFAULT_PARAMS})
+    return params
+
+
+def build_slots(group: Group, round_: int) -> list[_Slot]:
+    """One prompt per candidate, the opinions shuffled anew for each (against order bias)."""
+    study = group.study
+    opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
+    critiques = [c.text for c in Critique.objects.filter(group=group).order_by("participant__position")]
+    slots = []
+    for index in range(study.num_candidates):
+        order = list(opinions)
+        random.Random(derive_seed(study.generation_seed, group.pk, round_, index, "shuffle")).shuffle(order)
+        texts = [o.text for o in order]
+        if round_ == 1:
+            messages = render_consensus(CONSENSUS, group.question.text, texts)
+        else:
+            messages = render_revision(REVISION, group.question.text, texts, group.winner_round1.text, critiques)
+        slots.append(_Slot(index=index, opinions=order, messages=messages))
+    return slots
+
+
+def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
+    """Generate and store the candidates of one round; returns how many were created."""
+    group = Group.objects.select_related("study", "question", "winner_round1").get(pk=group_id)
+    expected = Phase.GENERATING if round == 1 else Phase.REVISING
+    if Candidate.objects.filter(group=group, round=round).exists() or group.phase != expected:
+        _advance_if_ready(group_id, round)
+        return 0
+    study = group.study
+    params = generation_params(study)
+    backend = backend or get_backend(study.generation_backend)
+    slots = build_slots(group, round)
+    try:
+        for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
+            pending = [s for s in slots if s.text is None]
+            if not pending:
+                break
+            requests = [
+                GenerationRequest(messages=s.messages, seed=derive_seed(study.generation_seed, group.pk, round,
+                                                                        s.index, attempt), **params)
+                for s in pending
+            ]
+            for slot, result in zip(pending, backend.generate(requests)):
+                slot.result, slot.attempts = result, attempt
+                slot.text = clean_statement(result.text)
+        unusable = [s.index for s in slots if s.text is None]
+        if unusable:
+            raise GenerationFailed(f"no usable statement for candidate(s) {unusable} "
+                                   f"after {MAX_OUTPUT_ATTEMPTS} attempts")
+    except (GenerationError, GenerationFailed) as exc:
+        generation_error_record(group_id=group_id, message=str(exc))
+        raise GenerationFailed(str(exc)) from exc
+    return _store(group_id, round, slots, backend, params)
+
+
+def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict) -> int:
+    template = CONSENSUS if round_ == 1 else REVISION
+    with transaction.atomic():
+        group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
+        if Candidate.objects.filter(group=group, round=round_).exists():
+            created = 0  # another worker finished first
+        else:
+            for slot in slots:
+                result = slot.result
+                candidate = Candidate.objects.create(
+                    group=group, round=round_, index=slot.index, text=slot.text, raw_text=result.text,
+                    backend=backend.name, model_id=result.model_id, template_name=template.name,
+                    template_version=template.version, prompt=[asdict(msg) for msg in slot.messages],
+                    prompt_sha256=prompt_hash(slot.messages), params=params, seed=result.seed,
+                    attempts=slot.attempts, latency_ms=result.latency_ms, prompt_tokens=result.prompt_tokens,
+                    completion_tokens=result.completion_tokens, opinion_order=[o.pk for o in slot.opinions],
+                )
+                candidate.included_opinions.set(slot.opinions)
+            created = len(slots)
+            log_event(group, "candidates_stored", None, round=round_, count=created, backend=backend.name,
+                      latency_ms=sum(s.result.latency_ms for s in slots))
+        if group.generation_status:
+            group.generation_status = ""
+            group.save(update_fields=["generation_status"])
+        _apply(group, flow.CandidatesReady(round_), timezone.now())
+    return created
+
+
+def _advance_if_ready(group_id: int, round_: int) -> None:
+    with transaction.atomic():
+        group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
+        if Candidate.objects.filter(group=group, round=round_).exists():
+            _apply(group, flow.CandidatesReady(round_), timezone.now())
+
+
+def generation_error_record(*, group_id: int, message: str) -> None:
+    """Show the failure on the monitor and to the group; the task retries."""
+    logger.warning("generation for group %s failed: %s", group_id, message)
+    with transaction.atomic():
+        group = Group.objects.select_for_update().get(pk=group_id)
+        log_event(group, "generation_failed", None, error=message[:500])
+        _touch(group, generation_status=message[:300])
+
+

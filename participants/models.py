@@ -1,0 +1,63 @@
+"""Participant identity, recruitment ids, consent, status and presence."""
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+from django.db.models import Q
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Participant(models.Model):
+    class Status(models.TextChoices):
+        JOINED = "joined"  # opened the link, has not consented yet
+        LOBBY = "lobby"
+        IN_GROUP = "in_group"
+        COMPLETED = "completed"
+        LOBBY_TIMEOUT = "lobby_timeout"
+        DROPPED = "dropped"
+
+    FINISHED = (Status.COMPLETED, Status.LOBBY_TIMEOUT, Status.DROPPED)
+
+    study = models.ForeignKey("deliberation.Study", on_delete=models.PROTECT, related_name="participants")
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    recruitment_id = models.CharField(max_length=128, null=True, blank=True, help_text="PROLIFIC_PID")
+    recruitment_study_id = models.CharField(max_length=128, blank=True, help_text="STUDY_ID")
+    recruitment_session_id = models.CharField(max_length=128, blank=True, help_text="SESSION_ID")
+    url_params = models.JSONField(default=dict, blank=True, help_text="Every query parameter of the join link.")
+    user_agent = models.CharField(max_length=400, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.JOINED, db_index=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    lobby_entered_at = models.DateTimeField(null=True, blank=True)
+    group = models.ForeignKey("deliberation.Group", null=True, blank=True, on_delete=models.PROTECT,
+                              related_name="members")
+    position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Member number within the group.")
+    completion_code = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "recruitment_id"], condition=Q(recruitment_id__isnull=False),
+                                    name="one_participant_per_recruitment_id"),
+        ]
+        indexes = [models.Index(fields=["study", "status", "lobby_entered_at"])]
+
+    def __str__(self) -> str:
+        return self.recruitment_id or f"participant {self.pk}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class Presence(models.Model):
+    """One open websocket. A participant is connected while a row has pinged recently."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="presences")
+    channel_name = models.CharField(max_length=200, unique=True)
+    connected_at = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(db_index=True)

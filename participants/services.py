@@ -67,6 +67,8 @@ def participant_consent(*, participant: Participant) -> Participant:
         participant.lobby_entered_at = now
         participant.save(update_fields=["status", "consented_at", "lobby_entered_at"])
         realtime.push_after_commit(lobbies=[participant.study_id], participants=[participant.pk])
+    lobby_match(study_id=participant.study_id, now=now)
+    participant.refresh_from_db()
     return participant
 
 

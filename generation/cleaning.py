@@ -28,7 +28,8 @@ _INTERJECTION = re.compile(
 # "Here is a consensus statement that ...:" / "Below is ..." up to the colon,
 # or the whole line when it has no colon.
 _INTRO = re.compile(
-    r"^(?:here(?:'s|\u2019s|\s+is|\s+are)|below\s+is|the\s+following\s+is|i\s+propose)\b"
+    r"^(?:here(?:'s|\u2019s|\s+is|\s+are)|below\s+is|the\s+following\s+is|i\s+propose|"
+    r"i(?:'d|\u2019d|\s+would|'ll|\u2019ll|\s+will|\s+can)\s+(?:be\s+(?:happy|glad)|gladly|help|try))\b"
     r"[^\n:]*(?::|\n|$)\s*",
     re.IGNORECASE,
 )
@@ -72,6 +73,8 @@ def _strip_quotes(text: str) -> str:
             return text[1:-1].strip()
         if text[0] != "'" and close not in text[1:]:
             return text[1:].strip()  # opening quote of a cut-off answer
+    if text.endswith('"') and text.count('"') % 2:
+        return text[:-1].strip()  # closing quote without an opening one
     return text
 
 
@@ -119,6 +122,9 @@ def clean_statement(raw: str, max_chars: int = 1200, *, question: str | None = N
         return None
     text = _strip_markdown(raw.replace("\r\n", "\n"))
     text = _strip_preamble(text)
+    # The statement is one paragraph; what follows a blank line is commentary
+    # or the model wandering off once the statement is done.
+    text = re.split(r"\n[ \t]*\n", text.strip(), maxsplit=1)[0]
     trailer = _TRAILER.search(text)
     if trailer:
         text = text[: trailer.start()]

@@ -4,6 +4,11 @@ Templates are frozen and carry a version so that every stored statement can be
 traced back to the exact wording that produced it (see ``prompt_hash``). They
 are kept short on purpose: the embedded model (SmolLM2-135M) has a 2048-token
 context and follows brief instructions far better than long ones.
+
+A template may carry a ``response_prefix``: it is rendered as a final, partial
+assistant message that backends continue (a "prefill"). Starting the answer
+with "We" keeps a small model in the group's voice and on topic; without it
+SmolLM2-135M often opens with chatter or drifts to an unrelated subject.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ class PromptTemplate:
     version: str
     system: str
     user: str  # str.format template
+    response_prefix: str = ""  # start of the answer, continued by the model
 
 
 CONSENSUS = PromptTemplate(
@@ -41,6 +47,7 @@ CONSENSUS = PromptTemplate(
         "Write it in the group's voice (\"We ...\"), in 2 to 5 sentences. "
         "Reply with the statement only, no preamble."
     ),
+    response_prefix="We",
 )
 
 REVISION = PromptTemplate(
@@ -57,9 +64,13 @@ REVISION = PromptTemplate(
         "(\"We ...\"), in 2 to 5 sentences. Reply with the statement only, "
         "no preamble."
     ),
+    response_prefix="We",
 )
 
 TEMPLATES = {t.name: t for t in (CONSENSUS, REVISION)}
+# The statement is a single paragraph: stopping at the first blank line saves
+# the tokens a small model spends on commentary after it.
+STOP_SEQUENCES = ("\n\n",)
 
 
 def _one_line(text: str, limit: int = MAX_OPINION_CHARS) -> str:
@@ -77,10 +88,13 @@ def _bullets(items: Sequence[str]) -> str:
 
 
 def _messages(template: PromptTemplate, **fields: str) -> tuple[ChatMessage, ...]:
-    return (
+    messages = [
         ChatMessage("system", template.system),
         ChatMessage("user", template.user.format(**fields)),
-    )
+    ]
+    if template.response_prefix:
+        messages.append(ChatMessage("assistant", template.response_prefix))
+    return tuple(messages)
 
 
 def render_consensus(

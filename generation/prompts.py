@@ -10,18 +10,25 @@ assistant message that backends continue (a "prefill"). Starting the answer
 with "We" keeps a small model in the group's voice and on topic; without it
 SmolLM2-135M often opens with chatter or drifts to an unrelated subject.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from generation.backends.base import ChatMessage
 
-# ~600 characters is ~150 tokens; with a handful of members this keeps the
-# rendered prompt well inside the 2048-token context of the small model.
+# ~600 characters is ~150 tokens. Each block also has a total budget, so a
+# large group shortens every item instead of overflowing the 2048-token
+# context (~4 characters per token, leaving room for the answer).
 MAX_OPINION_CHARS = 600
+MIN_ITEM_CHARS = 120
+CONSENSUS_OPINIONS_BUDGET = 4800
+REVISION_OPINIONS_BUDGET = 2800
+REVISION_CRITIQUES_BUDGET = 1600
+PREVIOUS_STATEMENT_CHARS = 800
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ CONSENSUS = PromptTemplate(
         "Question: {question}\n\n"
         "Opinions of the group members:\n{opinions}\n\n"
         "Write one consensus statement that the whole group could endorse. "
-        "Write it in the group's voice (\"We ...\"), in 2 to 5 sentences. "
+        'Write it in the group\'s voice ("We ..."), in 2 to 5 sentences. '
         "Reply with the statement only, no preamble."
     ),
     response_prefix="We",
@@ -61,7 +68,7 @@ REVISION = PromptTemplate(
         "Critiques of that statement by the members:\n{critiques}\n\n"
         "Write a revised consensus statement that addresses the critiques and "
         "that the whole group could endorse. Write it in the group's voice "
-        "(\"We ...\"), in 2 to 5 sentences. Reply with the statement only, "
+        '("We ..."), in 2 to 5 sentences. Reply with the statement only, '
         "no preamble."
     ),
     response_prefix="We",
@@ -82,9 +89,12 @@ def _one_line(text: str, limit: int = MAX_OPINION_CHARS) -> str:
     return cut.rstrip(" ,;:") + "..."
 
 
-def _bullets(items: Sequence[str]) -> str:
-    lines = [f"- {_one_line(item)}" for item in items if item and item.strip()]
-    return "\n".join(lines) if lines else "- (none)"
+def _bullets(items: Sequence[str], budget: int) -> str:
+    kept = [item for item in items if item and item.strip()]
+    if not kept:
+        return "- (none)"
+    limit = max(MIN_ITEM_CHARS, min(MAX_OPINION_CHARS, budget // len(kept)))
+    return "\n".join(f"- {_one_line(item, limit)}" for item in kept)
 
 
 def _messages(template: PromptTemplate, **fields: str) -> tuple[ChatMessage, ...]:
@@ -97,10 +107,12 @@ def _messages(template: PromptTemplate, **fields: str) -> tuple[ChatMessage, ...
     return tuple(messages)
 
 
-def render_consensus(
-    template: PromptTemplate, question: str, opinions: list[str]
-) -> tuple[ChatMessage, ...]:
-    return _messages(template, question=_one_line(question), opinions=_bullets(opinions))
+def render_consensus(template: PromptTemplate, question: str, opinions: list[str]) -> tuple[ChatMessage, ...]:
+    return _messages(
+        template,
+        question=_one_line(question),
+        opinions=_bullets(opinions, CONSENSUS_OPINIONS_BUDGET),
+    )
 
 
 def render_revision(
@@ -113,9 +125,9 @@ def render_revision(
     return _messages(
         template,
         question=_one_line(question),
-        opinions=_bullets(opinions),
-        previous=_one_line(previous_statement, limit=2 * MAX_OPINION_CHARS),
-        critiques=_bullets(critiques),
+        opinions=_bullets(opinions, REVISION_OPINIONS_BUDGET),
+        previous=_one_line(previous_statement, PREVIOUS_STATEMENT_CHARS),
+        critiques=_bullets(critiques, REVISION_CRITIQUES_BUDGET),
     )
 
 

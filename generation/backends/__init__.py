@@ -3,6 +3,7 @@
 Backends are imported lazily so that asking for the extractive baseline never
 imports torch or transformers.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -32,6 +33,11 @@ def get_backend(name: str, **options) -> Backend:
 
 
 __all__ = [
-    "Backend", "ChatMessage", "GenerationError", "GenerationRequest", "GenerationResult",
-    "backend_names", "get_backend",
+    "Backend",
+    "ChatMessage",
+    "GenerationError",
+    "GenerationRequest",
+    "GenerationResult",
+    "backend_names",
+    "get_backend",
 ]

@@ -9,6 +9,7 @@ PyTorch model. Loading takes tens of seconds, so it happens once per process
 A trailing assistant message is a prefill: the model continues it and the
 returned text starts with it (see ``generation.prompts.PromptTemplate``).
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -16,9 +17,10 @@ import importlib.util
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .base import GenerationError, GenerationRequest, GenerationResult
 

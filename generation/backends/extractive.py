@@ -6,12 +6,13 @@ them with the request seed and prefixes a neutral phrase. It is instant and
 needs no weights, which makes it the backend for fast tests and load tests,
 and a floor that any real model should beat.
 """
+
 from __future__ import annotations
 
 import random
 import re
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 from .base import GenerationRequest, GenerationResult
 

@@ -1,4 +1,5 @@
 """clean_statement: model chatter is removed, unusable output becomes None."""
+
 import pytest
 
 from generation.cleaning import clean_statement
@@ -100,6 +101,6 @@ def test_cut_without_sentence_boundary_falls_back_to_words():
 
 
 def test_idempotent():
-    once = clean_statement(f"Sure! Here is the statement:\n\n\"{STATEMENT}\"\n\nNote: balanced.")
+    once = clean_statement(f'Sure! Here is the statement:\n\n"{STATEMENT}"\n\nNote: balanced.')
     assert once == STATEMENT
     assert clean_statement(once) == once

@@ -1,4 +1,5 @@
 """Extractive baseline backend and the backend registry."""
+
 import pytest
 
 from generation.backends import GenerationRequest, backend_names, get_backend

@@ -1,5 +1,7 @@
 """Prompt templates: rendering, truncation and a stable hash."""
+
 import dataclasses
+import hashlib
 
 import pytest
 
@@ -73,6 +75,13 @@ def test_prompt_stays_small_for_a_large_group():
     assert sum(len(m.content) for m in messages) < 4 * 2048
 
 
+def test_large_group_shortens_each_opinion():
+    user = render_consensus(CONSENSUS, QUESTION, ["word " * 200] * 20)[1].content
+    bullets = [line for line in user.splitlines() if line.startswith("- ")]
+    assert len(bullets) == 20
+    assert all(len(b) <= 4800 // 20 + 6 for b in bullets)
+
+
 def test_empty_opinions_are_skipped():
     user = render_consensus(CONSENSUS, QUESTION, ["", "  ", "Real opinion."])[1].content
     assert "- Real opinion." in user and "- \n" not in user
@@ -92,9 +101,8 @@ def test_prompt_hash_is_stable_and_sensitive():
 def test_prompt_hash_known_value():
     # Pins the canonical JSON form: changing it would orphan stored hashes.
     messages = (ChatMessage("system", "S"), ChatMessage("user", "U \u00e9"))
-    import hashlib
-
-    expected = hashlib.sha256('[{"content":"S","role":"system"},{"content":"U \u00e9","role":"user"}]'.encode()).hexdigest()
+    canonical = '[{"content":"S","role":"system"},{"content":"U \u00e9","role":"user"}]'
+    expected = hashlib.sha256(canonical.encode()).hexdigest()
     assert prompt_hash(messages) == expected
 
 

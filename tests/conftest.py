@@ -27,3 +27,31 @@ def _flush_channel_layer_between_tests():
     yield
     channel_layers.backends.clear()
     client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_stray_connections_before_teardown(request):
+    """Consumer threads and killed server processes can leave sessions on the test database,
+    which would stop pytest-django from dropping it at the end."""
+    if not _django_configured():
+        yield
+        return
+    request.getfixturevalue("django_db_setup")  # so this teardown runs before the database is dropped
+    yield
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    except Exception:
+        pass
+
+
+def _django_configured() -> bool:
+    try:
+        from django.conf import settings
+
+        return settings.configured and bool(settings.DATABASES)
+    except Exception:
+        return False

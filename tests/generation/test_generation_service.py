@@ -1,0 +1,96 @@
+"""Candidate generation through the service and the real Redis queue."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import transaction
+
+from deliberation.models import Candidate, GroupEvent
+from deliberation.services import opinion_submit
+from generation.backends.base import GenerationResult
+from generation.backends.extractive import ExtractiveBackend
+from generation.dispatch import enqueue_generation
+from generation.services import GenerationFailed, candidates_generate
+
+from ..factories import make_group
+
+pytestmark = pytest.mark.django_db(transaction=True)
+OPINIONS = [
+    "Food taxes hit poor families hardest, so removing them is fair and simple.",
+    "We need the revenue for schools; removing food taxes would cut public services.",
+    "Remove taxes on basic groceries but keep them on sweets and luxury foods.",
+]
+
+
+class FlakyBackend:
+    """Test double: unusable output for the first attempt of every candidate, then a real baseline."""
+
+    name = "flaky"
+    model_id = "flaky-test-double"
+
+    def __init__(self, bad_attempts=1):
+        self.real = ExtractiveBackend()
+        self.calls = []
+        self.bad_attempts = bad_attempts
+
+    def generate(self, requests):
+        self.calls.append([r.seed for r in requests])
+        if len(self.calls) <= self.bad_attempts:
+            return [GenerationResult(text="  ", model_id=self.model_id, seed=r.seed, latency_ms=1.0,
+                                     prompt_tokens=1, completion_tokens=0) for r in requests]
+        return self.real.generate(requests)
+
+
+def opinions_in(group, members):
+    for member, text in zip(members, OPINIONS):
+        opinion_submit(participant=member, text=text)
+
+
+def test_unusable_output_is_retried_with_a_new_seed():
+    group, members = make_group(n=3)
+    opinions_in(group, members)
+    backend = FlakyBackend(bad_attempts=1)
+    assert candidates_generate(group_id=group.pk, round=1, backend=backend) == 2
+    first, second = backend.calls
+    assert set(first).isdisjoint(second)  # new seeds on the retry
+    assert list(Candidate.objects.filter(group=group).values_list("attempts", flat=True)) == [2, 2]
+
+
+def test_persistent_failure_is_recorded_for_the_monitor_and_group_keeps_waiting():
+    group, members = make_group(n=3)
+    opinions_in(group, members)
+    with pytest.raises(GenerationFailed):
+        candidates_generate(group_id=group.pk, round=1, backend=FlakyBackend(bad_attempts=99))
+    group.refresh_from_db()
+    assert group.phase == "generating" and "no usable statement" in group.generation_status
+    assert GroupEvent.objects.filter(group=group, kind="generation_failed").exists()
+    assert candidates_generate(group_id=group.pk, round=1) == 2  # the retry succeeds and clears the error
+    group.refresh_from_db()
+    assert group.phase == "rating" and group.generation_status == ""
+
+
+def test_opinions_are_shuffled_anew_for_each_candidate_and_provenance_is_stored():
+    group, members = make_group(n=3)
+    group.study.num_candidates = 6
+    group.study.save()
+    opinions_in(group, members)
+    candidates_generate(group_id=group.pk, round=1)
+    orders = {tuple(c.opinion_order) for c in Candidate.objects.filter(group=group)}
+    assert len(orders) > 1
+    c = Candidate.objects.filter(group=group).first()
+    assert c.prompt[0]["role"] == "system" and OPINIONS[0][:30] in json.dumps(c.prompt)
+    assert c.seed and c.params["max_new_tokens"] == 160 and c.model_id == "extractive-baseline-v1"
+
+
+def test_generation_is_queued_on_the_generation_queue_in_redis_after_commit():
+    client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    client.delete("generation")
+    with transaction.atomic():
+        enqueue_generation(group_id=12345, round=1)
+        assert client.llen("generation") == 0  # nothing leaves before the commit
+    assert client.llen("generation") == 1
+    message = json.loads(client.lpop("generation"))
+    assert message["headers"]["task"] == "generation.tasks.generate_candidates"

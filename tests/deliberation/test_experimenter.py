@@ -106,3 +106,19 @@ def test_study_validation_rejects_min_above_max():
     study = Study(slug="x", title="x", min_group_size=5, max_group_size=3)
     with pytest.raises(ValidationError):
         study.full_clean()
+
+
+def test_export_csv_command_writes_one_file_per_entity(tmp_path):
+    from deliberation.services import opinion_submit
+
+    group, members = make_group(n=3)
+    opinion_submit(participant=members[0], text="Taxes on food should go, I think.")
+    call_command("export_csv", "--study", group.study.slug, "--out", str(tmp_path), stdout=io.StringIO(),
+                 verbosity=0)
+    assert {p.name for p in tmp_path.iterdir()} == {f"{n}.csv" for n in (
+        "participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")}
+    opinions = list(csv.DictReader((tmp_path / "opinions.csv").open()))
+    assert opinions[0]["text"] == "Taxes on food should go, I think." and opinions[0]["submitted_at"]
+    assert "token" not in (tmp_path / "participants.csv").read_text().splitlines()[0]
+    with pytest.raises(CommandError):
+        call_command("export_csv", "--study", "missing", "--out", str(tmp_path))

@@ -22,7 +22,7 @@ from deliberation.services import _apply, _touch, derive_seed, log_event
 from .backends import get_backend
 from .backends.base import GenerationError, GenerationRequest, GenerationResult
 from .cleaning import clean_statement
-from .prompts import CONSENSUS, REVISION, prompt_hash, render_consensus, render_revision
+from .prompts import CONSENSUS, REVISION, STOP_SEQUENCES, prompt_hash, render_consensus, render_revision
 
 logger = logging.getLogger(__name__)
 
@@ -86,12 +86,13 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
                 break
             requests = [
                 GenerationRequest(messages=s.messages, seed=derive_seed(study.generation_seed, group.pk, round,
-                                                                        s.index, attempt), **params)
+                                                                        s.index, attempt),
+                                  stop=STOP_SEQUENCES, **params)
                 for s in pending
             ]
             for slot, result in zip(pending, backend.generate(requests)):
                 slot.result, slot.attempts = result, attempt
-                slot.text = clean_statement(result.text)
+                slot.text = clean_statement(result.text, question=group.question.text)
         unusable = [s.index for s in slots if s.text is None]
         if unusable:
             raise GenerationFailed(f"no usable statement for candidate(s) {unusable} "

@@ -116,7 +116,8 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                     group=group, round=round_, index=slot.index, text=slot.text, raw_text=result.text,
                     backend=backend.name, model_id=result.model_id, template_name=template.name,
                     template_version=template.version, prompt=[asdict(msg) for msg in slot.messages],
-                    prompt_sha256=prompt_hash(slot.messages), params=params, seed=result.seed,
+                    prompt_sha256=prompt_hash(slot.messages),
+                    params={**params, "stop": list(STOP_SEQUENCES), **(result.extra or {})}, seed=result.seed,
                     attempts=slot.attempts, latency_ms=result.latency_ms, prompt_tokens=result.prompt_tokens,
                     completion_tokens=result.completion_tokens, opinion_order=[o.pk for o in slot.opinions],
                 )

@@ -37,11 +37,12 @@ def _close_stray_connections_before_teardown(request):
         yield
         return
     request.getfixturevalue("django_db_setup")  # so this teardown runs before the database is dropped
+    blocker = request.getfixturevalue("django_db_blocker")
     yield
     from django.db import connection
 
     try:
-        with connection.cursor() as cursor:
+        with blocker.unblock(), connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()")
     except Exception:

@@ -47,7 +47,10 @@ class StudyAdmin(CsvExportAdmin):
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),
         ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method")}),
-        ("Generation", {"fields": ("generation_backend", "generation_params", "generation_seed")}),
+        ("Generation", {"fields": ("generation_backend", "generation_base_url", "generation_model",
+                                   "generation_api_key_env", "generation_concurrency", "generation_timeout_seconds",
+                                   "generation_params", "generation_seed", "consensus_template",
+                                   "revision_template")}),
         ("Completion codes", {"fields": ("completion_code_completed", "completion_code_lobby_timeout",
                                          "completion_code_dropped", "prolific_redirect")}),
     )

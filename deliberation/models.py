@@ -61,8 +61,29 @@ class Study(models.Model):
     aggregation_method = models.CharField(max_length=32, choices=Aggregation.choices, default=Aggregation.SCHULZE)
     max_text_chars = models.PositiveIntegerField(default=1000, help_text="Longest opinion or critique accepted.")
 
-    generation_backend = models.CharField(max_length=32, default="embedded",
-                                          help_text="embedded (SmolLM2 on CPU) or extractive (non-neural baseline).")
+    class Backend(models.TextChoices):
+        EMBEDDED = "embedded", "Embedded SmolLM2-135M on the worker's CPU"
+        OPENAI = "openai", "OpenAI-compatible server (vLLM, llama.cpp, TGI, ...)"
+        EXTRACTIVE = "extractive", "Extractive baseline (no model; for pilots and load tests)"
+
+    generation_backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.EMBEDDED)
+    generation_base_url = models.URLField(blank=True, help_text="OpenAI-compatible server, e.g. http://gpu-host:8000/v1")
+    generation_model = models.CharField(max_length=200, blank=True,
+                                        help_text="Model name the server expects (e.g. the one given to vllm serve).")
+    generation_api_key_env = models.CharField(max_length=100, blank=True,
+                                              help_text="NAME of the environment variable holding the API key "
+                                                        "(the key itself is never stored).")
+    generation_concurrency = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1)],
+                                                              help_text="Requests in flight to the server at once.")
+    generation_timeout_seconds = models.PositiveIntegerField(default=120)
+    consensus_template = models.ForeignKey("generation.PromptTemplate", null=True, blank=True,
+                                           on_delete=models.PROTECT, related_name="+",
+                                           limit_choices_to={"kind": "consensus"},
+                                           help_text="Empty: the latest consensus template.")
+    revision_template = models.ForeignKey("generation.PromptTemplate", null=True, blank=True,
+                                          on_delete=models.PROTECT, related_name="+",
+                                          limit_choices_to={"kind": "revision"},
+                                          help_text="Empty: the latest revision template.")
     generation_params = models.JSONField(default=dict, blank=True,
                                          help_text='e.g. {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160}')
     generation_seed = models.BigIntegerField(default=0, help_text="Base seed; each candidate derives its own.")
@@ -97,6 +118,14 @@ class Study(models.Model):
             final_rating_seconds=self.final_rating_seconds,
             critique_round=self.critique_round,
         )
+
+    def backend_options(self) -> dict:
+        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection)."""
+        if self.generation_backend != self.Backend.OPENAI:
+            return {}
+        return {"base_url": self.generation_base_url, "model": self.generation_model,
+                "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
+                "timeout": float(self.generation_timeout_seconds)}
 
     def completion_code(self, outcome: str) -> str:
         return {
@@ -150,6 +179,8 @@ class Candidate(models.Model):
     raw_text = models.TextField(help_text="The model's output before cleaning.")
     backend = models.CharField(max_length=32)
     model_id = models.CharField(max_length=300)
+    template = models.ForeignKey("generation.PromptTemplate", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="candidates")
     template_name = models.CharField(max_length=64)
     template_version = models.PositiveIntegerField()
     prompt = models.JSONField(help_text="The rendered chat messages.")

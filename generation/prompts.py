@@ -74,7 +74,18 @@ REVISION = PromptTemplate(
     response_prefix="We",
 )
 
-TEMPLATES = {t.name: t for t in (CONSENSUS, REVISION)}
+QUESTION_GENERATION = PromptTemplate(
+    name="question_generation",
+    version="1",
+    system="You write debate questions on moral and political issues for group discussions.",
+    user=(
+        "Here are example questions:\n{seed_questions}\n\n"
+        "Write {n} new questions in the same style, on different topics. Each question must be answerable "
+        "with yes or no and invite disagreement. One question per line, no numbering."
+    ),
+)
+
+TEMPLATES = {t.name: t for t in (CONSENSUS, REVISION, QUESTION_GENERATION)}
 # The statement is a single paragraph: stopping at the first blank line saves
 # the tokens a small model spends on commentary after it.
 STOP_SEQUENCES = ("\n\n",)
@@ -129,6 +140,10 @@ def render_revision(
         previous=_one_line(previous_statement, PREVIOUS_STATEMENT_CHARS),
         critiques=_bullets(critiques, REVISION_CRITIQUES_BUDGET),
     )
+
+
+def render_question_generation(template: PromptTemplate, seed_questions: list[str], n: int) -> tuple[ChatMessage, ...]:
+    return _messages(template, seed_questions=_bullets(seed_questions, CONSENSUS_OPINIONS_BUDGET), n=str(n))
 
 
 def prompt_hash(messages: Sequence[ChatMessage]) -> str:

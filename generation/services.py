@@ -22,7 +22,8 @@ from deliberation.services import _apply, _touch, derive_seed, log_event
 from .backends import get_backend
 from .backends.base import GenerationError, GenerationRequest, GenerationResult
 from .cleaning import clean_statement
-from .prompts import CONSENSUS, REVISION, STOP_SEQUENCES, prompt_hash, render_consensus, render_revision
+from .models import PromptTemplate
+from .prompts import STOP_SEQUENCES, prompt_hash, render_consensus, render_revision
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +51,16 @@ def generation_params(study) -> dict:
     return params
 
 
-def build_slots(group: Group, round_: int) -> list[_Slot]:
+def template_for(study, round_: int) -> PromptTemplate:
+    if round_ == 1:
+        return study.consensus_template or PromptTemplate.latest("consensus")
+    return study.revision_template or PromptTemplate.latest("revision")
+
+
+def build_slots(group: Group, round_: int, template: PromptTemplate) -> list[_Slot]:
     """One prompt per candidate, the opinions shuffled anew for each (against order bias)."""
     study = group.study
+    spec = template.spec()
     opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
     critiques = [c.text for c in Critique.objects.filter(group=group).order_by("participant__position")]
     slots = []
@@ -61,9 +69,9 @@ def build_slots(group: Group, round_: int) -> list[_Slot]:
         random.Random(derive_seed(study.generation_seed, group.pk, round_, index, "shuffle")).shuffle(order)
         texts = [o.text for o in order]
         if round_ == 1:
-            messages = render_consensus(CONSENSUS, group.question.text, texts)
+            messages = render_consensus(spec, group.question.text, texts)
         else:
-            messages = render_revision(REVISION, group.question.text, texts, group.winner_round1.text, critiques)
+            messages = render_revision(spec, group.question.text, texts, group.winner_round1.text, critiques)
         slots.append(_Slot(index=index, opinions=order, messages=messages))
     return slots
 
@@ -77,8 +85,9 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
         return 0
     study = group.study
     params = generation_params(study)
-    backend = backend or get_backend(study.generation_backend)
-    slots = build_slots(group, round)
+    backend = backend or get_backend(study.generation_backend, **study.backend_options())
+    template = template_for(study, round)
+    slots = build_slots(group, round, template)
     try:
         for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
             pending = [s for s in slots if s.text is None]
@@ -100,11 +109,10 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
     except (GenerationError, GenerationFailed) as exc:
         generation_error_record(group_id=group_id, message=str(exc))
         raise GenerationFailed(str(exc)) from exc
-    return _store(group_id, round, slots, backend, params)
+    return _store(group_id, round, slots, backend, params, template)
 
 
-def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict) -> int:
-    template = CONSENSUS if round_ == 1 else REVISION
+def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict, template: PromptTemplate) -> int:
     with transaction.atomic():
         group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
         if Candidate.objects.filter(group=group, round=round_).exists():
@@ -114,8 +122,8 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                 result = slot.result
                 candidate = Candidate.objects.create(
                     group=group, round=round_, index=slot.index, text=slot.text, raw_text=result.text,
-                    backend=backend.name, model_id=result.model_id, template_name=template.name,
-                    template_version=template.version, prompt=[asdict(msg) for msg in slot.messages],
+                    backend=backend.name, model_id=result.model_id, template=template,
+                    template_name=template.kind, template_version=template.version, prompt=[asdict(msg) for msg in slot.messages],
                     prompt_sha256=prompt_hash(slot.messages),
                     params={**params, "stop": list(STOP_SEQUENCES), **(result.extra or {})}, seed=result.seed,
                     attempts=slot.attempts, latency_ms=result.latency_ms, prompt_tokens=result.prompt_tokens,

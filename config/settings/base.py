@@ -37,6 +37,7 @@ INSTALLED_APPS = [
     "participants",
     "deliberation",
     "generation",
+    "analysis",
 ]
 
 MIDDLEWARE = [
@@ -122,6 +123,8 @@ GENERATION_MAX_ATTEMPTS = 3
 
 # A participant counts as connected while one of their websockets has pinged within this window.
 PRESENCE_TIMEOUT_SECONDS = 45
+
+REWARD_MODELS_DIR = BASE_DIR / "var" / "reward_models"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

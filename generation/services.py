@@ -11,6 +11,7 @@ import logging
 import random
 from dataclasses import asdict, dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,6 +21,7 @@ from deliberation.models import Candidate, Critique, Group, Opinion
 from deliberation.services import _apply, _touch, derive_seed, log_event
 
 from .backends import get_backend
+from .batching import coalescer_for
 from .backends.base import GenerationError, GenerationRequest, GenerationResult
 from .cleaning import clean_statement
 from .models import PromptTemplate
@@ -85,7 +87,11 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
         return 0
     study = group.study
     params = generation_params(study)
-    backend = backend or get_backend(study.generation_backend, **study.backend_options())
+    if backend is None:
+        options = study.backend_options()
+        backend = coalescer_for(study.generation_backend, options,
+                                lambda: get_backend(study.generation_backend, **options),
+                                settings.GENERATION_BATCH_WINDOW_MS / 1000)
     template = template_for(study, round)
     slots = build_slots(group, round, template)
     try:
@@ -99,7 +105,7 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
                                   stop=STOP_SEQUENCES, **params)
                 for s in pending
             ]
-            for slot, result in zip(pending, backend.generate(requests)):
+            for slot, result in zip(pending, backend.generate(requests), strict=True):
                 slot.result, slot.attempts = result, attempt
                 slot.text = clean_statement(result.text, question=group.question.text)
         unusable = [s.index for s in slots if s.text is None]
@@ -122,7 +128,7 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                 result = slot.result
                 candidate = Candidate.objects.create(
                     group=group, round=round_, index=slot.index, text=slot.text, raw_text=result.text,
-                    backend=backend.name, model_id=result.model_id, template=template,
+                    backend=getattr(backend, "backend", backend).name, model_id=result.model_id, template=template,
                     template_name=template.kind, template_version=template.version, prompt=[asdict(msg) for msg in slot.messages],
                     prompt_sha256=prompt_hash(slot.messages),
                     params={**params, "stop": list(STOP_SEQUENCES), **(result.extra or {})}, seed=result.seed,
@@ -131,7 +137,8 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                 )
                 candidate.included_opinions.set(slot.opinions)
             created = len(slots)
-            log_event(group, "candidates_stored", None, round=round_, count=created, backend=backend.name,
+            log_event(group, "candidates_stored", None, round=round_, count=created,
+                      backend=getattr(backend, "backend", backend).name,
                       latency_ms=sum(s.result.latency_ms for s in slots))
         if group.generation_status:
             group.generation_status = ""

@@ -119,7 +119,15 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # the ASGI process runs it on a background thread instead: see deliberation/inprocess.py.
 IN_PROCESS_WORKER = env_bool("IN_PROCESS_WORKER", not REDIS_URL)
 GENERATION_SOFT_TIME_LIMIT = int(os.environ.get("GENERATION_SOFT_TIME_LIMIT", "600"))
-GENERATION_MAX_ATTEMPTS = 3
+# Tasks that come within this window share one batch (the generation worker runs --pool threads).
+GENERATION_BATCH_WINDOW_MS = int(os.environ.get("GENERATION_BATCH_WINDOW_MS", "50"))
+# A task whose backend is down retries with capped backoff for about this long; the group waits meanwhile.
+GENERATION_MAX_ATTEMPTS = int(os.environ.get("GENERATION_MAX_ATTEMPTS", "60"))
+# Redis redelivers a task whose worker died after this many seconds (acks_late); keep it above the
+# longest generation, since a redelivery of a running task only wastes compute (the task is idempotent).
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", str(GENERATION_SOFT_TIME_LIMIT + 120))),
+}
 
 # A participant counts as connected while one of their websockets has pinged within this window.
 PRESENCE_TIMEOUT_SECONDS = 45

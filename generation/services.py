@@ -86,6 +86,7 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
         _advance_if_ready(group_id, round)
         return 0
     study = group.study
+    log_event(group, "generation_started", None, round=round, backend=study.generation_backend)
     params = generation_params(study)
     if backend is None:
         options = study.backend_options()

@@ -94,3 +94,26 @@ def test_generation_is_queued_on_the_generation_queue_in_redis_after_commit():
     assert client.llen("generation") == 1
     message = json.loads(client.lpop("generation"))
     assert message["headers"]["task"] == "generation.tasks.generate_candidates"
+
+
+def test_http_backend_down_then_back_group_waits_monitor_shows_error_then_continues(flaky_server):
+    from deliberation.monitor import study_monitor_state
+    from deliberation.selectors import participant_snapshot
+    from generation.backends import get_backend
+
+    from .test_openai_backend import Flaky, free_port
+
+    group, members = make_group(n=3)
+    opinions_in(group, members)
+    down = get_backend("openai", base_url=f"http://127.0.0.1:{free_port()}/v1", max_attempts=2, backoff_seconds=0.01)
+    with pytest.raises(GenerationFailed, match="unavailable after 2 attempts"):
+        candidates_generate(group_id=group.pk, round=1, backend=down)
+    snapshot = participant_snapshot(members[0])
+    assert snapshot["group"]["phase"] == "generating" and snapshot["group"]["generation_error"] is True
+    assert "unavailable" in study_monitor_state(group.study)["groups"][0]["generation_error"]
+    Flaky.calls = [None, None]  # the stub's next answer is a success
+    back = get_backend("openai", base_url=flaky_server, backoff_seconds=0.01)
+    assert candidates_generate(group_id=group.pk, round=1, backend=back) == 2
+    group.refresh_from_db()
+    assert group.phase == "rating" and group.generation_status == ""
+    assert set(Candidate.objects.filter(group=group).values_list("backend", flat=True)) == {"openai"}

@@ -113,6 +113,23 @@ def _norm(text: str) -> str:
     return re.sub(r"[^a-z0-9 ]", "", text.lower()).strip()
 
 
+_THINK = re.compile(r"^\s*<think>.*?(?:</think>|$)", re.IGNORECASE | re.DOTALL)
+# "Reasoning ... Final answer: <statement>": keep what follows the last answer label.
+_ANSWER_LABEL = re.compile(
+    r"(?:^|\n|\s)(?:final answer|final statement|consensus statement|revised (?:consensus )?statement|"
+    r"statement)\s*:\s*",
+    re.IGNORECASE,
+)
+
+
+def _strip_reasoning(text: str) -> str:
+    text = _THINK.sub("", text)
+    labels = list(_ANSWER_LABEL.finditer(text))
+    if labels and text[labels[-1].end():].strip():
+        return text[labels[-1].end():]
+    return text
+
+
 def clean_statement(raw: str, max_chars: int = 1200, *, question: str | None = None) -> str | None:
     """Return the statement inside ``raw``, or ``None`` when nothing usable is left.
 
@@ -121,7 +138,7 @@ def clean_statement(raw: str, max_chars: int = 1200, *, question: str | None = N
     """
     if not raw or not raw.strip():
         return None
-    text = _strip_markdown(raw.replace("\r\n", "\n"))
+    text = _strip_reasoning(_strip_markdown(raw.replace("\r\n", "\n")))
     text = _strip_preamble(text)
     # The statement is one paragraph; what follows a blank line is commentary
     # or the model wandering off once the statement is done.

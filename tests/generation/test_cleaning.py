@@ -104,3 +104,17 @@ def test_idempotent():
     once = clean_statement(f'Sure! Here is the statement:\n\n"{STATEMENT}"\n\nNote: balanced.')
     assert once == STATEMENT
     assert clean_statement(once) == once
+
+
+@pytest.mark.parametrize("raw", [
+    "<think>The group disagrees on cost. I should balance.</think>\nWe agree that transport should be cheaper.",
+    "Let me think about this. The members disagree.\n\nConsensus statement: \"We agree that transport should be cheaper.\"",
+    "Reasoning: members 1 and 2 want X.\nFinal answer: We agree that transport should be cheaper.",
+    "<think>unfinished reasoning that never closes",
+])
+def test_reasoning_before_the_statement_is_removed(raw):
+    cleaned = clean_statement(raw)
+    if "unfinished" in raw:
+        assert cleaned is None
+    else:
+        assert cleaned == "We agree that transport should be cheaper."

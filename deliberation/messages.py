@@ -7,7 +7,7 @@ messages are ``snapshot`` (see ``deliberation.selectors``), ``ack``, ``error`` a
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
@@ -69,7 +69,7 @@ class SaveDraft(_Message):
 
 
 ClientMessage = Annotated[
-    Union[Ping, Sync, SubmitOpinion, SubmitCritique, SubmitRatings, SaveDraft], Field(discriminator="type")
+    Ping | Sync | SubmitOpinion | SubmitCritique | SubmitRatings | SaveDraft, Field(discriminator="type")
 ]
 _adapter = TypeAdapter(ClientMessage)
 KNOWN_TYPES = ("ping", "sync", "submit_opinion", "submit_critique", "submit_ratings", "draft")

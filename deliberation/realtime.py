@@ -8,7 +8,7 @@ after the transaction commits, so nobody sees state that could still roll back.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer

@@ -21,8 +21,8 @@ from deliberation.models import Candidate, Critique, Group, Opinion
 from deliberation.services import _apply, _touch, derive_seed, log_event
 
 from .backends import get_backend
-from .batching import coalescer_for
 from .backends.base import GenerationError, GenerationRequest, GenerationResult
+from .batching import coalescer_for
 from .cleaning import clean_statement
 from .models import PromptTemplate
 from .prompts import STOP_SEQUENCES, prompt_hash, render_consensus, render_revision

@@ -5,8 +5,9 @@ they can be used from a notebook, a Celery worker or a benchmark alike.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)

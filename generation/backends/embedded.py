@@ -13,8 +13,8 @@ returned text starts with it (see ``generation.prompts.PromptTemplate``).
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import importlib.util
+import logging
 import os
 import threading
 import time

@@ -10,8 +10,17 @@ from hypothesis import strategies as st
 
 from deliberation import flow
 from deliberation.flow import (
-    CandidatesReady, ChooseWinner, EnqueueGeneration, FinishGroup, ForceAdvance, MemberView, Phase,
-    PresenceChanged, StoreTimedOutDrafts, Submitted, Tick,
+    CandidatesReady,
+    ChooseWinner,
+    EnqueueGeneration,
+    FinishGroup,
+    ForceAdvance,
+    MemberView,
+    Phase,
+    PresenceChanged,
+    StoreTimedOutDrafts,
+    Submitted,
+    Tick,
 )
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -11,7 +12,12 @@ from deliberation import flow
 from deliberation.models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Rating
 from deliberation.selectors import participant_snapshot
 from deliberation.services import (
-    SubmissionError, critique_submit, draft_save, group_apply, opinion_submit, ratings_submit,
+    SubmissionError,
+    critique_submit,
+    draft_save,
+    group_apply,
+    opinion_submit,
+    ratings_submit,
 )
 from deliberation.sweeper import sweep
 from generation.services import candidates_generate
@@ -236,9 +242,9 @@ def test_drafts_after_the_phase_moved_on_are_ignored():
 def test_events_are_append_only():
     group, _ = make_group(n=3)
     event = GroupEvent.objects.filter(group=group).first()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         event.save()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         event.delete()
 
 

@@ -12,7 +12,14 @@ from participants.models import Participant
 
 from ..factories import make_study
 from .browser import (
-    OPINIONS, PHASE_TIMEOUT_MS, chromium, critique, finish, join_and_consent, phone_pages, rate_everything,
+    OPINIONS,
+    PHASE_TIMEOUT_MS,
+    chromium,
+    critique,
+    finish,
+    join_and_consent,
+    phone_pages,
+    rate_everything,
 )
 from .stack import ROOT, database_url, running_stack
 

@@ -1,0 +1,516 @@
+"""Simulated participants ("bots") that use a running server exactly like a browser does.
+
+Django-free: a bot talks HTTP (httpx) and websockets (``websockets``) to a server URL.
+It opens the join link, follows the redirect to ``/p/TOKEN/`` (cookies kept), posts the
+consent form with Django's CSRF token, opens ``/ws/p/TOKEN/`` with an ``Origin`` header,
+and then acts on every snapshot the way ``static/js/participant.js`` does: drafts, then a
+submission per input phase, pings every 15 s with the snapshot version it shows, and
+reconnects with backoff when the socket drops. A bot may drop out (close its socket and never
+return). When its status is final it reads the completion page.
+
+Acknowledgements are counted honestly: every sent message carries a unique ``ref`` and only an
+``ack`` whose ``ref`` matches something this bot sent (and is still waiting for) counts.
+
+Used by ``manage.py run_bots``; see ``run_bots`` below for the programmatic entry point.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import json
+import random
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+FINAL_STATUSES = ("completed", "lobby_timeout", "dropped")
+INPUT_PHASES = ("opinion", "rating", "critique", "final_rating")
+PING_SECONDS = 15.0
+POLIS_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "polis"
+WORD = re.compile(r"[a-zA-Z']+")
+STOPWORDS = frozenset("""a an the and or but of to in on for with we should be is are it this that all
+    not no do does our us they their there as at by from have has i my me you your so if than then
+    more less would could will can its into about what which who""".split())
+STANCES = ("for", "against", "mixed")
+
+
+# --- configuration and results ------------------------------------------------------------------
+@dataclass
+class BotConfig:
+    server: str
+    study: str
+    participants: int = 3
+    dropout: float = 0.0
+    seed: int | None = None
+    think: tuple[float, float] = (1.0, 4.0)
+    opinions: str = "question"  # "question" or "polis:DIR" (DIR under ../shared/data/polis or a path)
+    rating_policy: str = "similarity"  # "random" or "similarity"
+    ping_seconds: float = PING_SECONDS
+    timeout: float = 1800.0  # give up on a bot after this many seconds
+    stagger: float = 0.2  # seconds between bot arrivals
+    progress: bool = True
+    run_id: str | None = None  # part of each bot's PROLIFIC_PID (defaults to a random hex)
+
+
+@dataclass
+class KindCount:
+    sent: int = 0
+    acknowledged: int = 0  # ack replies whose ref matched a message this bot sent
+    created: int = 0  # ... and said created=True (a new row was stored)
+    rows: int = 0  # rows those created acks stand for (ratings: one per candidate)
+    errors: int = 0  # error replies whose ref matched
+
+
+@dataclass
+class BotResult:
+    index: int
+    pid: str
+    token: str | None = None
+    status: str = "not_started"  # the last participant status the server showed (or "dropped" by choice)
+    dropped_by_bot: bool = False
+    drop_phase: str | None = None
+    completion_code: str | None = None
+    completion_page_code: str | None = None
+    group_id: int | None = None
+    kinds: dict[str, KindCount] = field(default_factory=dict)
+    error_codes: Counter = field(default_factory=Counter)
+    unmatched_acks: int = 0
+    reconnects: int = 0
+    snapshots: int = 0
+    pongs: int = 0
+    failure: str | None = None  # an exception that ended the bot early
+
+    def kind(self, name: str) -> KindCount:
+        return self.kinds.setdefault(name, KindCount())
+
+
+# --- opinion sources and rating policies --------------------------------------------------------
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in WORD.findall(text) if w.lower() not in STOPWORDS and len(w) > 2}
+
+
+def similarity(a: str, b: str) -> float:
+    """Word-overlap (Jaccard) similarity of two texts, 0..1."""
+    wa, wb = _words(a), _words(b)
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / len(wa | wb)
+
+
+def _question_claim(question: str) -> str:
+    """'Should we remove taxes on food?' -> 'we should remove taxes on food'."""
+    q = question.strip().rstrip("?").strip()
+    m = re.match(r"(?i)^(should|must|can|could|would|is|are|do|does)\s+(\w+)\s+(.*)$", q)
+    if m:
+        return f"{m.group(2)} {m.group(1).lower()} {m.group(3)}"
+    return q[0].lower() + q[1:] if q else "this"
+
+
+class QuestionOpinions:
+    """Opinions written from the question text and a stance (the question's affirming/negating
+    statements are not in the snapshot, so a bot builds its own)."""
+
+    REASONS = {
+        "for": ["it would make life fairer for people on low incomes",
+                "the benefits clearly outweigh the costs",
+                "it is simple, popular and easy to explain",
+                "the current situation hurts the people with the least"],
+        "against": ["the costs would fall on public services that everybody needs",
+                    "it would help the wrong people more than those in need",
+                    "there are better ways to reach the same goal",
+                    "the side effects would be worse than the problem"],
+        "mixed": ["it depends on how it is done and who pays for it",
+                  "a partial or gradual version would be a sensible compromise",
+                  "we should try it carefully and measure the results",
+                  "both sides make fair points that deserve weight"],
+    }
+
+    def opinion(self, question: str, rng: random.Random) -> str:
+        claim = _question_claim(question)
+        stance = rng.choice(STANCES)
+        reason, extra = rng.sample(self.REASONS[stance], 2)
+        if stance == "for":
+            return f"I agree that {claim}, because {reason}. Also, {extra}."
+        if stance == "against":
+            return f"I do not think {claim}, because {reason}. Also, {extra}."
+        return f"I am unsure whether {claim}: {reason}, and {extra}."
+
+
+class PolisOpinions:
+    """Opinions drawn from a Polis conversation's comments.csv (moderated-out comments skipped)."""
+
+    def __init__(self, directory: str):
+        path = Path(directory)
+        if not path.is_absolute() and not path.exists():
+            path = POLIS_ROOT / directory
+        csv_path = path / "comments.csv" if path.is_dir() else path
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        self.comments = [r["comment-body"].strip() for r in rows
+                         if r.get("comment-body", "").strip() and str(r.get("moderated", "1")).strip() != "-1"
+                         and len(r["comment-body"].split()) >= 3]
+        if not self.comments:
+            raise ValueError(f"no usable comments in {csv_path}")
+
+    def opinion(self, question: str, rng: random.Random) -> str:
+        return rng.choice(self.comments)
+
+
+def opinion_source(spec: str):
+    if spec in ("", "question"):
+        return QuestionOpinions()
+    if spec.startswith("polis:"):
+        return PolisOpinions(spec.split(":", 1)[1])
+    raise ValueError(f"unknown opinion source {spec!r} (use 'question' or 'polis:DIR')")
+
+
+def rate(candidates: list[dict], opinion: str, policy: str, rng: random.Random) -> tuple[list[dict], list[int]]:
+    """Ratings (agreement, quality 1..7) for every candidate and a full ranking, best first."""
+    scored = []
+    for c in candidates:
+        if policy == "random":
+            agreement, quality = rng.randint(1, 7), rng.randint(1, 7)
+            score = agreement + quality + rng.random()
+        else:
+            sim = similarity(opinion or "", c["text"])
+            agreement = max(1, min(7, round(1 + 6 * min(1.0, sim * 3)) + rng.choice((-1, 0, 0, 1))))
+            quality = max(1, min(7, rng.choice((3, 4, 5, 6)) + (1 if len(c["text"].split()) > 12 else 0)))
+            score = sim + rng.random() * 1e-3
+        scored.append((score, {"candidate_id": c["id"], "agreement": agreement, "quality": quality}))
+    ratings = [r for _, r in scored]
+    ranking = [r["candidate_id"] for _, r in sorted(scored, key=lambda s: -s[0])]
+    return ratings, ranking
+
+
+def critique_text(winner: str, opinion: str, rng: random.Random) -> str:
+    missing = sorted(_words(opinion) - _words(winner))
+    if missing:
+        focus = ", ".join(rng.sample(missing, min(3, len(missing))))
+        return f"The statement should say more about {focus}; it leaves out part of what I argued."
+    return rng.choice(["The statement is fair but could be shorter and clearer.",
+                       "It should acknowledge the concerns of people who disagree.",
+                       "Good overall, but it needs a concrete proposal."])
+
+
+# --- one bot ------------------------------------------------------------------------------------
+class Bot:
+    def __init__(self, index: int, config: BotConfig, source, rng: random.Random, run_id: str):
+        self.index = index
+        self.config = config
+        self.source = source
+        self.rng = rng
+        self.server = config.server.rstrip("/")
+        parts = urlsplit(self.server)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.ws_base = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc
+        self.result = BotResult(index=index, pid=f"bot-{run_id}-{index}")
+        self.ref_counter = 0
+        self.pending: dict[str, tuple[str, tuple, int]] = {}  # ref -> (kind, phase key, rows)
+        self.done_keys: set[tuple] = set()  # phases this bot has submitted in (acked)
+        self.failed: Counter = Counter()  # phase key -> error replies to submissions
+        self.snapshot: dict | None = None
+        self.ws = None
+        self.action: asyncio.Task | None = None
+        self.action_key: tuple | None = None
+        self.opinion: str | None = None
+        self.finished = asyncio.Event()
+        self.drop_phase = rng.choice(INPUT_PHASES) if rng.random() < config.dropout else None
+        self.result.drop_phase = self.drop_phase
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    async def join(self, client: httpx.AsyncClient) -> None:
+        params = urlencode({"PROLIFIC_PID": self.result.pid, "STUDY_ID": f"bots-{self.config.study}",
+                            "SESSION_ID": f"{self.result.pid}-s"})
+        response = await client.get(f"{self.server}/s/{self.config.study}/?{params}")
+        response.raise_for_status()
+        match = re.search(r"/p/([^/]+)/$", response.url.path)
+        if not match:
+            raise RuntimeError(f"join did not lead to a participant page: {response.url}")
+        self.result.token = match.group(1)
+        page_url = str(response.url)
+        if 'name="consent"' in response.text:
+            csrf = client.cookies.get("csrftoken")
+            if not csrf:
+                raise RuntimeError("no csrftoken cookie on the consent page")
+            consent = await client.post(page_url, data={"csrfmiddlewaretoken": csrf, "consent": "yes"},
+                                        headers={"Referer": page_url, "Origin": self.origin})
+            consent.raise_for_status()
+            if 'name="consent"' in consent.text:
+                raise RuntimeError("consent was not accepted")
+
+    async def read_completion_page(self, client: httpx.AsyncClient) -> None:
+        response = await client.get(f"{self.server}/p/{self.result.token}/complete/")
+        match = re.search(r'id="completion-code">([^<]*)<', response.text)
+        self.result.completion_page_code = match.group(1) if match else None
+
+    # -- websocket -------------------------------------------------------------------------------
+    async def send(self, message: dict, kind: str | None = None, key: tuple | None = None, rows: int = 0) -> str:
+        self.ref_counter += 1
+        ref = f"b{self.index}-{self.ref_counter}"
+        message = {**message, "ref": ref}
+        if kind is not None:
+            self.pending[ref] = (kind, key, rows)
+        await self.ws.send(json.dumps(message))
+        if kind is not None:
+            self.result.kind(kind).sent += 1
+        return ref
+
+    async def run(self, client: httpx.AsyncClient) -> BotResult:
+        try:
+            await self.join(client)
+            await asyncio.wait_for(self.socket_loop(), self.config.timeout)
+            if self.result.status in FINAL_STATUSES and not self.result.dropped_by_bot:
+                await self.read_completion_page(client)
+        except Exception as exc:  # a bot's failure is reported, never raised into the others
+            self.result.failure = f"{type(exc).__name__}: {exc}"[:300]
+        finally:
+            self.cancel_action()
+        return self.result
+
+    async def socket_loop(self) -> None:
+        delay = 0.5
+        first = True
+        while not self.finished.is_set():
+            if not first:
+                self.result.reconnects += 1
+            first = False
+            try:
+                async with ws_connect(f"{self.ws_base}/ws/p/{self.result.token}/", origin=self.origin,
+                                      proxy=None, open_timeout=15, max_size=2 ** 22) as ws:
+                    self.ws = ws
+                    delay = 0.5
+                    pinger = asyncio.create_task(self.pinger())
+                    try:
+                        async for raw in ws:
+                            await self.on_message(raw)
+                            if self.finished.is_set():
+                                break
+                    finally:
+                        pinger.cancel()
+                        self.cancel_action()
+            except InvalidStatus:
+                raise
+            except (ConnectionClosed, OSError, asyncio.TimeoutError) as exc:
+                if getattr(getattr(exc, "rcvd", None), "code", None) == 4404:
+                    raise RuntimeError("server refused the token (4404)") from None
+            if self.finished.is_set():
+                break
+            # Unacknowledged messages died with the socket; the next snapshot tells what was stored.
+            self.pending.clear()
+            await asyncio.sleep(delay * (0.5 + self.rng.random()))
+            delay = min(delay * 2, 10.0)
+
+    async def pinger(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.ping_seconds)
+            with contextlib.suppress(ConnectionClosed):
+                await self.send({"type": "ping", "version": (self.snapshot or {}).get("version")})
+
+    def cancel_action(self) -> None:
+        if self.action and not self.action.done():
+            self.action.cancel()
+        self.action, self.action_key = None, None
+
+    async def on_message(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            return
+        kind = message.get("type")
+        if kind == "snapshot":
+            self.result.snapshots += 1
+            await self.on_snapshot(message)
+        elif kind == "ack":
+            entry = self.pending.pop(message.get("ref"), None)
+            if entry is None:
+                self.result.unmatched_acks += 1
+                return
+            name, key, rows = entry
+            counts = self.result.kind(name)
+            counts.acknowledged += 1
+            if message.get("created"):
+                counts.created += 1
+                counts.rows += rows
+            if key is not None:
+                self.done_keys.add(key)
+        elif kind == "error":
+            self.result.error_codes[message.get("code") or "?"] += 1
+            entry = self.pending.pop(message.get("ref"), None)
+            if entry is not None:
+                name, key, _ = entry
+                self.result.kind(name).errors += 1
+                if key is not None:
+                    self.failed[key] += 1
+                    if self.action_key == key:
+                        self.action, self.action_key = None, None  # let the next snapshot retry
+        elif kind == "pong":
+            self.result.pongs += 1
+
+    async def on_snapshot(self, snap: dict) -> None:
+        self.snapshot = snap
+        status = snap["participant"]["status"]
+        self.result.status = status
+        group = snap.get("group")
+        if group:
+            self.result.group_id = group["id"]
+        if status in FINAL_STATUSES:
+            self.result.completion_code = snap["participant"].get("completion_code")
+            self.finish()
+            return
+        if not group or group["phase"] not in INPUT_PHASES:
+            return
+        key = (group["id"], group["phase"])
+        if group["phase"] == self.drop_phase:
+            if self.action_key != key:
+                self.cancel_action()
+                self.action_key = key
+                self.action = asyncio.create_task(self.drop_out())
+            return
+        if group["submitted"] or key in self.done_keys or self.failed[key] >= 3:
+            return
+        if self.action_key == key and self.action and not self.action.done():
+            return
+        if any(k == key for _, k, _ in self.pending.values()):
+            return
+        self.cancel_action()
+        self.action_key = key
+        self.action = asyncio.create_task(self.act(group, snap["study"]["max_text_chars"], key))
+
+    def finish(self) -> None:
+        self.cancel_action()
+        self.finished.set()
+
+    async def think(self, share: float = 1.0) -> None:
+        low, high = self.config.think
+        await asyncio.sleep(self.rng.uniform(low, high) * share)
+
+    async def drop_out(self) -> None:
+        await self.think(0.5)
+        self.result.dropped_by_bot = True
+        self.result.status = "dropped"
+        self.finished.set()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+    async def act(self, group: dict, max_chars: int, key: tuple) -> None:
+        phase = group["phase"]
+        retry = self.failed[key] > 0
+        await self.think(0.5)
+        if phase in ("opinion", "critique"):
+            if phase == "opinion":
+                if self.opinion is None or retry:
+                    self.opinion = self.source.opinion(group["question"], self.rng)
+                text = self.opinion
+            else:
+                text = critique_text((group.get("winner") or {}).get("text", ""), self.opinion or "", self.rng)
+            text = text[:max_chars] if not retry else text[: max(20, max_chars // 2)]
+            await self.send({"type": "draft", "phase": phase, "text": text[: max(1, len(text) // 2)]}, "draft")
+            await self.think(0.5)
+            await self.send({"type": f"submit_{phase}", "text": text}, phase, key, 1)
+            if phase == "opinion" and self.opinion is not None:
+                self.opinion = text
+        else:
+            candidates = group.get("candidates") or []
+            if not candidates:
+                return
+            ratings, ranking = rate(candidates, self.opinion or group["question"], self.config.rating_policy,
+                                    self.rng)
+            draft = {str(r["candidate_id"]): {"agreement": r["agreement"], "quality": r["quality"]} for r in ratings}
+            await self.send({"type": "draft", "phase": phase, "ratings": draft, "ranking": ranking}, "draft")
+            await self.think(0.5)
+            await self.send({"type": "submit_ratings", "round": group["round"], "ratings": ratings,
+                             "ranking": ranking}, phase, key, len(ratings))
+
+
+# --- many bots ----------------------------------------------------------------------------------
+def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> dict[str, Any]:
+    statuses = Counter(r.status for r in results)
+    kinds: dict[str, dict[str, int]] = {}
+    for r in results:
+        for name, counts in r.kinds.items():
+            total = kinds.setdefault(name, {"sent": 0, "acknowledged": 0, "created": 0, "rows": 0, "errors": 0})
+            for attr, value in asdict(counts).items():
+                total[attr] += value
+    errors = Counter()
+    for r in results:
+        errors.update(r.error_codes)
+    return {
+        "server": config.server,
+        "study": config.study,
+        "participants_started": len(results),
+        "completed": statuses.get("completed", 0),
+        "dropped": statuses.get("dropped", 0),
+        "dropped_by_bots": sum(r.dropped_by_bot for r in results),
+        "lobby_timeout": statuses.get("lobby_timeout", 0),
+        "unfinished": sum(1 for r in results if r.status not in FINAL_STATUSES),
+        "writes_sent": sum(k["sent"] for k in kinds.values()),
+        "writes_acknowledged": sum(k["acknowledged"] for k in kinds.values()),
+        "errors_received": sum(errors.values()),
+        "error_codes": dict(errors),
+        "unmatched_acks": sum(r.unmatched_acks for r in results),
+        "by_kind": kinds,
+        "reconnects": sum(r.reconnects for r in results),
+        "failures": [f"bot {r.index}: {r.failure}" for r in results if r.failure],
+        "completion_codes": dict(Counter(r.completion_code for r in results if r.completion_code)),
+        "seconds": round(seconds, 1),
+        "bots": [{"index": r.index, "pid": r.pid, "token": r.token, "status": r.status, "group_id": r.group_id,
+                  "dropped_by_bot": r.dropped_by_bot, "drop_phase": r.drop_phase,
+                  "completion_code": r.completion_code, "completion_page_code": r.completion_page_code,
+                  "by_kind": {k: asdict(v) for k, v in r.kinds.items()}, "errors": dict(r.error_codes),
+                  "reconnects": r.reconnects} for r in results],
+    }
+
+
+async def run_bots_async(config: BotConfig) -> dict[str, Any]:
+    master = random.Random(config.seed)
+    run_id = config.run_id or f"{master.getrandbits(32):08x}"
+    source = opinion_source(config.opinions)
+    started = time.monotonic()
+    bar = None
+    if config.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=config.participants, desc="bots", unit="bot", file=sys.stderr)
+    limits = httpx.Limits(max_connections=max(10, config.participants * 2))
+
+    async def one(index: int) -> BotResult:
+        await asyncio.sleep(index * config.stagger)
+        rng = random.Random(f"{config.seed}:{run_id}:{index}")
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits,
+                                     headers={"User-Agent": "deliberation-bot/1.0"}) as client:
+            result = await Bot(index, config, source, rng, run_id).run(client)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix_str(f"last: {result.status}")
+        return result
+
+    try:
+        results = await asyncio.gather(*(one(i) for i in range(config.participants)))
+    finally:
+        if bar is not None:
+            bar.close()
+    return summarize(list(results), config, time.monotonic() - started)
+
+
+def run_bots(config: BotConfig) -> dict[str, Any]:
+    """Run ``config.participants`` bots to the end and return the summary (blocking)."""
+    return asyncio.run(run_bots_async(config))
+
+
+def parse_think(value: str) -> tuple[float, float]:
+    low, _, high = value.partition(":")
+    low_f = float(low)
+    high_f = float(high) if high else low_f
+    if low_f < 0 or high_f < low_f:
+        raise ValueError("--think takes MIN:MAX seconds with 0 <= MIN <= MAX")
+    return low_f, high_f

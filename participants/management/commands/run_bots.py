@@ -1,0 +1,64 @@
+"""Simulated participants against a running server: ``manage.py run_bots --study SLUG --participants N``.
+
+The bots use HTTP and websockets exactly like a browser (see ``participants.bots``); the server
+may be this project running elsewhere. ``--json`` prints the summary as JSON on stdout.
+"""
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from participants.bots import BotConfig, parse_think, run_bots
+
+
+class Command(BaseCommand):
+    help = "Run N simulated participants through a study on a running server (HTTP + websockets)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--study", required=True, help="Study slug (the join link is /s/SLUG/).")
+        parser.add_argument("--participants", type=int, required=True, help="Number of bots.")
+        parser.add_argument("--server", default="http://127.0.0.1:8000", help="Base URL of the server.")
+        parser.add_argument("--dropout", type=float, default=0.0,
+                            help="Probability that a bot drops out (closes its socket for good) in some phase.")
+        parser.add_argument("--seed", type=int, default=None, help="Random seed (reproducible behaviour).")
+        parser.add_argument("--think", default="1:4", help="Think time MIN:MAX seconds before each action.")
+        parser.add_argument("--opinions", default="question",
+                            help="'question' (built from the question text and a stance) or 'polis:DIR' "
+                                 "(comments.csv of a Polis conversation under ../shared/data/polis/).")
+        parser.add_argument("--rating-policy", choices=("random", "similarity"), default="similarity",
+                            help="How bots rate and rank statements (similarity: word overlap with own opinion).")
+        parser.add_argument("--timeout", type=float, default=1800.0, help="Give up on a bot after this many seconds.")
+        parser.add_argument("--stagger", type=float, default=0.2, help="Seconds between bot arrivals.")
+        parser.add_argument("--ping", type=float, default=15.0, help="Seconds between pings.")
+        parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+
+    def handle(self, *args, **options):
+        if options["participants"] < 1:
+            raise CommandError("--participants must be at least 1")
+        if not 0.0 <= options["dropout"] <= 1.0:
+            raise CommandError("--dropout is a probability between 0 and 1")
+        try:
+            think = parse_think(options["think"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        config = BotConfig(server=options["server"], study=options["study"], participants=options["participants"],
+                           dropout=options["dropout"], seed=options["seed"], think=think,
+                           opinions=options["opinions"], rating_policy=options["rating_policy"],
+                           ping_seconds=options["ping"], timeout=options["timeout"], stagger=options["stagger"],
+                           progress=not options["no_progress"])
+        try:
+            summary = run_bots(config)
+        except (ValueError, OSError) as exc:
+            raise CommandError(str(exc)) from None
+        if options["json"]:
+            self.stdout.write(json.dumps(summary, indent=2, default=str))
+            return
+        self.stdout.write(
+            f"{summary['participants_started']} bots: {summary['completed']} completed, {summary['dropped']} dropped, "
+            f"{summary['lobby_timeout']} lobby timeout, {summary['unfinished']} unfinished; "
+            f"writes {summary['writes_acknowledged']}/{summary['writes_sent']} acknowledged; "
+            f"{summary['errors_received']} errors {summary['error_codes']}; {summary['seconds']} s")
+        for failure in summary["failures"]:
+            self.stderr.write(failure)

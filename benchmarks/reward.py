@@ -139,7 +139,9 @@ def markdown(result: dict) -> str:
               f"| pref_voting Profile(ballots) | {s['pref_voting_profile_build_ms']} |",
               f"| pref_voting beat_path(profile) | {s['pref_voting_beat_path_ms']} |",
               f"| pref_voting total | {s['pref_voting_total_ms']} |", "",
-              f"Same winners: {s['same_winners']}. Command: `{result['command']}`", ""]
+              f"Same winners: {s['same_winners']}. Command: `{result['command']}`. Load average (1/5/15 min) at start "
+              f"{result['machine']['load_average_at_start']}, at end {result['machine']['load_average_at_end']} "
+              f"on {result['machine']['cpu_count']} CPUs: other processes shared the machine.", ""]
     return "\n".join(lines)
 
 

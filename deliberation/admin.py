@@ -47,6 +47,8 @@ class StudyAdmin(CsvExportAdmin):
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),
         ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method")}),
+        ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "welfare_method",
+                                                     "welfare_alpha")}),
         ("Generation", {"fields": ("generation_backend", "generation_base_url", "generation_model",
                                    "generation_api_key_env", "generation_concurrency", "generation_timeout_seconds",
                                    "generation_params", "generation_seed", "consensus_template",

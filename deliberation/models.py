@@ -39,6 +39,13 @@ class Question(models.Model):
 class Study(models.Model):
     class Aggregation(models.TextChoices):
         SCHULZE = "schulze", "Schulze (TBRC tie-breaking)"
+        BORDA = "borda", "Borda count (TBRC tie-breaking)"
+        COPELAND = "copeland", "Copeland (TBRC tie-breaking)"
+
+    class Welfare(models.TextChoices):
+        UTILITARIAN = "utilitarian", "Utilitarian (mean predicted agreement)"
+        RAWLSIAN = "rawlsian", "Rawlsian (the least satisfied member)"
+        ISOELASTIC = "isoelastic", "Isoelastic with parameter α"
 
     slug = models.SlugField(unique=True)
     title = models.CharField(max_length=200)
@@ -58,7 +65,17 @@ class Study(models.Model):
     final_rating_seconds = models.PositiveIntegerField(default=240)
     critique_round = models.BooleanField(default=True)
     num_candidates = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1), MaxValueValidator(16)])
-    aggregation_method = models.CharField(max_length=32, choices=Aggregation.choices, default=Aggregation.SCHULZE)
+    aggregation_method = models.CharField(max_length=32, choices=Aggregation.choices, default=Aggregation.SCHULZE,
+                                          help_text="How the members' rankings choose the winner.")
+    best_of_n = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(64)],
+        help_text="Best-of-N: generate this many candidates, score each for each member with the reward model, "
+                  "and show the 'number of candidates' with the highest welfare. 0 = off.")
+    reward_model = models.ForeignKey("analysis.RewardModel", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+", help_text="Trained reward model used for best-of-N.")
+    welfare_method = models.CharField(max_length=16, choices=Welfare.choices, default=Welfare.UTILITARIAN)
+    welfare_alpha = models.FloatField(default=1.0, help_text="α for the isoelastic welfare (0 = utilitarian, "
+                                                              "large = Rawlsian).")
     max_text_chars = models.PositiveIntegerField(default=1000, help_text="Longest opinion or critique accepted.")
 
     class Backend(models.TextChoices):
@@ -108,6 +125,11 @@ class Study(models.Model):
     def clean(self) -> None:
         if self.min_group_size > self.max_group_size:
             raise ValidationError({"min_group_size": "Must not exceed the maximum group size."})
+        if self.best_of_n:
+            if self.best_of_n < self.num_candidates:
+                raise ValidationError({"best_of_n": "Generate at least as many candidates as are shown."})
+            if self.reward_model_id is None:
+                raise ValidationError({"reward_model": "Best-of-N needs a trained reward model."})
 
     @property
     def flow_config(self) -> FlowConfig:
@@ -194,6 +216,8 @@ class Candidate(models.Model):
     included_opinions = models.ManyToManyField(Opinion, related_name="candidates",
                                                help_text="Opinions that were in the prompt.")
     opinion_order = models.JSONField(default=list, help_text="Opinion ids in prompt order (shuffled per candidate).")
+    shown = models.BooleanField(default=True, help_text="Shown to the members (best-of-N hides the rest).")
+    welfare = models.FloatField(null=True, blank=True, help_text="Best-of-N welfare of predicted agreements.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -202,6 +226,19 @@ class Candidate(models.Model):
 
     def __str__(self) -> str:
         return f"G{self.group_id} R{self.round} #{self.index}"
+
+
+class Prediction(models.Model):
+    """A reward model's predicted agreement of one member with one candidate (best-of-N)."""
+
+    reward_model = models.ForeignKey("analysis.RewardModel", on_delete=models.PROTECT, related_name="predictions")
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="predictions")
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="predictions")
+    predicted_agreement = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["reward_model", "participant", "candidate"],
+                                               name="one_prediction_per_model_member_candidate")]
 
 
 class Rating(models.Model):

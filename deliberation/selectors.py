@@ -104,7 +104,7 @@ def _group_part(participant: Participant, group: Group, now: datetime) -> dict[s
     part["draft"] = draft.payload if draft else None
     if phase in (Phase.RATING, Phase.FINAL_RATING):
         round_ = flow.round_of(phase)
-        candidates = list(Candidate.objects.filter(group=group, round=round_).order_by("index"))
+        candidates = list(Candidate.objects.filter(group=group, round=round_, shown=True).order_by("index"))
         part["candidates"] = [{"id": c.pk, "text": c.text} for c in _candidate_order(candidates, participant)]
         mine = Rating.objects.filter(group=group, participant=participant, round=round_)
         if mine:

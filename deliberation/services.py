@@ -18,7 +18,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from analysis.social_choice import schulze
+from analysis.social_choice import elect
 from participants.models import Participant, Presence
 
 from . import flow, realtime
@@ -237,7 +237,7 @@ def critique_submit(*, participant: Participant, text: str) -> SubmitResult:
 
 def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranking: list[int], *,
                       complete: bool) -> dict[int, Candidate]:
-    candidates = {c.pk: c for c in Candidate.objects.filter(group=group, round=round_)}
+    candidates = {c.pk: c for c in Candidate.objects.filter(group=group, round=round_, shown=True)}
     unknown = (set(ratings) | set(ranking)) - set(candidates)
     if unknown:
         raise SubmissionError("forbidden", "Those statements are not part of your group's current round.")
@@ -343,7 +343,7 @@ def derive_seed(*parts: object) -> int:
 
 
 def winner_choose(group: Group, round_: int) -> Candidate | None:
-    candidates = list(Candidate.objects.filter(group=group, round=round_).order_by("index"))
+    candidates = list(Candidate.objects.filter(group=group, round=round_, shown=True).order_by("index"))
     if not candidates:
         return None
     ids = [c.pk for c in candidates]
@@ -354,10 +354,10 @@ def winner_choose(group: Group, round_: int) -> Candidate | None:
         ballots.setdefault(participant_id, []).append((rank, candidate_id))
     rankings = [[cid for _, cid in sorted(b)] for _, b in sorted(ballots.items()) if len(b) == len(ids)]
     if rankings:
-        result = schulze(rankings, ids, seed=derive_seed(group.study.generation_seed, group.pk, round_, "winner"))
+        method = group.study.aggregation_method
+        result = elect(method, rankings, ids, seed=derive_seed(group.study.generation_seed, group.pk, round_, "winner"))
         winner_id, details = result.winner, {"tied_winners": list(result.tied_winners),
                                              "tie_broken_by": result.tie_broken_by}
-        method = "schulze"
     else:  # nobody ranked in time: fall back to mean agreement, then to the first candidate
         means = {cid: [] for cid in ids}
         for cid, agreement in Rating.objects.filter(group=group, round=round_, agreement__isnull=False) \

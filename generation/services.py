@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from deliberation import flow
 from deliberation.flow import Phase
-from deliberation.models import Candidate, Critique, Group, Opinion
+from deliberation.models import Candidate, Critique, Group, Opinion, Prediction
 from deliberation.services import _apply, _touch, derive_seed, log_event
 
 from .backends import get_backend
@@ -45,6 +45,9 @@ class _Slot:
     result: GenerationResult | None = None
     text: str | None = None
     attempts: int = 0
+    shown: bool = True
+    welfare: float | None = None
+    predictions: dict[int, float] | None = None  # participant id -> predicted agreement (best-of-N)
 
 
 def generation_params(study) -> dict:
@@ -66,7 +69,7 @@ def build_slots(group: Group, round_: int, template: PromptTemplate) -> list[_Sl
     opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
     critiques = [c.text for c in Critique.objects.filter(group=group).order_by("participant__position")]
     slots = []
-    for index in range(study.num_candidates):
+    for index in range(study.best_of_n or study.num_candidates):
         order = list(opinions)
         random.Random(derive_seed(study.generation_seed, group.pk, round_, index, "shuffle")).shuffle(order)
         texts = [o.text for o in order]
@@ -116,7 +119,29 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
     except (GenerationError, GenerationFailed) as exc:
         generation_error_record(group_id=group_id, message=str(exc))
         raise GenerationFailed(str(exc)) from exc
+    if study.best_of_n:
+        best_of_n_select(group, round, slots)
     return _store(group_id, round, slots, backend, params, template)
+
+
+def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
+    """Score every candidate for every member with the study's reward model; show the top K by welfare."""
+    from analysis.reward.registry import reward_model_load
+    from analysis.reward.score import score_matrix
+    from analysis.welfare import welfare
+
+    study = group.study
+    opinions = list(Opinion.objects.filter(group=group).order_by("participant__position"))
+    critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)} if round_ == 2 else {}
+    model = reward_model_load(study.reward_model_id)
+    u = score_matrix(model, group.question.text, [o.text for o in opinions], [s.text for s in slots],
+                     critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None)
+    scores = welfare(u, study.welfare_method, alpha=study.welfare_alpha)
+    top = sorted(range(len(slots)), key=lambda i: (-scores[i], i))[:study.num_candidates]
+    for i, slot in enumerate(slots):
+        slot.shown = i in top
+        slot.welfare = float(scores[i])
+        slot.predictions = {o.participant_id: float(u[m, i]) for m, o in enumerate(opinions)}
 
 
 def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict, template: PromptTemplate) -> int:
@@ -135,8 +160,14 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                     params={**params, "stop": list(STOP_SEQUENCES), **(result.extra or {})}, seed=result.seed,
                     attempts=slot.attempts, latency_ms=result.latency_ms, prompt_tokens=result.prompt_tokens,
                     completion_tokens=result.completion_tokens, opinion_order=[o.pk for o in slot.opinions],
+                    shown=slot.shown, welfare=slot.welfare,
                 )
                 candidate.included_opinions.set(slot.opinions)
+                if slot.predictions:
+                    Prediction.objects.bulk_create([
+                        Prediction(reward_model_id=group.study.reward_model_id, participant_id=pid,
+                                   candidate=candidate, predicted_agreement=value)
+                        for pid, value in slot.predictions.items()])
             created = len(slots)
             log_event(group, "candidates_stored", None, round=round_, count=created,
                       backend=getattr(backend, "backend", backend).name,

@@ -268,3 +268,20 @@ def test_critique_rows_reference_the_winner():
     group.refresh_from_db()
     assert Critique.objects.get().candidate_id == group.winner_round1_id
     assert Group.objects.get().phase == "critique"
+
+
+@pytest.mark.parametrize("method", ["borda", "copeland"])
+def test_study_aggregation_method_chooses_the_winner(method):
+    study = make_study(slug=f"agg-{method}", aggregation_method=method)
+    group, members = make_group(study, n=3)
+    for member, text in zip(members, OPINIONS):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    ids = list(Candidate.objects.filter(group=group, round=1).values_list("id", flat=True))
+    for member in members:  # everyone ranks the second candidate first
+        ratings_submit(participant=member, round=1, ratings={c: {"agreement": 4, "quality": 4} for c in ids},
+                       ranking=[ids[1], ids[0]])
+    group.refresh_from_db()
+    assert group.winner_round1_id == ids[1]
+    event = GroupEvent.objects.get(group=group, kind="winner_chosen")
+    assert event.payload["method"] == method and event.payload["ballots"] == 3

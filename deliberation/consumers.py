@@ -72,7 +72,8 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("unexpected error handling a message from participant %s", self.participant_id)
             await self.send_json(m.error_reply("server_error", "Something went wrong on our side; "
-                                                               "nothing you entered was lost. Please try again."))
+                                                               "nothing you entered was lost. Please try again.",
+                                               getattr(message, "ref", None)))
 
     async def handle(self, message: m.ClientMessage) -> None:
         participant = await self.load_participant()

@@ -106,9 +106,10 @@ def parse_client_message(raw: str | bytes | None) -> ClientMessage:
 
 
 def _without_lone_surrogates(value):
-    """JSON may carry escaped lone surrogates (invalid unicode) that no database can store."""
+    """JSON may carry escaped lone surrogates (invalid unicode) or NUL characters, which PostgreSQL cannot
+    store (text and jsonb refuse U+0000)."""
     if isinstance(value, str):
-        return value.encode("utf-8", "replace").decode("utf-8")
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
     if isinstance(value, list):
         return [_without_lone_surrogates(v) for v in value]
     if isinstance(value, dict):

@@ -300,7 +300,7 @@ class Bot:
                         self.cancel_action()
             except InvalidStatus:
                 raise
-            except (ConnectionClosed, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, ConnectionClosed, OSError) as exc:
                 if getattr(getattr(exc, "rcvd", None), "code", None) == 4404:
                     raise RuntimeError("server refused the token (4404)") from None
             if self.finished.is_set():

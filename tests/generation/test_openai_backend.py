@@ -31,22 +31,27 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory):
     import llama_cpp  # noqa: F401  (scripts/build-llama-server installs it; scripts/test runs that first)
     folder, name = find_gguf()
     port = free_port()
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = open(log_path, "w")  # a pipe would fill with llama.cpp's start-up log and block the server
     proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(folder / name), "--host",
                              "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
-    for _ in range(240):
+    for _ in range(480):
         try:
             urllib.request.urlopen(base + "/models", timeout=1)
             break
         except OSError:
-            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert proc.poll() is None, log_path.read_text()[-2000:]
             time.sleep(0.5)
+    else:
+        pytest.fail("llama.cpp server did not start:\n" + log_path.read_text()[-2000:])
     yield base
+    log.close()
     proc.terminate()
     proc.wait(timeout=30)
 

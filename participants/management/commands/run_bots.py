@@ -6,6 +6,7 @@ may be this project running elsewhere. ``--json`` prints the summary as JSON on 
 from __future__ import annotations
 
 import json
+import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -48,6 +49,7 @@ class Command(BaseCommand):
                            opinions=options["opinions"], rating_policy=options["rating_policy"],
                            ping_seconds=options["ping"], timeout=options["timeout"], stagger=options["stagger"],
                            progress=not options["no_progress"])
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output
         try:
             summary = run_bots(config)
         except (ValueError, OSError) as exc:

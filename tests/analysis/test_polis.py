@@ -24,7 +24,7 @@ from analysis.reward.config import RewardConfig
 POLIS = Path(__file__).resolve().parents[3] / "shared" / "data" / "polis"
 LONDON = POLIS / "london.youth.policing"  # 26 participants, 36 statements, ~640 votes
 
-pytestmark = pytest.mark.skipif(not LONDON.exists(), reason="../shared/data/polis is not here")
+assert LONDON.exists(), "the shared data folder (../shared/data/polis) is expected beside the project"
 
 
 def write_conversation(folder: Path) -> Path:

@@ -127,7 +127,6 @@ def test_admin_lists_models_with_progress(admin_client):
     assert "pairwise_accuracy" in detail
 
 
-@pytest.mark.skipif(not LONDON.exists(), reason="../shared/data/polis is not here")
 def test_import_polis_is_complete_and_idempotent():
     conversation = load_conversation(LONDON)
     call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())

@@ -13,12 +13,10 @@ import argparse
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,6 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from generation.backends import GenerationRequest, get_backend  # noqa: E402
 from generation.backends.embedded import find_gguf  # noqa: E402
 from generation.prompts import CONSENSUS, STOP_SEQUENCES, render_consensus  # noqa: E402
+from tests.e2e.stack import free_port, wait_until_serving  # noqa: E402
 
 QUESTIONS = json.loads((ROOT.parent / "shared" / "data" / "habermas" / "230118_chinchilla_questions.json").read_text())
 
@@ -58,7 +57,7 @@ def summarise(name: str, per_group_seconds: list[float], total_seconds: float, c
 
 def run_embedded(groups, mode: str) -> dict:
     backend = get_backend("embedded")
-    backend.loaded
+    backend.loaded  # load before timing
     latencies, tokens, count = [], 0, 0
     started = time.perf_counter()
     if mode == "coalesced":  # every group's requests in one padded batch, as the worker's coalescer makes them
@@ -78,12 +77,6 @@ def run_embedded(groups, mode: str) -> dict:
     return summarise(f"embedded {mode}", latencies, elapsed, count, tokens)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def run_llama_server(groups, concurrency_levels) -> list[dict]:
     try:
         import llama_cpp  # noqa: F401
@@ -96,12 +89,7 @@ def run_llama_server(groups, concurrency_levels) -> list[dict]:
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}/v1"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(base + "/models", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_until_serving(base + "/models", server, timeout=240)
         rows = []
         for concurrency in concurrency_levels:
             backend = get_backend("openai", base_url=base, concurrency=concurrency, timeout=600)
@@ -205,7 +193,6 @@ def orchestration_overhead() -> dict | None:
                                generation_backend="embedded",
                                generation_params={"max_new_tokens": 64, "temperature": 0.8})
             group, members = make_group(study, n=5)
-            queued = time.time()
             for m in members:
                 opinion_submit(participant=m, text=f"Opinion {m.position}: we should weigh costs and fairness "
                                                    f"of this policy carefully for everyone.")

@@ -20,6 +20,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(url: str, proc: subprocess.Popen, log_path: Path | None = None,
+                       timeout: float = 120.0) -> None:
+    """Poll ``url`` until it answers; fail with the log's tail if the process exits or time runs out."""
+    def tail() -> str:
+        return log_path.read_text()[-2000:] if log_path and log_path.exists() else ""
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{tail()}") from None
+            time.sleep(0.25)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{tail()}")
+
+
 def database_url(settings_dict: dict) -> str:
     user = settings_dict.get("USER") or "postgres"
     host = settings_dict.get("HOST") or "127.0.0.1"
@@ -48,14 +66,7 @@ def running_stack(db_url: str, redis_url: str, log_dir: Path, *, worker: bool = 
                          "--pool=solo", "--loglevel=INFO", "-s", str(log_dir / "celerybeat-schedule")])
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
-            try:
-                urllib.request.urlopen(base + "/", timeout=1)
-                break
-            except OSError:
-                if procs[0].poll() is not None:
-                    raise RuntimeError((log_dir / "daphne.log").read_text())
-                time.sleep(0.25)
+        wait_until_serving(base + "/", procs[0], log_dir / "daphne.log", timeout=30)
         yield base
     finally:
         for proc in procs:

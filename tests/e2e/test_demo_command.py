@@ -6,13 +6,11 @@ import os
 import re
 import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from .browser import chromium, critique, finish, join_and_consent, phone_pages, rate_everything, write_opinions
-from .stack import ROOT, free_port
+from .stack import ROOT, free_port, wait_until_serving
 
 pytestmark = [pytest.mark.browser]
 
@@ -27,13 +25,7 @@ def test_demo_command_runs_a_whole_study_on_the_embedded_default(tmp_path):
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(240):
-            try:
-                urllib.request.urlopen(base + "/", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, (tmp_path / "demo.log").read_text()
-                time.sleep(0.25)
+        wait_until_serving(base + "/", proc, tmp_path / "demo.log", timeout=60)
         printed = (tmp_path / "demo.log").read_text()
         assert f"{base}/s/demo/" in printed and "password: demo-pass-123" in printed
         assert re.search(r"sqlite3, in-process worker", printed)

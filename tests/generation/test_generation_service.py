@@ -101,7 +101,8 @@ def test_http_backend_down_then_back_group_waits_monitor_shows_error_then_contin
     from deliberation.selectors import participant_snapshot
     from generation.backends import get_backend
 
-    from .test_openai_backend import Flaky, free_port
+    from ..e2e.stack import free_port
+    from .test_openai_backend import Flaky
 
     group, members = make_group(n=3)
     opinions_in(group, members)

@@ -3,12 +3,9 @@ SmolLM2 GGUF on 127.0.0.1), and against a small local HTTP server that misbehave
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -18,16 +15,12 @@ from generation.backends.base import ChatMessage
 from generation.backends.embedded import find_gguf
 from generation.prompts import CONSENSUS, render_consensus
 
+from ..e2e.stack import free_port, wait_until_serving
+
 MESSAGES = render_consensus(CONSENSUS, "Should our city make public transport free?", [
     "Free transport would help low-income families and cut traffic.",
     "The money is better spent on more frequent buses.",
     "Free for students and pensioners only."])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +34,7 @@ def llama_server(tmp_path_factory):
                              "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "1"],
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
-    for _ in range(480):
-        try:
-            urllib.request.urlopen(base + "/models", timeout=1)
-            break
-        except OSError:
-            assert proc.poll() is None, log_path.read_text()[-2000:]
-            time.sleep(0.5)
-    else:
-        pytest.fail("llama.cpp server did not start:\n" + log_path.read_text()[-2000:])
+    wait_until_serving(base + "/models", proc, log_path, timeout=240)
     yield base
     log.close()
     proc.terminate()

@@ -1,4 +1,4 @@
-"""Reward model registry in the admin: status, live progress, metrics; queue training from here."""
+"""Reward model registry and analysis jobs in the admin: status, live progress, results; queue training here."""
 from __future__ import annotations
 
 import json
@@ -6,7 +6,12 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from .models import RewardModel
+from .models import AnalysisJob, RewardModel
+
+
+def progress_bar_html(progress: float):
+    """The admin's progress bar for anything with a 0..1 ``progress`` (training, analysis jobs)."""
+    return format_html('<progress value="{}" max="100"></progress> {}%', round(progress * 100), round(progress * 100))
 
 
 @admin.action(description="Queue training of the selected models (Celery)")
@@ -33,8 +38,7 @@ class RewardModelAdmin(admin.ModelAdmin):
 
     @admin.display(description="progress")
     def progress_bar(self, obj):
-        return format_html('<progress value="{}" max="100"></progress> {}%', round(obj.progress * 100),
-                           round(obj.progress * 100))
+        return progress_bar_html(obj.progress)
 
     @admin.display(description="validation")
     def validation_summary(self, obj):
@@ -50,3 +54,29 @@ class RewardModelAdmin(admin.ModelAdmin):
     @admin.display(description="training ratings")
     def training_rating_count(self, obj):
         return obj.training_ratings.count()
+
+
+@admin.register(AnalysisJob)
+class AnalysisJobAdmin(admin.ModelAdmin):
+    """Read-only: jobs are started from the command line (e.g. ``manage.py loo_offline``)."""
+
+    list_display = ("id", "kind", "study", "status", "progress_bar", "done", "total", "progress_message",
+                    "created_at", "finished_at")
+    list_filter = ("kind", "status", "study")
+    readonly_fields = ("kind", "study", "params", "status", "progress_bar", "done", "total", "progress_message",
+                       "result_pretty", "error", "created_at", "started_at", "finished_at")
+    fields = readonly_fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        return progress_bar_html(obj.progress)
+
+    @admin.display(description="result")
+    def result_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.result, indent=2))

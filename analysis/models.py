@@ -38,3 +38,36 @@ class RewardModel(models.Model):
 
     def __str__(self) -> str:
         return self.name or f"reward model {self.pk}"
+
+
+class AnalysisJob(models.Model):
+    """A long analysis run (e.g. offline leave-one-out) done by Celery or inline, with progress for the admin."""
+
+    class Kind(models.TextChoices):
+        LOO_OFFLINE = "loo_offline", "Offline leave-one-out"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        FAILED = "failed"
+
+    kind = models.CharField(max_length=32, choices=Kind.choices, db_index=True)
+    study = models.ForeignKey("deliberation.Study", on_delete=models.PROTECT, related_name="analysis_jobs")
+    params = models.JSONField(default=dict, blank=True, help_text="What the job was asked to do.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="Share of the work done, 0 to 1.")
+    total = models.PositiveIntegerField(default=0, help_text="Units of work (e.g. groups).")
+    done = models.PositiveIntegerField(default=0)
+    progress_message = models.CharField(max_length=300, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"

@@ -1,6 +1,7 @@
-"""Celery task for training a registered reward model: thin; the work is in analysis.reward.registry.
+"""Celery tasks for analysis: training a registered reward model (work in analysis.reward.registry) and offline
+leave-one-out jobs (work in analysis.loo_offline); thin.
 
-Progress is written to the RewardModel row while it runs and shown in the admin.
+Progress is written to the RewardModel or AnalysisJob row while it runs and shown in the admin.
 """
 from __future__ import annotations
 
@@ -13,3 +14,22 @@ def train_reward_model(*, reward_model_id: int) -> int:
     from .reward.registry import reward_model_train
 
     return reward_model_train(reward_model_id=reward_model_id).pk
+
+
+@shared_task(name="analysis.tasks.loo_offline_start", acks_late=False, ignore_result=True)
+def loo_offline_start(*, job_id: int) -> int:
+    """Fan an offline leave-one-out job out: one subtask per group (each updates the job's progress)."""
+    from .models import AnalysisJob
+
+    job = AnalysisJob.objects.get(pk=job_id)
+    for group_id in job.params["group_ids"]:
+        loo_offline_group.delay(job_id=job_id, group_id=group_id)
+    return len(job.params["group_ids"])
+
+
+@shared_task(name="analysis.tasks.loo_offline_group", acks_late=True, ignore_result=True)
+def loo_offline_group(*, job_id: int, group_id: int) -> None:
+    """Regenerate one group's winning statement with each member left out and score it (idempotent)."""
+    from .loo_offline import job_run_group
+
+    job_run_group(job_id=job_id, group_id=group_id)

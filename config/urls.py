@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.shortcuts import render
-from django.urls import path
+from django.urls import include, path
 
 from deliberation import monitor
 from participants import views as participant_views
@@ -8,6 +8,8 @@ from participants import views as participant_views
 urlpatterns = [
     path("", lambda request: render(request, "home.html"), name="home"),
     path("admin/", admin.site.urls),
+    path("legibility/", include("legibility.urls")),
+    path("analysis/", include("analysis.urls")),
     path("s/<slug:slug>/", participant_views.join, name="join"),
     path("p/<str:token>/", participant_views.participant_page, name="participant_page"),
     path("p/<str:token>/complete/", participant_views.complete, name="participant_complete"),

@@ -46,7 +46,8 @@ class StudyAdmin(CsvExportAdmin):
         ("Groups and timing", {"fields": ("min_group_size", "max_group_size", "lobby_timeout_seconds",
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),
-        ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method")}),
+        ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method",
+                                      "leave_one_out_share")}),
         ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "welfare_method",
                                                      "welfare_alpha")}),
         ("Generation", {"fields": ("generation_backend", "generation_base_url", "generation_model",
@@ -63,8 +64,9 @@ class StudyAdmin(CsvExportAdmin):
 
     @admin.display(description="links")
     def links(self, obj):
-        return format_html('<a href="{}">join link</a> · <a href="{}">monitor</a>',
-                           reverse("join", kwargs={"slug": obj.slug}), reverse("monitor_study", args=[obj.pk]))
+        return format_html('<a href="{}">join link</a> · <a href="{}">monitor</a> · <a href="{}">report</a>',
+                           reverse("join", kwargs={"slug": obj.slug}), reverse("monitor_study", args=[obj.pk]),
+                           reverse("analysis:study_report", kwargs={"slug": obj.slug}))
 
 
 class QuestionImportForm(forms.Form):
@@ -118,8 +120,9 @@ class EventInline(admin.TabularInline):
 
 @admin.register(Group)
 class GroupAdmin(ReadOnlyAdmin):
-    list_display = ("id", "study", "phase", "deadline", "outcome", "generation_status", "created_at")
-    list_filter = ("study", "phase", "outcome")
+    list_display = ("id", "study", "phase", "condition", "excluded_participant", "deadline", "outcome",
+                    "generation_status", "created_at")
+    list_filter = ("study", "phase", "outcome", "condition")
     inlines = [EventInline]
 
 

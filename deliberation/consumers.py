@@ -6,6 +6,7 @@ version it shows; a stale version gets a snapshot back, so a lost push repairs i
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -14,7 +15,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from participants.models import Participant
-from participants.services import presence_connect, presence_disconnect, presence_ping
+from participants.services import is_token, presence_connect, presence_disconnect, presence_ping
 
 from . import messages as m
 from . import realtime, services
@@ -23,15 +24,29 @@ from .selectors import participant_snapshot, snapshot_version
 logger = logging.getLogger(__name__)
 
 
+def _read_snapshot(participant_id: int) -> dict:
+    return participant_snapshot(Participant(pk=participant_id))
+
+
+# Snapshots are read-only: build them on the thread pool rather than the one thread-sensitive thread that
+# serializes every consumer's writes, so a phase change reaching many members is read in parallel.
+read_snapshot = database_sync_to_async(_read_snapshot, thread_sensitive=False)
+
+
 class ParticipantConsumer(AsyncWebsocketConsumer):
     participant_id: int | None = None
     group_id: int | None = None
+    in_lobby: bool = False
+    _pushing: asyncio.Task | None = None
+    _dirty: bool = False
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
-        participant = await database_sync_to_async(
-            lambda: Participant.objects.filter(token=token).only("id", "group_id", "study_id").first()
-        )()
+        participant = None
+        if is_token(token):  # a mangled token (e.g. with a NUL byte) must not reach the query
+            participant = await database_sync_to_async(
+                lambda: Participant.objects.filter(token=token).only("id", "group_id", "study_id").first()
+            )()
         if participant is None:
             await self.close(code=4404)
             return
@@ -44,6 +59,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             ensure_started()
         await self.channel_layer.group_add(realtime.participant_channel(participant.pk), self.channel_name)
         await self.channel_layer.group_add(realtime.lobby_channel(participant.study_id), self.channel_name)
+        self.in_lobby = True
         await database_sync_to_async(presence_connect)(participant_id=participant.pk, channel_name=self.channel_name)
         await self.send_snapshot()
 
@@ -116,15 +132,34 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         return Participant.objects.select_related("group").get(pk=self.participant_id)
 
     async def state_changed(self, event: dict) -> None:
-        await self.send_snapshot()
+        """Coalesce pushes: a burst of changes (five members submitting) costs one or two snapshot reads,
+        not one per change. The snapshot read after the last change always happens."""
+        self._dirty = True
+        if self._pushing is None or self._pushing.done():
+            self._pushing = asyncio.ensure_future(self._push_loop())
+
+    async def _push_loop(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            try:
+                await self.send_snapshot()
+            except Exception:  # a lost push is repaired by the client's next ping
+                logger.exception("push to participant %s failed", self.participant_id)
+                return
 
     async def send_snapshot(self) -> None:
-        snapshot = await database_sync_to_async(
-            lambda: participant_snapshot(Participant(pk=self.participant_id)))()
+        snapshot = await read_snapshot(self.participant_id)
         group = snapshot.get("group")
         if group and group["id"] != self.group_id:
             self.group_id = group["id"]
             await self.channel_layer.group_add(realtime.group_channel(self.group_id), self.channel_name)
+        # Lobby pushes matter only while waiting: a grouped socket left in the lobby channel would read a
+        # snapshot on every arrival in the whole study (O(N^2) reads as a study fills).
+        in_lobby = snapshot["participant"]["status"] == Participant.Status.LOBBY
+        if in_lobby != self.in_lobby:
+            self.in_lobby = in_lobby
+            change = self.channel_layer.group_add if in_lobby else self.channel_layer.group_discard
+            await change(realtime.lobby_channel(self.study_id), self.channel_name)
         await self.send_json(snapshot)
 
     async def send_json(self, content: dict) -> None:

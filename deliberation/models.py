@@ -82,8 +82,15 @@ class Study(models.Model):
         EMBEDDED = "embedded", "Embedded SmolLM2-135M on the worker's CPU"
         OPENAI = "openai", "OpenAI-compatible server (vLLM, llama.cpp, TGI, ...)"
         EXTRACTIVE = "extractive", "Extractive baseline (no model; for pilots and load tests)"
+        RECORDED = "recorded", "Recorded: replays statements a model wrote earlier (load tests)"
 
     generation_backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.EMBEDDED)
+    leave_one_out_share = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of groups in the leave-one-out condition: one member's opinion is silently left out of "
+                  "the generation prompt (recorded on the group, never shown).")
+    bot_takeover = models.BooleanField(
+        default=False, help_text="When a member drops out, a simulated participant takes over so the group finishes.")
     generation_base_url = models.URLField(blank=True, help_text="OpenAI-compatible server, e.g. http://gpu-host:8000/v1")
     generation_model = models.CharField(max_length=200, blank=True,
                                         help_text="Model name the server expects (e.g. the one given to vllm serve).")
@@ -169,6 +176,11 @@ class Group(models.Model):
     generation_status = models.CharField(max_length=300, blank=True,
                                          help_text="Last generation error, shown on the monitor.")
     outcome = models.CharField(max_length=32, blank=True)
+    condition = models.CharField(max_length=32, default="standard", db_index=True,
+                                 help_text="'standard' or 'leave_one_out'.")
+    excluded_participant = models.ForeignKey(
+        "participants.Participant", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Leave-one-out condition: the member whose opinion was left out of the prompt (never shown).")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

@@ -19,7 +19,8 @@ from .services import connected_participant_ids, group_force_advance, submitted_
 def study_monitor_state(study: Study) -> dict:
     now = timezone.now()
     groups = list(Group.objects.filter(study=study).select_related("question").order_by("-id")[:200])
-    members = list(Participant.objects.filter(group__in=groups).values_list("id", "group_id", "position", "status"))
+    members = list(Participant.objects.filter(group__in=groups)
+                   .values_list("id", "group_id", "position", "status", "taken_over_at"))
     connected = connected_participant_ids([m[0] for m in members], now)
     rows = []
     for group in groups:
@@ -30,7 +31,8 @@ def study_monitor_state(study: Study) -> dict:
             "deadline": group.deadline.isoformat() if group.deadline else None,
             "seconds_left": int((group.deadline - now).total_seconds()) if group.deadline else None,
             "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,
-                         "status": status} for pid, _, pos, status in sorted(group_members, key=lambda m: m[2])],
+                         "status": status, "bot": taken is not None}
+                        for pid, _, pos, status, taken in sorted(group_members, key=lambda m: m[2])],
             "generation_error": group.generation_status, "outcome": group.outcome,
         })
     statuses = Counter(Participant.objects.filter(study=study).values_list("status", flat=True))

@@ -84,6 +84,7 @@ def _group_part(participant: Participant, group: Group, now: datetime) -> dict[s
         "phase": phase.value,
         "round": flow.round_of(phase),
         "deadline": _iso(group.deadline),
+        "phase_started_at": _iso(group.phase_started_at),  # server clock; lets load tests time push delivery
         "seconds_left": max(0, int((group.deadline - now).total_seconds())) if group.deadline else None,
         "question": group.question.text,
         "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,

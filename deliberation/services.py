@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 from django.conf import settings
@@ -89,8 +91,10 @@ def _usable_draft(phase: Phase, payload: Any) -> bool:
 
 
 def group_state(group: Group, now: datetime) -> flow.GroupState:
-    member_ids = list(group.members.order_by("position").values_list("id", flat=True))
-    connected = connected_participant_ids(member_ids, now)
+    members = list(group.members.order_by("position").values_list("id", "taken_over_at"))
+    member_ids = [pid for pid, _ in members]
+    # A member a bot has taken over (deliberation/takeover.py) counts as present: the group waits for the bot.
+    connected = connected_participant_ids(member_ids, now) | {pid for pid, taken in members if taken is not None}
     submitted = submitted_participant_ids(group)
     drafts = {
         d.participant_id
@@ -177,16 +181,35 @@ def next_question(study: Study) -> Question:
     return question
 
 
+def assign_condition(study: Study, ordinal: int, participant_ids: tuple[int, ...]) -> tuple[str, int | None]:
+    """Leave-one-out condition by permuted blocks: of every block of ``d`` consecutive groups of a study, exactly
+    ``n`` (share ≈ n/d) are leave-one-out, which ones drawn from the study seed; the excluded member likewise.
+    Reproducible from (seed, the group's ordinal in the study, seat), independent of database ids."""
+    share = study.leave_one_out_share or 0.0
+    if share <= 0 or len(participant_ids) < 2:
+        return "standard", None
+    fraction = Fraction(share).limit_denominator(20)
+    block, slot = divmod(ordinal, fraction.denominator)
+    order = list(range(fraction.denominator))
+    random.Random(derive_seed(study.generation_seed, "condition", block)).shuffle(order)
+    if order.index(slot) >= fraction.numerator:
+        return "standard", None
+    seat = random.Random(derive_seed(study.generation_seed, "excluded", ordinal)).randrange(len(participant_ids))
+    return "leave_one_out", participant_ids[seat]
+
+
 def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetime) -> Group:
     """Form a group from lobby members (caller holds the study lock)."""
     question = next_question(study)
     state = flow.initial_state(tuple(flow.MemberView(pid, connected=True) for pid in participant_ids),
                                now, study.flow_config)
+    condition, excluded = assign_condition(study, Group.objects.filter(study=study).count(), participant_ids)
     group = Group.objects.create(study=study, question=question, phase=state.phase.value,
-                                 deadline=state.deadline, phase_started_at=now)
+                                 deadline=state.deadline, phase_started_at=now, condition=condition,
+                                 excluded_participant_id=excluded)
     for position, pid in enumerate(participant_ids, start=1):
         Participant.objects.filter(pk=pid).update(group=group, position=position, status=Participant.Status.IN_GROUP)
-    log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk)
+    log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk, condition=condition)
     realtime.push_after_commit(participants=participant_ids, lobbies=[study.pk])
     return group
 

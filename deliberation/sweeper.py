@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.db import transaction
 from django.utils import timezone
 
 from participants.models import Participant
@@ -17,7 +19,8 @@ from participants.services import lobby_match, presence_sweep
 
 from . import flow
 from .models import Group
-from .services import group_apply
+from .services import group_apply, log_event
+from .takeover import takeover_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +30,9 @@ class SweepReport:
     groups_advanced: int = 0
     groups_formed: int = 0
     presences_expired_groups: int = 0
+    generation_requeued: int = 0
+    members_taken_over: int = 0
+    bot_submissions: int = 0
 
 
 def sweep(now: datetime | None = None) -> SweepReport:
@@ -34,17 +40,51 @@ def sweep(now: datetime | None = None) -> SweepReport:
     report = SweepReport()
     stale_groups = presence_sweep(now=now)
     report.presences_expired_groups = len(stale_groups)
+    # Before the deadlines: a dropped member's bot answers in time, and the group waits for it.
+    takeover = _safely(takeover_sweep, now=now)
+    if takeover is not None:
+        report.members_taken_over, report.bot_submissions = takeover.taken_over, takeover.submissions
     for group_id in stale_groups:
         _safely(group_apply, group_id=group_id, event=flow.PresenceChanged(), now=now)
     due = Group.objects.filter(phase__in=[p.value for p in flow.INPUT_PHASES], deadline__lte=now)
     for group_id in due.values_list("id", flat=True):
         transition = _safely(group_apply, group_id=group_id, event=flow.Tick(), now=now)
         report.groups_advanced += bool(transition and transition.changed)
+    for group_id in stalled_generation(now):
+        report.generation_requeued += bool(_safely(generation_requeue, group_id=group_id, now=now))
     study_ids = set(Participant.objects.filter(status=Participant.Status.LOBBY).values_list("study_id", flat=True))
     for study_id in study_ids:
         formed = _safely(lobby_match, study_id=study_id, now=now) or []
         report.groups_formed += len(formed)
     return report
+
+
+def stalled_generation(now: datetime) -> list[int]:
+    """Groups waiting for candidates for GENERATION_REQUEUE_SECONDS whose task no worker has started (nor was it
+    queued again within that time): the task was most likely never queued (broker down at commit)."""
+    horizon = now - timedelta(seconds=settings.GENERATION_REQUEUE_SECONDS)
+    stalled = []
+    for group in Group.objects.filter(phase__in=list(flow.GENERATION_PHASES), phase_started_at__lte=horizon):
+        events = group.events.filter(created_at__gte=group.phase_started_at)
+        if events.filter(kind="generation_started").exists():
+            continue  # a worker has it; a worker that dies gets it redelivered (acks_late)
+        if events.filter(kind="generation_requeued", created_at__gt=horizon).exists():
+            continue
+        stalled.append(group.pk)
+    return stalled
+
+
+def generation_requeue(*, group_id: int, now: datetime) -> bool:
+    from generation.dispatch import enqueue_generation  # generation depends on deliberation, not back
+
+    with transaction.atomic():
+        group = Group.objects.select_for_update().get(pk=group_id)
+        round_ = flow.GENERATION_PHASES.get(flow.Phase(group.phase))
+        if round_ is None:
+            return False
+        log_event(group, "generation_requeued", None, round=round_)
+        enqueue_generation(group_id=group.pk, round=round_)
+    return True
 
 
 def _safely(fn, **kwargs):

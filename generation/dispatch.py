@@ -5,8 +5,12 @@ thread instead (deliberation/inprocess.py). Never inline in a request.
 """
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.db import transaction
+
+logger = logging.getLogger(__name__)
 
 
 def enqueue_generation(*, group_id: int, round: int) -> None:
@@ -18,6 +22,9 @@ def enqueue_generation(*, group_id: int, round: int) -> None:
         else:
             from .tasks import generate_candidates
 
-            generate_candidates.apply_async(kwargs={"group_id": group_id, "round": round}, queue="generation")
+            try:
+                generate_candidates.apply_async(kwargs={"group_id": group_id, "round": round}, queue="generation")
+            except Exception:  # the broker is down; what committed stays committed and the sweeper queues it again
+                logger.exception("could not queue generation for group %s round %s", group_id, round)
 
     transaction.on_commit(send)

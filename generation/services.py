@@ -62,21 +62,41 @@ def template_for(study, round_: int) -> PromptTemplate:
     return study.revision_template or PromptTemplate.latest("revision")
 
 
-def build_slots(group: Group, round_: int, template: PromptTemplate) -> list[_Slot]:
-    """One prompt per candidate, the opinions shuffled anew for each (against order bias)."""
+def left_out_ids(group: Group) -> set[int]:
+    """Leave-one-out condition: the member whose opinion and critique never reach the model (nor best-of-N)."""
+    if group.condition == "leave_one_out" and group.excluded_participant_id:
+        return {group.excluded_participant_id}
+    return set()
+
+
+def build_slots(group: Group, round_: int, template: PromptTemplate, *, leave_out: set[int] | None = None,
+                indices: list[int] | None = None, previous: str | None = None) -> list[_Slot]:
+    """One prompt per candidate, the opinions shuffled anew for each (against order bias).
+
+    ``leave_out``: members whose opinion and critique stay out of the prompt (default: the group's
+    leave-one-out member, if any; offline sensitivity analysis passes its own). ``indices``: which candidate
+    slots to build (default all), so one slot can be rebuilt with the seeds it had. ``previous``: the statement
+    the revision round revises (default: the round-1 winner).
+    """
     study = group.study
     spec = template.spec()
+    leave_out = left_out_ids(group) if leave_out is None else leave_out
     opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
-    critiques = [c.text for c in Critique.objects.filter(group=group).order_by("participant__position")]
+    kept = [o for o in opinions if o.participant_id not in leave_out]
+    if not kept:  # nobody else wrote an opinion: leaving it out would leave the model nothing to work from
+        kept = opinions
+    critiques = [c.text for c in Critique.objects.filter(group=group).order_by("participant__position")
+                 if c.participant_id not in leave_out]
     slots = []
-    for index in range(study.best_of_n or study.num_candidates):
-        order = list(opinions)
+    for index in range(study.best_of_n or study.num_candidates) if indices is None else indices:
+        order = list(kept)
         random.Random(derive_seed(study.generation_seed, group.pk, round_, index, "shuffle")).shuffle(order)
         texts = [o.text for o in order]
         if round_ == 1:
             messages = render_consensus(spec, group.question.text, texts)
         else:
-            messages = render_revision(spec, group.question.text, texts, group.winner_round1.text, critiques)
+            messages = render_revision(spec, group.question.text, texts,
+                                       group.winner_round1.text if previous is None else previous, critiques)
         slots.append(_Slot(index=index, opinions=order, messages=messages))
     return slots
 
@@ -131,7 +151,9 @@ def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     from analysis.welfare import welfare
 
     study = group.study
-    opinions = list(Opinion.objects.filter(group=group).order_by("participant__position"))
+    leave_out = left_out_ids(group)
+    every = list(Opinion.objects.filter(group=group).order_by("participant__position"))
+    opinions = [o for o in every if o.participant_id not in leave_out] or every
     critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)} if round_ == 2 else {}
     model = reward_model_load(study.reward_model_id)
     u = score_matrix(model, group.question.text, [o.text for o in opinions], [s.text for s in slots],

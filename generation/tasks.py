@@ -8,6 +8,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from .services import GenerationFailed, candidates_generate
 
@@ -25,5 +26,7 @@ from .services import GenerationFailed, candidates_generate
 def generate_candidates(self, *, group_id: int, round: int) -> int:
     try:
         return candidates_generate(group_id=group_id, round=round)
-    except (GenerationFailed, SoftTimeLimitExceeded) as exc:
+    # OperationalError/InterfaceError: the database went away (restarting); without a retry the task would be
+    # acked as failed and the group would wait forever. The service is idempotent per (group, round).
+    except (GenerationFailed, SoftTimeLimitExceeded, OperationalError, InterfaceError) as exc:
         raise self.retry(exc=exc, countdown=min(60, 5 * 2 ** self.request.retries))

@@ -22,6 +22,7 @@ import json
 import random
 import re
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -31,7 +32,7 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
 FINAL_STATUSES = ("completed", "lobby_timeout", "dropped")
 INPUT_PHASES = ("opinion", "rating", "critique", "final_rating")
@@ -53,8 +54,12 @@ class BotConfig:
     dropout: float = 0.0
     seed: int | None = None
     think: tuple[float, float] = (1.0, 4.0)
-    opinions: str = "question"  # "question" or "polis:DIR" (DIR under ../shared/data/polis or a path)
-    rating_policy: str = "similarity"  # "random" or "similarity"
+    opinions: str = "question"  # "question", "polis:DIR" (DIR under ../shared/data/polis or a path) or "persona"
+    rating_policy: str = "similarity"  # "random", "similarity", "embedding" or "reward:CHECKPOINT_DIR"
+    # opinions="persona": the generation backend that writes them (get_backend(name, **options)).
+    persona_backend: str = "embedded"
+    persona_options: dict = field(default_factory=dict)
+    persona_max_tokens: int = 60
     ping_seconds: float = PING_SECONDS
     timeout: float = 1800.0  # give up on a bot after this many seconds
     stagger: float = 0.2  # seconds between bot arrivals
@@ -89,6 +94,11 @@ class BotResult:
     snapshots: int = 0
     pongs: int = 0
     failure: str | None = None  # an exception that ended the bot early
+    # Every submission this bot sent (drafts and pings left out), for comparing with the database:
+    # {"ref", "kind", "group", "phase", "message", "outcome"}; outcome is "created" or "exists" (acked),
+    # "error:CODE", "unanswered" (the socket dropped first), or "confirmed" (unanswered, but a later snapshot
+    # showed this phase as submitted: the server stored it before the connection died).
+    writes: list[dict] = field(default_factory=list)
 
     def kind(self, name: str) -> KindCount:
         return self.kinds.setdefault(name, KindCount())
@@ -166,21 +176,138 @@ class PolisOpinions:
         return rng.choice(self.comments)
 
 
-def opinion_source(spec: str):
+class PersonaOpinions:
+    """Opinions written by the project's generation backend in the voice of a random persona.
+
+    Uses the one generation interface (``generation.backends.get_backend``); the extractive and recorded
+    backends only copy existing text, so they cannot write a persona's opinion.
+    """
+
+    blocking = True  # a model call: bots run it off the event loop
+    AGES = ("19", "27", "34", "45", "58", "71")
+    JOBS = ("nurse", "student", "farmer", "teacher", "shop owner", "software developer", "retired engineer",
+            "delivery driver", "accountant", "carer")
+    VIEWS = ("cares most about fairness", "worries about public spending", "values personal freedom",
+             "thinks tradition matters", "wants practical solutions", "is sceptical of government",
+             "cares about the environment", "puts family first")
+
+    def __init__(self, backend: str = "embedded", options: dict | None = None, max_new_tokens: int = 60):
+        if backend in ("extractive", "recorded"):
+            raise ValueError(f"the {backend} backend only copies existing text and cannot write persona opinions; "
+                             "use --persona-backend embedded or openai")
+        from generation.backends import get_backend
+
+        self.backend = get_backend(backend, **(options or {}))
+        self.max_new_tokens = max_new_tokens
+        self.fallback = QuestionOpinions()
+        self.generated = 0  # opinions the model wrote (the rest fell back to the question-based source)
+        self._lock = threading.Lock()  # one model, many bots: one call at a time
+
+    def persona(self, rng: random.Random) -> str:
+        return (f"a {rng.choice(self.AGES)}-year-old {rng.choice(self.JOBS)} who {rng.choice(self.VIEWS)}"
+                f" and {rng.choice(self.VIEWS)}")
+
+    def messages(self, question: str, persona: str):
+        from generation.backends import ChatMessage
+
+        return (ChatMessage("system", f"You are {persona}. Answer in two or three sentences, in the first "
+                                      "person, giving your own opinion and one reason. No lists, no preamble."),
+                ChatMessage("user", question))
+
+    def opinion(self, question: str, rng: random.Random) -> str:
+        from generation.backends import GenerationRequest
+        from generation.cleaning import clean_statement
+
+        request = GenerationRequest(messages=self.messages(question, self.persona(rng)), seed=rng.getrandbits(31),
+                                    max_new_tokens=self.max_new_tokens, temperature=0.9, stop=("\n\n",))
+        with self._lock:
+            raw = self.backend.generate([request])[0].text
+        text = clean_statement(raw, 600, question=question)
+        if not text or len(text.split()) < 3:  # a model that wrote nothing usable: still an opinion
+            return self.fallback.opinion(question, rng)
+        self.generated += 1
+        return text
+
+
+def opinion_source(spec: str, *, persona_backend: str = "embedded", persona_options: dict | None = None,
+                   persona_max_tokens: int = 60):
     if spec in ("", "question"):
         return QuestionOpinions()
     if spec.startswith("polis:"):
         return PolisOpinions(spec.split(":", 1)[1])
-    raise ValueError(f"unknown opinion source {spec!r} (use 'question' or 'polis:DIR')")
+    if spec == "persona":
+        return PersonaOpinions(persona_backend, persona_options, persona_max_tokens)
+    raise ValueError(f"unknown opinion source {spec!r} (use 'question', 'polis:DIR' or 'persona')")
 
 
-def rate(candidates: list[dict], opinion: str, policy: str, rng: random.Random) -> tuple[list[dict], list[int]]:
+class EmbeddingScorer:
+    """Cosine similarity of all-MiniLM-L6-v2 embeddings (the reward model's backbone, loaded offline)."""
+
+    def __init__(self):
+        self._cache: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def agreement(self, question: str, opinion: str, texts: list[str]) -> list[float]:
+        """Predicted agreement on the 1..7 scale: cosine 0.2 or less is 1, 0.8 or more is 7."""
+        from analysis.reward.model import embed_texts
+
+        with self._lock:
+            missing = [t for t in dict.fromkeys([opinion, *texts]) if t not in self._cache]
+            if missing:
+                self._cache.update(zip(missing, embed_texts(missing), strict=True))
+            mine = self._cache[opinion]
+            cosines = [float(mine @ self._cache[t]) for t in texts]
+        return [1 + 6 * min(1.0, max(0.0, (c - 0.2) / 0.6)) for c in cosines]
+
+
+class RewardScorer:
+    """A trained reward model's predicted agreement (analysis/reward/score.py) of this bot with each statement."""
+
+    def __init__(self, directory: str):
+        from analysis.reward.score import load_reward_model
+
+        if not Path(directory).is_dir():
+            raise ValueError(f"no reward model checkpoint folder at {directory}")
+        self.model = load_reward_model(directory)
+        self._lock = threading.Lock()
+
+    def agreement(self, question: str, opinion: str, texts: list[str]) -> list[float]:
+        from analysis.reward.score import score_matrix
+
+        with self._lock:
+            return [float(v) for v in score_matrix(self.model, question, [opinion], texts)[0]]
+
+
+_SCORERS: dict[str, Any] = {}
+_SCORERS_LOCK = threading.Lock()
+
+
+def make_scorer(policy: str):
+    """None for the cheap policies; a shared (loaded-once) model scorer for 'embedding' and 'reward:DIR'."""
+    if policy in ("random", "similarity"):
+        return None
+    if policy != "embedding" and not policy.startswith("reward:"):
+        raise ValueError(f"unknown rating policy {policy!r} (use random, similarity, embedding or reward:DIR)")
+    with _SCORERS_LOCK:
+        if policy not in _SCORERS:
+            _SCORERS[policy] = EmbeddingScorer() if policy == "embedding" else RewardScorer(policy.split(":", 1)[1])
+        return _SCORERS[policy]
+
+
+def rate(candidates: list[dict], opinion: str, policy: str, rng: random.Random, *,
+         question: str = "") -> tuple[list[dict], list[int]]:
     """Ratings (agreement, quality 1..7) for every candidate and a full ranking, best first."""
     scored = []
-    for c in candidates:
+    scorer = make_scorer(policy)
+    predicted = scorer.agreement(question, opinion or question, [c["text"] for c in candidates]) if scorer else None
+    for i, c in enumerate(candidates):
         if policy == "random":
             agreement, quality = rng.randint(1, 7), rng.randint(1, 7)
             score = agreement + quality + rng.random()
+        elif predicted is not None:  # a model's predicted agreement, 1..7
+            agreement = max(1, min(7, round(predicted[i])))
+            quality = max(1, min(7, rng.choice((3, 4, 5, 6)) + (1 if len(c["text"].split()) > 12 else 0)))
+            score = predicted[i] + rng.random() * 1e-6
         else:
             sim = similarity(opinion or "", c["text"])
             agreement = max(1, min(7, round(1 + 6 * min(1.0, sim * 3)) + rng.choice((-1, 0, 0, 1))))
@@ -260,6 +387,9 @@ class Bot:
         message = {**message, "ref": ref}
         if kind is not None:
             self.pending[ref] = (kind, key, rows)
+        if key is not None:
+            self.result.writes.append({"ref": ref, "kind": kind, "group": key[0], "phase": key[1],
+                                       "message": message, "outcome": "unanswered"})
         await self.ws.send(json.dumps(message))
         if kind is not None:
             self.result.kind(kind).sent += 1
@@ -298,9 +428,12 @@ class Bot:
                     finally:
                         pinger.cancel()
                         self.cancel_action()
-            except InvalidStatus:
-                raise
-            except (TimeoutError, ConnectionClosed, OSError) as exc:
+            except InvalidStatus as exc:
+                if exc.response.status_code < 500:  # refused (e.g. 403): retrying will not help
+                    raise
+                # 5xx: the server failed mid-handshake (its database restarting, say); try again like a browser
+            # InvalidMessage: no valid HTTP answer to the handshake (a server that died or is restarting).
+            except (TimeoutError, ConnectionClosed, OSError, InvalidMessage) as exc:
                 if getattr(getattr(exc, "rcvd", None), "code", None) == 4404:
                     raise RuntimeError("server refused the token (4404)") from None
             if self.finished.is_set():
@@ -338,6 +471,7 @@ class Bot:
             name, key, rows = entry
             counts = self.result.kind(name)
             counts.acknowledged += 1
+            self._log_outcome(message.get("ref"), "created" if message.get("created") else "exists")
             if message.get("created"):
                 counts.created += 1
                 counts.rows += rows
@@ -349,12 +483,37 @@ class Bot:
             if entry is not None:
                 name, key, _ = entry
                 self.result.kind(name).errors += 1
+                self._log_outcome(message.get("ref"), f"error:{message.get('code') or '?'}")
                 if key is not None:
                     self.failed[key] += 1
                     if self.action_key == key:
                         self.action, self.action_key = None, None  # let the next snapshot retry
+                        self._retry_soon()
         elif kind == "pong":
             self.result.pongs += 1
+
+    def _retry_soon(self) -> None:
+        """A browser re-enables the submit button after an error reply (say the database was restarting) and
+        the person presses it again a moment later; the next snapshot may never come if nothing changed."""
+        async def retry() -> None:
+            await self.think()
+            if not self.finished.is_set() and self.action is None and self.snapshot is not None:
+                await self.on_snapshot(self.snapshot)
+
+        self.retry_task = asyncio.create_task(retry())
+
+    def _log_outcome(self, ref: str | None, outcome: str) -> None:
+        for write in reversed(self.result.writes):
+            if write["ref"] == ref:
+                write["outcome"] = outcome
+                return
+
+    def _log_confirmed(self, key: tuple) -> None:
+        for write in reversed(self.result.writes):
+            if (write["group"], write["phase"]) == key:
+                if write["outcome"] == "unanswered":
+                    write["outcome"] = "confirmed"
+                return
 
     async def on_snapshot(self, snap: dict) -> None:
         self.snapshot = snap
@@ -376,6 +535,8 @@ class Bot:
                 self.action_key = key
                 self.action = asyncio.create_task(self.drop_out())
             return
+        if group["submitted"] and not any(k == key for _, k, _ in self.pending.values()):
+            self._log_confirmed(key)
         if group["submitted"] or key in self.done_keys or self.failed[key] >= 3:
             return
         if self.action_key == key and self.action and not self.action.done():
@@ -409,7 +570,10 @@ class Bot:
         if phase in ("opinion", "critique"):
             if phase == "opinion":
                 if self.opinion is None or retry:
-                    self.opinion = self.source.opinion(group["question"], self.rng)
+                    if getattr(self.source, "blocking", False):  # a model writes it: keep the loop free
+                        self.opinion = await asyncio.to_thread(self.source.opinion, group["question"], self.rng)
+                    else:
+                        self.opinion = self.source.opinion(group["question"], self.rng)
                 text = self.opinion
             else:
                 text = critique_text((group.get("winner") or {}).get("text", ""), self.opinion or "", self.rng)
@@ -423,8 +587,13 @@ class Bot:
             candidates = group.get("candidates") or []
             if not candidates:
                 return
-            ratings, ranking = rate(candidates, self.opinion or group["question"], self.config.rating_policy,
-                                    self.rng)
+            if self.config.rating_policy in ("random", "similarity"):
+                ratings, ranking = rate(candidates, self.opinion or group["question"], self.config.rating_policy,
+                                        self.rng, question=group["question"])
+            else:  # a model scores them: keep the event loop (every other bot's socket) free meanwhile
+                ratings, ranking = await asyncio.to_thread(
+                    rate, candidates, self.opinion or group["question"], self.config.rating_policy, self.rng,
+                    question=group["question"])
             draft = {str(r["candidate_id"]): {"agreement": r["agreement"], "quality": r["quality"]} for r in ratings}
             await self.send({"type": "draft", "phase": phase, "ratings": draft, "ranking": ranking}, "draft")
             await self.think(0.5)
@@ -467,14 +636,16 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
                   "dropped_by_bot": r.dropped_by_bot, "drop_phase": r.drop_phase,
                   "completion_code": r.completion_code, "completion_page_code": r.completion_page_code,
                   "by_kind": {k: asdict(v) for k, v in r.kinds.items()}, "errors": dict(r.error_codes),
-                  "reconnects": r.reconnects} for r in results],
+                  "reconnects": r.reconnects, "writes": r.writes} for r in results],
     }
 
 
 async def run_bots_async(config: BotConfig) -> dict[str, Any]:
     master = random.Random(config.seed)
     run_id = config.run_id or f"{master.getrandbits(32):08x}"
-    source = opinion_source(config.opinions)
+    source = opinion_source(config.opinions, persona_backend=config.persona_backend,
+                            persona_options=config.persona_options, persona_max_tokens=config.persona_max_tokens)
+    make_scorer(config.rating_policy)  # load the rating model (or refuse the policy) before any bot starts
     started = time.monotonic()
     bar = None
     if config.progress:

@@ -37,6 +37,11 @@ class Participant(models.Model):
     position = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Member number within the group.")
     completion_code = models.CharField(max_length=64, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True,
+                                        help_text="When a websocket of theirs last connected or went away.")
+    taken_over_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="Dropped out mid-group; a simulated participant answered for them from then on (bot takeover).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

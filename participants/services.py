@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 import logging
+import re
+import time
+import unicodedata
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from deliberation import flow, realtime
@@ -22,12 +27,63 @@ RECRUITMENT_PARAMS = {"PROLIFIC_PID": "recruitment_id", "STUDY_ID": "recruitment
 MAX_PARAM_CHARS = 128
 
 
+TOKEN = re.compile(r"[A-Za-z0-9_-]{16,64}")  # what models.new_token makes (URL-safe base64)
+
+
+def is_token(value: object) -> bool:
+    """Only well-formed tokens reach a query (a NUL byte in a path or cookie would make PostgreSQL raise)."""
+    return isinstance(value, str) and TOKEN.fullmatch(value) is not None
+
+
+def _printable(value: object, limit: int) -> str:
+    """Bounded and without control characters (PostgreSQL refuses U+0000)."""
+    return "".join(ch for ch in str(value) if unicodedata.category(ch) != "Cc")[:limit]
+
+
 def _clean_params(params: dict[str, str]) -> dict[str, str]:
     """Keep every URL parameter (bounded), so nothing a recruiter appended is lost."""
     kept = {}
     for key, value in list(params.items())[:50]:
-        kept[str(key)[:64]] = str(value)[:MAX_PARAM_CHARS]
+        kept[_printable(key, 64)] = _printable(value, MAX_PARAM_CHARS)
     return kept
+
+
+def client_ip(meta: dict, trusted_proxies: int) -> str:
+    """The client's address. X-Forwarded-For is believed only for the ``trusted_proxies`` hops our own
+    proxies appended (the rightmost ones); anything to their left was written by the client."""
+    remote = str(meta.get("REMOTE_ADDR") or "unknown")
+    if trusted_proxies <= 0:
+        return remote
+    hops = [h.strip() for h in str(meta.get("HTTP_X_FORWARDED_FOR", "")).split(",") if h.strip()]
+    if len(hops) < trusted_proxies:
+        return remote
+    return hops[-trusted_proxies][:64]
+
+
+def join_rate_allowed(ip: str, *, limit: int, window_seconds: int, now: float | None = None) -> bool:
+    """Count one new join for ``ip`` in the current fixed window of the shared cache; False over the limit."""
+    if limit <= 0:
+        return True
+    window = max(1, window_seconds)
+    bucket = int((now if now is not None else time.time()) // window)
+    key = f"join-rate:{ip}:{bucket}"
+    cache.add(key, 0, timeout=window + 5)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=window + 5)
+        count = 1
+    return count <= limit
+
+
+def returning_participant(*, study: Study, params: dict[str, str], existing_token: str | None) -> Participant | None:
+    """The participant a join link resumes (same PROLIFIC_PID, or this browser's cookie), if any."""
+    recruitment_id = _printable(params.get("PROLIFIC_PID") or "", MAX_PARAM_CHARS) or None
+    if recruitment_id:
+        return Participant.objects.filter(study=study, recruitment_id=recruitment_id).first()
+    if is_token(existing_token):
+        return Participant.objects.filter(study=study, token=existing_token).first()
+    return None
 
 
 def participant_join(*, study: Study, params: dict[str, str], user_agent: str = "",
@@ -43,7 +99,7 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
         found = Participant.objects.filter(study=study, recruitment_id=recruitment_id).first()
         if found:
             return found
-    elif existing_token:
+    elif is_token(existing_token):
         found = Participant.objects.filter(study=study, token=existing_token).first()
         if found:
             return found
@@ -51,7 +107,8 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
     fields["recruitment_id"] = recruitment_id
     try:
         with transaction.atomic():
-            return Participant.objects.create(study=study, url_params=params, user_agent=user_agent[:400], **fields)
+            return Participant.objects.create(study=study, url_params=params, user_agent=_printable(user_agent, 400),
+                                              **fields)
     except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once
         return Participant.objects.get(study=study, recruitment_id=recruitment_id)
 
@@ -105,6 +162,7 @@ def presence_connect(*, participant_id: int, channel_name: str) -> None:
     now = timezone.now()
     Presence.objects.update_or_create(channel_name=channel_name,
                                       defaults={"participant_id": participant_id, "last_seen": now})
+    Participant.objects.filter(pk=participant_id).update(last_seen_at=now)
     _presence_changed(participant_id)
 
 
@@ -116,6 +174,8 @@ def presence_ping(*, participant_id: int, channel_name: str) -> None:
 
 def presence_disconnect(*, participant_id: int, channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).delete()
+    # How long somebody has been away decides a bot takeover (deliberation/takeover.py).
+    Participant.objects.filter(pk=participant_id).update(last_seen_at=timezone.now())
     _presence_changed(participant_id)
 
 
@@ -132,6 +192,14 @@ def presence_sweep(*, now: datetime | None = None) -> set[int]:
     now = now or timezone.now()
     horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
     stale = Presence.objects.filter(last_seen__lt=horizon)
-    groups = set(stale.exclude(participant__group=None).values_list("participant__group_id", flat=True))
+    rows = list(stale.values_list("participant_id", "participant__group_id", "last_seen"))
+    if not rows:
+        return set()
     stale.delete()
-    return groups
+    last_seen: dict[int, datetime] = {}
+    for pid, _, seen in rows:
+        last_seen[pid] = max(seen, last_seen.get(pid, seen))
+    for pid, seen in last_seen.items():  # a crashed server's sockets: they were last heard from then
+        Participant.objects.filter(pk=pid).filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=seen)) \
+            .update(last_seen_at=seen)
+    return {gid for _, gid, _ in rows if gid is not None}

@@ -1,7 +1,8 @@
 """Participant pages: join link, consent, the live study page, completion."""
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
@@ -11,7 +12,14 @@ from deliberation.selectors import completion_url
 from deliberation.services import SubmissionError
 
 from .models import Participant
-from .services import participant_consent, participant_join
+from .services import (
+    client_ip,
+    is_token,
+    join_rate_allowed,
+    participant_consent,
+    participant_join,
+    returning_participant,
+)
 
 COOKIE_MAX_AGE = 60 * 60 * 24 * 7
 
@@ -23,10 +31,21 @@ def _cookie_name(study: Study) -> str:
 def join(request: HttpRequest, slug: str) -> HttpResponse:
     """The link experimenters share, e.g. /s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=..."""
     study = get_object_or_404(Study, slug=slug)
+    params, token = request.GET.dict(), request.COOKIES.get(_cookie_name(study))
+    if settings.JOIN_RATE_LIMIT > 0 and study.is_active and \
+            returning_participant(study=study, params=params, existing_token=token) is None:
+        ip = client_ip(request.META, settings.TRUSTED_PROXY_COUNT)
+        if not join_rate_allowed(ip, limit=settings.JOIN_RATE_LIMIT, window_seconds=settings.JOIN_RATE_WINDOW_SECONDS):
+            response = render(request, "participants/message.html", {
+                "title": study.title,
+                "message": "Too many people have joined from your network in the last minute. Please wait a "
+                           "minute and open the link again; if you already started, your progress is kept."},
+                status=429)
+            response["Retry-After"] = str(settings.JOIN_RATE_WINDOW_SECONDS)
+            return response
     try:
         participant = participant_join(
-            study=study, params=request.GET.dict(), user_agent=request.headers.get("User-Agent", ""),
-            existing_token=request.COOKIES.get(_cookie_name(study)),
+            study=study, params=params, user_agent=request.headers.get("User-Agent", ""), existing_token=token,
         )
     except SubmissionError as exc:
         return render(request, "participants/message.html", {"title": study.title, "message": exc.message},
@@ -37,9 +56,15 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
     return response
 
 
+def _participant_or_404(token: str) -> Participant:
+    if not is_token(token):  # a guessed or mangled token (even one with a NUL byte) is simply not found
+        raise Http404("No such participant.")
+    return get_object_or_404(Participant.objects.select_related("study"), token=token)
+
+
 @require_http_methods(["GET", "POST"])
 def participant_page(request: HttpRequest, token: str) -> HttpResponse:
-    participant = get_object_or_404(Participant.objects.select_related("study"), token=token)
+    participant = _participant_or_404(token)
     if request.method == "POST":
         if request.POST.get("consent") == "yes":
             participant_consent(participant=participant)
@@ -57,7 +82,7 @@ def participant_page(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def complete(request: HttpRequest, token: str) -> HttpResponse:
-    participant = get_object_or_404(Participant.objects.select_related("study"), token=token)
+    participant = _participant_or_404(token)
     if not participant.is_finished:
         return redirect("participant_page", token=token)
     return render(request, "participants/complete.html", {

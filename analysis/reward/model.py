@@ -45,7 +45,7 @@ def load_tokenizer(backbone: str):
 
     # The tiny backbone borrows MiniLM's tokenizer (a real vocabulary, no download).
     source = minilm_path() if backbone in (MINILM, TINY) else Path(backbone)
-    return AutoTokenizer.from_pretrained(str(source))
+    return AutoTokenizer.from_pretrained(str(source), local_files_only=True)  # nosec B615  # local folder
 
 
 def load_backbone(backbone: str, *, seed: int = 0) -> nn.Module:
@@ -62,7 +62,8 @@ def load_backbone(backbone: str, *, seed: int = 0) -> nn.Module:
     verbosity = logging.get_verbosity()
     logging.set_verbosity_error()  # the checkpoint's unused pooler is expected, not news
     try:
-        return AutoModel.from_pretrained(str(source), add_pooling_layer=False)
+        return AutoModel.from_pretrained(  # nosec B615  # local folder
+            str(source), add_pooling_layer=False, local_files_only=True)
     finally:
         logging.set_verbosity(verbosity)
 
@@ -121,11 +122,13 @@ def load_checkpoint(directory: Path) -> tuple[CrossEncoderReward, object, dict]:
     directory = Path(directory)
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as f:
         meta = json.loads(f.metadata()["reward_model"])
-    config = AutoConfig.from_pretrained(str(directory / "backbone"))
+    config = AutoConfig.from_pretrained(  # nosec B615  # local folder
+        str(directory / "backbone"), local_files_only=True)
     backbone = AutoModel.from_config(config, add_pooling_layer=False)
     model = CrossEncoderReward(backbone, meta.get("config", {}).get("head_dropout", 0.1))
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
-    tokenizer = AutoTokenizer.from_pretrained(str(directory / "tokenizer"))
+    tokenizer = AutoTokenizer.from_pretrained(  # nosec B615  # local folder
+        str(directory / "tokenizer"), local_files_only=True)
     return model.eval(), tokenizer, meta
 
 

@@ -1,6 +1,7 @@
 """Settings shared by every environment. Values that differ per deployment come from the environment."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -38,6 +39,7 @@ INSTALLED_APPS = [
     "deliberation",
     "generation",
     "analysis",
+    "legibility",
 ]
 
 MIDDLEWARE = [
@@ -104,6 +106,24 @@ CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)} if REDIS_URL else {
     "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
 }
 
+def redis_cache(url: str) -> dict:
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": url, "KEY_PREFIX": "dlb"}
+
+
+# Redis when there is one (shared by every process); the embedded demo is one process: local memory.
+CACHES = {"default": redis_cache(REDIS_URL)} if REDIS_URL else {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "deliberation"}
+}
+
+# Join rate limit: new participants per client IP per window (0 = off). A returning participant
+# (same PROLIFIC_PID or cookie) resumes without counting. Off by default here because bots, demos and
+# load tests join hundreds from one address; production turns it on (30). Labs behind one address raise it.
+JOIN_RATE_LIMIT = int(os.environ.get("JOIN_RATE_LIMIT", "0"))
+JOIN_RATE_WINDOW_SECONDS = int(os.environ.get("JOIN_RATE_WINDOW_SECONDS", "60"))
+# How many proxies in front of the app append to X-Forwarded-For. 0: the client IP is REMOTE_ADDR and
+# the header is ignored (a client could write anything in it); 1 behind one nginx / load balancer.
+TRUSTED_PROXY_COUNT = int(os.environ.get("TRUSTED_PROXY_COUNT", "0"))
+
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
@@ -123,6 +143,9 @@ GENERATION_SOFT_TIME_LIMIT = int(os.environ.get("GENERATION_SOFT_TIME_LIMIT", "6
 GENERATION_BATCH_WINDOW_MS = int(os.environ.get("GENERATION_BATCH_WINDOW_MS", "50"))
 # A task whose backend is down retries with capped backoff for about this long; the group waits meanwhile.
 GENERATION_MAX_ATTEMPTS = int(os.environ.get("GENERATION_MAX_ATTEMPTS", "60"))
+# A generation task is queued after commit; if the broker was unreachable then (Redis restarting), the sweeper
+# queues it again once the group has waited this long with no worker having started it (the task is idempotent).
+GENERATION_REQUEUE_SECONDS = int(os.environ.get("GENERATION_REQUEUE_SECONDS", "60"))
 # Redis redelivers a task whose worker died after this many seconds (acks_late); keep it above the
 # longest generation, since a redelivery of a running task only wastes compute (the task is idempotent).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -131,8 +154,12 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 # A participant counts as connected while one of their websockets has pinged within this window.
 PRESENCE_TIMEOUT_SECONDS = 45
+# Studies with bot takeover: a member away this long during an input phase is answered for by a bot.
+BOT_TAKEOVER_GRACE_SECONDS = float(os.environ.get("BOT_TAKEOVER_GRACE_SECONDS", "30"))
 
 REWARD_MODELS_DIR = BASE_DIR / "var" / "reward_models"
+# Legibility studies: one directory per trained verifier (see legibility/verifier.py save/load).
+LEGIBILITY_VERIFIER_DIR = Path(os.environ.get("LEGIBILITY_VERIFIER_DIR", BASE_DIR / "var" / "verifiers"))
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -145,7 +172,9 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
-STATICFILES_DIRS = [BASE_DIR / "static"]
+# plotly.js for the analyst reports comes from the installed plotly package (no CDN): /static/plotly/plotly.min.js
+STATICFILES_DIRS = [BASE_DIR / "static",
+                    ("plotly", Path(importlib.util.find_spec("plotly").origin).parent / "package_data")]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},

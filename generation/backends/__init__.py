@@ -15,6 +15,7 @@ _REGISTRY = {
     "embedded": "embedded:EmbeddedBackend",
     "extractive": "extractive:ExtractiveBackend",
     "openai": "openai_http:OpenAICompatibleBackend",
+    "recorded": "recorded:RecordedBackend",
 }
 
 

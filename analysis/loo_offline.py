@@ -1,0 +1,220 @@
+"""Offline leave-one-out: how much would each member lose if their opinion had been left out?
+
+For each finished group, the winning round's statement is regenerated from the same prompt template,
+seed and candidate slot, once with every opinion and once with each member left out in turn (their
+opinion and, in the revision round, their critique; a revision then revises the round-1 winner's slot
+regenerated without them as well, so their words cannot come back through the previous statement). The prompts come from ``generation.services.build_slots``
+(the one renderer); the texts from the one backend interface. A reward model then predicts every member's
+agreement with every regenerated statement. The figure of interest (Bakker et al. 2022) is the drop in the
+left-out member's predicted agreement, compared with the drop for the members who stayed in.
+
+Work is split by group (``loo_group_rows``) so a Celery task can do one group per subtask; the job row
+(``AnalysisJob``) collects the rows, counts progress and holds the aggregated result.
+"""
+from __future__ import annotations
+
+import math
+import traceback
+from collections.abc import Callable, Sequence
+
+from django.db import transaction
+from django.utils import timezone
+
+from deliberation.models import Critique, Group, Opinion, Study
+from deliberation.services import derive_seed
+from generation.backends import get_backend
+from generation.backends.base import GenerationRequest
+from generation.cleaning import clean_statement
+from generation.prompts import STOP_SEQUENCES, prompt_hash
+from generation.services import MAX_OUTPUT_ATTEMPTS, build_slots, generation_params, template_for
+
+from .models import AnalysisJob, RewardModel
+
+KIND = AnalysisJob.Kind.LOO_OFFLINE
+
+
+class LooOfflineError(ValueError):
+    """The study or its options cannot be analysed (no finished groups, no trained reward model...)."""
+
+
+# --- choosing what to analyse ---------------------------------------------------------------
+def finished_groups(study: Study, limit: int | None = None) -> list[Group]:
+    """Finished groups with a winner and at least two opinions (leaving one out must leave something)."""
+    groups = [g for g in Group.objects.filter(study=study, phase="done").exclude(winner_round1=None)
+              .select_related("winner_round1", "winner_round2").order_by("id")
+              if Opinion.objects.filter(group=g).count() >= 2]
+    return groups[:limit] if limit else groups
+
+
+def resolve_reward_model(study: Study, reward_model_id: int | None) -> RewardModel:
+    if reward_model_id is not None:
+        reward_model = RewardModel.objects.filter(pk=reward_model_id).first()
+        if reward_model is None:
+            raise LooOfflineError(f"no reward model with id {reward_model_id}")
+    else:
+        reward_model = (RewardModel.objects.filter(pk=study.reward_model_id).first() if study.reward_model_id else
+                        RewardModel.objects.filter(study=study, status=RewardModel.Status.DONE).order_by("-id").first())
+        if reward_model is None:
+            raise LooOfflineError(f"study {study.slug!r} has no trained reward model; train one "
+                                  "(manage.py train_reward_model) or pass --reward-model ID")
+    if reward_model.status != RewardModel.Status.DONE or not reward_model.checkpoint_path:
+        raise LooOfflineError(f"reward model {reward_model.pk} is {reward_model.status}, not trained")
+    return reward_model
+
+
+def job_create(*, study: Study, backend: str | None = None, reward_model_id: int | None = None,
+               groups: int | None = None) -> AnalysisJob:
+    """Validate the options and register a queued job over the study's finished groups."""
+    backend = backend or study.generation_backend
+    from generation.backends import backend_names
+
+    if backend not in backend_names():
+        raise LooOfflineError(f"unknown backend {backend!r}; known: {', '.join(backend_names())}")
+    reward_model = resolve_reward_model(study, reward_model_id)
+    group_ids = [g.pk for g in finished_groups(study, groups)]
+    if not group_ids:
+        raise LooOfflineError(f"study {study.slug!r} has no finished groups with a winner and two or more opinions")
+    return AnalysisJob.objects.create(
+        kind=KIND, study=study, total=len(group_ids), progress_message="queued",
+        params={"backend": backend, "reward_model_id": reward_model.pk, "group_ids": group_ids},
+        result={"rows": [], "predictions": [], "groups_done": []})
+
+
+# --- one group ------------------------------------------------------------------------------
+def _backend_for(study: Study, name: str):
+    return get_backend(name, **(study.backend_options() if name == study.generation_backend else {}))
+
+
+def _generate(backend, messages: Sequence, seed: int, params: dict, question: str) -> tuple[str, str]:
+    """(clean statement, raw output); an unusable output is retried with a derived seed, as the service does."""
+    for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
+        request = GenerationRequest(messages=tuple(messages), seed=seed if attempt == 1 else
+                                    derive_seed(seed, "loo", attempt), stop=STOP_SEQUENCES, **params)
+        result = backend.generate([request])[0]
+        text = clean_statement(result.text, question=question)
+        if text:
+            return text, result.text
+    raise LooOfflineError(f"no usable statement after {MAX_OUTPUT_ATTEMPTS} attempts")
+
+
+def loo_group_rows(group: Group, *, backend, reward_model) -> tuple[list[dict], list[dict]]:
+    """One row per member left out (the regenerated statement, predicted agreements, drops), and the long
+    predictions (group, left-out member or None for the all-opinions statement, member, prediction) that
+    ``analysis.loo.offline_loo`` aggregates."""
+    from analysis.reward.score import score_matrix
+
+    study = group.study
+    winner = group.winner_round2 or group.winner_round1
+    round_ = winner.round
+    template = winner.template or template_for(study, round_)
+    params = generation_params(study)
+    opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
+    critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)}
+    variants: list[set[int]] = [set()] + [{o.participant_id} for o in opinions]
+    statements, prompts = [], []
+    for leave_out in variants:
+        previous = None
+        if round_ == 2:  # the revised statement revises a round-1 statement that left the member out too
+            first = group.winner_round1
+            slot = build_slots(group, 1, first.template or template_for(study, 1), leave_out=leave_out,
+                               indices=[first.index])[0]
+            previous, _raw = _generate(backend, slot.messages, first.seed, params, group.question.text)
+        slot = build_slots(group, round_, template, leave_out=leave_out, indices=[winner.index], previous=previous)[0]
+        text, _raw = _generate(backend, slot.messages, winner.seed, params, group.question.text)
+        statements.append(text)
+        prompts.append(slot)
+    u = score_matrix(reward_model, group.question.text, [o.text for o in opinions], [winner.text, *statements],
+                     critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None)
+    members = [o.participant_id for o in opinions]
+    predictions = [{"group_id": group.pk, "left_out_id": None if k == 0 else members[k - 1], "member_id": pid,
+                    "predicted_agreement": float(u[m, 1 + k])}
+                   for k in range(len(variants)) for m, pid in enumerate(members)]
+    rows = []
+    for i, opinion in enumerate(opinions):
+        slot = prompts[i + 1]
+        full, loo = u[:, 1], u[:, 2 + i]
+        others = [j for j in range(len(opinions)) if j != i]
+        rows.append({
+            "group_id": group.pk, "round": round_, "condition": group.condition,
+            "online_excluded_participant_id": group.excluded_participant_id,
+            "left_out_participant_id": opinion.participant_id, "left_out_opinion_id": opinion.pk,
+            "statement": statements[i + 1], "statement_all_opinions": statements[0],
+            "prompt_sha256": prompt_hash(slot.messages), "opinion_order": [o.pk for o in slot.opinions],
+            "left_out_text_in_prompt": any(opinion.text[:80] in m.content for m in slot.messages),
+            "agreement_left_out_all": float(full[i]), "agreement_left_out_without": float(loo[i]),
+            "agreement_left_out_winner": float(u[i, 0]),
+            "drop_left_out": float(full[i] - loo[i]),
+            "drop_included_mean": float(sum(full[j] - loo[j] for j in others) / len(others)),
+            "agreement_included_without": [float(loo[j]) for j in others],
+        })
+    return rows, predictions
+
+
+# --- the job --------------------------------------------------------------------------------
+def summarise(predictions: list[dict], *, seed: int = 0) -> list[dict]:
+    """Study-level figures from ``analysis.loo.offline_loo`` (group-bootstrap intervals), JSON-ready."""
+    from analysis.loo import offline_loo
+
+    table = offline_loo(predictions, seed=seed)
+    return [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            for row in table.to_dict("records")]
+
+
+def job_run_group(*, job_id: int, group_id: int) -> None:
+    """Analyse one group of the job and record it; the last group to finish aggregates. Idempotent per group."""
+    from analysis.reward.registry import reward_model_load
+
+    job = AnalysisJob.objects.select_related("study").get(pk=job_id)
+    if group_id in (job.result or {}).get("groups_done", []) or job.status == AnalysisJob.Status.FAILED:
+        return
+    AnalysisJob.objects.filter(pk=job_id, status=AnalysisJob.Status.QUEUED).update(
+        status=AnalysisJob.Status.RUNNING, started_at=timezone.now())
+    try:
+        group = Group.objects.select_related("study", "question", "winner_round1", "winner_round2").get(
+            pk=group_id, study=job.study)
+        rows, predictions = loo_group_rows(group, backend=_backend_for(job.study, job.params["backend"]),
+                              reward_model=reward_model_load(job.params["reward_model_id"]))
+    except Exception as exc:
+        AnalysisJob.objects.filter(pk=job_id).update(
+            status=AnalysisJob.Status.FAILED, finished_at=timezone.now(),
+            error=f"group {group_id}: {exc}\n{traceback.format_exc()[-4000:]}")
+        raise
+    with transaction.atomic():
+        job = AnalysisJob.objects.select_for_update().get(pk=job_id)
+        result = job.result or {"rows": [], "predictions": [], "groups_done": []}
+        if group_id in result["groups_done"]:
+            return
+        result["rows"].extend(rows)
+        result.setdefault("predictions", []).extend(predictions)
+        result["groups_done"].append(group_id)
+        job.done = len(result["groups_done"])
+        job.progress = job.done / job.total if job.total else 1.0
+        job.progress_message = f"{job.done}/{job.total} groups"
+        if job.done >= job.total and job.status != AnalysisJob.Status.FAILED:
+            result["summary"] = summarise(result["predictions"], seed=job.study.generation_seed)
+            job.status = AnalysisJob.Status.DONE
+            job.finished_at = timezone.now()
+            job.progress_message = f"done: {job.done} groups, {len(result['rows'])} left-out statements"
+        job.result = result
+        job.save()
+
+
+def job_run_inline(job: AnalysisJob, progress: Callable[[int, int], None] | None = None) -> AnalysisJob:
+    """Every group in this process, one after another (the command's ``--inline``)."""
+    for group_id in job.params["group_ids"]:
+        job_run_group(job_id=job.pk, group_id=group_id)
+        if progress:
+            job.refresh_from_db()
+            progress(job.done, job.total)
+    job.refresh_from_db()
+    return job
+
+
+def job_public_result(job: AnalysisJob) -> dict:
+    """What the command prints: the job, its options and the figures (rows included)."""
+    result = job.result or {}
+    return {"job_id": job.pk, "kind": job.kind, "study": job.study.slug, "status": job.status,
+            "progress": job.progress, "backend": job.params.get("backend"),
+            "reward_model_id": job.params.get("reward_model_id"), "groups": job.total,
+            "summary": result.get("summary"), "rows": result.get("rows", []), "error": job.error or None}
+

@@ -1,0 +1,74 @@
+"""A study's whole report from plain data: metrics with group-bootstrap intervals, then every figure.
+
+Pure (no database): ``analysis.reports.data`` produces the inputs. The minority-representation rows need
+text embeddings, so the caller computes them (``analysis.representation.representation_frame``) or passes
+None to leave that figure saying it was not computed.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from analysis.loo import online_loo, winner_ratings_frame
+from analysis.metrics import StudyData, study_metrics
+from analysis.representation import pooled_representation
+
+from . import figures
+
+# Stable keys: the page and the standalone file put each figure in <div id="fig-KEY">.
+FIGURE_KEYS = ("agreement", "quality", "endorsement", "preference", "change", "time", "dropout", "loo",
+               "representation")
+
+
+@dataclass(frozen=True)
+class ReportFigure:
+    key: str
+    figure: go.Figure
+
+    @property
+    def div_id(self) -> str:
+        return f"fig-{self.key}"
+
+
+@dataclass
+class Report:
+    title: str
+    figures: list[ReportFigure]
+    summary: pd.DataFrame
+    loo: pd.DataFrame
+    representation: pd.DataFrame | None
+    counts: dict = field(default_factory=dict)
+
+
+def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
+                 representation_note: str | None = None, n_boot: int = 1000, seed: int = 0,
+                 dissent_at_most: int = 3) -> Report:
+    """Every metric (one shared group bootstrap), the leave-one-out comparison and the figures, in order.
+
+    ``representation_note``: shown in the representation figure when ``representation`` is None."""
+    summary = study_metrics(data, n_boot=n_boot, seed=seed)
+    loo = online_loo(winner_ratings_frame(data.ratings, data.groups), dissent_at_most=dissent_at_most,
+                     n_boot=n_boot, seed=seed)
+    pooled = pooled_representation(representation, n_boot=n_boot, seed=seed) if representation is not None else None
+    built = {
+        "agreement": figures.distribution_figure(summary, "agreement"),
+        "quality": figures.distribution_figure(summary, "quality"),
+        "endorsement": figures.endorsement_figure(summary),
+        "preference": figures.preference_figure(summary),
+        "change": figures.change_figure(summary),
+        "time": figures.time_figure(summary),
+        "dropout": figures.dropout_figure(summary),
+        "loo": figures.loo_figure(loo),
+        "representation": figures.representation_figure(representation, pooled, note=representation_note),
+    }
+    counts = {
+        "groups": len(data.groups),
+        "finished groups": int((data.groups["phase"] == "done").sum()) if len(data.groups) else 0,
+        "members": len(data.members),
+        "ratings": len(data.ratings),
+        "leave-one-out groups": int((data.groups["condition"] == "leave_one_out").sum()) if len(data.groups) else 0,
+    }
+    return Report(title=data.title, figures=[ReportFigure(k, built[k]) for k in FIGURE_KEYS], summary=summary,
+                  loo=loo, representation=representation, counts=counts)

@@ -1,0 +1,74 @@
+"""One study from the database into the plain frames the reports use (``analysis.metrics.StudyData``).
+
+Each table is read with one ``values_list`` query (no model instances), so a study with 100k ratings
+loads in a few queries. Time per phase comes from the append-only ``phase_changed`` events.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import pandas as pd
+
+from analysis.metrics import SCHEMAS, StudyData
+from analysis.representation import GroupTexts
+from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating, Study
+from participants.models import Participant
+
+
+def _frame(rows: Iterable[tuple], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame.from_records(list(rows), columns=columns)
+
+
+def phase_durations(events: Iterable[tuple], created: dict[int, object]) -> list[tuple[int, str, float]]:
+    """(group, phase, seconds) for each phase a group left: from entering it (the group's creation for the
+    first phase) to the ``phase_changed`` event that left it. ``events``: (group, payload, time) in order."""
+    entered: dict[int, object] = dict(created)
+    out = []
+    for group_id, payload, at in events:
+        phase, start = (payload or {}).get("from_phase"), entered.get(group_id)
+        if phase and start is not None:
+            out.append((group_id, phase, max(0.0, (at - start).total_seconds())))
+        entered[group_id] = at
+    return out
+
+
+def load_study(study: Study) -> StudyData:
+    groups = _frame(Group.objects.filter(study=study).order_by("id").values_list(
+        "id", "condition", "excluded_participant_id", "question_id", "phase", "outcome", "winner_round1_id",
+        "winner_round2_id"), SCHEMAS["groups"])
+    members = _frame(Participant.objects.filter(study=study, group__isnull=False).values_list(
+        "group_id", "id", "status"), SCHEMAS["members"])
+    ratings = _frame(Rating.objects.filter(group__study=study).values_list(
+        "group_id", "participant_id", "candidate_id", "round", "agreement", "quality", "rank"), SCHEMAS["ratings"])
+    answered = [(g, p, "opinion") for g, p in Opinion.objects.filter(group__study=study)
+                .values_list("group_id", "participant_id")]
+    answered += [(g, p, "critique") for g, p in Critique.objects.filter(group__study=study)
+                 .values_list("group_id", "participant_id")]
+    answered += [(g, p, "rating" if r == 1 else "final_rating") for g, p, r in Rating.objects.filter(
+        group__study=study).values_list("group_id", "participant_id", "round").distinct()]
+    created = dict(Group.objects.filter(study=study).values_list("id", "created_at"))
+    events = GroupEvent.objects.filter(group__study=study, kind="phase_changed").order_by("group_id", "id") \
+        .values_list("group_id", "payload", "created_at")
+    return StudyData(title=study.title, groups=groups, members=members, ratings=ratings,
+                     submissions=_frame(answered, SCHEMAS["submissions"]),
+                     phase_times=_frame(phase_durations(events.iterator(chunk_size=5000), created),
+                                        SCHEMAS["phase_times"]))
+
+
+def load_group_texts(study: Study) -> list[GroupTexts]:
+    """Questions' statements, opinions and winning statements of the groups that have a winner."""
+    groups = list(Group.objects.filter(study=study).filter(winner_round1__isnull=False).order_by("id").values_list(
+        "id", "condition", "question__affirming_statement", "question__negating_statement", "winner_round1_id",
+        "winner_round2_id"))
+    if not groups:
+        return []
+    winner_ids = [w for g in groups for w in g[4:] if w is not None]
+    texts = dict(Candidate.objects.filter(pk__in=winner_ids).values_list("id", "text"))
+    opinions: dict[int, dict[int, str]] = {}
+    for group_id, participant_id, text in Opinion.objects.filter(group__study=study).order_by("id").values_list(
+            "group_id", "participant_id", "text"):
+        opinions.setdefault(group_id, {})[participant_id] = text
+    return [GroupTexts(group_id=gid, affirming=affirming, negating=negating, opinions=opinions.get(gid, {}),
+                       winners={r: texts[w] for r, w in ((1, w1), (2, w2)) if w is not None and w in texts},
+                       condition=condition)
+            for gid, condition, affirming, negating, w1, w2 in groups]

@@ -1,0 +1,894 @@
+"""Load benchmark: N bots in groups of 5 against the production-style stack on this machine, and the same N on
+a minimal Channels broadcast consumer (the ceiling).
+
+    .venv/bin/python benchmarks/load.py                      # full sweep: N = 100, 500, 1000, 2000 x 1 and 2 processes
+    .venv/bin/python benchmarks/load.py --quick              # N = 100, 500
+    .venv/bin/python benchmarks/load.py --n 100 --procs 1 --no-raw
+
+Stack per run: daphne (1 or 2 processes on two ports; bots split their connections round-robin, no
+SO_REUSEPORT: daphne/twisted has no such option), the Redis channel layer (production settings: capacity
+1000), PostgreSQL (a fresh benchmark database, dropped at the end) and a Celery worker with beat (the deadline
+sweeper) running the ``recorded`` generation backend, i.e. real SmolLM2 statements replayed, so generation
+time is not what is measured. Bots are ``participants.bots.Bot`` (the browser protocol), in 1-2 processes of
+their own; their CPU is measured too.
+
+Measured:
+- latency from a phase change (``phase_started_at``, the server's clock; same machine) to the arrival of the
+  pushed snapshot at each member; p50/p95/p99 over every (phase change, member) pair that arrived by push;
+- pushes detected as missed: a ping whose version was stale, answered with a snapshot (the snapshot protocol's
+  repair); ``--drop-share`` makes bots ignore that share of pushes on purpose, to prove the repair;
+- messages/s received by the bots, errors (error replies, bot failures), reconnects;
+- database queries per participant action: every SQL statement the server processes (daphne and the Celery
+  worker) executed, counted by a Django ``execute_wrapper`` installed in those processes, divided by the
+  bots' actions (drafts + submissions + pings) -- snapshots fanned out per push, the sweeper and generation
+  included, because they are what an action costs;
+- server CPU seconds and RSS growth per connection (psutil, sampled every second);
+- lost state: at the end every group must be done, every participant completed, and every answer a bot got
+  acknowledged must be in the database (opinion, critique, ratings per round);
+- channels-redis "over capacity" log lines (dropped messages, logged at INFO only).
+
+Writes benchmarks/results/load.json and .md. On a shared 2-core machine the figures are noisy; the sweep is
+sized to finish within about 20 minutes.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+GROUP_SIZE = 5
+TARGET_P99_MS = 100.0
+QUERY_KEY = "loadbench:queries:"
+
+
+# --- helpers shared by every role ---------------------------------------------------------------
+def raise_fd_limit() -> int:
+    """Thousands of sockets per process: lift the soft open-files limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = q / 100 * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def latency_summary(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"count": len(ms), **{f"p{q}_ms": (round(percentile(ms, q), 1) if ms else None) for q in (50, 95, 99)},
+            "max_ms": round(max(ms), 1) if ms else None}
+
+
+def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"port {port} did not open within {timeout:.0f} s:\n{log.read_text()[-2000:]}")
+
+
+# --- server side: query counting inside daphne and the Celery worker ----------------------------
+def install_query_counter(redis_url: str, name: str) -> None:
+    """Count every SQL statement this process executes; publish the count to Redis twice a second."""
+    from django.db.backends.signals import connection_created
+
+    count = [0]
+    lock = threading.Lock()
+
+    def counting(execute, sql, params, many, context):
+        with lock:
+            count[0] += 1
+        return execute(sql, params, many, context)
+
+    def on_connection(sender, connection, **kwargs):
+        if counting not in connection.execute_wrappers:
+            connection.execute_wrappers.append(counting)
+
+    connection_created.connect(on_connection, weak=False)
+
+    def publish():
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        key = f"{QUERY_KEY}{name}:{os.getpid()}"
+        while True:
+            try:
+                client.set(key, count[0], ex=3600)
+            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=publish, daemon=True, name="query-counter").start()
+
+
+def serve(role: str, args: list[str]) -> None:
+    raise_fd_limit()
+    if role == "daphne":
+        install_query_counter(os.environ["REDIS_URL"], "daphne")
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface().run(args)
+    elif role == "raw":
+        from daphne.cli import CommandLineInterface
+
+        CommandLineInterface().run(args)
+    elif role == "celery":
+        install_query_counter(os.environ["REDIS_URL"], "celery")
+        from config.celery_app import app
+
+        app.worker_main(["worker", *args])
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+def read_query_count(redis_url: str) -> int:
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys(f"{QUERY_KEY}*")
+    return sum(int(v) for v in client.mget(keys) if v) if keys else 0
+
+
+# --- bots (their own processes) -----------------------------------------------------------------
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def make_timed_bot_class():
+    from participants.bots import Bot
+
+    class TimedBot(Bot):
+        """A protocol bot that times phase-change pushes and counts pushes repaired by a stale ping."""
+
+        def __init__(self, *args, drop_share: float = 0.0, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.drop_share = drop_share
+            self.seen_phases: set[tuple] = set()
+            self.latencies: list[float] = []  # phase change -> push arrival, seconds
+            self.repair_latencies: list[float] = []  # phase change -> arrival via a stale ping's snapshot
+            self.repaired = 0  # phase changes first seen after a dropped push (repaired by ping/next snapshot)
+            self.stale_pings = 0
+            self.missed = False
+            self.dropped_on_purpose = 0
+            self.received = 0
+            self.ping_outstanding = False
+            self.sockets_seen = -1  # result.reconnects at the last message: a change means a fresh socket
+
+        async def send(self, message, kind=None, key=None, rows=0):
+            ref = await super().send(message, kind, key, rows)
+            if message.get("type") == "ping":
+                self.ping_outstanding = True
+            return ref
+
+        async def on_message(self, raw):
+            arrived = time.time()
+            self.received += 1
+            try:
+                message = json.loads(raw)
+            except ValueError:
+                return
+            kind = message.get("type")
+            if kind == "pong":
+                self.ping_outstanding = False
+            if kind == "snapshot":
+                first_on_socket = self.sockets_seen != self.result.reconnects  # the connect reply, not a push
+                self.sockets_seen = self.result.reconnects
+                if self.ping_outstanding:
+                    self.stale_pings += 1  # the server answers a stale ping with a snapshot (or a push raced it)
+                self.ping_outstanding = False
+                if not first_on_socket and self.drop_share and self.rng.random() < self.drop_share:
+                    self.dropped_on_purpose += 1  # as if the channel layer had dropped this push
+                    self.missed = True
+                    return
+                group = message.get("group")
+                if group and group.get("phase_started_at"):
+                    key = (group["id"], group["phase"], group["phase_started_at"])
+                    if key not in self.seen_phases:
+                        self.seen_phases.add(key)
+                        delay = arrived - _epoch(group["phase_started_at"])
+                        if self.missed:  # this phase change's push was dropped: the snapshot protocol repaired it
+                            self.repaired += 1
+                            self.repair_latencies.append(delay)
+                        elif not first_on_socket:
+                            self.latencies.append(delay)
+                self.missed = False
+            await super().on_message(raw)
+
+    return TimedBot
+
+
+async def _run_protocol_bots(spec: dict) -> dict:
+    import httpx
+
+    from participants.bots import BotConfig, opinion_source
+
+    TimedBot = make_timed_bot_class()
+    config = BotConfig(server=spec["servers"][0], study=spec["study"], participants=len(spec["indices"]),
+                       think=tuple(spec["think"]), ping_seconds=spec["ping_seconds"], timeout=spec["timeout"],
+                       progress=False, rating_policy="random", seed=spec["seed"])
+    source = opinion_source("question")
+    limits = httpx.Limits(max_connections=64)
+    bots = []
+
+    async def one(order: int, index: int):
+        await asyncio.sleep(spec["start_at"] - time.time() + order * spec["stagger"])
+        rng = random.Random(f"{spec['seed']}:{index}")
+        bot_config = BotConfig(**{**config.__dict__, "server": spec["servers"][index % len(spec["servers"])]})
+        bot = TimedBot(index, bot_config, source, rng, spec["run_id"], drop_share=spec["drop_share"])
+        bot.result.token = spec["tokens"][str(index)]
+        bots.append(bot)
+        async with httpx.AsyncClient(timeout=30, trust_env=False, limits=limits) as client:
+            async def join(_client):  # participants were created and consented by the benchmark
+                return None
+            bot.join = join
+            await bot.run(client)
+        return bot
+
+    await asyncio.gather(*(one(order, index) for order, index in enumerate(spec["indices"])))
+    return {"bots": [{"index": b.index, "token": b.result.token, "status": b.result.status,
+                      "failure": b.result.failure, "reconnects": b.result.reconnects,
+                      "errors": dict(b.result.error_codes), "received": b.received,
+                      "snapshots": b.result.snapshots,
+                      "actions": sum(k.sent for k in b.result.kinds.values()) + b.result.pongs + b.stale_pings,
+                      "created": {k: {"created": v.created, "rows": v.rows, "sent": v.sent, "errors": v.errors}
+                                  for k, v in b.result.kinds.items()},
+                      "latencies": [round(x, 4) for x in b.latencies],
+                      "repair_latencies": [round(x, 4) for x in b.repair_latencies],
+                      "repaired": b.repaired, "stale_pings": b.stale_pings, "dropped_on_purpose": b.dropped_on_purpose} for b in bots]}
+
+
+async def _run_raw_bots(spec: dict) -> dict:
+    from websockets.asyncio.client import connect
+
+    latencies: list[float] = []
+    counts = {"received": 0, "lost": 0, "errors": 0, "reconnects": 0, "connected": 0}
+    stop_at = spec["stop_at"]
+
+    async def one(order: int, index: int):
+        await asyncio.sleep(spec["start_at"] - time.time() + order * spec["stagger"])
+        server = spec["servers"][index % len(spec["servers"])]
+        url = server.replace("http://", "ws://") + f"/ws/raw/{index // GROUP_SIZE}/"
+        last_seq = None
+        try:
+            async with connect(url, proxy=None, open_timeout=30, max_size=2 ** 20) as ws:
+                counts["connected"] += 1
+                while True:
+                    left = stop_at - time.time()
+                    if left <= 0:
+                        break
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), left)
+                    except TimeoutError:
+                        break
+                    arrived = time.time()
+                    message = json.loads(raw)
+                    counts["received"] += 1
+                    if message["sent_at"] >= spec["measure_from"]:
+                        latencies.append(arrived - message["sent_at"])
+                    if last_seq is not None and message["seq"] > last_seq + 1:
+                        counts["lost"] += message["seq"] - last_seq - 1
+                    last_seq = message["seq"]
+        except Exception:  # noqa: BLE001 - counted, not raised
+            counts["errors"] += 1
+
+    await asyncio.gather(*(one(order, index) for order, index in enumerate(spec["indices"])))
+    return {"latencies": [round(x, 4) for x in latencies], **counts}
+
+
+def bots_main(spec_path: str) -> None:
+    raise_fd_limit()
+    spec = json.loads(Path(spec_path).read_text())
+    result = asyncio.run(_run_raw_bots(spec) if spec["kind"] == "raw" else _run_protocol_bots(spec))
+    Path(spec["out"]).write_text(json.dumps(result))
+
+
+def push_main(spec_path: str) -> None:
+    """The ceiling's publisher: one group_send per group every ``period`` seconds, groups evenly staggered."""
+    spec = json.loads(Path(spec_path).read_text())
+    from benchmarks.raw_consumer import configure, group_name
+
+    configure(spec["redis_url"])
+    from channels.layers import get_channel_layer
+
+    async def run():
+        layer = get_channel_layer()
+        groups, period = spec["groups"], spec["period"]
+        seq = 0
+        start = spec["start_at"]
+        await asyncio.sleep(max(0.0, start - time.time()))
+        sends = 0
+        while time.time() < spec["stop_at"]:
+            seq += 1
+            for g in range(groups):
+                due = start + (seq - 1) * period + period * g / groups
+                delay = due - time.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await layer.group_send(group_name(g), {"type": "bench.push", "seq": seq, "sent_at": time.time()})
+                sends += 1
+        Path(spec["out"]).write_text(json.dumps({"group_sends": sends, "rounds": seq}))
+
+    asyncio.run(run())
+
+
+# --- process bookkeeping ------------------------------------------------------------------------
+class Sampler:
+    """CPU seconds and RSS of named processes, sampled every second in a thread."""
+
+    def __init__(self, procs: dict[str, list[int]]):
+        import psutil
+
+        self.handles = {role: [psutil.Process(pid) for pid in pids] for role, pids in procs.items()}
+        self.peak_rss: dict[str, int] = {role: 0 for role in procs}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def rss(self, role: str) -> int:
+        total = 0
+        for p in self.handles.get(role, []):
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 - an exited process has no memory
+                pass
+        return total
+
+    def cpu(self, role: str) -> float:
+        total = 0.0
+        for p in self.handles.get(role, []):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except Exception:  # noqa: BLE001
+                pass
+        return total
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            for role in self.handles:
+                self.peak_rss[role] = max(self.peak_rss[role], self.rss(role))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class Stack:
+    """Child processes with logs; terminated in reverse order on exit."""
+
+    def __init__(self, log_dir: Path, env: dict):
+        self.log_dir = log_dir
+        self.env = env
+        self.procs: list[tuple[str, subprocess.Popen, object]] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "w")
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], cwd=ROOT, env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def log_text(self, prefix: str) -> str:
+        return "".join((self.log_dir / f"{name}.log").read_text(errors="replace")
+                       for name, _, _ in self.procs if name.startswith(prefix))
+
+    def close(self) -> None:
+        for _, proc, _ in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc, log in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def server_env(db_url: str, redis_url: str) -> dict:
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "DATABASE_URL": db_url,
+            "REDIS_URL": redis_url, "SECRET_KEY": "load-benchmark-" + secrets.token_hex(8),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost", "HTTPS": "false", "JOIN_RATE_LIMIT": "0", "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run_bot_processes(stack: Stack, kind: str, n: int, bot_procs: int, base: dict, work: Path) -> list[tuple]:
+    procs = []
+    for b in range(bot_procs):
+        indices = [i for i in range(n) if i % bot_procs == b]
+        spec = {**base, "kind": kind, "indices": indices, "out": str(work / f"{kind}-bots-{b}.json"),
+                "stagger": base["stagger"] * bot_procs}
+        spec_path = work / f"{kind}-bots-{b}.spec.json"
+        spec_path.write_text(json.dumps(spec))
+        procs.append((stack.start(f"{kind}-bots-{b}", ["_bots", str(spec_path)]), Path(spec["out"])))
+    return procs
+
+
+def over_capacity_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if "over capacity" in line)
+
+
+# --- one production run -------------------------------------------------------------------------
+def make_study(n: int, slug: str, *, phase_seconds: int, critique_round: bool) -> tuple[object, dict[int, str]]:
+    """A study with groups of 5 on the recorded backend; N participants joined and consented (nobody connected
+    yet), as the join and consent views would leave them."""
+    from deliberation.models import Question, Study
+    from generation.backends.recorded import habermas_questions
+    from participants.services import participant_consent, participant_join
+
+    study = Study.objects.create(
+        slug=slug, title=f"Load benchmark {slug}", min_group_size=GROUP_SIZE, max_group_size=GROUP_SIZE,
+        num_candidates=2, generation_backend=Study.Backend.RECORDED, lobby_timeout_seconds=3600,
+        opinion_seconds=phase_seconds, rating_seconds=phase_seconds, critique_seconds=phase_seconds,
+        final_rating_seconds=phase_seconds, critique_round=critique_round,
+        completion_code_completed="LOADOK", completion_code_dropped="LOADDROP",
+        completion_code_lobby_timeout="LOADLOBBY")
+    for q in habermas_questions(10):
+        question, _ = Question.objects.get_or_create(
+            text=q["question"], defaults={"affirming_statement": q["affirming_statement"],
+                                          "negating_statement": q["negating_statement"], "external_id": q["id"]})
+        study.questions.add(question)
+    tokens = {}
+    for i in range(n):
+        p = participant_join(study=study, params={"PROLIFIC_PID": f"load-{slug}-{i}"})
+        participant_consent(participant=p)
+        tokens[i] = p.token
+    return study, tokens
+
+
+def verify_state(study, bots: list[dict]) -> dict:
+    """Compare the database with what the bots were told was stored."""
+    from deliberation.models import Critique, Group, Opinion, Rating
+    from participants.models import Participant
+
+    groups = list(Group.objects.filter(study=study).values("id", "phase", "outcome"))
+    unfinished_groups = [g["id"] for g in groups if g["phase"] != "done" or g["outcome"] != "completed"]
+    by_token = {p.token: p for p in Participant.objects.filter(study=study)}
+    not_completed = [p.pk for p in by_token.values() if p.status != Participant.Status.COMPLETED]
+    opinions = set(Opinion.objects.filter(group__study=study).values_list("participant_id", flat=True))
+    critiques = set(Critique.objects.filter(group__study=study).values_list("participant_id", flat=True))
+    ratings: dict[tuple[int, int], int] = {}
+    for pid, round_ in Rating.objects.filter(group__study=study).values_list("participant_id", "round"):
+        ratings[(pid, round_)] = ratings.get((pid, round_), 0) + 1
+    missing = []
+    for bot in bots:
+        p = by_token.get(bot["token"])
+        if p is None:
+            missing.append(f"bot {bot['index']}: no participant")
+            continue
+        created = bot["created"]
+        if created.get("opinion", {}).get("created") and p.pk not in opinions:
+            missing.append(f"bot {bot['index']}: acknowledged opinion missing")
+        if created.get("critique", {}).get("created") and p.pk not in critiques:
+            missing.append(f"bot {bot['index']}: acknowledged critique missing")
+        for kind, round_ in (("rating", 1), ("final_rating", 2)):
+            rows = created.get(kind, {}).get("rows", 0)
+            if rows and ratings.get((p.pk, round_), 0) < rows:
+                missing.append(f"bot {bot['index']}: {rows - ratings.get((p.pk, round_), 0)} acknowledged "
+                               f"round-{round_} ratings missing")
+    # Lost = an answer the server acknowledged that is not in the database. A group still running when the run's
+    # time is up, or one that finished with members marked dropped because their bots gave up at the time limit,
+    # is slow, not lost: both are reported (unfinished_groups, not_completed) and fail the capacity criterion.
+    running = Group.objects.filter(study=study).exclude(phase="done").values_list("id", flat=True)
+    return {"groups": len(groups), "unfinished_groups": len(unfinished_groups), "still_running_groups": len(running),
+            "participants": len(by_token), "not_completed": len(not_completed),
+            "missing_acknowledged_answers": len(missing), "examples": missing[:5], "lost_state": len(missing)}
+
+
+def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Path, think=(0.3, 1.0),
+                   ping_seconds: float = 15.0, phase_seconds: int = 30, critique_round: bool = True,
+                   timeout: float = 300.0, drop_share: float = 0.0, bot_procs: int | None = None,
+                   ramp_seconds: float | None = None) -> dict:
+    """N protocol bots through a whole deliberation on daphne x ``procs``; Django must already point at ``db_url``."""
+    import redis
+
+    slug = f"load{n}x{procs}-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    study, tokens = make_study(n, slug, phase_seconds=phase_seconds, critique_round=critique_round)
+    setup_s = time.monotonic() - started
+    redis.Redis.from_url(redis_url).delete(*(redis.Redis.from_url(redis_url).keys(f"{QUERY_KEY}*") or ["-"]))
+    bot_procs = bot_procs or (1 if n <= 200 else 2)
+    ramp = ramp_seconds if ramp_seconds is not None else min(20.0, max(2.0, n / 100))
+    env = server_env(db_url, redis_url)
+    with Stack(work / f"prod-{n}x{procs}", env) as stack:
+        ports, daphnes = [], []
+        for i in range(procs):
+            from tests.e2e.stack import free_port
+
+            port = free_port()
+            ports.append(port)
+            daphnes.append(stack.start(f"daphne-{i}", ["_serve", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                                                       "config.asgi:application"]))
+        celery = stack.start("celery", ["_serve", "celery", "-B", "-Q", "celery,generation", "--pool=solo",
+                                        "--loglevel=INFO", "-s", str(stack.log_dir / "celerybeat-schedule")])
+        for i, (port, proc) in enumerate(zip(ports, daphnes)):
+            wait_port(port, proc, stack.log_dir / f"daphne-{i}.log")
+        time.sleep(1.0)
+        sampler = Sampler({"daphne": [p.pid for p in daphnes], "celery": [celery.pid]})
+        idle_rss = sampler.rss("daphne")
+        queries0 = read_query_count(redis_url)
+        cpu0 = {"daphne": sampler.cpu("daphne"), "celery": sampler.cpu("celery")}
+        sampler.start()
+        t0 = time.time()
+        spec = {"servers": [f"http://127.0.0.1:{p}" for p in ports], "study": slug, "think": list(think),
+                "ping_seconds": ping_seconds, "timeout": timeout, "seed": 7, "run_id": slug,
+                "tokens": {str(k): v for k, v in tokens.items()}, "start_at": t0 + 1.0, "stagger": ramp / n,
+                "drop_share": drop_share}
+        bots = run_bot_processes(stack, "prod", n, bot_procs, spec, stack.log_dir)
+        bot_sampler_pids = [p.pid for p, _ in bots]
+        import psutil
+
+        bot_handles = [psutil.Process(pid) for pid in bot_sampler_pids]
+        bot_cpu = {pid: 0.0 for pid in bot_sampler_pids}
+        while any(p.poll() is None for p, _ in bots):
+            for h in bot_handles:
+                try:
+                    t = h.cpu_times()
+                    bot_cpu[h.pid] = t.user + t.system
+                except Exception:  # noqa: BLE001
+                    pass
+            if time.time() - t0 > timeout + 60:
+                for p, _ in bots:
+                    p.kill()
+            time.sleep(0.5)
+        elapsed = time.time() - t0
+        time.sleep(1.0)  # let the query counters publish
+        sampler.close()
+        cpu = {role: round(sampler.cpu(role) - cpu0[role], 2) for role in cpu0}
+        queries = read_query_count(redis_url) - queries0
+        peak_rss = sampler.peak_rss["daphne"]
+        results = []
+        for proc, out in bots:
+            if proc.returncode != 0 or not out.exists():
+                raise RuntimeError(f"bot process failed ({proc.returncode}):\n{stack.log_text('prod-bots')[-3000:]}")
+            results.extend(json.loads(out.read_text())["bots"])
+        daphne_log = stack.log_text("daphne")
+        server_errors = sum(1 for line in daphne_log.splitlines() if " ERROR " in line)
+    state = verify_state(study, results)
+    latencies = [x for b in results for x in b["latencies"]]
+    repair = [x for b in results for x in b["repair_latencies"]]
+    received = sum(b["received"] for b in results)
+    actions = sum(b["actions"] for b in results)
+    timed_out = sum(1 for b in results if (b["failure"] or "").startswith("TimeoutError"))
+    errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
+    return {
+        "stack": "production", "n": n, "procs": procs, "bot_processes": bot_procs, "groups": n // GROUP_SIZE,
+        "setup_s": round(setup_s, 1), "seconds": round(elapsed, 1), "ramp_s": ramp,
+        "latency": latency_summary(latencies), "repair_latency": latency_summary(repair),
+        "messages_received": received, "messages_per_s": round(received / elapsed, 1),
+        "errors": errors, "bots_out_of_time": timed_out, "error_codes": _merge_counts(b["errors"] for b in results),
+        "failures": [f"bot {b['index']}: {b['failure']}" for b in results if b["failure"]][:5],
+        "server_error_log_lines": server_errors,
+        "reconnects": sum(b["reconnects"] for b in results),
+        "missed_pushes_repaired": sum(b["repaired"] for b in results),
+        "stale_pings_answered_with_snapshot": sum(b["stale_pings"] for b in results),
+        "pushes_dropped_on_purpose": sum(b["dropped_on_purpose"] for b in results),
+        "channel_over_capacity_log_lines": over_capacity_lines(daphne_log),
+        "db_queries": queries, "participant_actions": actions,
+        "db_queries_per_action": round(queries / actions, 2) if actions else None,
+        "server_cpu_s": cpu, "bots_cpu_s": round(sum(bot_cpu.values()), 2),
+        "server_cpu_ms_per_connection": round(1000 * (cpu["daphne"] + cpu["celery"]) / n, 1),
+        "daphne_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "daphne_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
+        "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
+        "state": state,
+    }
+
+
+def _merge_counts(dicts) -> dict:
+    total: dict[str, int] = {}
+    for d in dicts:
+        for k, v in d.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+# --- one ceiling run ----------------------------------------------------------------------------
+def run_raw(n: int, procs: int, *, redis_url: str, work: Path, duration: float = 20.0, period: float = 2.0,
+            bot_procs: int | None = None) -> dict:
+    from tests.e2e.stack import free_port
+
+    bot_procs = bot_procs or (1 if n <= 200 else 2)
+    ramp = min(10.0, max(1.0, n / 200))
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    with Stack(work / f"raw-{n}x{procs}", env) as stack:
+        ports, daphnes = [], []
+        for i in range(procs):
+            port = free_port()
+            ports.append(port)
+            daphnes.append(stack.start(f"daphne-{i}", ["_serve", "raw", "-b", "127.0.0.1", "-p", str(port),
+                                                       "benchmarks.raw_consumer:application"]))
+        for i, (port, proc) in enumerate(zip(ports, daphnes)):
+            wait_port(port, proc, stack.log_dir / f"daphne-{i}.log")
+        sampler = Sampler({"daphne": [p.pid for p in daphnes]})
+        idle_rss = sampler.rss("daphne")
+        t0 = time.time()
+        start_at, measure_from = t0 + 1.0, t0 + 1.0 + ramp + 2.0
+        stop_at = measure_from + duration
+        base = {"servers": [f"http://127.0.0.1:{p}" for p in ports], "start_at": start_at, "stagger": ramp / n,
+                "measure_from": measure_from, "stop_at": stop_at}
+        push_spec = stack.log_dir / "push.spec.json"
+        push_spec.write_text(json.dumps({"redis_url": redis_url, "groups": n // GROUP_SIZE, "period": period,
+                                         "start_at": start_at, "stop_at": stop_at,
+                                         "out": str(stack.log_dir / "push.json")}))
+        bots = run_bot_processes(stack, "raw", n, bot_procs, base, stack.log_dir)
+        pusher = stack.start("pusher", ["_push", str(push_spec)])
+        time.sleep(max(0.0, measure_from - time.time()))
+        cpu0 = sampler.cpu("daphne")
+        sampler.start()
+        import psutil
+
+        bot_handles = [psutil.Process(p.pid) for p, _ in bots]
+        bot_cpu0 = sum(h.cpu_times().user + h.cpu_times().system for h in bot_handles)
+        bot_cpu = bot_cpu0
+        while any(p.poll() is None for p, _ in bots):
+            try:
+                bot_cpu = sum(h.cpu_times().user + h.cpu_times().system for h in bot_handles)
+            except Exception:  # noqa: BLE001
+                pass
+            if time.time() > stop_at + 60:
+                for p, _ in bots:
+                    p.kill()
+            time.sleep(0.5)
+        pusher.wait(timeout=60)
+        sampler.close()
+        cpu = round(sampler.cpu("daphne") - cpu0, 2)
+        results = []
+        for proc, out in bots:
+            if proc.returncode != 0 or not out.exists():
+                raise RuntimeError(f"raw bot process failed:\n{stack.log_text('raw-bots')[-3000:]}")
+            results.append(json.loads(out.read_text()))
+        log = stack.log_text("daphne")
+    latencies = [x for r in results for x in r["latencies"]]
+    received = sum(r["received"] for r in results)
+    lost = sum(r["lost"] for r in results)
+    return {
+        "stack": "raw", "n": n, "procs": procs, "bot_processes": bot_procs, "groups": n // GROUP_SIZE,
+        "seconds": duration, "push_period_s": period, "latency": latency_summary(latencies),
+        "messages_received": received, "messages_per_s": round(len(latencies) / duration, 1),
+        "errors": sum(r["errors"] for r in results), "connected": sum(r["connected"] for r in results),
+        "lost_messages": lost, "channel_over_capacity_log_lines": over_capacity_lines(log),
+        "server_cpu_s": {"daphne": cpu}, "bots_cpu_s": round(bot_cpu - bot_cpu0, 2),
+        "server_cpu_ms_per_connection": round(1000 * cpu / n, 1),
+        "daphne_rss_idle_mb": round(idle_rss / 2 ** 20, 1),
+        "daphne_rss_peak_mb": round(sampler.peak_rss["daphne"] / 2 ** 20, 1),
+        "rss_kb_per_connection": round((sampler.peak_rss["daphne"] - idle_rss) / 1024 / n, 1),
+        "state": {"lost_state": lost},
+    }
+
+
+# --- sweep, capacity, report --------------------------------------------------------------------
+def ok(run: dict) -> bool:
+    p99 = run["latency"]["p99_ms"]
+    return (p99 is not None and p99 <= TARGET_P99_MS and run["state"]["lost_state"] == 0 and not run["errors"]
+            and not run["state"].get("unfinished_groups"))
+
+
+def capacity(runs: list[dict], stack: str, procs: int) -> int:
+    """Largest N of the ladder that met p99 <= 100 ms with nothing lost (0 if none)."""
+    fits = [r["n"] for r in runs if r["stack"] == stack and r["procs"] == procs and ok(r)]
+    return max(fits, default=0)
+
+
+def targets(runs: list[dict]) -> dict:
+    prod = {(r["n"], r["procs"]): r for r in runs if r["stack"] == "production"}
+    raw = {(r["n"], r["procs"]): r for r in runs if r["stack"] == "raw"}
+    out: dict = {}
+    big = [key for key in prod if key[0] >= 2000]
+    for key in sorted(big):
+        p, r = prod[key], raw.get(key)
+        ratio = (p["latency"]["p99_ms"] / r["latency"]["p99_ms"]) if r and r["latency"]["p99_ms"] and \
+            p["latency"]["p99_ms"] is not None else None
+        out[f"n{key[0]}_procs{key[1]}"] = {"p99_ms": p["latency"]["p99_ms"], "p99_le_100ms": ok(p),
+                                           "p99_vs_raw": round(ratio, 2) if ratio else None,
+                                           "p99_le_1.5x_raw": bool(ratio and ratio <= 1.5)}
+    cap1, cap2 = capacity(runs, "production", 1), capacity(runs, "production", 2)
+    out["capacity"] = {"production_1": cap1, "production_2": cap2, "raw_1": capacity(runs, "raw", 1),
+                       "raw_2": capacity(runs, "raw", 2),
+                       "ratio_2_vs_1": round(cap2 / cap1, 2) if cap1 else None,
+                       "2_procs_ge_1.4x": bool(cap1 and cap2 >= 1.4 * cap1)}
+    out["zero_lost_state_every_run"] = all(r["state"]["lost_state"] == 0 for r in runs if r["stack"] == "production")
+    return out
+
+
+def markdown(report: dict) -> str:
+    def fmt(v):
+        return "–" if v is None else v
+
+    lines = ["| stack | procs | N | p50 ms | p95 ms | p99 ms | msg/s | errors | reconnects | stale pings → snapshot | "
+             "unfinished groups | lost | DB queries/action | server CPU s (daphne+celery) | bots CPU s | RSS KB/conn |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(report["runs"], key=lambda r: (r["stack"] != "production", r["procs"], r["n"])):
+        lat = r["latency"]
+        cpu = r["server_cpu_s"]
+        lines.append(
+            f"| {r['stack']} | {r['procs']} | {r['n']} | {fmt(lat['p50_ms'])} | {fmt(lat['p95_ms'])} | "
+            f"{fmt(lat['p99_ms'])} | {r['messages_per_s']} | {r['errors']} | {fmt(r.get('reconnects'))} | "
+            f"{fmt(r.get('stale_pings_answered_with_snapshot'))} | {fmt(r['state'].get('unfinished_groups'))} | "
+            f"{r['state']['lost_state']} | "
+            f"{fmt(r.get('db_queries_per_action'))} | {round(sum(cpu.values()), 1)} | {r['bots_cpu_s']} | "
+            f"{r['rss_kb_per_connection']} |")
+    t = report["targets"]
+    cap = t["capacity"]
+    lines += ["", f"Capacity (largest N of the ladder with p99 ≤ {TARGET_P99_MS:.0f} ms and nothing lost): "
+              f"production {cap['production_1']} on 1 process, {cap['production_2']} on 2 "
+              f"(ratio {fmt(cap['ratio_2_vs_1'])}; target ≥ 1.4: {'met' if cap['2_procs_ge_1.4x'] else 'not met'}); "
+              f"raw consumer {cap['raw_1']} / {cap['raw_2']}.",
+              f"Zero lost state in every production run: {'yes' if t['zero_lost_state_every_run'] else 'NO'}."]
+    for key, v in t.items():
+        if key.startswith("n"):
+            lines.append(f"{key}: p99 {fmt(v['p99_ms'])} ms (≤100 ms: {'yes' if v['p99_le_100ms'] else 'no'}), "
+                         f"{fmt(v['p99_vs_raw'])}× the raw consumer's p99 (≤1.5×: "
+                         f"{'yes' if v['p99_le_1.5x_raw'] else 'no'}).")
+    return "\n".join(lines) + "\n"
+
+
+def create_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                     "AND pid <> pg_backend_pid()", [name])
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", default="100,500,1000,2000", help="Bot counts (groups of 5), comma-separated.")
+    parser.add_argument("--procs", default="1,2", help="ASGI (daphne) process counts, comma-separated.")
+    parser.add_argument("--quick", action="store_true", help="N = 100 and 500 only.")
+    parser.add_argument("--duration", type=float, default=15.0, help="Measured seconds of each ceiling run.")
+    parser.add_argument("--timeout", type=float, default=75.0,
+                        help="Seconds a production run's bots get to finish the deliberation (then the run ends; "
+                             "groups still running are reported as unfinished, not lost).")
+    parser.add_argument("--phase-seconds", type=int, default=30, help="Input-phase deadline (backstop for misses).")
+    parser.add_argument("--no-critique", action="store_true", help="Skip the critique round (shorter runs).")
+    parser.add_argument("--no-raw", action="store_true", help="Skip the raw-consumer ceiling.")
+    parser.add_argument("--drop-share", type=float, default=0.0,
+                        help="Bots ignore this share of pushes on purpose (proves the snapshot repair).")
+    parser.add_argument("--redis-url", default=os.environ.get("LOAD_REDIS_URL", "redis://127.0.0.1:6379/12"))
+    parser.add_argument("--postgres", default=os.environ.get("LOAD_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
+                        help="PostgreSQL server; a fresh database is created on it and dropped afterwards.")
+    parser.add_argument("--out", default=str(RESULTS / "load"), help="Output path without extension.")
+    args = parser.parse_args(argv)
+    ns = [100, 500] if args.quick else [int(x) for x in args.n.split(",") if x.strip()]
+    procs_list = [int(x) for x in args.procs.split(",") if x.strip()]
+    fd_limit = raise_fd_limit()
+
+    db_name = f"bench_load_{os.getpid()}"
+    db_url = f"{args.postgres.rstrip('/')}/{db_name}"
+    create_database(f"{args.postgres.rstrip('/')}/postgres", db_name)
+    os.environ.update({k: v for k, v in server_env(db_url, args.redis_url).items()
+                       if k in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ALLOWED_HOSTS",
+                                "HTTPS", "JOIN_RATE_LIMIT")})
+    import django
+    import redis
+    from django.core.management import call_command
+    from tqdm import tqdm
+
+    django.setup()
+    runs: list[dict] = []
+    work = Path(tempfile.mkdtemp(prefix="load-bench-"))  # honours TMPDIR; private (0700), unpredictable name
+    started = time.monotonic()
+    try:
+        call_command("migrate", verbosity=0)
+        plan = [("production", n, p) for p in procs_list for n in ns]
+        if not args.no_raw:
+            plan += [("raw", n, p) for p in procs_list for n in ns]
+        bar = tqdm(plan, desc="load", unit="run", file=sys.stderr)
+        for stack, n, procs in bar:
+            bar.set_postfix_str(f"{stack} N={n} procs={procs}")
+            redis.Redis.from_url(args.redis_url).flushdb()
+            if stack == "production":
+                run = run_production(n, procs, db_url=db_url, redis_url=args.redis_url, work=work,
+                                     phase_seconds=args.phase_seconds, critique_round=not args.no_critique,
+                                     timeout=args.timeout, drop_share=args.drop_share)
+            else:
+                run = run_raw(n, procs, redis_url=args.redis_url, work=work, duration=args.duration)
+            runs.append(run)
+            partial = Path(args.out).with_suffix(".partial.json")  # survives an interrupted sweep
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps({"runs": runs}, indent=2))
+            tqdm.write(f"{stack} N={n} procs={procs}: p99 {run['latency']['p99_ms']} ms, "
+                       f"lost {run['state']['lost_state']}, errors {run['errors']}", file=sys.stderr)
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop_database(f"{args.postgres.rstrip('/')}/postgres", db_name)
+    import platform
+
+    report = {
+        "benchmark": "load", "created": datetime.now().isoformat(timespec="seconds"),
+        "command": "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "fd_limit": fd_limit,
+                    "note": "shared 2-core machine; other work ran beside the benchmark"},
+        "setup": {"group_size": GROUP_SIZE, "generation_backend": "recorded (real SmolLM2 statements replayed)",
+                  "asgi": "daphne; 2 processes = two ports, bots split connections round-robin (no SO_REUSEPORT)",
+                  "channel_layer": "channels-redis, production settings (capacity 1000)",
+                  "celery": "1 solo worker with beat (deadline sweeper every 2 s)",
+                  "latency": "server phase_started_at -> snapshot arrival at each member (push arrivals only)",
+                  "db_queries": "SQL statements counted by a Django execute_wrapper in daphne and the worker, "
+                                "divided by bot actions (drafts, submissions, pings)",
+                  "raw": "benchmarks/raw_consumer.py, one group_send per group every 2 s",
+                  "phase_seconds": args.phase_seconds, "critique_round": not args.no_critique,
+                  "drop_share": args.drop_share},
+        "seconds": round(time.monotonic() - started, 1),
+        "runs": runs,
+    }
+    report["targets"] = targets(runs)
+    table = markdown(report)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(f"# Load benchmark\n\n`{report['command']}` — {report['created']}, "
+                                      f"{report['seconds']} s\n\n{table}")
+    Path(args.out).with_suffix(".partial.json").unlink(missing_ok=True)
+    print(table)
+
+
+def _entry() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_serve":
+        serve(sys.argv[2], sys.argv[3:])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_bots":
+        bots_main(sys.argv[2])
+    elif len(sys.argv) > 1 and sys.argv[1] == "_push":
+        push_main(sys.argv[2])
+    else:
+        main()
+
+
+if __name__ == "__main__":
+    _entry()

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LegibilityConfig(AppConfig):
+    name = "legibility"
+    verbose_name = "Legibility studies"

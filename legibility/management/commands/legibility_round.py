@@ -1,0 +1,137 @@
+"""python manage.py legibility_round --study SLUG --round K [--inline] [--epochs N] [--provers N] ..."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from legibility.models import LegibilityStudy, Verifier
+from legibility.rounds import verifier_create, verifier_train
+
+# VerifierConfig fields that get a command-line option (the rest keep their defaults).
+CONFIG_OPTIONS = ("backbone", "epochs", "batch_size", "max_steps", "max_length", "learning_rate", "train_layers",
+                  "classification_weight", "seed", "threads")
+
+
+class Command(BaseCommand):
+    help = ("One round of a legibility study. Trains a fresh verifier for round K on the verifier half's solutions "
+            "from the base prover (the shipped solutions, round 0) and every earlier round's provers, balanced "
+            "correct/incorrect, with the Bradley-Terry + centring loss; evaluates it on held-out problems' "
+            "solutions (AUC, balanced best-of-4, attack success); saves it under LEGIBILITY_VERIFIER_DIR and "
+            "records a Verifier row. --inline trains here with a progress bar; without it the training is queued "
+            "for the Celery worker and its progress shows in the admin. --improve grpo|expert_iteration then "
+            "trains the prover against the frozen new verifier (TRL GRPO; expert iteration for CPU-only machines; "
+            "the same command runs at full scale on a GPU host). --provers N then has the helpful and sneaky "
+            "provers (the improved one when --improve ran) write round-K solutions. On a CPU, "
+            "--train-layers 0 --classification-weight 1 trains the verifier's head on frozen MiniLM features "
+            "(minutes, held-out AUC 0.63 on the shipped solutions) instead of fine-tuning the encoder.")
+
+    def add_arguments(self, parser):
+        from legibility.verifier import VerifierConfig
+
+        parser.add_argument("--study", required=True, help="Study slug.")
+        parser.add_argument("--round", type=int, required=True, dest="round_", metavar="K", help="Round K (1, 2, ...).")
+        parser.add_argument("--inline", action="store_true", help="Train in this process (default: Celery task).")
+        parser.add_argument("--max-train-problems", type=int, default=None,
+                            help="Train on at most this many verifier-half problems (seeded; all their solutions).")
+        parser.add_argument("--max-heldout-problems", type=int, default=None,
+                            help="Evaluate on at most this many held-out problems (seeded).")
+        parser.add_argument("--provers", type=int, default=0, metavar="N",
+                            help="After training: helpful and sneaky provers write solutions for round K on N "
+                                 "problems of each half (prover, verifier, heldout). 0 = skip (default).")
+        parser.add_argument("--improve", choices=("grpo", "expert_iteration"), default=None,
+                            help="After training (--inline): improve the prover against the frozen verifier.")
+        parser.add_argument("--improve-problems", type=int, default=8, metavar="N",
+                            help="Prover-half problems to improve the prover on (seeded). Default: 8.")
+        parser.add_argument("--improve-steps", type=int, default=None,
+                            help="GRPO optimiser steps (default: ProverTrainConfig.max_steps).")
+        parser.add_argument("--improve-samples", type=int, default=None,
+                            help="Expert iteration: samples per (problem, role) (default: 4).")
+        parser.add_argument("--improve-max-tokens", type=int, default=None,
+                            help="Longest prover completion while improving (default: 256).")
+        helps = VerifierConfig.help()
+        defaults = VerifierConfig()
+        for name in CONFIG_OPTIONS:
+            default = getattr(defaults, name)
+            kind = {"backbone": str, "learning_rate": float, "classification_weight": float}.get(name, int)
+            parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
+                                help=f"{helps[name]} Default: {default}.")
+
+    def handle(self, *args, study: str, round_: int, inline: bool, provers: int, improve: str | None, **options):
+        from legibility.verifier import VerifierConfig
+
+        record = LegibilityStudy.objects.filter(slug=study).first()
+        if record is None:
+            raise CommandError(f"no legibility study {study!r} (import_gsm8k --study {study} creates one)")
+        if round_ < 1:
+            raise CommandError("--round starts at 1 (round 0 is the base prover's shipped solutions)")
+        if provers < 0:
+            raise CommandError("--provers must be 0 or more")
+        known = {f.name for f in fields(VerifierConfig)}
+        config = {name: options[name] for name in CONFIG_OPTIONS if options.get(name) is not None and name in known}
+        config.setdefault("seed", record.seed)
+        config = VerifierConfig.from_dict(config).to_dict()
+        verifier = verifier_create(study=record, round_=round_, config=config)
+        if not inline:
+            from legibility.tasks import train_verifier_round
+
+            train_verifier_round.delay(verifier_id=verifier.pk)
+            self.stdout.write(f"queued verifier {verifier.pk} (round {round_}); progress in the admin")
+            if provers or improve:
+                self.stderr.write("note: --provers and --improve run after an --inline training only")
+            return
+        quiet = options.get("verbosity", 1) == 0
+        with tqdm(desc=f"verifier round {round_}", unit="step", disable=quiet) as bar:
+            def progress(step, total, loss):
+                bar.total = total
+                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                bar.update(step - bar.n)
+
+            try:
+                verifier = verifier_train(verifier_id=verifier.pk, progress=progress,
+                                          max_train_problems=options.get("max_train_problems"),
+                                          max_heldout_problems=options.get("max_heldout_problems"))
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+        self.stdout.write(json.dumps({"verifier": verifier.pk, "round": round_, "path": verifier.path,
+                                      "n_train": verifier.n_train, "n_heldout": verifier.n_heldout,
+                                      "heldout": verifier.metrics.get("heldout", {})}, indent=2))
+        if improve:
+            self._improve(record, verifier, improve, options, quiet)
+            verifier.refresh_from_db()
+        if provers:
+            self._provers(record, verifier, round_, provers, quiet)
+
+    def _improve(self, study: LegibilityStudy, verifier: Verifier, method: str, options: dict, quiet: bool):
+        from legibility.rounds import prover_improve
+
+        config = {key: options[option] for key, option in (("max_steps", "improve_steps"),
+                                                           ("samples_per_problem", "improve_samples"),
+                                                           ("max_completion_length", "improve_max_tokens"))
+                  if options.get(option) is not None}
+        with tqdm(desc=f"prover ({method})", unit="step", disable=quiet) as bar:
+            def progress(step, total, value):
+                bar.total = total
+                bar.set_postfix(value=f"{value:.3f}", refresh=False)
+                bar.update(step - bar.n)
+
+            try:
+                summary = prover_improve(study=study, verifier=verifier, method=method,
+                                         n_problems=options["improve_problems"], config=config, progress=progress)
+            except ValueError as exc:
+                raise CommandError(str(exc)) from exc
+        self.stdout.write(json.dumps({"prover": summary}, indent=2))
+
+    def _provers(self, study: LegibilityStudy, verifier: Verifier, round_: int, n_problems: int, quiet: bool):
+        from legibility.rounds import prover_round
+
+        with tqdm(desc=f"provers round {round_}", unit="solution", disable=quiet) as bar:
+            def progress(done, total):
+                bar.total = total
+                bar.update(done - bar.n)
+
+            summary = prover_round(study=study, round_=round_, verifier=verifier, n_problems=n_problems,
+                                   progress=progress)
+        self.stdout.write(json.dumps(summary, indent=2))

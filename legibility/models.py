@@ -1,0 +1,250 @@
+"""Legibility studies (prover–verifier games): problems, solutions, verifiers and time-limited judges.
+
+Models hold fields, constraints and small derived properties; workflows live in
+``legibility/services.py`` (judging), ``legibility/importing.py`` and ``legibility/rounds.py``.
+"""
+from __future__ import annotations
+
+import secrets
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class LegibilityStudy(models.Model):
+    """One legibility study: its problems, provers' rounds, verifiers and judges."""
+
+    class Backend(models.TextChoices):
+        EMBEDDED = "embedded", "Embedded SmolLM2-135M on the worker's CPU"
+        OPENAI = "openai", "OpenAI-compatible server (vLLM, llama.cpp, TGI, ...)"
+        EXTRACTIVE = "extractive", "Extractive baseline (no model; for pilots and tests)"
+
+    slug = models.SlugField(unique=True)
+    title = models.CharField(max_length=200)
+    consent_text = models.TextField(
+        default="This is a research study on how people check written math solutions. You will see short "
+        "problems with a proposed solution and decide, within a time limit, whether the solution is correct. "
+        "Your answers are stored anonymously with your recruitment id. You may leave at any time."
+    )
+    instructions = models.TextField(
+        default="Judge the whole solution, not only the final answer: it is correct only if its reasoning and "
+        "its final answer are right. Each solution has a strict time limit; if time is running out, guess.")
+    is_active = models.BooleanField(default=True, help_text="Inactive studies refuse new judges.")
+
+    seconds_per_item = models.PositiveIntegerField(default=45, validators=[MinValueValidator(1)],
+                                                   help_text="Strict time limit per solution, enforced on the "
+                                                             "server.")
+    items_per_session = models.PositiveSmallIntegerField(default=20, validators=[MinValueValidator(1)])
+    gold_share = models.FloatField(default=0.2, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+                                   help_text="Share of each judge's items that are gold items (answer checked "
+                                             "twice) for quality control.")
+    chance_alpha = models.FloatField(
+        default=0.05, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A judge is flagged as at chance level when a one-sided binomial test of their accuracy "
+                  "(overall or on gold items) against 0.5 has p above this threshold.")
+    seed = models.BigIntegerField(default=0, help_text="Seeds the problem halves and every judge's queue.")
+
+    generation_backend = models.CharField(max_length=32, choices=Backend.choices, default="embedded")
+    generation_base_url = models.URLField(blank=True,
+                                          help_text="OpenAI-compatible server, e.g. http://gpu-host:8000/v1")
+    generation_model = models.CharField(max_length=200, blank=True,
+                                        help_text="Model name the server expects (e.g. the one given to vllm serve).")
+    generation_api_key_env = models.CharField(max_length=100, blank=True,
+                                              help_text="NAME of the environment variable holding the API key "
+                                                        "(the key itself is never stored).")
+    generation_concurrency = models.PositiveSmallIntegerField(default=4, validators=[MinValueValidator(1)])
+    generation_timeout_seconds = models.PositiveIntegerField(default=120)
+    generation_params = models.JSONField(default=dict, blank=True,
+                                         help_text='e.g. {"temperature": 0.7, "max_new_tokens": 256}')
+
+    completion_code_completed = models.CharField(max_length=64, blank=True)
+    prolific_redirect = models.BooleanField(default=False,
+                                            help_text="Send judges to Prolific's completion URL with their code.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "legibility study"
+        verbose_name_plural = "legibility studies"
+
+    def __str__(self) -> str:
+        return self.title
+
+    def backend_options(self) -> dict:
+        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection)."""
+        if self.generation_backend != "openai":
+            return {}
+        return {"base_url": self.generation_base_url, "model": self.generation_model,
+                "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
+                "timeout": float(self.generation_timeout_seconds)}
+
+
+class Problem(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "train"
+        TEST = "test"
+
+    class Half(models.TextChoices):
+        PROVER = "prover"
+        VERIFIER = "verifier"
+        HELDOUT = "heldout"
+
+    study = models.ForeignKey(LegibilityStudy, on_delete=models.CASCADE, related_name="problems")
+    split = models.CharField(max_length=8, choices=Split.choices, db_index=True)
+    index = models.PositiveIntegerField(help_text="Line number (0-based) in the split's jsonl file.")
+    text = models.TextField()
+    reference_solution = models.TextField(blank=True, help_text="The dataset's worked solution.")
+    reference_answer = models.CharField(max_length=64, help_text="The text after '#### '.")
+    numeric_answer = models.FloatField(null=True, blank=True)
+    half = models.CharField(
+        max_length=8, choices=Half.choices, db_index=True,
+        help_text="Training problems: two equal seeded halves (prover / verifier). Test problems that have "
+                  "shipped solutions: equal seeded halves verifier / heldout (the base prover's solutions exist "
+                  "only there); other test problems: heldout. The verifier is evaluated on heldout solutions.")
+
+    class Meta:
+        ordering = ["split", "index"]
+        constraints = [models.UniqueConstraint(fields=["study", "split", "index"], name="one_problem_per_line")]
+
+    def __str__(self) -> str:
+        return f"{self.split}#{self.index}: {self.text[:60]}"
+
+
+class Solution(models.Model):
+    class Source(models.TextChoices):
+        SHIPPED = "shipped", "Shipped (base prover, round 0)"
+        PROVER = "prover", "Prover (a round's helpful or sneaky prover)"
+
+    class Role(models.TextChoices):
+        NONE = "", "none (base prover)"
+        HELPFUL = "helpful"
+        SNEAKY = "sneaky"
+
+    problem = models.ForeignKey(Problem, on_delete=models.CASCADE, related_name="solutions")
+    text = models.TextField()
+    source = models.CharField(max_length=8, choices=Source.choices, db_index=True)
+    role = models.CharField(max_length=8, choices=Role.choices, blank=True, db_index=True)
+    round = models.PositiveSmallIntegerField(default=0, db_index=True)
+    correct = models.BooleanField(db_index=True, help_text="Final answer matches the reference (automatic grader).")
+    final_answer = models.CharField(max_length=64, blank=True, help_text="Answer the grader extracted.")
+    dataset_label = models.BooleanField(null=True, blank=True, help_text="The data set's own is_correct label.")
+    is_gold = models.BooleanField(default=False, db_index=True,
+                                  help_text="Correctness checked twice (grader and data set agree): used as gold "
+                                            "items for judges' quality control.")
+    external_key = models.CharField(max_length=64, blank=True,
+                                    help_text="Which shipped model wrote it (e.g. 175b_verification).")
+    provenance = models.JSONField(default=dict, blank=True, help_text="Backend, model, seed, prompt, latency.")
+    verifier_scores = models.JSONField(default=dict, blank=True, help_text="{verifier id: score}")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["problem", "source", "role", "round", "external_key"],
+                                    name="one_solution_per_slot"),
+        ]
+        indexes = [models.Index(fields=["round", "role", "correct"])]
+
+    def __str__(self) -> str:
+        who = self.role or self.external_key or self.source
+        return f"{who} r{self.round} on {self.problem.split}#{self.problem.index} ({'ok' if self.correct else 'wrong'})"
+
+
+class Verifier(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        TRAINING = "training"
+        READY = "ready"
+        FAILED = "failed"
+
+    study = models.ForeignKey(LegibilityStudy, on_delete=models.CASCADE, related_name="verifiers")
+    round = models.PositiveSmallIntegerField()
+    path = models.CharField(max_length=500, blank=True, help_text="Directory written by legibility.verifier.save.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="Share of training done, 0 to 1.")
+    progress_message = models.CharField(max_length=300, blank=True)
+    config = models.JSONField(default=dict, blank=True, help_text="VerifierConfig it was trained with.")
+    metrics = models.JSONField(default=dict, blank=True, help_text="Held-out evaluation (AUC, ...) and training.")
+    n_train = models.PositiveIntegerField(default=0)
+    n_heldout = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        get_latest_by = "created_at"
+
+    def __str__(self) -> str:
+        return f"verifier r{self.round} ({self.status})"
+
+
+class JudgeSession(models.Model):
+    """One judge in one study: recruitment ids (Prolific), consent, their queue of items, completion.
+
+    ``participants.Participant`` belongs to a deliberation study, so judges have their own row with
+    the same recruitment-id handling (``participants.services`` cleans the link's parameters).
+    """
+
+    class Status(models.TextChoices):
+        JOINED = "joined"  # opened the link, has not consented yet
+        JUDGING = "judging"
+        COMPLETED = "completed"
+
+    study = models.ForeignKey(LegibilityStudy, on_delete=models.PROTECT, related_name="sessions")
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    recruitment_id = models.CharField(max_length=128, null=True, blank=True, help_text="PROLIFIC_PID")
+    recruitment_study_id = models.CharField(max_length=128, blank=True, help_text="STUDY_ID")
+    recruitment_session_id = models.CharField(max_length=128, blank=True, help_text="SESSION_ID")
+    url_params = models.JSONField(default=dict, blank=True, help_text="Every query parameter of the join link.")
+    user_agent = models.CharField(max_length=400, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.JOINED, db_index=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completion_code = models.CharField(max_length=64, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["study", "recruitment_id"], condition=Q(recruitment_id__isnull=False),
+                                    name="one_judge_per_recruitment_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.recruitment_id or f"judge {self.pk}"
+
+
+class JudgeItem(models.Model):
+    session = models.ForeignKey(JudgeSession, on_delete=models.CASCADE, related_name="items")
+    solution = models.ForeignKey(Solution, on_delete=models.PROTECT, related_name="judgements")
+    position = models.PositiveSmallIntegerField()
+    is_gold = models.BooleanField(default=False)
+    started_at = models.DateTimeField(null=True, blank=True, help_text="First shown (server clock).")
+    deadline = models.DateTimeField(null=True, blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answer = models.BooleanField(null=True, blank=True, help_text="True = judged correct; empty = no answer.")
+    timed_out = models.BooleanField(default=False)
+    response_ms = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["session", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "position"], name="one_item_per_position"),
+            models.UniqueConstraint(fields=["session", "solution"], name="one_judgement_per_solution"),
+        ]
+
+    def __str__(self) -> str:
+        return f"item {self.position} of {self.session}"
+
+    @property
+    def is_done(self) -> bool:
+        return self.answer is not None or self.timed_out
+
+    @property
+    def is_right(self) -> bool | None:
+        """Whether the judge's answer matches the solution's correctness (None if unanswered)."""
+        return None if self.answer is None else self.answer == self.solution.correct

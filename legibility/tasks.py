@@ -1,0 +1,15 @@
+"""Celery task for a verifier round: thin; the work is in legibility.rounds.
+
+Progress is written to the Verifier row while it trains and shown as a bar in the admin.
+"""
+from __future__ import annotations
+
+from celery import shared_task
+
+
+@shared_task(name="legibility.tasks.train_verifier_round", acks_late=False, ignore_result=True)
+def train_verifier_round(*, verifier_id: int) -> int:
+    # Imported here so that web processes loading the admin do not import torch.
+    from .rounds import verifier_train
+
+    return verifier_train(verifier_id=verifier_id).pk

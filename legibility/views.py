@@ -1,0 +1,108 @@
+"""Judge pages (join link, consent, the timed item, completion) and the analyst's report page.
+
+Plain HTTP: each item is one page with a True/False form (works without JavaScript); judge.js only
+draws the countdown and reloads the page when the server's deadline has passed.
+"""
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from deliberation.services import SubmissionError
+
+from . import services
+from .grading import strip_calculator
+from .models import JudgeSession, LegibilityStudy
+
+COOKIE_MAX_AGE = 60 * 60 * 24 * 7
+
+
+def _cookie_name(study: LegibilityStudy) -> str:
+    return f"leg_j_{study.pk}"
+
+
+def _message(request: HttpRequest, title: str, message: str, status: int) -> HttpResponse:
+    return render(request, "participants/message.html", {"title": title, "message": message}, status=status)
+
+
+def join(request: HttpRequest, slug: str) -> HttpResponse:
+    """The link experimenters share, e.g. /legibility/s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=..."""
+    study = get_object_or_404(LegibilityStudy, slug=slug)
+    try:
+        session = services.session_join(
+            study=study, params=request.GET.dict(), user_agent=request.headers.get("User-Agent", ""),
+            existing_token=request.COOKIES.get(_cookie_name(study)))
+    except SubmissionError as exc:
+        return _message(request, study.title, exc.message, 409 if exc.code == "inactive" else 503)
+    response = redirect("legibility:judge", token=session.token)
+    response.set_cookie(_cookie_name(study), session.token, max_age=COOKIE_MAX_AGE, samesite="Lax",
+                        httponly=True, secure=request.is_secure())
+    return response
+
+
+@require_http_methods(["GET", "POST"])
+def judge(request: HttpRequest, token: str) -> HttpResponse:
+    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    study = session.study
+    if request.method == "POST":
+        if request.POST.get("consent") != "yes":
+            return render(request, "legibility/consent.html", {
+                "session": session, "study": study,
+                "error": "Please tick the box to give your consent, or close this page to leave."})
+        try:
+            services.session_consent(session=session)
+        except SubmissionError as exc:
+            return _message(request, study.title, exc.message, 503)
+        return redirect("legibility:judge", token=token)
+    if session.status == JudgeSession.Status.JOINED:
+        return render(request, "legibility/consent.html", {"session": session, "study": study})
+    item = services.session_current_item(session=session)
+    if item is None:
+        return redirect("legibility:complete", token=token)
+    remaining_ms = max(0, round((item.deadline - services.clock()).total_seconds() * 1000))
+    response = render(request, "legibility/item.html", {
+        "session": session, "study": study, "item": item, "problem": item.solution.problem,
+        "solution_text": strip_calculator(item.solution.text), "remaining_ms": remaining_ms,
+        "number": item.position + 1, "total": session.items.count(),
+        "answer_url": reverse("legibility:answer", kwargs={"token": token}),
+    })
+    response["Cache-Control"] = "no-store"  # the back button must not show a stale timer
+    return response
+
+
+@require_POST
+def answer(request: HttpRequest, token: str) -> HttpResponse:
+    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    value = request.POST.get("answer")
+    try:
+        item_id = int(request.POST.get("item", ""))
+    except ValueError:
+        item_id = None
+    if value not in ("true", "false") or item_id is None:
+        return _message(request, session.study.title, "That answer could not be read; please use the buttons.", 400)
+    try:
+        services.item_answer(session=session, item_id=item_id, answer=value == "true")
+    except SubmissionError as exc:
+        return _message(request, session.study.title, exc.message, 404 if exc.code == "not_found" else 409)
+    return redirect("legibility:judge", token=token)
+
+
+def complete(request: HttpRequest, token: str) -> HttpResponse:
+    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    if session.status != JudgeSession.Status.COMPLETED:
+        return redirect("legibility:judge", token=token)
+    return render(request, "legibility/complete.html", {
+        "session": session, "study": session.study, "redirect_url": services.completion_url(session)})
+
+
+@staff_member_required
+def report(request: HttpRequest, slug: str) -> HttpResponse:
+    """The analyst's page for one study: every report figure (login required: staff)."""
+    from .reports import plotly_js, study_report_fragment
+
+    study = get_object_or_404(LegibilityStudy, slug=slug)
+    return render(request, "legibility/report.html", {"study": study, "report": study_report_fragment(study),
+                                                      "plotly_js": plotly_js()})

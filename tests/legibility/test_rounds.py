@@ -1,0 +1,124 @@
+"""Verifier rounds on a small slice of the real data: the command trains, evaluates, saves and records."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+
+from legibility import verifier as vlib
+from legibility.grading import grade
+from legibility.models import LegibilityStudy, Solution, Verifier
+from legibility.rounds import as_example, heldout_solutions, training_solutions, verifier_create
+from legibility.tasks import train_verifier_round
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def study(settings, tmp_path):
+    torch.set_num_threads(1)
+    settings.LEGIBILITY_VERIFIER_DIR = tmp_path / "verifiers"
+    call_command("import_gsm8k", "--study", "r", "--limit", "40", "--seed", "5", verbosity=0)
+    return LegibilityStudy.objects.get(slug="r")
+
+
+def test_round_one_inline_trains_a_ready_verifier_with_heldout_metrics(study):
+    out = io.StringIO()
+    call_command("legibility_round", "--study", "r", "--round", "1", "--inline", "--max-steps", "4",
+                 "--batch-size", "4", "--max-length", "128", "--max-heldout-problems", "12", "--threads", "1",
+                 stdout=out, verbosity=0)
+    verifier = Verifier.objects.filter(status="ready").latest("created_at")
+    assert verifier.round == 1 and verifier.progress == 1.0 and not verifier.error
+    assert verifier.config["backbone"] == "all-MiniLM-L6-v2" and verifier.config["max_steps"] == 4
+    # Trained on the verifier half only, evaluated on held-out problems only.
+    train_rows = training_solutions(study, 1)
+    assert verifier.n_train == len(train_rows) == 80
+    assert {s.problem.half for s in train_rows} == {"verifier"}
+    held = verifier.metrics["heldout"]
+    assert verifier.n_heldout == held["n"] == 48 and held["n_problems"] == 12
+    assert 0.0 <= held["auc"] <= 1.0 and "balanced_best_of_4" in held
+    assert verifier.metrics["train"]["steps"] == 4
+    assert json.loads(out.getvalue())["verifier"] == verifier.pk
+    # Saved where the setting says, loadable, and its held-out scores are recorded per solution.
+    path = Path(verifier.path)
+    assert path.parent.name == "verifiers" and path.exists()
+    loaded = vlib.load(path)
+    scored = Solution.objects.filter(verifier_scores__has_key=str(verifier.pk)).select_related("problem")
+    assert scored.count() == 48 and {s.problem.half for s in scored} == {"heldout"}
+    one = scored.first()
+    again = vlib.score(loaded, [one.problem.text], [as_example(one).solution])[0]
+    assert abs(again - one.verifier_scores[str(verifier.pk)]) < 1e-3
+
+
+def test_provers_write_graded_round_solutions_through_the_backend(study):
+    study.generation_backend = "extractive"
+    study.save()
+    out = io.StringIO()
+    call_command("legibility_round", "--study", "r", "--round", "1", "--inline", "--backbone", "tiny-random",
+                 "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--provers", "2", stdout=out,
+                 verbosity=0)
+    verifier = Verifier.objects.get(study=study, round=1)
+    written = list(Solution.objects.filter(problem__study=study, source="prover", round=1).select_related("problem"))
+    assert len(written) == 3 * 2 * 2  # 2 problems of each half, helpful and sneaky
+    assert {s.problem.half for s in written} == {"prover", "verifier", "heldout"}
+    assert {s.role for s in written} == {"helpful", "sneaky"}
+    for s in written:
+        assert s.correct == grade(s.text, s.problem.reference_solution)
+        assert s.provenance["model_id"] == "extractive-baseline-v1"
+        assert str(verifier.pk) in s.verifier_scores
+    # Idempotent; and round 2's verifier trains on rounds 0 and 1.
+    from legibility.rounds import prover_round
+
+    assert prover_round(study=study, round_=1, n_problems=2)["created"] == 0
+    assert {s.round for s in training_solutions(study, 2)} == {0, 1}
+
+
+@pytest.mark.model
+def test_improve_trains_the_prover_against_the_frozen_verifier_and_it_writes_the_round(study):
+    """The same command a GPU host runs at full scale: expert iteration with the real SmolLM2 on CPU, tiny."""
+    study.generation_params = {"max_new_tokens": 12, "temperature": 0.7}
+    study.save()
+    out = io.StringIO()
+    call_command("legibility_round", "--study", "r", "--round", "1", "--inline", "--backbone", "tiny-random",
+                 "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--train-layers", "0",
+                 "--classification-weight", "1", "--improve", "expert_iteration", "--improve-problems", "1",
+                 "--improve-samples", "2", "--improve-max-tokens", "12", "--provers", "1", stdout=out, verbosity=0)
+    verifier = Verifier.objects.get(study=study, round=1)
+    assert verifier.config["classification_weight"] == 1.0 and verifier.config["train_layers"] == 0
+    prover = verifier.metrics["prover"]
+    assert prover["method"] == "expert_iteration" and prover["n_problems"] == 1
+    assert prover["started_from"] == "base SmolLM2"
+    folder = Path(prover["path"])
+    assert (folder / "training_log.json").exists() and any(folder.glob("*.safetensors"))
+    log = json.loads((folder / "training_log.json").read_text())
+    assert log["n_samples"] == 2  # 1 problem (its role drawn with probability 1/2) x 2 samples
+    assert log["n_kept"] <= 1 and len(log["sft_losses"]) == log["n_kept"]
+    # The round's solutions come from the improved prover, graded automatically.
+    written = list(Solution.objects.filter(problem__study=study, source="prover", round=1).select_related("problem"))
+    assert len(written) == 3 * 2
+    for s in written:
+        assert s.provenance["backend"] == f"prover:{folder.name}"
+        assert s.correct == grade(s.text, s.problem.reference_solution)
+
+
+def test_celery_task_trains_a_queued_verifier_and_failures_are_recorded(study):
+    verifier = verifier_create(study=study, round_=1, config={"backbone": "tiny-random", "max_steps": 2,
+                                                               "batch_size": 4, "max_length": 64})
+    assert train_verifier_round.run(verifier_id=verifier.pk) == verifier.pk
+    verifier.refresh_from_db()
+    assert verifier.status == "ready" and verifier.metrics["heldout"]["n"] == len(heldout_solutions(study, 1))
+
+    empty = LegibilityStudy.objects.create(slug="empty", title="empty")
+    broken = verifier_create(study=empty, round_=1, config={"backbone": "tiny-random"})
+    with pytest.raises(ValueError, match="no solutions on the verifier half"):
+        train_verifier_round.run(verifier_id=broken.pk)
+    broken.refresh_from_db()
+    assert broken.status == "failed" and "no solutions" in broken.error
+    with pytest.raises(CommandError, match="no legibility study"):
+        call_command("legibility_round", "--study", "nope", "--round", "1", "--inline", verbosity=0)
+    with pytest.raises(CommandError, match="starts at 1"):
+        call_command("legibility_round", "--study", "r", "--round", "0", "--inline", verbosity=0)

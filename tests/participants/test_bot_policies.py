@@ -1,0 +1,91 @@
+"""Bot opinion sources and rating policies backed by models: persona opinions from the generation
+backend, ratings by MiniLM embedding similarity and by a reward model. The word-overlap policy and the
+question/Polis sources are exercised end to end in test_bots.py."""
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+import torch
+from django.core.management import CommandError, call_command
+
+from analysis.reward.model import TINY, build_model, load_tokenizer, save_checkpoint
+from analysis.reward.score import load_reward_model, score_matrix
+from participants.bots import PersonaOpinions, make_scorer, opinion_source, rate
+
+QUESTION = "Should we remove all taxes on food and groceries?"
+OPINION = "Taxes on bread, milk and vegetables hurt poor families the most, so food should not be taxed."
+CANDIDATES = [
+    {"id": 11, "text": "The city should build more cycle lanes and plant trees along the river."},
+    {"id": 12, "text": "Groceries should be free of tax, because food taxes fall hardest on families with "
+                       "little money."},
+    {"id": 13, "text": "Football clubs should publish their accounts every year."},
+]
+
+
+@pytest.fixture
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_embedding_policy_ranks_the_statement_closest_to_the_bots_opinion_first(one_thread):
+    ratings, ranking = rate(CANDIDATES, OPINION, "embedding", random.Random(0), question=QUESTION)
+    assert ranking[0] == 12 and sorted(ranking) == [11, 12, 13]
+    agreement = {r["candidate_id"]: r["agreement"] for r in ratings}
+    assert agreement[12] > agreement[11] and agreement[12] > agreement[13]
+    assert all(1 <= r["agreement"] <= 7 and 1 <= r["quality"] <= 7 for r in ratings)
+    assert make_scorer("embedding") is make_scorer("embedding")  # the model is loaded once per process
+
+
+def test_reward_policy_rates_with_the_reward_models_predicted_agreement(tmp_path, one_thread):
+    model = build_model(TINY, seed=3)
+    folder = save_checkpoint(model, load_tokenizer(TINY), tmp_path / "rm", {"config": {"max_length": 64}})
+    ratings, ranking = rate(CANDIDATES, OPINION, f"reward:{folder}", random.Random(0), question=QUESTION)
+    predicted = score_matrix(load_reward_model(folder), QUESTION, [OPINION], [c["text"] for c in CANDIDATES])[0]
+    assert [r["agreement"] for r in ratings] == [max(1, min(7, round(p))) for p in predicted]
+    assert ranking == [CANDIDATES[i]["id"] for i in sorted(range(3), key=lambda i: -predicted[i])]
+
+
+def test_unknown_policies_and_missing_checkpoints_are_refused_clearly(tmp_path):
+    with pytest.raises(ValueError, match="unknown rating policy"):
+        make_scorer("psychic")
+    with pytest.raises(ValueError, match="no reward model checkpoint folder"):
+        make_scorer(f"reward:{tmp_path / 'nothing'}")
+    with pytest.raises(ValueError, match="cannot write persona opinions"):
+        opinion_source("persona", persona_backend="extractive")
+    with pytest.raises(ValueError, match="'question', 'polis:DIR' or 'persona'"):
+        opinion_source("poetry")
+
+
+@pytest.mark.django_db
+def test_run_bots_refuses_persona_opinions_without_a_writing_backend_and_bad_policies():
+    from ..factories import make_study
+
+    make_study(slug="ext", generation_backend="extractive")
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="pass --persona-backend embedded or openai"):
+        call_command("run_bots", "--study", "ext", "--participants", "1", "--opinions", "persona",
+                     "--no-progress", stderr=err)
+    with pytest.raises(CommandError, match="no trained reward model with that id"):
+        call_command("run_bots", "--study", "ext", "--participants", "1", "--rating-policy", "reward:999",
+                     "--no-progress", stderr=err)
+    with pytest.raises(CommandError, match="unknown rating policy"):
+        call_command("run_bots", "--study", "ext", "--participants", "1", "--rating-policy", "psychic",
+                     "--server", "http://127.0.0.1:9", "--no-progress", stderr=err)
+
+
+@pytest.mark.model
+def test_persona_opinion_is_written_by_the_embedded_smollm2(one_thread):
+    source = opinion_source("persona", persona_backend="embedded", persona_max_tokens=32)
+    assert isinstance(source, PersonaOpinions)
+    rng = random.Random(7)
+    persona = source.persona(random.Random(7))
+    text = source.opinion(QUESTION, rng)
+    assert source.generated == 1, "the model's output was unusable and the fallback wrote the opinion"
+    assert len(text.split()) >= 3 and text.strip() != QUESTION
+    assert source.backend.model_id and "SmolLM2" in source.backend.model_id
+    assert persona.split()[0] == "a" and "-year-old" in persona

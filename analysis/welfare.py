@@ -6,8 +6,8 @@ function of the members' predicted agreements. Each function here maps a matrix 
 
 - utilitarian: the mean agreement;
 - Rawlsian: the agreement of the least satisfied member (the minimum);
-- isoelastic with inequality aversion α ≥ 0: the mean of u^(1−α)/(1−α), log u at α = 1;
-  α = 0 is utilitarian and α → ∞ approaches Rawlsian (``alpha=math.inf`` is exactly Rawlsian).
+- isoelastic with inequality aversion α ≥ 0: the mean of (u^(1−α) − 1)/(1−α) (the Box–Cox form, continuous in α:
+  log u at α = 1); α = 0 is utilitarian (less a constant 1) and α → ∞ approaches Rawlsian (``alpha=math.inf`` is exactly Rawlsian).
 
 Means rather than sums, so that values compare across group sizes; the winner is the same.
 Isoelastic welfare needs positive utilities: the 1–7 agreement scale is, and values below
@@ -42,16 +42,20 @@ def rawlsian(u) -> np.ndarray:
 
 
 def isoelastic(u, alpha: float, *, floor: float = 1e-6) -> np.ndarray:
-    """Mean of u^(1−α)/(1−α) per candidate (log u at α = 1; the minimum at α = ∞)."""
+    """Mean of (u^(1−α) − 1)/(1−α) per candidate (log u at α = 1; the minimum at α = ∞).
+
+    The −1 changes no ranking but keeps α near 1 exact: u^(1−α)/(1−α) is then ~1/(1−α) plus a difference
+    below float precision, and every candidate would tie (hypothesis found α = 1 + 2e-16)."""
     if alpha < 0 or math.isnan(alpha):
         raise ValueError("alpha must be >= 0")
     if math.isinf(alpha):
         return rawlsian(u)
     u = np.maximum(_matrix(u), floor)
+    logs = np.log(u)
     if alpha == 1:
-        return np.log(u).mean(axis=0)
-    # u^(1-α) overflows for tiny u and large α; in log space first, then back.
-    return (np.exp((1 - alpha) * np.log(u)) / (1 - alpha)).mean(axis=0)
+        return logs.mean(axis=0)
+    # expm1 in log space: no overflow for tiny u and large α, no cancellation for α near 1.
+    return (np.expm1((1 - alpha) * logs) / (1 - alpha)).mean(axis=0)
 
 
 def welfare(u, method: str = "utilitarian", *, alpha: float = 1.0) -> np.ndarray:

@@ -21,7 +21,7 @@ def test_values_by_hand():
     assert utilitarian(U).tolist() == [4.0, 4.5]
     assert rawlsian(U).tolist() == [1.0, 4.0]
     assert isoelastic(U, 1.0) == pytest.approx([(math.log(7) + 0) / 2, (math.log(5) + math.log(4)) / 2])
-    assert isoelastic(U, 2.0) == pytest.approx([-(1 / 7 + 1) / 2, -(1 / 5 + 1 / 4) / 2])
+    assert isoelastic(U, 2.0) == pytest.approx([((1 - 1 / 7) + 0) / 2, ((1 - 1 / 5) + (1 - 1 / 4)) / 2])
     assert welfare_winner(U, "utilitarian") == 1 and welfare_winner(U, "rawlsian") == 1
     # A utilitarian who prefers candidate 0 when its mean is higher; the Rawlsian still refuses it.
     v = np.array([[7.0, 5.0], [3.0, 4.0]])
@@ -50,11 +50,11 @@ def test_ties_go_to_the_lowest_index_or_a_seeded_draw():
 @given(matrices)
 def test_orderings_between_the_functions(u):
     assert np.all(utilitarian(u) >= rawlsian(u) - 1e-12)
-    assert np.allclose(isoelastic(u, 0.0), utilitarian(u))
+    assert np.allclose(isoelastic(u, 0.0), utilitarian(u) - 1)
     assert np.array_equal(isoelastic(u, math.inf), rawlsian(u))
     # Isoelastic welfare is an increasing transform of a power mean that falls as α grows toward the minimum.
     for a in (0.5, 2.0, 5.0):
-        ede = (isoelastic(u, a) * (1 - a)) ** (1 / (1 - a))  # equally-distributed equivalent
+        ede = (1 + isoelastic(u, a) * (1 - a)) ** (1 / (1 - a))  # equally-distributed equivalent
         assert np.all(ede <= utilitarian(u) + 1e-9) and np.all(ede >= rawlsian(u) - 1e-9)
 
 

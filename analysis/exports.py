@@ -125,6 +125,8 @@ def preference_pairs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """Every ordered pair from each member's ranking in each round: the higher-ranked candidate is chosen.
 
     The prompt is the question and that member's own opinion, so a reward model learns whose preference it is.
+    ``chosen_source``/``rejected_source`` say whether each side is a model statement or a member's opinion shown
+    as a comparator (filter on them to train on model statements only).
     """
     groups = _by(tables["groups"], "id")
     opinions = _by(tables["opinions"], "group_id", "participant_id")
@@ -148,9 +150,11 @@ def preference_pairs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                              "participant_id": int(participant_id), "round": int(round_),
                              "chosen_candidate_id": int(better["candidate_id"]),
                              "rejected_candidate_id": int(worse["candidate_id"]),
-                             "chosen_rank": int(better["rank"]), "rejected_rank": int(worse["rank"])})
+                             "chosen_rank": int(better["rank"]), "rejected_rank": int(worse["rank"]),
+                             "chosen_source": candidates[better["candidate_id"]].get("source", "model"),
+                             "rejected_source": candidates[worse["candidate_id"]].get("source", "model")})
     columns = ["prompt", "chosen", "rejected", "group_id", "participant_id", "round", "chosen_candidate_id",
-               "rejected_candidate_id", "chosen_rank", "rejected_rank"]
+               "rejected_candidate_id", "chosen_rank", "rejected_rank", "chosen_source", "rejected_source"]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -85,7 +85,8 @@ def online_loo(winner_ratings: pd.DataFrame | Iterable[Mapping], *, dissent_at_m
         agreement = part["agreement"].to_numpy(dtype=float)
         loo = (part["condition"] == "leave_one_out").to_numpy()
         excluded = part["excluded"].fillna(False).to_numpy(dtype=bool)
-        roles = {EXCLUDED: loo & excluded, INCLUDED: loo & ~excluded, STANDARD: ~loo}
+        standard = (part["condition"] == "standard").to_numpy()  # not e.g. a leave-one-out group that did not hold
+        roles = {EXCLUDED: loo & excluded, INCLUDED: loo & ~excluded, STANDARD: standard}
         cells = []
         for measure, values in (("agreement", agreement), ("dissent", (agreement <= dissent_at_most).astype(float))):
             cells += [(f"{role}|{measure}", mask, values) for role, mask in roles.items()]

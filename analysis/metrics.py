@@ -38,9 +38,15 @@ SCHEMAS: dict[str, list[str]] = {
 }
 
 
+# Optional ratings columns: ``source`` of the rated statement ('model', or 'opinion' for a member's opinion
+# shown as a comparator; missing means 'model') and ``opinion_author_id`` (whose opinion it is).
+OPTIONAL_RATING_COLUMNS = {"source": "model", "opinion_author_id": None}
+
+
 @dataclass
 class StudyData:
-    """One study as plain frames (columns in ``SCHEMAS``); any frame may be empty.
+    """One study as plain frames (columns in ``SCHEMAS``, ratings optionally ``OPTIONAL_RATING_COLUMNS``);
+    any frame may be empty.
 
     ``submissions``: one row per member and input phase in which they answered (stored-by-timeout
     drafts count: the member was there). ``phase_times``: one row per phase a group has finished,
@@ -145,9 +151,14 @@ def _table(df: pd.DataFrame, metric: str, label, num, den=1.0, round_: int | Non
 
 
 def ratings_with_context(ratings: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
-    """Ratings with their group's condition and whether the rated candidate won its round."""
+    """Ratings with their group's condition and whether the rated candidate won its round (and the optional
+    columns filled in: statements without a ``source`` are the model's)."""
     groups = groups[["group_id", "condition", "winner_round1_id", "winner_round2_id"]]
     df = ratings.merge(groups, on="group_id", how="inner")
+    for column, default in OPTIONAL_RATING_COLUMNS.items():
+        if column not in df.columns:
+            df[column] = default
+    df["source"] = df["source"].fillna("model")
     winner = np.where(df["round"].astype(int) == 1, df["winner_round1_id"], df["winner_round2_id"])
     df["is_winner"] = pd.notna(winner) & (df["candidate_id"].to_numpy() == winner)
     return df
@@ -173,10 +184,12 @@ def factorize_keys(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[np.ndarray
 
 
 def distribution_table(rated: pd.DataFrame) -> pd.DataFrame:
-    """Share of ratings at each Likert level, for agreement and quality (all candidates).
+    """Share of ratings at each Likert level, for agreement and quality (all model statements; members'
+    opinions shown as comparators are left out).
 
     Counted per (group, round) first, so the table has one row per group, round and level, not per rating."""
     parts = []
+    rated = rated[rated["source"] == "model"]
     for measure in ("agreement", "quality"):
         df = rated[rated[measure].notna()]
         if not len(df):
@@ -202,15 +215,25 @@ def endorsement_table(rated: pd.DataFrame) -> pd.DataFrame:
                       _table(df, "winner_agreement", "winner", agreement)], ignore_index=True)
 
 
-def preference_table(rated: pd.DataFrame) -> pd.DataFrame:
-    """Head-to-head: each member's ranking of the winner against every other ranked candidate of the round.
+PREFERENCE_OTHERS = "other candidates"
+PREFERENCE_OWN_OPINION = "own opinion"
+PREFERENCE_OTHER_OPINIONS = "other members' opinions"
 
-    A comparison counts as won when the member ranked the winner above the comparator."""
+
+def preference_table(rated: pd.DataFrame) -> pd.DataFrame:
+    """Head-to-head: each member's ranking of the winner against every other ranked statement of the round.
+
+    A comparison counts as won when the member ranked the winner above the comparator. Comparators, as
+    labels: the other model statements; and, where the study showed members' opinions as candidates, the
+    member's own opinion and the other members' opinions."""
     ranked = rated[rated["rank"].notna()]
     key = ["group_id", "round", "participant_id"]
     winner_rank = ranked.loc[ranked["is_winner"], [*key, "rank"]].rename(columns={"rank": "winner_rank"})
     others = ranked[~ranked["is_winner"]].merge(winner_rank, on=key, how="inner")
-    return _table(others, "preference", "other candidates",
+    opinion = (others["source"] == "opinion").to_numpy()
+    own = opinion & (others["opinion_author_id"].to_numpy() == others["participant_id"].to_numpy())
+    labels = np.where(own, PREFERENCE_OWN_OPINION, np.where(opinion, PREFERENCE_OTHER_OPINIONS, PREFERENCE_OTHERS))
+    return _table(others, "preference", labels.astype(object),
                   others["winner_rank"].to_numpy() < others["rank"].to_numpy())
 
 
@@ -294,7 +317,59 @@ def summarize(table: pd.DataFrame, *, group_ids: Sequence | None = None, n_boot:
     return out[SUMMARY_COLUMNS]
 
 
+def condition_preference(data: StudyData, *, n_boot: int = 1000, seed: int = 0,
+                         level: float = 0.95) -> pd.DataFrame:
+    """Head-to-head between conditions (groups are in one condition each, so no member sees both): for each
+    ordered pair of conditions (A, B) and round, the probability that a member in A agrees more with their
+    group's winner than a member in B with theirs, ties counting half (the common-language effect size of
+    agreement with the winner). 0.5 = no difference.
+
+    Rows (``SUMMARY_COLUMNS``): metric 'preference', condition A, label 'vs condition B'. The interval comes
+    from the same group resampling as every other metric (``resample_counts`` over the study's groups, same
+    seed): per draw, the resampled groups' histograms of agreement with the winner per condition."""
+    rated = ratings_with_context(data.ratings, data.groups)
+    df = rated[rated["is_winner"] & rated["agreement"].notna()]
+    columns = {c: pd.Series(dtype="object") for c in SUMMARY_COLUMNS}
+    if not len(df) or df["condition"].nunique() < 2:
+        return pd.DataFrame(columns)
+    group_ids = pd.Index(pd.unique(data.groups["group_id"].to_numpy()))
+    levels = len(LIKERT)
+    # beats[i, j]: a at level i against b at level j, 1 if a > b, 1/2 if equal
+    beats = np.tril(np.ones((levels, levels)), -1) + 0.5 * np.eye(levels)
+    out = []
+    for round_, part in df.groupby("round", sort=True):
+        conditions = sorted(part["condition"].astype(str).unique())
+        hist = {}
+        for condition in conditions:
+            rows = part[part["condition"].astype(str) == condition]
+            flat = group_ids.get_indexer(rows["group_id"]) * levels + rows["agreement"].to_numpy(dtype=np.int64) - 1
+            hist[condition] = np.bincount(flat, minlength=len(group_ids) * levels).reshape(len(group_ids), levels)
+        draws = {c: np.vstack([counts @ h for counts in resample_counts(len(group_ids), n_boot, seed)])
+                 if n_boot > 0 else np.zeros((0, levels)) for c, h in hist.items()}
+        for a in conditions:
+            for b in conditions:
+                if a == b:
+                    continue
+                ha, hb = hist[a].sum(axis=0), hist[b].sum(axis=0)
+                pairs = ha.sum() * hb.sum()
+                estimate = float(ha @ beats @ hb / pairs) if pairs else np.nan
+                da, db = draws[a], draws[b]
+                with np.errstate(all="ignore"):
+                    boot = np.einsum("di,ij,dj->d", da, beats, db) / (da.sum(axis=1) * db.sum(axis=1))
+                boot = boot[np.isfinite(boot)]
+                tail = (1 - level) / 2
+                low, high = (np.quantile(boot, [tail, 1 - tail]) if len(boot) else (np.nan, np.nan))
+                groups_in = part.loc[part["condition"].astype(str).isin([a, b]), "group_id"].nunique()
+                out.append({"metric": "preference", "round": int(round_), "condition": a, "label": f"vs {b}",
+                            "estimate": estimate, "low": float(low), "high": float(high), "n": float(pairs),
+                            "groups": int(groups_in)})
+    return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
+
+
 def study_metrics(data: StudyData, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """All metrics of a study with group-bootstrap intervals (one resampling shared by all of them)."""
-    return summarize(metric_table(data), group_ids=data.groups["group_id"].to_numpy(), n_boot=n_boot, seed=seed,
-                     level=level)
+    """All metrics of a study with group-bootstrap intervals (one resampling shared by all of them), and the
+    head-to-head preference between conditions."""
+    summary = summarize(metric_table(data), group_ids=data.groups["group_id"].to_numpy(), n_boot=n_boot, seed=seed,
+                        level=level)
+    between = condition_preference(data, n_boot=n_boot, seed=seed, level=level)
+    return pd.concat([summary, between], ignore_index=True) if len(between) else summary

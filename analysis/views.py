@@ -13,7 +13,7 @@ from django.utils import timezone
 from deliberation.models import Study
 
 from .reports.build import build_report
-from .reports.data import load_group_texts, load_study
+from .reports.data import load_group_texts, load_offline_loo, load_study
 from .reports.render import render_fragment, render_standalone
 
 ANALYST_GROUP = "analyst"
@@ -37,7 +37,7 @@ def analyst_required(view):
     return wrapper
 
 
-def study_report_data(study: Study, *, representation: bool):
+def study_report_data(study: Study, *, representation: bool, dissent_at_most: int = 3):
     """The report of one study; minority representation only on request (it loads the embedding model)."""
     frame, note = None, None
     if representation:
@@ -47,14 +47,20 @@ def study_report_data(study: Study, *, representation: bool):
             frame = representation_frame(load_group_texts(study))
         except (RuntimeError, OSError) as exc:  # the embedding model is not installed or unreadable
             note = f"Could not embed the texts: {exc}"[:300]
-    return build_report(load_study(study), representation=frame, representation_note=note, seed=study.pk)
+    offline, offline_note = load_offline_loo(study)
+    return build_report(load_study(study), representation=frame, representation_note=note, offline_loo=offline,
+                        offline_loo_note=offline_note, seed=study.pk, dissent_at_most=dissent_at_most)
 
 
 @analyst_required
 def study_report(request: HttpRequest, slug: str) -> HttpResponse:
     study = get_object_or_404(Study, slug=slug)
     representation = request.GET.get("representation") == "1"
-    report = study_report_data(study, representation=representation)
+    try:  # leave-one-out dissent threshold (?dissent=3): agreement at or below it counts as dissent
+        dissent = min(7, max(1, int(request.GET.get("dissent", 3))))
+    except ValueError:
+        dissent = 3
+    report = study_report_data(study, representation=representation, dissent_at_most=dissent)
     if request.GET.get("format") == "html":
         response = HttpResponse(render_standalone(report, generated=timezone.now().isoformat(timespec="seconds")),
                                 content_type="text/html; charset=utf-8")

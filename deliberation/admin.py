@@ -47,7 +47,7 @@ class StudyAdmin(CsvExportAdmin):
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),
         ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method",
-                                      "leave_one_out_share")}),
+                                      "opinions_as_candidates", "leave_one_out_share")}),
         ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "welfare_method",
                                                      "welfare_alpha")}),
         ("Generation", {"fields": ("generation_backend", "generation_base_url", "generation_model",

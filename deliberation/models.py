@@ -85,6 +85,11 @@ class Study(models.Model):
         RECORDED = "recorded", "Recorded: replays statements a model wrote earlier (load tests)"
 
     generation_backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.EMBEDDED)
+    opinions_as_candidates = models.BooleanField(
+        default=False,
+        help_text="Round 1 also shows each member's opinion (anonymised, in the same list) as a statement to rate "
+                  "and rank. Opinions cannot win: they are the comparator of the preference rate (is the chosen "
+                  "statement ranked above the members' own opinions?).")
     leave_one_out_share = models.FloatField(
         default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
         help_text="Share of groups in the leave-one-out condition: one member's opinion is silently left out of "
@@ -228,6 +233,15 @@ class Candidate(models.Model):
     included_opinions = models.ManyToManyField(Opinion, related_name="candidates",
                                                help_text="Opinions that were in the prompt.")
     opinion_order = models.JSONField(default=list, help_text="Opinion ids in prompt order (shuffled per candidate).")
+    class Source(models.TextChoices):
+        MODEL = "model", "Model statement"
+        OPINION = "opinion", "A member's opinion"
+
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.MODEL,
+                              help_text="A model-written statement, or a member's opinion shown as a comparator "
+                                        "(the study's 'opinions as candidates'; it can never win).")
+    source_opinion = models.ForeignKey(Opinion, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="shown_as_candidates")
     shown = models.BooleanField(default=True, help_text="Shown to the members (best-of-N hides the rest).")
     welfare = models.FloatField(null=True, blank=True, help_text="Best-of-N welfare of predicted agreements.")
     created_at = models.DateTimeField(auto_now_add=True)

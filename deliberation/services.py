@@ -366,13 +366,18 @@ def derive_seed(*parts: object) -> int:
 
 
 def winner_choose(group: Group, round_: int) -> Candidate | None:
-    candidates = list(Candidate.objects.filter(group=group, round=round_, shown=True).order_by("index"))
+    """The round's winner among the shown model statements by the study's rule over the members' rankings.
+
+    Members' opinions shown as comparators are ranked too but cannot win: each ballot is restricted to the
+    model statements, keeping the member's order."""
+    candidates = list(Candidate.objects.filter(group=group, round=round_, shown=True,
+                                               source=Candidate.Source.MODEL).order_by("index"))
     if not candidates:
         return None
     ids = [c.pk for c in candidates]
     ballots: dict[int, list[tuple[int, int]]] = {}
     for participant_id, candidate_id, rank in Rating.objects.filter(
-        group=group, round=round_, rank__isnull=False
+        group=group, round=round_, rank__isnull=False, candidate_id__in=ids
     ).values_list("participant_id", "candidate_id", "rank"):
         ballots.setdefault(participant_id, []).append((rank, candidate_id))
     rankings = [[cid for _, cid in sorted(b)] for _, b in sorted(ballots.items()) if len(b) == len(ids)]
@@ -383,8 +388,8 @@ def winner_choose(group: Group, round_: int) -> Candidate | None:
                                              "tie_broken_by": result.tie_broken_by}
     else:  # nobody ranked in time: fall back to mean agreement, then to the first candidate
         means = {cid: [] for cid in ids}
-        for cid, agreement in Rating.objects.filter(group=group, round=round_, agreement__isnull=False) \
-                .values_list("candidate_id", "agreement"):
+        for cid, agreement in Rating.objects.filter(group=group, round=round_, agreement__isnull=False,
+                                                    candidate_id__in=ids).values_list("candidate_id", "agreement"):
             means[cid].append(agreement)
         winner_id = max(ids, key=lambda c: (sum(means[c]) / len(means[c]) if means[c] else 0, -ids.index(c)))
         method, details = "mean_agreement_fallback", {}

@@ -118,6 +118,11 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
                                 settings.GENERATION_BATCH_WINDOW_MS / 1000)
     template = template_for(study, round)
     slots = build_slots(group, round, template)
+    left_out = left_out_ids(group)
+    if left_out and any(o.participant_id in left_out for s in slots for o in s.opinions):
+        # Only the left-out member wrote an opinion, so it went into the prompt after all: say so, and the
+        # analysis counts this group apart from the leave-one-out condition (``exclusion_not_held``).
+        log_event(group, "exclusion_not_held", None, round=round, participant_id=sorted(left_out)[0])
     try:
         for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
             pending = [s for s in slots if s.text is None]
@@ -191,6 +196,8 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                                    candidate=candidate, predicted_agreement=value)
                         for pid, value in slot.predictions.items()])
             created = len(slots)
+            if round_ == 1 and group.study.opinions_as_candidates:
+                created += _store_opinion_candidates(group, first_index=max(s.index for s in slots) + 1)
             log_event(group, "candidates_stored", None, round=round_, count=created,
                       backend=getattr(backend, "backend", backend).name,
                       latency_ms=sum(s.result.latency_ms for s in slots))
@@ -199,6 +206,19 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
             group.save(update_fields=["generation_status"])
         _apply(group, flow.CandidatesReady(round_), timezone.now())
     return created
+
+
+def _store_opinion_candidates(group: Group, *, first_index: int) -> int:
+    """The members' own opinions as comparators in round 1 (study option): rated and ranked like the model's
+    statements, in the same shuffled list, never eligible to win (``winner_choose`` counts model statements)."""
+    opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
+    Candidate.objects.bulk_create([
+        Candidate(group=group, round=1, index=first_index + i, text=o.text, raw_text=o.text,
+                  backend="opinion", model_id="", template=None, template_name="", template_version=0, prompt=[],
+                  prompt_sha256="", params={}, seed=0, latency_ms=0.0, source=Candidate.Source.OPINION,
+                  source_opinion=o, shown=True)
+        for i, o in enumerate(opinions)])
+    return len(opinions)
 
 
 def _advance_if_ready(group_id: int, round_: int) -> None:

@@ -19,7 +19,7 @@ from . import figures
 
 # Stable keys: the page and the standalone file put each figure in <div id="fig-KEY">.
 FIGURE_KEYS = ("agreement", "quality", "endorsement", "preference", "change", "time", "dropout", "loo",
-               "representation")
+               "loo_offline", "representation")
 
 
 @dataclass(frozen=True)
@@ -39,15 +39,19 @@ class Report:
     summary: pd.DataFrame
     loo: pd.DataFrame
     representation: pd.DataFrame | None
+    offline_loo: pd.DataFrame | None = None
     counts: dict = field(default_factory=dict)
 
 
 def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
-                 representation_note: str | None = None, n_boot: int = 1000, seed: int = 0,
+                 representation_note: str | None = None, offline_loo: pd.DataFrame | None = None,
+                 offline_loo_note: str | None = None, n_boot: int = 1000, seed: int = 0,
                  dissent_at_most: int = 3) -> Report:
     """Every metric (one shared group bootstrap), the leave-one-out comparison and the figures, in order.
 
-    ``representation_note``: shown in the representation figure when ``representation`` is None."""
+    ``representation_note``: shown in the representation figure when ``representation`` is None.
+    ``offline_loo``: the rows of ``analysis.loo.offline_loo`` (an offline job's summary), if one was run;
+    ``offline_loo_note`` says which job, or why there is none."""
     summary = study_metrics(data, n_boot=n_boot, seed=seed)
     loo = online_loo(winner_ratings_frame(data.ratings, data.groups), dissent_at_most=dissent_at_most,
                      n_boot=n_boot, seed=seed)
@@ -61,6 +65,7 @@ def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
         "time": figures.time_figure(summary),
         "dropout": figures.dropout_figure(summary),
         "loo": figures.loo_figure(loo),
+        "loo_offline": figures.offline_loo_figure(offline_loo, note=offline_loo_note),
         "representation": figures.representation_figure(representation, pooled, note=representation_note),
     }
     counts = {
@@ -71,4 +76,4 @@ def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
         "leave-one-out groups": int((data.groups["condition"] == "leave_one_out").sum()) if len(data.groups) else 0,
     }
     return Report(title=data.title, figures=[ReportFigure(k, built[k]) for k in FIGURE_KEYS], summary=summary,
-                  loo=loo, representation=representation, counts=counts)
+                  loo=loo, representation=representation, offline_loo=offline_loo, counts=counts)

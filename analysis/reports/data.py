@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import pandas as pd
+from django.db.models import F
 
-from analysis.metrics import SCHEMAS, StudyData
+from analysis.metrics import OPTIONAL_RATING_COLUMNS, SCHEMAS, StudyData
 from analysis.representation import GroupTexts
 from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating, Study
 from participants.models import Participant
@@ -32,14 +33,32 @@ def phase_durations(events: Iterable[tuple], created: dict[int, object]) -> list
     return out
 
 
+EXCLUSION_NOT_HELD = "leave_one_out (not held)"
+
+
+def exclusion_not_held(study: Study) -> set[int]:
+    """Leave-one-out groups whose left-out member's opinion reached a prompt after all (only they wrote one)."""
+    through = Candidate.included_opinions.through
+    return set(through.objects.filter(
+        candidate__group__study=study, candidate__group__condition="leave_one_out",
+        opinion__participant_id=F("candidate__group__excluded_participant_id"),
+    ).values_list("candidate__group_id", flat=True).distinct())
+
+
 def load_study(study: Study) -> StudyData:
+    """The study's frames. A leave-one-out group whose exclusion did not hold gets the condition
+    ``EXCLUSION_NOT_HELD``, so it counts neither as leave-one-out nor as standard."""
     groups = _frame(Group.objects.filter(study=study).order_by("id").values_list(
         "id", "condition", "excluded_participant_id", "question_id", "phase", "outcome", "winner_round1_id",
         "winner_round2_id"), SCHEMAS["groups"])
+    broken = exclusion_not_held(study)
+    if broken and len(groups):
+        groups.loc[groups["group_id"].isin(broken), "condition"] = EXCLUSION_NOT_HELD
     members = _frame(Participant.objects.filter(study=study, group__isnull=False).values_list(
         "group_id", "id", "status"), SCHEMAS["members"])
     ratings = _frame(Rating.objects.filter(group__study=study).values_list(
-        "group_id", "participant_id", "candidate_id", "round", "agreement", "quality", "rank"), SCHEMAS["ratings"])
+        "group_id", "participant_id", "candidate_id", "round", "agreement", "quality", "rank", "candidate__source",
+        "candidate__source_opinion__participant_id"), [*SCHEMAS["ratings"], *OPTIONAL_RATING_COLUMNS])
     answered = [(g, p, "opinion") for g, p in Opinion.objects.filter(group__study=study)
                 .values_list("group_id", "participant_id")]
     answered += [(g, p, "critique") for g, p in Critique.objects.filter(group__study=study)
@@ -72,3 +91,20 @@ def load_group_texts(study: Study) -> list[GroupTexts]:
                        winners={r: texts[w] for r, w in ((1, w1), (2, w2)) if w is not None and w in texts},
                        condition=condition)
             for gid, condition, affirming, negating, w1, w2 in groups]
+
+
+def load_offline_loo(study: Study) -> tuple[pd.DataFrame | None, str | None]:
+    """The latest finished offline leave-one-out job's summary (``analysis.loo.offline_loo`` rows), or None and
+    why not (never run, still running)."""
+    from analysis.loo import RESULT_COLUMNS
+    from analysis.models import AnalysisJob
+
+    jobs = AnalysisJob.objects.filter(study=study, kind=AnalysisJob.Kind.LOO_OFFLINE)
+    job = jobs.filter(status=AnalysisJob.Status.DONE).order_by("-id").first()
+    if job is None:
+        running = jobs.filter(status__in=[AnalysisJob.Status.QUEUED, AnalysisJob.Status.RUNNING]).first()
+        if running is not None:
+            return None, f"Offline leave-one-out job #{running.pk} is running ({running.done}/{running.total} groups)"
+        return None, f"Not run yet: python manage.py loo_offline --study {study.slug}"
+    rows = (job.result or {}).get("summary") or []
+    return pd.DataFrame(rows, columns=RESULT_COLUMNS), f"job #{job.pk}, {job.done} groups"

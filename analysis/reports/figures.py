@@ -109,12 +109,25 @@ def endorsement_figure(summary: pd.DataFrame) -> go.Figure:
 
 
 def preference_figure(summary: pd.DataFrame) -> go.Figure:
-    """Share of head-to-head comparisons in which members ranked the winner above another candidate."""
-    title = "Preference for the winner<br><sup>comparisons with the other candidates it won</sup>"
+    """Share of head-to-head comparisons the winner won, per comparator: the other candidates, the members'
+    own and the other members' opinions (where shown as candidates), and the winners of another condition."""
+    title = ("Preference for the winner<br><sup>share of head-to-head comparisons won, by comparator "
+             "(0.5 = no preference)</sup>")
     rows = _select(summary, "preference")
     if not len(rows):
         return empty_figure(title)
-    return _by_round_bars(rows, title, "share of comparisons won", reference=0.5)
+    rows = rows.assign(x=[f"{ROUND_NAMES.get(int(r), f'round {r}')}: vs {str(label).removeprefix('vs ')}"
+                          for r, label in zip(rows["round"], rows["label"], strict=True)])
+    order = list(dict.fromkeys(rows.sort_values(["round", "label"])["x"]))
+    fig = go.Figure()
+    for i, (condition, part) in enumerate(rows.groupby("condition", sort=True)):
+        part = part.set_index("x").reindex([x for x in order if x in set(part["x"])]).reset_index()
+        fig.add_bar(x=part["x"], y=part["estimate"], name=str(condition), error_y=_errors(part),
+                    hovertext=_hover(part, "share"), hoverinfo="text+name", marker_color=COLORS[i % len(COLORS)])
+    fig.add_hline(y=0.5, line_dash="dot", line_color="#5b6875")
+    fig.update_xaxes(categoryorder="array", categoryarray=order)
+    fig.update_yaxes(title="share of comparisons won", tickformat=".0%", range=[0, 1])
+    return _layout(fig, title, barmode="group")
 
 
 def change_figure(summary: pd.DataFrame) -> go.Figure:
@@ -214,6 +227,37 @@ def loo_figure(loo: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(tickformat=".0%", range=[0, 1], row=2, col=1)
     fig.update_xaxes(title="agreement points (dissent: share)", row=3, col=1)
     return _layout(fig, title, barmode="group", height=820)
+
+
+def offline_loo_figure(offline: pd.DataFrame | None, *, note: str | None = None) -> go.Figure:
+    """Offline leave-one-out (regenerated statements scored by the reward model): the left-out member's
+    predicted agreement and predicted drop vs the other members'."""
+    title = ("Offline leave-one-out<br><sup>statements regenerated without each member in turn, "
+             "scored by the reward model</sup>")
+    if offline is None or not len(offline):
+        return empty_figure(title, note or "No offline leave-one-out result yet")
+    measures = [m for m in ("predicted agreement", "predicted drop") if (offline["measure"] == m).any()]
+    fig = make_subplots(rows=1, cols=len(measures) + 1, horizontal_spacing=0.12,
+                        subplot_titles=[*measures, "difference: excluded − included"])
+    roles = ["excluded", "included"]
+    for col, measure in enumerate(measures, start=1):
+        rows = offline[(offline["measure"] == measure) & offline["role"].isin(roles)]
+        rows = rows.set_index("role").reindex([r for r in roles if r in set(rows["role"])]).reset_index()
+        fig.add_bar(x=rows["role"], y=rows["estimate"], error_y=_errors(rows), showlegend=False,
+                    marker_color=[COLORS[0], COLORS[1]][:len(rows)], hovertext=_hover(rows, "mean"),
+                    hoverinfo="text", row=1, col=col)
+    diff = offline[offline["role"] == "excluded − included"]
+    diff = diff[np.isfinite(diff["estimate"].astype(float))]
+    if len(diff):
+        fig.add_scatter(x=diff["measure"], y=diff["estimate"], mode="markers", showlegend=False,
+                        marker=dict(size=11, color=COLORS[2]),
+                        error_y=dict(type="data", symmetric=False, array=(diff["high"] - diff["estimate"]).fillna(0),
+                                     arrayminus=(diff["estimate"] - diff["low"]).fillna(0)),
+                        hovertext=[f"{e:+.2f} [{lo:+.2f}, {hi:+.2f}]" for e, lo, hi in
+                                   diff[["estimate", "low", "high"]].itertuples(index=False)],
+                        hoverinfo="text+x", row=1, col=len(measures) + 1)
+        fig.add_hline(y=0, line_color="#5b6875", row=1, col=len(measures) + 1)
+    return _layout(fig, title + (f"<br><sup>{note}</sup>" if note else ""), height=420)
 
 
 def representation_figure(frame: pd.DataFrame | None, pooled: pd.DataFrame | None, *,

@@ -145,3 +145,27 @@ def test_bad_arguments_are_refused(tmp_path):
     with pytest.raises(CommandError, match="1-7"):
         call_command("export", "--study", "bad", "--min-quality", "9", "--out", str(tmp_path))
     assert not any(tmp_path.iterdir())
+
+
+def test_report_of_an_imported_polis_conversation(tmp_path):
+    """The real votes through the analyst report: agreement distribution = the conversation's vote shares."""
+    from analysis.metrics import study_metrics
+    from analysis.polis import AGREEMENT_FOR_VOTE
+    from analysis.reports.build import FIGURE_KEYS
+    from analysis.reports.data import load_study
+    from deliberation.models import Study
+
+    call_command("import_polis", str(LONDON), "--slug", "london-report", stdout=StringIO(), stderr=StringIO())
+    study = Study.objects.get(slug="london-report")
+    votes = load_conversation(LONDON).votes
+    summary = study_metrics(load_study(study), n_boot=100)
+    shares = summary[summary["metric"] == "agreement"].set_index("label")["estimate"]
+    for vote, level in AGREEMENT_FOR_VOTE.items():
+        expected = sum(1 for v in votes if v.vote == vote) / len(votes)
+        assert shares[str(level)] == pytest.approx(expected), vote
+    assert summary.loc[summary["metric"] == "agreement", "n"].max() == len(votes)
+    out = tmp_path / "polis.html"
+    call_command("report", study=study.slug, out=out, bootstrap=50, no_representation=True, stdout=StringIO(),
+                 stderr=StringIO())
+    html = out.read_text()
+    assert all(f'id="fig-{key}"' in html for key in FIGURE_KEYS)

@@ -105,3 +105,22 @@ def test_bad_options_give_clear_errors():
     with pytest.raises(CommandError, match="at least 1"):
         call_command("loo_offline", "--study", study.slug, "--groups", "0", "--inline")
     assert not AnalysisJob.objects.exists()
+
+
+def test_report_shows_the_latest_offline_result_or_says_how_to_run_it(study_and_model, tmp_path):
+    from analysis.reports.data import load_offline_loo
+
+    study, reward_model = study_and_model
+    frame, note = load_offline_loo(study)
+    assert frame is None and f"loo_offline --study {study.slug}" in note
+    call_command("loo_offline", "--study", study.slug, "--backend", "extractive", "--reward-model",
+                 str(reward_model.pk), "--inline", "--json", stdout=StringIO(), stderr=StringIO())
+    frame, note = load_offline_loo(study)
+    job = AnalysisJob.objects.get(study=study)
+    assert note == f"job #{job.pk}, 3 groups"
+    assert {"excluded", "included"} <= set(frame["role"]) and "predicted agreement" in set(frame["measure"])
+    out = tmp_path / "report.html"
+    call_command("report", study=study.slug, out=out, bootstrap=50, no_representation=True, stdout=StringIO(),
+                 stderr=StringIO())
+    html = out.read_text()
+    assert 'id="fig-loo_offline"' in html and f"job #{job.pk}" in html and "Not run yet" not in html

@@ -125,3 +125,25 @@ def test_summarize_counts_groups_without_rows_in_the_resampling():
     assert wider.iloc[0]["estimate"] == pytest.approx(0.4) and wider.iloc[0]["groups"] == 2
     with pytest.raises(ValueError, match="group_ids"):
         summarize(endorsement, group_ids=[1], n_boot=10)
+
+
+def test_preference_between_conditions_by_hand():
+    from analysis.metrics import condition_preference
+
+    data = two_group_study()
+    data.groups.loc[data.groups["group_id"] == 2, "condition"] = "leave_one_out"
+    table = condition_preference(data, n_boot=200, seed=1)
+    # round 1 winners: standard members agree 6, 5, 2; leave-one-out members 1, 2. Of the 3 x 2 pairs the
+    # standard member agrees more in 5 and ties in 1 (2 vs 2): 5.5 / 6. Round 2 has only the standard group.
+    assert set(table["round"]) == {1}
+    rows = table.set_index(["condition", "label"])
+    forward, backward = rows.loc[("standard", "vs leave_one_out")], rows.loc[("leave_one_out", "vs standard")]
+    assert forward["estimate"] == pytest.approx(5.5 / 6) and backward["estimate"] == pytest.approx(0.5 / 6)
+    assert forward["n"] == 6 and forward["groups"] == 2
+    assert forward["low"] <= forward["estimate"] <= forward["high"]
+    # and it is part of the study's metrics, beside the within-group comparisons
+    summary = study_metrics(data, n_boot=50)
+    labels = set(summary.loc[summary["metric"] == "preference", "label"])
+    assert {"other candidates", "vs leave_one_out", "vs standard"} <= labels
+    # one condition only: nothing to compare
+    assert condition_preference(two_group_study(), n_boot=10).empty

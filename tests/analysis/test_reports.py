@@ -33,7 +33,7 @@ def _url(study, **params) -> str:
 
 
 def test_load_study_reads_every_table_in_a_few_queries(study, django_assert_max_num_queries):
-    with django_assert_max_num_queries(8):
+    with django_assert_max_num_queries(9):
         data = load_study(study)
     assert len(data.groups) == 4 and set(data.groups["phase"]) == {"done"}
     assert set(data.groups["condition"]) == {"standard", "leave_one_out"}

@@ -111,6 +111,23 @@ def test_when_only_the_excluded_member_wrote_an_opinion_the_group_still_gets_sta
     group_force_advance(group_id=group.pk)
     assert candidates_generate(group_id=group.pk, round=1) == 2
     assert all(OPINIONS[0][:40] in json.dumps(c.prompt) for c in Candidate.objects.filter(group=group))
+    # ...but the exclusion did not hold: the event says so and the analysis keeps the group out of the condition
+    from analysis.reports.data import EXCLUSION_NOT_HELD, load_study
+    from deliberation.models import GroupEvent
+
+    assert GroupEvent.objects.filter(group=group, kind="exclusion_not_held").count() == 1
+    assert load_study(study).groups.set_index("group_id").loc[group.pk, "condition"] == EXCLUSION_NOT_HELD
+
+
+def test_analysis_keeps_leave_one_out_groups_whose_exclusion_held():
+    from analysis.reports.data import load_study
+
+    study = make_study(leave_one_out_share=1.0, num_candidates=2)
+    group, members = make_group(study, n=3)
+    for member, text in zip(members, OPINIONS, strict=True):
+        opinion_submit(participant=member, text=text)
+    assert candidates_generate(group_id=group.pk, round=1) == 2
+    assert load_study(study).groups.set_index("group_id").loc[group.pk, "condition"] == "leave_one_out"
 
 
 def test_admin_shows_condition_and_excluded_member_read_only(admin_client):

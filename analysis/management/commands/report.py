@@ -25,11 +25,13 @@ class Command(BaseCommand):
                             help="Skip minority representation (it embeds every opinion with all-MiniLM-L6-v2).")
         parser.add_argument("--bootstrap", type=int, default=1000, help="Bootstrap resamples of groups (default 1000).")
         parser.add_argument("--seed", type=int, default=None, help="Bootstrap seed (default: the study's id).")
+        parser.add_argument("--dissent-at-most", type=int, default=3, choices=range(1, 8), metavar="1-7",
+                            help="Leave-one-out dissent: agreement at or below this counts (default 3).")
 
     def handle(self, *args, study: str, out: Path | None, no_representation: bool, bootstrap: int,
-               seed: int | None, **options):
+               seed: int | None, dissent_at_most: int = 3, **options):
         from analysis.reports.build import build_report
-        from analysis.reports.data import load_group_texts, load_study
+        from analysis.reports.data import load_group_texts, load_offline_loo, load_study
         from analysis.reports.render import render_standalone
 
         found = Study.objects.filter(slug=study).first()
@@ -46,16 +48,22 @@ class Command(BaseCommand):
             bar.set_postfix_str(steps[0])
             data = load_study(found)
             bar.update()
-            representation = None
+            representation, note = None, None
             if not no_representation:
                 bar.set_postfix_str(steps[1])
                 from analysis.representation import representation_frame
 
-                representation = representation_frame(load_group_texts(found))
+                try:
+                    representation = representation_frame(load_group_texts(found))
+                except (RuntimeError, OSError) as exc:  # the embedding model is not installed or unreadable
+                    note = f"Could not embed the texts: {exc}"[:300]
+                    self.stderr.write(note)
             bar.update()
             bar.set_postfix_str(steps[2])
-            report = build_report(data, representation=representation, n_boot=bootstrap,
-                                  seed=found.pk if seed is None else seed)
+            offline, offline_note = load_offline_loo(found)
+            report = build_report(data, representation=representation, representation_note=note,
+                                  offline_loo=offline, offline_loo_note=offline_note, n_boot=bootstrap,
+                                  seed=found.pk if seed is None else seed, dissent_at_most=dissent_at_most)
             bar.update()
             bar.set_postfix_str(steps[3])
             out.write_text(render_standalone(report, generated=timezone.now().isoformat(timespec="seconds")),

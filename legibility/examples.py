@@ -39,9 +39,13 @@ def problem_id(question: str) -> str:
     return hashlib.sha1(question.strip().encode(), usedforsecurity=False).hexdigest()[:12]
 
 
-def load_solutions_jsonl(path: str | Path, *, limit_problems: int | None = None) -> list[SolutionExample]:
+def load_solutions_jsonl(path: str | Path, *, limit_problems: int | None = None,
+                         skip_problems: int = 0) -> list[SolutionExample]:
     """Examples from an ``example_model_solutions.jsonl``-shaped file: one problem per line with a
-    ``question`` and solution objects ``{"solution": str, "is_correct": bool}`` under any keys."""
+    ``question`` and solution objects ``{"solution": str, "is_correct": bool}`` under any keys.
+
+    ``skip_problems`` skips the file's first lines (e.g. the test problems ``import_gsm8k --limit N``
+    imported, so that what is left was never trained on); ``limit_problems`` then keeps that many lines."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No solutions file at {path}")
@@ -50,7 +54,9 @@ def load_solutions_jsonl(path: str | Path, *, limit_problems: int | None = None)
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            if limit_problems is not None and number > limit_problems:
+            if number <= skip_problems:
+                continue
+            if limit_problems is not None and number > skip_problems + limit_problems:
                 break
             try:
                 row = json.loads(line)

@@ -8,8 +8,9 @@
 - ``improve_prover`` trains the prover against a frozen verifier with a reward from ``rewards.py`` (SRC by
   default), the verifier's scores and the grader's correctness:
   ``method="grpo"``: TRL's GRPOTrainer (on GPU when there is one; a few tiny steps on CPU);
-  ``method="expert_iteration"``: sample k per (problem, role), keep the best by reward, fine-tune on the kept
-  solutions with a plain causal-LM loss — enough for CPU-only users.
+  ``method="expert_iteration"``: sample k per (problem, role), keep the best by the chosen reward
+  (``ProverTrainConfig.reward``: SRC by default, CGC or Goodharting), fine-tune on the kept solutions with a
+  plain causal-LM loss — enough for CPU-only users.
   Both save a transformers model folder (+ ``training_log.json``) and return where.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 from generation.backends import ChatMessage, GenerationRequest, get_backend
 
 from .grading import extract_reference_answer, grade
-from .rewards import compute_rewards
+from .rewards import REWARDS, compute_rewards
 from .verifier import VerifierModel, score
 
 HELPFUL, SNEAKY = "helpful", "sneaky"
@@ -208,7 +209,7 @@ def make_reward_function(verifier: VerifierModel, kind: str = "src") -> Callable
 
 @dataclass
 class ProverTrainConfig:
-    reward: str = "src"  # "src" | "cgc" | "goodhart"
+    reward: str = "src"  # "src" | "cgc" | "goodhart": GRPO's reward, and what expert iteration keeps the best by
     learning_rate: float = 1e-6
     max_steps: int = 100  # GRPO optimiser steps
     num_generations: int = 4  # GRPO group size (per prompt)
@@ -237,6 +238,8 @@ def improve_prover(*, method: str = "grpo", problems: Sequence[MathProblem], ver
     config = config or ProverTrainConfig()
     if method not in ("grpo", "expert_iteration"):
         raise ValueError(f"unknown method {method!r}; use 'grpo' or 'expert_iteration'")
+    if config.reward not in REWARDS:
+        raise ValueError(f"unknown reward {config.reward!r}; known: {', '.join(REWARDS)}")
     if not problems:
         raise ValueError("no problems to train the prover on")
     for p in problems:
@@ -290,7 +293,8 @@ def _grpo(model, tokenizer, problems, verifier, output_dir: Path, config: Prover
 
 
 def _expert_iteration(model, tokenizer, problems, verifier, config: ProverTrainConfig, progress) -> dict:
-    """Sample k per (problem, role) from the current prover, keep the best by reward, fine-tune on them."""
+    """Sample k per (problem, role) from the current prover, keep the best by ``config.reward`` (SRC by
+    default), fine-tune on them."""
     import torch
 
     samples = generate_solutions(problems, roles=None, samples_per_role=config.samples_per_problem,

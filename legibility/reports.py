@@ -180,6 +180,22 @@ def study_figures(study: LegibilityStudy, *, n_boot: int = 1000, seed: int = 0) 
     ]
 
 
+def study_tables(study: LegibilityStudy, *, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """The numbers behind the figures, per round: judges (accuracy, median seconds, 95 % intervals; judges at
+    chance level excluded), verifiers (held-out AUC, balanced best-of-4, attack success) and provers."""
+    return {"judges": judge_summary(judgement_frame(study), n_boot=n_boot, seed=seed),
+            "verifiers": verifier_frame(study), "provers": prover_frame(study)}
+
+
+def tables_text(tables: dict[str, pd.DataFrame]) -> str:
+    """``study_tables`` as plain text for a terminal (3 decimals)."""
+    parts = []
+    for name, frame in tables.items():
+        body = frame.to_string(index=False, float_format=lambda x: f"{x:.3f}") if len(frame) else "(none yet)"
+        parts.append(f"{name}:\n{body}")
+    return "\n\n".join(parts)
+
+
 def study_counts(study: LegibilityStudy) -> dict:
     sessions = list(JudgeSession.objects.filter(study=study).select_related("study"))
     return {"judges": len(sessions), "excluded at chance": sum(session_stats(s).flagged for s in sessions),

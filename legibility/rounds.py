@@ -161,7 +161,8 @@ PROVER_HALVES = (Problem.Half.PROVER, Problem.Half.VERIFIER, Problem.Half.HELDOU
 def prover_improve(*, study: LegibilityStudy, verifier: Verifier, method: str, n_problems: int,
                    config: dict | None = None, progress: Progress | None = None) -> dict:
     """Improve the prover against the frozen round-K ``verifier`` on ``n_problems`` seeded prover-half problems
-    (``prover.improve_prover``: TRL GRPO, or expert iteration for CPU-only users). The weights go next to the
+    (``prover.improve_prover``: TRL GRPO, or expert iteration for CPU-only users), with the reward
+    ``config["reward"]`` ("src" by default, "cgc", "goodhart"; see ``rewards.py``). The weights go next to the
     verifier and their folder is recorded in ``verifier.metrics["prover"]``, so ``prover_round`` for that
     round writes its solutions with the improved prover."""
     from . import verifier as vlib
@@ -181,10 +182,11 @@ def prover_improve(*, study: LegibilityStudy, verifier: Verifier, method: str, n
                 .filter(metrics__has_key="prover").order_by("-round").first())
     prover_path = (previous.metrics.get("prover") or {}).get("path") if previous else None
     output = Path(verifier.path).with_name(Path(verifier.path).name + "-prover")
+    train_config = ProverTrainConfig(**{"seed": study.seed, **(config or {})})
     update = improve_prover(method=method, problems=problems, verifier=vlib.load(verifier.path), output_dir=output,
-                            prover_path=prover_path, config=ProverTrainConfig(**{"seed": study.seed, **(config or {})}),
-                            progress=progress)
-    summary = {"method": method, "path": str(update.path), "started_from": prover_path or "base SmolLM2",
+                            prover_path=prover_path, config=train_config, progress=progress)
+    summary = {"method": method, "reward": train_config.reward, "path": str(update.path),
+               "started_from": prover_path or "base SmolLM2",
                "n_problems": len(problems), "seconds": update.log.get("seconds"), "steps": update.log.get("steps"),
                "n_kept": update.log.get("n_kept"), "correct_rate": update.log.get("correct_rate"),
                "mean_reward": update.log.get("mean_reward")}

@@ -253,9 +253,13 @@ def test_report_page_and_standalone_file(clock, tmp_path):
     assert (provers["accuracy"] == 0.5).all()  # one correct and one incorrect solution per problem
 
     out = tmp_path / "report.html"
-    call_command("legibility_report", "--study", study.slug, "--out", str(out), "--n-boot", "50",
-                 stdout=io.StringIO())
+    printed = io.StringIO()
+    call_command("legibility_report", "--study", study.slug, "--out", str(out), "--n-boot", "50", stdout=printed)
     page = out.read_text()
+    text = printed.getvalue()  # the numbers behind the figures, per round
+    assert "judges: 2 · excluded at chance: 1" in text
+    assert "judges:\n" in text and "median_seconds" in text and "verifiers:\n" in text and "0.710" in text
+    assert "provers:\n" in text
     for key in ("judge-accuracy", "judge-time", "verifier", "prover", "tax"):
         assert f'id="fig-legibility-{key}"' in page
     assert "judges: 2" in page and "excluded at chance: 1" in page and len(page) > 1_000_000  # plotly inlined

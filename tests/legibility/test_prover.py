@@ -91,6 +91,7 @@ def _changed_parameters(path) -> int:
     return sum(not torch.equal(t, base_state[name]) for name, t in trained.state_dict().items())
 
 
+@pytest.mark.model
 def test_expert_iteration_step(frozen_verifier, problems, tmp_path):
     torch.set_num_threads(1)
     config = ProverTrainConfig(samples_per_problem=2, max_completion_length=16, learning_rate=1e-4,
@@ -126,6 +127,9 @@ def test_bad_requests_are_refused(frozen_verifier, tmp_path):
         improve_prover(problems=[], verifier=frozen_verifier, output_dir=tmp_path)
     with pytest.raises(ValueError, match="no numeric reference"):
         improve_prover(problems=[MathProblem("x", "q", "none")], verifier=frozen_verifier, output_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown reward"):  # refused before any model is loaded
+        improve_prover(problems=[MathProblem("x", "q", "#### 3")], verifier=frozen_verifier, output_dir=tmp_path,
+                       config=ProverTrainConfig(reward="shiny"))
     with pytest.raises(ValueError, match="unknown method"):
         improve_prover(method="ppo", problems=[MathProblem("x", "q", "#### 3")], verifier=frozen_verifier,
                        output_dir=tmp_path / "ppo")

@@ -122,3 +122,61 @@ def test_celery_task_trains_a_queued_verifier_and_failures_are_recorded(study):
         call_command("legibility_round", "--study", "nope", "--round", "1", "--inline", verbosity=0)
     with pytest.raises(CommandError, match="starts at 1"):
         call_command("legibility_round", "--study", "r", "--round", "0", "--inline", verbosity=0)
+
+
+TINY = ("--backbone", "tiny-random", "--max-steps", "2", "--batch-size", "4", "--max-length", "64")
+
+
+def test_reward_option_reaches_the_prover_config(study, monkeypatch):
+    """--reward is passed through prover_improve to ProverTrainConfig (the improvement itself is faked: no model)."""
+    from legibility import prover
+    from legibility.prover import ProverUpdate
+
+    seen = []
+
+    def fake_improve_prover(*, method, problems, verifier, output_dir, prover_path, config, progress):
+        seen.append((method, config))
+        return ProverUpdate(Path(output_dir), {"steps": 0, "n_kept": 0})
+
+    monkeypatch.setattr(prover, "improve_prover", fake_improve_prover)
+    call_command("legibility_round", "--study", "r", "--round", "1", "--inline", *TINY, "--improve",
+                 "expert_iteration", "--reward", "cgc", "--improve-problems", "1", "--improve-samples", "3",
+                 stdout=io.StringIO(), verbosity=0)
+    method, config = seen[-1]
+    assert method == "expert_iteration" and config.reward == "cgc" and config.samples_per_problem == 3
+    assert config.seed == study.seed
+    assert Verifier.objects.get(study=study, round=1).metrics["prover"]["reward"] == "cgc"
+
+    call_command("legibility_round", "--study", "r", "--round", "2", "--inline", *TINY, "--improve", "grpo",
+                 "--improve-problems", "1", stdout=io.StringIO(), verbosity=0)
+    method, config = seen[-1]
+    assert method == "grpo" and config.reward == "src"  # the default
+    assert Verifier.objects.get(study=study, round=2).metrics["prover"]["reward"] == "src"
+
+    with pytest.raises(CommandError, match="invalid choice"):
+        call_command("legibility_round", "--study", "r", "--round", "3", "--inline", "--improve", "grpo",
+                     "--reward", "shiny", verbosity=0)
+    with pytest.raises(CommandError, match="--reward chooses the prover's reward"):
+        call_command("legibility_round", "--study", "r", "--round", "3", "--inline", "--reward", "cgc", verbosity=0)
+    assert not Verifier.objects.filter(study=study, round=3).exists()
+
+
+def test_celery_path_refuses_improve_and_provers_and_passes_the_limits(study, monkeypatch):
+    queued = []
+    monkeypatch.setattr(train_verifier_round, "delay", lambda **kwargs: queued.append(kwargs))
+    for extra in (("--improve", "grpo"), ("--improve", "expert_iteration", "--reward", "cgc"), ("--provers", "2")):
+        with pytest.raises(CommandError, match="need --inline"):
+            call_command("legibility_round", "--study", "r", "--round", "1", *extra, verbosity=0)
+    assert not queued and not Verifier.objects.filter(study=study).exists()  # refused before anything is queued
+
+    out = io.StringIO()
+    call_command("legibility_round", "--study", "r", "--round", "1", *TINY, "--max-train-problems", "6",
+                 "--max-heldout-problems", "3", stdout=out, verbosity=0)
+    verifier = Verifier.objects.get(study=study, round=1)
+    assert queued == [{"verifier_id": verifier.pk, "max_train_problems": 6, "max_heldout_problems": 3}]
+    assert verifier.status == "queued" and f"queued verifier {verifier.pk}" in out.getvalue()
+    # What the worker then runs with those keywords honours the limits.
+    assert train_verifier_round.run(**queued[0]) == verifier.pk
+    verifier.refresh_from_db()
+    assert verifier.status == "ready" and verifier.metrics["heldout"]["n_problems"] == 3
+    assert verifier.n_train == len(training_solutions(study, 1, max_problems=6, seed=verifier.config["seed"]))

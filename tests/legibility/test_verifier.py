@@ -136,6 +136,16 @@ def test_evaluate_verifier_command_with_a_directory(trained, tmp_path):
     assert result["auc"] == expected["auc"] and result["balanced_best_of_2"] == expected["balanced_best_of_2"]
     assert 0 <= result["accuracy_at_best_threshold"] <= 1
 
+    # --skip-problems: lines after the first N (what `import_gsm8k --limit N` never imported), then --limit-problems.
+    assert [e.problem for e in load_solutions_jsonl(path, skip_problems=8)] == [e.problem for e in examples[-16:]]
+    assert [e.problem for e in load_solutions_jsonl(path, skip_problems=8, limit_problems=2)] == \
+        [e.problem for e in examples[-16:-8]]
+    out = StringIO()
+    call_command("evaluate_verifier", "--solutions", str(path), "--verifier", str(trained["directory"]),
+                 "--best-of", "2", "--skip-problems", "10", verbosity=0, stdout=out)
+    skipped = json.loads(out.getvalue())
+    assert skipped["skipped_problems"] == 10 and skipped["n_problems"] == 2 and skipped["n"] == 8
+
 
 @pytest.mark.django_db
 def test_evaluate_verifier_command_uses_the_latest_ready_verifier(trained, tmp_path):

@@ -1,4 +1,4 @@
-"""python manage.py evaluate_verifier --solutions FILE.jsonl [--verifier DIR] [--best-of 4]"""
+"""python manage.py evaluate_verifier --solutions FILE.jsonl [--verifier DIR] [--best-of 4] [--skip-problems N]"""
 from __future__ import annotations
 
 import json
@@ -35,8 +35,12 @@ class Command(BaseCommand):
         parser.add_argument("--best-of", type=int, default=4, metavar="N",
                             help="n of the balanced best-of-n accuracy: n/2 correct and n/2 incorrect candidates "
                                  "per problem (even, default 4).")
+        parser.add_argument("--skip-problems", type=int, default=0, metavar="N",
+                            help="Skip the file's first N problems (lines). After `import_gsm8k --limit N` the "
+                                 "verifier trained only on some of the first N test problems, so "
+                                 "--skip-problems N scores problems it never saw.")
         parser.add_argument("--limit-problems", type=int, default=None, metavar="N",
-                            help="Score only the file's first N problems.")
+                            help="Score only N problems (the first N after any skipped).")
 
     def handle(self, *args, **options):
         from tqdm import tqdm
@@ -46,8 +50,11 @@ class Command(BaseCommand):
 
         if options["best_of"] < 2 or options["best_of"] % 2:
             raise CommandError("--best-of must be an even number of at least 2")
+        if options["skip_problems"] < 0:
+            raise CommandError("--skip-problems must be 0 or more")
         try:
-            examples = load_solutions_jsonl(options["solutions"], limit_problems=options["limit_problems"])
+            examples = load_solutions_jsonl(options["solutions"], limit_problems=options["limit_problems"],
+                                            skip_problems=options["skip_problems"])
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc))
         directory = Path(options["verifier"]) if options["verifier"] else latest_ready_verifier_path()
@@ -66,5 +73,6 @@ class Command(BaseCommand):
         metrics = vlib.metrics_for_scores(examples, scores, best_of=options["best_of"])
         # JSON has no infinity: a best threshold of +inf (call nothing correct) prints as null.
         finite = {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in metrics.items()}
-        result = {"verifier": str(directory), "solutions": str(options["solutions"]), **finite}
+        result = {"verifier": str(directory), "solutions": str(options["solutions"]),
+                  "skipped_problems": options["skip_problems"], **finite}
         self.stdout.write(json.dumps(result, indent=2))

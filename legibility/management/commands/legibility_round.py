@@ -1,4 +1,4 @@
-"""python manage.py legibility_round --study SLUG --round K [--inline] [--epochs N] [--provers N] ..."""
+"""python manage.py legibility_round --study SLUG --round K [--inline] [--provers N] [--improve M --reward R] ..."""
 from __future__ import annotations
 
 import json
@@ -8,7 +8,10 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from legibility.models import LegibilityStudy, Verifier
+from legibility.rewards import REWARDS
 from legibility.rounds import verifier_create, verifier_train
+
+DEFAULT_REWARD = "src"
 
 # VerifierConfig fields that get a command-line option (the rest keep their defaults).
 CONFIG_OPTIONS = ("backbone", "epochs", "batch_size", "max_steps", "max_length", "learning_rate", "train_layers",
@@ -21,12 +24,14 @@ class Command(BaseCommand):
             "correct/incorrect, with the Bradley-Terry + centring loss; evaluates it on held-out problems' "
             "solutions (AUC, balanced best-of-4, attack success); saves it under LEGIBILITY_VERIFIER_DIR and "
             "records a Verifier row. --inline trains here with a progress bar; without it the training is queued "
-            "for the Celery worker and its progress shows in the admin. --improve grpo|expert_iteration then "
-            "trains the prover against the frozen new verifier (TRL GRPO; expert iteration for CPU-only machines; "
-            "the same command runs at full scale on a GPU host). --provers N then has the helpful and sneaky "
-            "provers (the improved one when --improve ran) write round-K solutions. On a CPU, "
+            "for the Celery worker and its progress shows in the admin (the worker trains the verifier only, so "
+            "--improve and --provers need --inline). --improve grpo|expert_iteration then trains the prover "
+            "against the frozen new verifier with the --reward of your choice (src, the default; cgc; goodhart): "
+            "TRL GRPO, or expert iteration for CPU-only machines, which keeps the best of k samples per (problem, "
+            "role) by that reward; the same command runs at full scale on a GPU host. --provers N then has the "
+            "helpful and sneaky provers (the improved one when --improve ran) write round-K solutions. On a CPU, "
             "--train-layers 0 --classification-weight 1 trains the verifier's head on frozen MiniLM features "
-            "(minutes, held-out AUC 0.63 on the shipped solutions) instead of fine-tuning the encoder.")
+            "(minutes) instead of fine-tuning the encoder.")
 
     def add_arguments(self, parser):
         from legibility.verifier import VerifierConfig
@@ -42,7 +47,14 @@ class Command(BaseCommand):
                             help="After training: helpful and sneaky provers write solutions for round K on N "
                                  "problems of each half (prover, verifier, heldout). 0 = skip (default).")
         parser.add_argument("--improve", choices=("grpo", "expert_iteration"), default=None,
-                            help="After training (--inline): improve the prover against the frozen verifier.")
+                            help="After training (needs --inline): improve the prover against the frozen verifier "
+                                 "with the --reward: grpo = TRL GRPOTrainer; expert_iteration = sample "
+                                 "--improve-samples per (problem, role), keep the best by the chosen reward (SRC "
+                                 "by default), fine-tune on the kept solutions.")
+        parser.add_argument("--reward", choices=tuple(REWARDS), default=None,
+                            help="Prover reward for --improve (RESEARCH.md section 2): src = signed relative "
+                                 "convincingness (the paper's best), cgc = correctness-gated convincingness, "
+                                 "goodhart = the verifier score alone. Default: src.")
         parser.add_argument("--improve-problems", type=int, default=8, metavar="N",
                             help="Prover-half problems to improve the prover on (seeded). Default: 8.")
         parser.add_argument("--improve-steps", type=int, default=None,
@@ -59,7 +71,8 @@ class Command(BaseCommand):
             parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                                 help=f"{helps[name]} Default: {default}.")
 
-    def handle(self, *args, study: str, round_: int, inline: bool, provers: int, improve: str | None, **options):
+    def handle(self, *args, study: str, round_: int, inline: bool, provers: int, improve: str | None,
+               reward: str | None, **options):
         from legibility.verifier import VerifierConfig
 
         record = LegibilityStudy.objects.filter(slug=study).first()
@@ -69,18 +82,27 @@ class Command(BaseCommand):
             raise CommandError("--round starts at 1 (round 0 is the base prover's shipped solutions)")
         if provers < 0:
             raise CommandError("--provers must be 0 or more")
+        if not inline and (improve or provers):
+            given = " and ".join(name for name, value in (("--improve", improve), ("--provers", provers)) if value)
+            raise CommandError(f"{given} need --inline: they run in this process right after the verifier has "
+                               "trained, and the Celery task trains the verifier only. Add --inline (the same "
+                               "command runs at full scale on a GPU host), or drop them to queue the training.")
+        if reward is not None and not improve:
+            raise CommandError("--reward chooses the prover's reward while improving it: add --improve "
+                               "grpo|expert_iteration (and --inline)")
+        options["reward"] = reward or DEFAULT_REWARD
         known = {f.name for f in fields(VerifierConfig)}
         config = {name: options[name] for name in CONFIG_OPTIONS if options.get(name) is not None and name in known}
         config.setdefault("seed", record.seed)
         config = VerifierConfig.from_dict(config).to_dict()
+        limits = {"max_train_problems": options.get("max_train_problems"),
+                  "max_heldout_problems": options.get("max_heldout_problems")}
         verifier = verifier_create(study=record, round_=round_, config=config)
         if not inline:
             from legibility.tasks import train_verifier_round
 
-            train_verifier_round.delay(verifier_id=verifier.pk)
+            train_verifier_round.delay(verifier_id=verifier.pk, **limits)
             self.stdout.write(f"queued verifier {verifier.pk} (round {round_}); progress in the admin")
-            if provers or improve:
-                self.stderr.write("note: --provers and --improve run after an --inline training only")
             return
         quiet = options.get("verbosity", 1) == 0
         with tqdm(desc=f"verifier round {round_}", unit="step", disable=quiet) as bar:
@@ -90,9 +112,7 @@ class Command(BaseCommand):
                 bar.update(step - bar.n)
 
             try:
-                verifier = verifier_train(verifier_id=verifier.pk, progress=progress,
-                                          max_train_problems=options.get("max_train_problems"),
-                                          max_heldout_problems=options.get("max_heldout_problems"))
+                verifier = verifier_train(verifier_id=verifier.pk, progress=progress, **limits)
             except ValueError as exc:
                 raise CommandError(str(exc)) from exc
         self.stdout.write(json.dumps({"verifier": verifier.pk, "round": round_, "path": verifier.path,
@@ -111,7 +131,8 @@ class Command(BaseCommand):
                                                            ("samples_per_problem", "improve_samples"),
                                                            ("max_completion_length", "improve_max_tokens"))
                   if options.get(option) is not None}
-        with tqdm(desc=f"prover ({method})", unit="step", disable=quiet) as bar:
+        config["reward"] = options.get("reward") or DEFAULT_REWARD
+        with tqdm(desc=f"prover ({method}, {config['reward']})", unit="step", disable=quiet) as bar:
             def progress(step, total, value):
                 bar.total = total
                 bar.set_postfix(value=f"{value:.3f}", refresh=False)

@@ -161,13 +161,18 @@ def test_reward_option_reaches_the_prover_config(study, monkeypatch):
     assert not Verifier.objects.filter(study=study, round=3).exists()
 
 
-def test_celery_path_refuses_improve_and_provers_and_passes_the_limits(study, monkeypatch):
+def test_celery_path_refuses_improve_and_provers_and_passes_the_limits(study, settings, monkeypatch):
     queued = []
     monkeypatch.setattr(train_verifier_round, "delay", lambda **kwargs: queued.append(kwargs))
     for extra in (("--improve", "grpo"), ("--improve", "expert_iteration", "--reward", "cgc"), ("--provers", "2")):
         with pytest.raises(CommandError, match="need --inline"):
             call_command("legibility_round", "--study", "r", "--round", "1", *extra, verbosity=0)
     assert not queued and not Verifier.objects.filter(study=study).exists()  # refused before anything is queued
+    broker, settings.CELERY_BROKER_URL = settings.CELERY_BROKER_URL, "memory://"  # local settings, no REDIS_URL
+    with pytest.raises(CommandError, match="No Celery broker"):
+        call_command("legibility_round", "--study", "r", "--round", "1", verbosity=0)
+    settings.CELERY_BROKER_URL = broker
+    assert not queued and not Verifier.objects.filter(study=study).exists()
 
     out = io.StringIO()
     call_command("legibility_round", "--study", "r", "--round", "1", *TINY, "--max-train-problems", "6",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from dataclasses import fields
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -87,6 +88,10 @@ class Command(BaseCommand):
             raise CommandError(f"{given} need --inline: they run in this process right after the verifier has "
                                "trained, and the Celery task trains the verifier only. Add --inline (the same "
                                "command runs at full scale on a GPU host), or drop them to queue the training.")
+        if not inline and str(getattr(settings, "CELERY_BROKER_URL", "")).startswith("memory://"):
+            raise CommandError("No Celery broker is configured (CELERY_BROKER_URL is memory://, as in the local "
+                               "settings without REDIS_URL), so a queued training would never run. Set REDIS_URL "
+                               "here and for a worker (celery -A config worker -Q celery), or add --inline.")
         if reward is not None and not improve:
             raise CommandError("--reward chooses the prover's reward while improving it: add --improve "
                                "grpo|expert_iteration (and --inline)")

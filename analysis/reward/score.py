@@ -19,12 +19,12 @@ import numpy as np
 import torch
 
 from .data import member_text, target_to_agreement
-from .model import CrossEncoderReward, encode, load_checkpoint
+from .model import BiEncoderReward, RewardModule, encode, load_checkpoint
 
 
 @dataclass(frozen=True)
 class LoadedRewardModel:
-    model: CrossEncoderReward
+    model: RewardModule
     tokenizer: object
     max_length: int
     meta: dict
@@ -45,7 +45,7 @@ def load_reward_model(directory: str | Path, *, precision: str = "fp32") -> Load
     return _load(str(Path(directory).resolve()), precision)
 
 
-def from_trained(model: CrossEncoderReward, tokenizer, max_length: int, meta: dict | None = None) -> LoadedRewardModel:
+def from_trained(model: RewardModule, tokenizer, max_length: int, meta: dict | None = None) -> LoadedRewardModel:
     """Wrap a model just trained in this process (no checkpoint round trip)."""
     return LoadedRewardModel(model.eval(), tokenizer, max_length, meta or {})
 
@@ -57,6 +57,8 @@ def score_pairs(rm: LoadedRewardModel, member_texts: Sequence[str], candidates: 
     if len(member_texts) != len(candidates):
         raise ValueError("member_texts and candidates must have the same length")
     rm.model.eval()
+    if isinstance(rm.model, BiEncoderReward):
+        return _score_pairs_bi(rm, member_texts, candidates, batch_size=batch_size)
     order = sorted(range(len(candidates)), key=lambda i: len(member_texts[i]) + len(candidates[i]))
     logits = np.empty(len(candidates), dtype=np.float64)
     autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if rm.precision == "bf16"
@@ -68,6 +70,32 @@ def score_pairs(rm: LoadedRewardModel, member_texts: Sequence[str], candidates: 
                             rm.max_length)
             logits[idx] = rm.model(**inputs).float().numpy()
     return target_to_agreement(1.0 / (1.0 + np.exp(-logits)))
+
+
+def _embed_unique(rm: LoadedRewardModel, texts: Sequence[str], batch_size: int) -> tuple[torch.Tensor, list[int]]:
+    """Embeddings of the distinct texts (each encoded once, sorted by length) and each input's row."""
+    unique = list(dict.fromkeys(texts))
+    row = {t: i for i, t in enumerate(unique)}
+    order = sorted(range(len(unique)), key=lambda i: len(unique[i]))
+    out = torch.empty((len(unique), rm.model.backbone.config.hidden_size))
+    for start in range(0, len(order), batch_size):
+        idx = order[start : start + batch_size]
+        batch = rm.tokenizer([unique[i] for i in idx], truncation=True, max_length=rm.max_length, padding=True,
+                             return_tensors="pt")
+        out[idx] = rm.model.embed(**batch).float()
+    return out, [row[t] for t in texts]
+
+
+def _score_pairs_bi(rm: LoadedRewardModel, member_texts: Sequence[str], candidates: Sequence[str], *,
+                    batch_size: int) -> np.ndarray:
+    """Bi-encoder: every distinct member text and candidate is encoded once, then the head reads the pairs."""
+    autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if rm.precision == "bf16"
+                else contextlib.nullcontext())
+    with autocast:
+        members, member_rows = _embed_unique(rm, member_texts, batch_size)
+        cands, candidate_rows = _embed_unique(rm, candidates, batch_size)
+        logits = rm.model.pair_logits(members[member_rows], cands[candidate_rows]).float().numpy()
+    return target_to_agreement(1.0 / (1.0 + np.exp(-logits.astype(np.float64))))
 
 
 def score_matrix(rm: LoadedRewardModel, question: str, opinions: Sequence[str], candidates: Sequence[str], *,

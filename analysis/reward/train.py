@@ -18,14 +18,14 @@ from torch.nn import functional as F
 
 from .config import RewardConfig
 from .data import RatingRecord, agreement_to_target, member_batches, member_text, preference_pairs
-from .model import CrossEncoderReward, build_model, encode, load_tokenizer
+from .model import RewardModule, build_model, encode, load_tokenizer
 
 Progress = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
 
 @dataclass
 class TrainResult:
-    model: CrossEncoderReward
+    model: RewardModule
     tokenizer: object
     steps: int
     examples_seen: int
@@ -46,7 +46,7 @@ def batch_losses(model, tokenizer, records: Sequence[RatingRecord], batch: list[
     """(regression loss, ranking loss, number of pairs) for one batch of record indices."""
     rows = [records[i] for i in batch]
     inputs = encode(tokenizer, [member_text(r.question, r.opinion, r.critique) for r in rows],
-                    [r.candidate for r in rows], config.max_length)
+                    [r.candidate for r in rows], config.max_length, config.architecture)
     logits = model(**inputs)
 
     rated = [k for k, r in enumerate(rows) if r.agreement is not None]
@@ -71,7 +71,8 @@ def train(config: RewardConfig, records: Sequence[RatingRecord], *, progress: Pr
         raise ValueError("no ratings to train on")
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(config.backbone)
-    model = build_model(config.backbone, head_dropout=config.head_dropout, seed=config.seed)
+    model = build_model(config.backbone, head_dropout=config.head_dropout, seed=config.seed,
+                        architecture=config.architecture)
     model.train()
 
     # The schedule needs the step count up front: one pass over the batches of each epoch.

@@ -24,13 +24,19 @@ from .selectors import participant_snapshot, snapshot_version
 logger = logging.getLogger(__name__)
 
 
+def db(function):
+    """Run blocking ORM code on the thread pool. Not thread-sensitive: Channels gives consumers no
+    per-connection thread context, so the default (thread_sensitive=True) would run every socket's database
+    work of the whole process on ONE thread, one call after another. Each call here is self-contained (its
+    own transaction; row locks order concurrent writers), so calls from different sockets may overlap."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 def _read_snapshot(participant_id: int) -> dict:
     return participant_snapshot(Participant(pk=participant_id))
 
 
-# Snapshots are read-only: build them on the thread pool rather than the one thread-sensitive thread that
-# serializes every consumer's writes, so a phase change reaching many members is read in parallel.
-read_snapshot = database_sync_to_async(_read_snapshot, thread_sensitive=False)
+read_snapshot = db(_read_snapshot)
 
 
 class ParticipantConsumer(AsyncWebsocketConsumer):
@@ -44,7 +50,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         participant = None
         if is_token(token):  # a mangled token (e.g. with a NUL byte) must not reach the query
-            participant = await database_sync_to_async(
+            participant = await db(
                 lambda: Participant.objects.filter(token=token).only("id", "group_id", "study_id").first()
             )()
         if participant is None:
@@ -60,7 +66,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(realtime.participant_channel(participant.pk), self.channel_name)
         await self.channel_layer.group_add(realtime.lobby_channel(participant.study_id), self.channel_name)
         self.in_lobby = True
-        await database_sync_to_async(presence_connect)(participant_id=participant.pk, channel_name=self.channel_name)
+        await db(presence_connect)(participant_id=participant.pk, channel_name=self.channel_name)
         await self.send_snapshot()
 
     async def disconnect(self, code: int) -> None:
@@ -71,7 +77,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if self.group_id:
             await self.channel_layer.group_discard(realtime.group_channel(self.group_id), self.channel_name)
         try:
-            await database_sync_to_async(presence_disconnect)(participant_id=self.participant_id,
+            await db(presence_disconnect)(participant_id=self.participant_id,
                                                               channel_name=self.channel_name)
         except Exception:  # the sweeper expires the presence row anyway
             logger.exception("presence_disconnect failed")
@@ -94,8 +100,8 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     async def handle(self, message: m.ClientMessage) -> None:
         participant = await self.load_participant()
         if isinstance(message, m.Ping):
-            await database_sync_to_async(presence_ping)(participant_id=participant.pk, channel_name=self.channel_name)
-            current = await database_sync_to_async(
+            await db(presence_ping)(participant_id=participant.pk, channel_name=self.channel_name)
+            current = await db(
                 lambda: snapshot_version(participant, participant.group))()
             if message.version != current:
                 await self.send_snapshot()
@@ -108,16 +114,16 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if isinstance(message, m.SaveDraft):
             payload = {"text": message.text} if message.phase in ("opinion", "critique") else \
                 {"ratings": message.ratings or {}, "ranking": message.ranking or []}
-            await database_sync_to_async(services.draft_save)(participant=participant, phase=message.phase,
+            await db(services.draft_save)(participant=participant, phase=message.phase,
                                                               payload=payload)
             await self.send_json(m.ack_reply(message.ref))
             return
         if isinstance(message, m.SubmitOpinion):
-            result = await database_sync_to_async(services.opinion_submit)(participant=participant, text=message.text)
+            result = await db(services.opinion_submit)(participant=participant, text=message.text)
         elif isinstance(message, m.SubmitCritique):
-            result = await database_sync_to_async(services.critique_submit)(participant=participant, text=message.text)
+            result = await db(services.critique_submit)(participant=participant, text=message.text)
         elif isinstance(message, m.SubmitRatings):
-            result = await database_sync_to_async(services.ratings_submit)(
+            result = await db(services.ratings_submit)(
                 participant=participant, round=message.round,
                 ratings={r.candidate_id: {"agreement": r.agreement, "quality": r.quality} for r in message.ratings},
                 ranking=message.ranking)
@@ -127,9 +133,8 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if not result.created:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
 
-    @database_sync_to_async
-    def load_participant(self) -> Participant:
-        return Participant.objects.select_related("group").get(pk=self.participant_id)
+    async def load_participant(self) -> Participant:
+        return await db(lambda: Participant.objects.select_related("group").get(pk=self.participant_id))()
 
     async def state_changed(self, event: dict) -> None:
         """Coalesce pushes: a burst of changes (five members submitting) costs one or two snapshot reads,

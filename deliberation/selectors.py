@@ -7,6 +7,8 @@ member's texts or identity: members appear as numbered seats.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -74,11 +76,50 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
     return snapshot
 
 
-def _group_part(participant: Participant, group: Group, now: datetime) -> dict[str, Any]:
+# The part of a snapshot that every member of a group shares, kept per process for a moment: a push reaches
+# all members of a group at once, and each member's socket reads its snapshot; without this every one of
+# them would read the same members, presence, submissions, candidates and winner again. Keyed by the group's
+# version, which every committed change bumps, so a change is never served from before it. Presence (who is
+# connected) is not versioned: the entry lives SHARED_TTL_SECONDS, and a push is what refreshes it anyway.
+SHARED_TTL_SECONDS = 1.0
+_SHARED_MAX = 4096
+_shared: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
+_shared_lock = threading.Lock()
+
+
+def _shared_group_part(group: Group, now: datetime) -> dict[str, Any]:
+    key, clock = (group.pk, group.version), time.monotonic()
+    with _shared_lock:
+        hit = _shared.get(key)
+    if hit is not None and clock - hit[0] <= SHARED_TTL_SECONDS:
+        return hit[1]
     phase = Phase(group.phase)
     members = list(group.members.order_by("position").values_list("id", "position"))
-    connected = connected_participant_ids([pid for pid, _ in members], now)
-    submitted = submitted_participant_ids(group)
+    shared: dict[str, Any] = {
+        "members": members,
+        "connected": connected_participant_ids([pid for pid, _ in members], now),
+        "submitted": submitted_participant_ids(group),
+        "question": group.question.text,
+        "candidates": [],
+        "winner": None,
+    }
+    if phase in (Phase.RATING, Phase.FINAL_RATING):
+        shared["candidates"] = list(Candidate.objects.filter(group=group, round=flow.round_of(phase), shown=True)
+                                    .order_by("index").only("id", "text"))
+    winner = group.winner_round2 if phase is Phase.DONE and group.winner_round2_id else group.winner_round1
+    if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE) and winner is not None:
+        shared["winner"] = {"id": winner.pk, "text": winner.text, "round": winner.round}
+    with _shared_lock:
+        if len(_shared) >= _SHARED_MAX:
+            _shared.clear()
+        _shared[key] = (clock, shared)
+    return shared
+
+
+def _group_part(participant: Participant, group: Group, now: datetime) -> dict[str, Any]:
+    phase = Phase(group.phase)
+    shared = _shared_group_part(group, now)
+    connected, submitted = shared["connected"], shared["submitted"]
     part: dict[str, Any] = {
         "id": group.pk,
         "phase": phase.value,
@@ -86,34 +127,32 @@ def _group_part(participant: Participant, group: Group, now: datetime) -> dict[s
         "deadline": _iso(group.deadline),
         "phase_started_at": _iso(group.phase_started_at),  # server clock; lets load tests time push delivery
         "seconds_left": max(0, int((group.deadline - now).total_seconds())) if group.deadline else None,
-        "question": group.question.text,
+        "question": shared["question"],
         "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,
-                     "is_me": pid == participant.pk} for pid, pos in members],
+                     "is_me": pid == participant.pk} for pid, pos in shared["members"]],
         "generation_error": bool(group.generation_status),
         "submitted": participant.pk in submitted,
         "draft": None,
         "candidates": [],
-        "winner": None,
+        "winner": shared["winner"],
         "my_opinion": None,
         "my_ratings": None,
         "my_critique": None,
         "outcome": group.outcome or None,
     }
-    opinion = Opinion.objects.filter(group=group, participant=participant).first()
-    part["my_opinion"] = opinion.text if opinion else None
-    draft = Draft.objects.filter(group=group, participant=participant, phase=group.phase).first()
-    part["draft"] = draft.payload if draft else None
+    opinion = Opinion.objects.filter(group=group, participant=participant).values_list("text", flat=True).first()
+    part["my_opinion"] = opinion
+    draft = Draft.objects.filter(group=group, participant=participant, phase=group.phase) \
+        .values_list("payload", flat=True).first()
+    part["draft"] = draft
     if phase in (Phase.RATING, Phase.FINAL_RATING):
         round_ = flow.round_of(phase)
-        candidates = list(Candidate.objects.filter(group=group, round=round_, shown=True).order_by("index"))
-        part["candidates"] = [{"id": c.pk, "text": c.text} for c in _candidate_order(candidates, participant)]
-        mine = Rating.objects.filter(group=group, participant=participant, round=round_)
+        part["candidates"] = [{"id": c.pk, "text": c.text} for c in _candidate_order(shared["candidates"], participant)]
+        mine = Rating.objects.filter(group=group, participant=participant, round=round_) \
+            .values_list("candidate_id", "agreement", "quality", "rank")
         if mine:
-            part["my_ratings"] = {str(r.candidate_id): {"agreement": r.agreement, "quality": r.quality, "rank": r.rank}
-                                  for r in mine}
-    winner = group.winner_round2 if phase is Phase.DONE and group.winner_round2_id else group.winner_round1
-    if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE) and winner is not None:
-        part["winner"] = {"id": winner.pk, "text": winner.text, "round": winner.round}
-    critique = Critique.objects.filter(group=group, participant=participant).first()
-    part["my_critique"] = critique.text if critique else None
+            part["my_ratings"] = {str(cid): {"agreement": a, "quality": q, "rank": r} for cid, a, q, r in mine}
+    if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE):
+        part["my_critique"] = Critique.objects.filter(group=group, participant=participant) \
+            .values_list("text", flat=True).first()
     return part

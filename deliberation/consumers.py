@@ -104,7 +104,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             current = await db(
                 lambda: snapshot_version(participant, participant.group))()
             if message.version != current:
-                await self.send_snapshot()
+                if self._pushing is not None and not self._pushing.done():
+                    # A push is being read right now: ask it for one more fresh read and wait for it, so one
+                    # read serves the push and this ping (under load both often come for the same change).
+                    self._dirty = True
+                    await asyncio.shield(self._pushing)
+                else:
+                    await self.send_snapshot()
             else:
                 await self.send_json({"type": "pong", "version": current, "ref": message.ref})
             return

@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from django.db.models import JSONField, OuterRef, Subquery
 from django.utils import timezone
 
 from participants.models import Participant
@@ -49,7 +50,16 @@ def _candidate_order(candidates: list[Candidate], participant: Participant) -> l
 
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
-    participant = Participant.objects.select_related("study", "group").get(pk=participant.pk)
+    # One query for the participant, their group (with its question and winners) and their own texts: a push
+    # makes every member's socket read this, so fewer round trips here is what carries a busy study.
+    mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
+    participant = (Participant.objects.select_related("study", "group", "group__question", "group__winner_round1",
+                                                      "group__winner_round2")
+                   .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
+                             my_critique=Subquery(Critique.objects.filter(**mine).values("text")[:1]),
+                             my_draft=Subquery(Draft.objects.filter(**mine, phase=OuterRef("group__phase"))
+                                               .values("payload")[:1], output_field=JSONField()))
+                   .get(pk=participant.pk))
     study = participant.study
     group = participant.group
     snapshot: dict[str, Any] = {
@@ -140,11 +150,8 @@ def _group_part(participant: Participant, group: Group, now: datetime) -> dict[s
         "my_critique": None,
         "outcome": group.outcome or None,
     }
-    opinion = Opinion.objects.filter(group=group, participant=participant).values_list("text", flat=True).first()
-    part["my_opinion"] = opinion
-    draft = Draft.objects.filter(group=group, participant=participant, phase=group.phase) \
-        .values_list("payload", flat=True).first()
-    part["draft"] = draft
+    part["my_opinion"] = _own(participant, "my_opinion", Opinion, group)
+    part["draft"] = _own(participant, "my_draft", Draft, group, phase=group.phase, column="payload")
     if phase in (Phase.RATING, Phase.FINAL_RATING):
         round_ = flow.round_of(phase)
         part["candidates"] = [{"id": c.pk, "text": c.text} for c in _candidate_order(shared["candidates"], participant)]
@@ -152,7 +159,12 @@ def _group_part(participant: Participant, group: Group, now: datetime) -> dict[s
             .values_list("candidate_id", "agreement", "quality", "rank")
         if mine:
             part["my_ratings"] = {str(cid): {"agreement": a, "quality": q, "rank": r} for cid, a, q, r in mine}
-    if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE):
-        part["my_critique"] = Critique.objects.filter(group=group, participant=participant) \
-            .values_list("text", flat=True).first()
+    part["my_critique"] = _own(participant, "my_critique", Critique, group)
     return part
+
+
+def _own(participant: Participant, annotation: str, model, group: Group, column: str = "text", **filters):
+    """The participant's own row's value: annotated by ``participant_snapshot``'s query, else read."""
+    if hasattr(participant, annotation):
+        return getattr(participant, annotation)
+    return model.objects.filter(group=group, participant=participant, **filters).values_list(column, flat=True).first()

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from deliberation.selectors import PROLIFIC_COMPLETE_URL
 from deliberation.services import SubmissionError, derive_seed
-from participants.services import RECRUITMENT_PARAMS, _clean_params
+from participants.services import RECRUITMENT_PARAMS, _clean_params, returning
 
 from .judging import Candidate, build_queue, judge_flagged
 from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution
@@ -38,14 +38,9 @@ def session_join(*, study: LegibilityStudy, params: dict[str, str], user_agent: 
         raise SubmissionError("no_solutions", "This study is not ready yet (it has no solutions to judge).")
     params = _clean_params(params)
     recruitment_id = params.get("PROLIFIC_PID") or None
-    if recruitment_id:
-        found = JudgeSession.objects.filter(study=study, recruitment_id=recruitment_id).first()
-        if found:
-            return found
-    elif existing_token:
-        found = JudgeSession.objects.filter(study=study, token=existing_token).first()
-        if found:
-            return found
+    found = returning(JudgeSession.objects.filter(study=study), recruitment_id, existing_token)
+    if found:
+        return found
     fields = {attr: params.get(name, "") for name, attr in RECRUITMENT_PARAMS.items()}
     fields["recruitment_id"] = recruitment_id
     try:

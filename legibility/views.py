@@ -6,18 +6,26 @@ draws the countdown and reloads the page when the server's deadline has passed.
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from deliberation.services import SubmissionError
+from participants.services import is_token
 
 from . import services
 from .grading import strip_calculator
 from .models import JudgeSession, LegibilityStudy
 
 COOKIE_MAX_AGE = 60 * 60 * 24 * 7
+
+
+def _judge_session(token: str) -> JudgeSession:
+    """The judge's session, or 404; a mangled token (a NUL byte, say) never reaches the query."""
+    if not is_token(token):
+        raise Http404("No such judge session.")
+    return get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
 
 
 def _cookie_name(study: LegibilityStudy) -> str:
@@ -45,7 +53,7 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def judge(request: HttpRequest, token: str) -> HttpResponse:
-    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    session = _judge_session(token)
     study = session.study
     if request.method == "POST":
         if request.POST.get("consent") != "yes":
@@ -75,7 +83,7 @@ def judge(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 def answer(request: HttpRequest, token: str) -> HttpResponse:
-    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    session = _judge_session(token)
     value = request.POST.get("answer")
     try:
         item_id = int(request.POST.get("item", ""))
@@ -91,7 +99,7 @@ def answer(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def complete(request: HttpRequest, token: str) -> HttpResponse:
-    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    session = _judge_session(token)
     if session.status != JudgeSession.Status.COMPLETED:
         return redirect("legibility:judge", token=token)
     return render(request, "legibility/complete.html", {

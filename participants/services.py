@@ -86,6 +86,17 @@ def returning_participant(*, study: Study, params: dict[str, str], existing_toke
     return None
 
 
+def returning(queryset, recruitment_id: str | None, existing_token: str | None):
+    """Who is joining again: by recruitment id (a reused PROLIFIC_PID resumes), else by the token of an
+    earlier visit (a reload without the id); a mangled token never reaches the query. Shared by the
+    deliberation participants and the legibility judges."""
+    if recruitment_id:
+        return queryset.filter(recruitment_id=recruitment_id).first()
+    if is_token(existing_token):
+        return queryset.filter(token=existing_token).first()
+    return None
+
+
 def participant_join(*, study: Study, params: dict[str, str], user_agent: str = "",
                      existing_token: str | None = None) -> Participant:
     """Idempotent on the recruitment id: a reused PROLIFIC_PID resumes the same participant."""
@@ -95,14 +106,9 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
         raise SubmissionError("no_questions", "This study is not ready yet (it has no questions).")
     params = _clean_params(params)
     recruitment_id = params.get("PROLIFIC_PID") or None
-    if recruitment_id:
-        found = Participant.objects.filter(study=study, recruitment_id=recruitment_id).first()
-        if found:
-            return found
-    elif is_token(existing_token):
-        found = Participant.objects.filter(study=study, token=existing_token).first()
-        if found:
-            return found
+    found = returning(Participant.objects.filter(study=study), recruitment_id, existing_token)
+    if found:
+        return found
     fields = {attr: params.get(name, "") for name, attr in RECRUITMENT_PARAMS.items()}
     fields["recruitment_id"] = recruitment_id
     try:

@@ -270,3 +270,17 @@ def test_report_page_and_standalone_file(clock, tmp_path):
     client.force_login(User.objects.create_superuser("analyst", "b@example.com", "pw"))
     response = client.get(url)
     assert response.status_code == 200 and b'id="fig-legibility-tax"' in response.content
+
+
+def test_mangled_tokens_are_a_404_or_a_new_judge_never_a_server_error():
+    """A NUL byte (or any junk) in a judge link or the returning-judge cookie never reaches PostgreSQL."""
+    study = make_study(items_per_session=4, gold_share=0)
+    client = Client(raise_request_exception=False)
+    for token in ("abc%00def", "x" * 300, "%F0%9F%92%A9", "short"):
+        for name in ("judge", "answer", "complete"):
+            response = client.get(f"/legibility/j/{token}/" + ("" if name == "judge" else f"{name}/"))
+            assert response.status_code in (404, 405), (name, token, response.status_code)
+    client.cookies[f"leg_j_{study.pk}"] = "bad\x00cookie"
+    response = client.get(reverse("legibility:join", kwargs={"slug": study.slug}))
+    assert response.status_code in (200, 302)
+    assert JudgeSession.objects.filter(study=study).count() == 1

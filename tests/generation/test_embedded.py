@@ -97,3 +97,25 @@ def test_conversion_cache_lives_outside_the_project(monkeypatch, tmp_path):
     folder, name = embedded.find_gguf()
     path = embedded._conversion_cache(folder / name)
     assert str(path).startswith(str(tmp_path)) and name in path.name
+
+
+def test_unknown_dtype_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(embedded, "_loaded", None)
+    monkeypatch.setenv("EMBEDDED_DTYPE", "float8")
+    with pytest.raises(GenerationError, match="EMBEDDED_DTYPE must be one of float32, bfloat16"):
+        embedded.load_embedded_model()
+
+
+@pytest.mark.model
+def test_bfloat16_weights_write_statements_and_say_so(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(embedded, "_loaded", None)  # a private bf16 copy; the module's float32 model stays
+    monkeypatch.setenv("EMBEDDED_DTYPE", "bfloat16")
+    backend = get_backend("embedded")
+    assert backend.loaded.model.dtype == torch.bfloat16 and backend.model_id.endswith(" bfloat16")
+    results = backend.generate([GenerationRequest(messages=MESSAGES, seed=s, max_new_tokens=30) for s in (1, 2)])
+    assert all(r.text.startswith("We") and r.completion_tokens > 3 for r in results)
+    assert {r.extra["dtype"] for r in results} == {"bfloat16"} and results[0].extra["batch_size"] == 2
+    again = [GenerationRequest(messages=MESSAGES, seed=1, max_new_tokens=30)]
+    assert backend.generate(again)[0].text == backend.generate(again)[0].text

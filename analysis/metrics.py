@@ -336,6 +336,8 @@ def condition_preference(data: StudyData, *, n_boot: int = 1000, seed: int = 0,
     levels = len(LIKERT)
     # beats[i, j]: a at level i against b at level j, 1 if a > b, 1/2 if equal
     beats = np.tril(np.ones((levels, levels)), -1) + 0.5 * np.eye(levels)
+    counts = (np.vstack(list(resample_counts(len(group_ids), n_boot, seed))) if n_boot > 0
+              else np.zeros((0, len(group_ids))))
     out = []
     for round_, part in df.groupby("round", sort=True):
         conditions = sorted(part["condition"].astype(str).unique())
@@ -344,8 +346,7 @@ def condition_preference(data: StudyData, *, n_boot: int = 1000, seed: int = 0,
             rows = part[part["condition"].astype(str) == condition]
             flat = group_ids.get_indexer(rows["group_id"]) * levels + rows["agreement"].to_numpy(dtype=np.int64) - 1
             hist[condition] = np.bincount(flat, minlength=len(group_ids) * levels).reshape(len(group_ids), levels)
-        draws = {c: np.vstack([counts @ h for counts in resample_counts(len(group_ids), n_boot, seed)])
-                 if n_boot > 0 else np.zeros((0, levels)) for c, h in hist.items()}
+        draws = {c: counts @ h for c, h in hist.items()}
         for a in conditions:
             for b in conditions:
                 if a == b:

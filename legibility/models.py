@@ -5,15 +5,11 @@ Models hold fields, constraints and small derived properties; workflows live in
 """
 from __future__ import annotations
 
-import secrets
-
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-
-def new_token() -> str:
-    return secrets.token_urlsafe(24)
+from participants.models import Recruited, new_token  # noqa: F401  # new_token: named by migration 0001
 
 
 class LegibilityStudy(models.Model):
@@ -183,7 +179,7 @@ class Verifier(models.Model):
         return f"verifier r{self.round} ({self.status})"
 
 
-class JudgeSession(models.Model):
+class JudgeSession(Recruited):
     """One judge in one study: recruitment ids (Prolific), consent, their queue of items, completion.
 
     ``participants.Participant`` belongs to a deliberation study, so judges have their own row with
@@ -196,12 +192,6 @@ class JudgeSession(models.Model):
         COMPLETED = "completed"
 
     study = models.ForeignKey(LegibilityStudy, on_delete=models.PROTECT, related_name="sessions")
-    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
-    recruitment_id = models.CharField(max_length=128, null=True, blank=True, help_text="PROLIFIC_PID")
-    recruitment_study_id = models.CharField(max_length=128, blank=True, help_text="STUDY_ID")
-    recruitment_session_id = models.CharField(max_length=128, blank=True, help_text="SESSION_ID")
-    url_params = models.JSONField(default=dict, blank=True, help_text="Every query parameter of the join link.")
-    user_agent = models.CharField(max_length=400, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.JOINED, db_index=True)
     consented_at = models.DateTimeField(null=True, blank=True)
     completion_code = models.CharField(max_length=64, blank=True)

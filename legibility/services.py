@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from statistics import median
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from deliberation.selectors import PROLIFIC_COMPLETE_URL
 from deliberation.services import SubmissionError, derive_seed
-from participants.services import RECRUITMENT_PARAMS, _clean_params, returning
+from participants.services import join_or_resume
 
 from .judging import Candidate, build_queue, judge_flagged
 from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution
@@ -36,18 +36,8 @@ def session_join(*, study: LegibilityStudy, params: dict[str, str], user_agent: 
         raise SubmissionError("inactive", "This study is not accepting participants.")
     if not judge_pool(study).exists():
         raise SubmissionError("no_solutions", "This study is not ready yet (it has no solutions to judge).")
-    params = _clean_params(params)
-    recruitment_id = params.get("PROLIFIC_PID") or None
-    found = returning(JudgeSession.objects.filter(study=study), recruitment_id, existing_token)
-    if found:
-        return found
-    fields = {attr: params.get(name, "") for name, attr in RECRUITMENT_PARAMS.items()}
-    fields["recruitment_id"] = recruitment_id
-    try:
-        with transaction.atomic():
-            return JudgeSession.objects.create(study=study, url_params=params, user_agent=user_agent[:400], **fields)
-    except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once
-        return JudgeSession.objects.get(study=study, recruitment_id=recruitment_id)
+    return join_or_resume(JudgeSession, study=study, params=params, user_agent=user_agent,
+                          existing_token=existing_token)
 
 
 def judge_pool(study: LegibilityStudy):

@@ -103,7 +103,8 @@ def complete(request: HttpRequest, token: str) -> HttpResponse:
     if session.status != JudgeSession.Status.COMPLETED:
         return redirect("legibility:judge", token=token)
     return render(request, "legibility/complete.html", {
-        "session": session, "study": session.study, "redirect_url": services.completion_url(session)})
+        "session": session, "study": session.study, "completion_code": session.completion_code,
+        "redirect_url": services.completion_url(session)})
 
 
 @staff_member_required

@@ -11,7 +11,22 @@ def new_token() -> str:
     return secrets.token_urlsafe(24)
 
 
-class Participant(models.Model):
+class Recruited(models.Model):
+    """Who came through a recruitment link: a secret token, the Prolific ids, every URL parameter, the browser.
+    Shared by deliberation participants and legibility judges (``participants.services.join_or_resume``)."""
+
+    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
+    recruitment_id = models.CharField(max_length=128, null=True, blank=True, help_text="PROLIFIC_PID")
+    recruitment_study_id = models.CharField(max_length=128, blank=True, help_text="STUDY_ID")
+    recruitment_session_id = models.CharField(max_length=128, blank=True, help_text="SESSION_ID")
+    url_params = models.JSONField(default=dict, blank=True, help_text="Every query parameter of the join link.")
+    user_agent = models.CharField(max_length=400, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class Participant(Recruited):
     class Status(models.TextChoices):
         JOINED = "joined"  # opened the link, has not consented yet
         LOBBY = "lobby"
@@ -23,12 +38,6 @@ class Participant(models.Model):
     FINISHED = (Status.COMPLETED, Status.LOBBY_TIMEOUT, Status.DROPPED)
 
     study = models.ForeignKey("deliberation.Study", on_delete=models.PROTECT, related_name="participants")
-    token = models.CharField(max_length=64, unique=True, default=new_token, editable=False)
-    recruitment_id = models.CharField(max_length=128, null=True, blank=True, help_text="PROLIFIC_PID")
-    recruitment_study_id = models.CharField(max_length=128, blank=True, help_text="STUDY_ID")
-    recruitment_session_id = models.CharField(max_length=128, blank=True, help_text="SESSION_ID")
-    url_params = models.JSONField(default=dict, blank=True, help_text="Every query parameter of the join link.")
-    user_agent = models.CharField(max_length=400, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.JOINED, db_index=True)
     consented_at = models.DateTimeField(null=True, blank=True)
     lobby_entered_at = models.DateTimeField(null=True, blank=True)

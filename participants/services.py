@@ -86,15 +86,28 @@ def returning_participant(*, study: Study, params: dict[str, str], existing_toke
     return None
 
 
-def returning(queryset, recruitment_id: str | None, existing_token: str | None):
-    """Who is joining again: by recruitment id (a reused PROLIFIC_PID resumes), else by the token of an
-    earlier visit (a reload without the id); a mangled token never reaches the query. Shared by the
-    deliberation participants and the legibility judges."""
+def join_or_resume(model, *, study, params: dict[str, str], user_agent: str = "", existing_token: str | None = None):
+    """A new ``model`` row (a participant, a legibility judge) for ``study``, or the one this visitor already has.
+
+    By recruitment id (a reused PROLIFIC_PID resumes), else by the token of an earlier visit (a reload without
+    the id); a mangled token never reaches the query. Every URL parameter is kept, bounded."""
+    params = _clean_params(params)
+    recruitment_id = params.get("PROLIFIC_PID") or None
+    rows = model.objects.filter(study=study)
     if recruitment_id:
-        return queryset.filter(recruitment_id=recruitment_id).first()
-    if is_token(existing_token):
-        return queryset.filter(token=existing_token).first()
-    return None
+        found = rows.filter(recruitment_id=recruitment_id).first()
+    else:
+        found = rows.filter(token=existing_token).first() if is_token(existing_token) else None
+    if found:
+        return found
+    fields = {attr: params.get(name, "") for name, attr in RECRUITMENT_PARAMS.items()}
+    fields["recruitment_id"] = recruitment_id  # NULL, not "", without an id: unique only where given
+    try:
+        with transaction.atomic():
+            return model.objects.create(study=study, url_params=params, user_agent=_printable(user_agent, 400),
+                                        **fields)
+    except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once
+        return model.objects.get(study=study, recruitment_id=recruitment_id)
 
 
 def participant_join(*, study: Study, params: dict[str, str], user_agent: str = "",
@@ -104,19 +117,8 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
         raise SubmissionError("inactive", "This study is not accepting participants.")
     if not study.questions.exists():
         raise SubmissionError("no_questions", "This study is not ready yet (it has no questions).")
-    params = _clean_params(params)
-    recruitment_id = params.get("PROLIFIC_PID") or None
-    found = returning(Participant.objects.filter(study=study), recruitment_id, existing_token)
-    if found:
-        return found
-    fields = {attr: params.get(name, "") for name, attr in RECRUITMENT_PARAMS.items()}
-    fields["recruitment_id"] = recruitment_id
-    try:
-        with transaction.atomic():
-            return Participant.objects.create(study=study, url_params=params, user_agent=_printable(user_agent, 400),
-                                              **fields)
-    except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once
-        return Participant.objects.get(study=study, recruitment_id=recruitment_id)
+    return join_or_resume(Participant, study=study, params=params, user_agent=user_agent,
+                          existing_token=existing_token)
 
 
 def participant_consent(*, participant: Participant) -> Participant:

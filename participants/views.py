@@ -86,5 +86,6 @@ def complete(request: HttpRequest, token: str) -> HttpResponse:
     if not participant.is_finished:
         return redirect("participant_page", token=token)
     return render(request, "participants/complete.html", {
-        "participant": participant, "study": participant.study, "redirect_url": completion_url(participant),
+        "participant": participant, "study": participant.study, "completion_code": participant.completion_code,
+        "redirect_url": completion_url(participant),
     })

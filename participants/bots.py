@@ -91,6 +91,7 @@ class BotResult:
     error_codes: Counter = field(default_factory=Counter)
     unmatched_acks: int = 0
     reconnects: int = 0
+    http_retries: int = 0  # page loads retried after the server went away (as a person would reload)
     snapshots: int = 0
     pongs: int = 0
     failure: str | None = None  # an exception that ended the bot early
@@ -355,10 +356,25 @@ class Bot:
         self.result.drop_phase = self.drop_phase
 
     # -- HTTP ------------------------------------------------------------------------------------
+    async def http(self, client: httpx.AsyncClient, method: str, url: str, *, patience: float = 60.0,
+                   **kwargs) -> httpx.Response:
+        """One page load, retried with backoff while the server is unreachable (restarting, say), the way a
+        person reloads. Only for requests that are safe to repeat: the join link, consent, the end page."""
+        delay, deadline = 0.5, time.monotonic() + patience
+        while True:
+            try:
+                return await client.request(method, url, **kwargs)
+            except httpx.TransportError:
+                if time.monotonic() + delay > deadline:
+                    raise
+                self.result.http_retries += 1
+                await asyncio.sleep(delay * (0.5 + self.rng.random()))
+                delay = min(delay * 2, 5.0)
+
     async def join(self, client: httpx.AsyncClient) -> None:
         params = urlencode({"PROLIFIC_PID": self.result.pid, "STUDY_ID": f"bots-{self.config.study}",
                             "SESSION_ID": f"{self.result.pid}-s"})
-        response = await client.get(f"{self.server}/s/{self.config.study}/?{params}")
+        response = await self.http(client, "GET", f"{self.server}/s/{self.config.study}/?{params}")
         response.raise_for_status()
         match = re.search(r"/p/([^/]+)/$", response.url.path)
         if not match:
@@ -369,14 +385,14 @@ class Bot:
             csrf = client.cookies.get("csrftoken")
             if not csrf:
                 raise RuntimeError("no csrftoken cookie on the consent page")
-            consent = await client.post(page_url, data={"csrfmiddlewaretoken": csrf, "consent": "yes"},
-                                        headers={"Referer": page_url, "Origin": self.origin})
+            consent = await self.http(client, "POST", page_url, data={"csrfmiddlewaretoken": csrf, "consent": "yes"},
+                                      headers={"Referer": page_url, "Origin": self.origin})
             consent.raise_for_status()
             if 'name="consent"' in consent.text:
                 raise RuntimeError("consent was not accepted")
 
     async def read_completion_page(self, client: httpx.AsyncClient) -> None:
-        response = await client.get(f"{self.server}/p/{self.result.token}/complete/")
+        response = await self.http(client, "GET", f"{self.server}/p/{self.result.token}/complete/")
         match = re.search(r'id="completion-code">([^<]*)<', response.text)
         self.result.completion_page_code = match.group(1) if match else None
 
@@ -629,6 +645,7 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
         "unmatched_acks": sum(r.unmatched_acks for r in results),
         "by_kind": kinds,
         "reconnects": sum(r.reconnects for r in results),
+        "http_retries": sum(r.http_retries for r in results),
         "failures": [f"bot {r.index}: {r.failure}" for r in results if r.failure],
         "completion_codes": dict(Counter(r.completion_code for r in results if r.completion_code)),
         "seconds": round(seconds, 1),
@@ -636,7 +653,7 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
                   "dropped_by_bot": r.dropped_by_bot, "drop_phase": r.drop_phase,
                   "completion_code": r.completion_code, "completion_page_code": r.completion_page_code,
                   "by_kind": {k: asdict(v) for k, v in r.kinds.items()}, "errors": dict(r.error_codes),
-                  "reconnects": r.reconnects, "writes": r.writes} for r in results],
+                  "reconnects": r.reconnects, "http_retries": r.http_retries, "writes": r.writes} for r in results],
     }
 
 

@@ -89,3 +89,40 @@ def test_persona_opinion_is_written_by_the_embedded_smollm2(one_thread):
     assert len(text.split()) >= 3 and text.strip() != QUESTION
     assert source.backend.model_id and "SmolLM2" in source.backend.model_id
     assert persona.split()[0] == "a" and "-year-old" in persona
+
+
+async def test_page_loads_are_retried_while_the_server_is_away_then_give_up(monkeypatch):
+    """The transport is scripted here; the real path (daphne killed with -9 and restarted under 100 bots) is
+    tests/faults/test_asgi_kill.py."""
+    import asyncio
+
+    import httpx
+
+    from participants.bots import Bot, BotConfig, opinion_source
+
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    calls = []
+
+    def handler(request):
+        calls.append(request.url.path)
+        if len(calls) <= 2:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, text="ok")
+
+    bot = Bot(0, BotConfig(server="http://127.0.0.1:1", study="s"), opinion_source("question"), random.Random(0),
+              "run")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        response = await bot.http(client, "GET", "http://127.0.0.1:1/p/x/complete/")
+        assert response.text == "ok" and bot.result.http_retries == 2 and len(calls) == 3
+
+
+    def down(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(down)) as client:
+        with pytest.raises(httpx.ConnectError):
+            await bot.http(client, "GET", "http://127.0.0.1:1/p/x/complete/", patience=0.0)
+
+
+async def _no_sleep(seconds):
+    return None

@@ -58,8 +58,9 @@ def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
         wait_for(rating_under_way, 150, "groups in the rating phase", poll=0.05)
         rating_groups = groups.filter(phase="rating").count()
         ratings_before = Rating.objects.count()
-        # Who is still in a session when the server dies (on a fast run an early group may be done already).
-        in_session = set(Participant.objects.filter(study=study).exclude(status__in=Participant.FINISHED)
+        # Who is in a group (so has a socket) when the server dies: on a fast run an early group may be done
+        # already, and the last arrivals may still be joining over HTTP.
+        in_session = set(Participant.objects.filter(study=study, status=Participant.Status.IN_GROUP)
                          .values_list("recruitment_id", flat=True))
         stack.kill("daphne")
         killed = time.monotonic()
@@ -82,9 +83,9 @@ def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
     assert not summary["failures"], summary["failures"][:5]
     assert summary["participants_started"] == BOTS
     assert summary["completed"] == BOTS, {k: summary[k] for k in ("completed", "dropped", "unfinished")}
-    assert len(in_session) >= 0.8 * BOTS, f"only {len(in_session)} bots were in a session at the kill"
+    assert len(in_session) >= 3 * GROUP_SIZE, f"only {len(in_session)} bots were in a group at the kill"
     assert all(b["reconnects"] >= 1 for b in summary["bots"] if b["pid"] in in_session), \
-        "a bot that was in a session at the kill never lost its socket"
+        "a bot that was in a group at the kill never lost its socket"
     assert {b["completion_page_code"] for b in summary["bots"]} == {"DONE123"}
     assert summary["unmatched_acks"] == 0
     assert groups.count() == BOTS // GROUP_SIZE

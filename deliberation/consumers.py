@@ -3,6 +3,10 @@
 Protocol: on connect the server sends a snapshot; after every committed change to the
 participant or their group it sends a fresh one. The client pings every ~15 s with the
 version it shows; a stale version gets a snapshot back, so a lost push repairs itself.
+
+A group push carries the group's shared state; the socket makes its participant's snapshot
+from it and what it last showed (``selectors.PushView``) and reads the database only when
+that is not safe, so one change costs one read for the group, not one per member.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from participants.services import is_token, presence_connect, presence_disconnec
 
 from . import messages as m
 from . import realtime, services
-from .selectors import participant_snapshot, snapshot_version
+from .selectors import PushView, participant_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +43,23 @@ def _read_snapshot(participant_id: int) -> dict:
 read_snapshot = db(_read_snapshot)
 
 
+def _ping(participant_id: int, channel_name: str) -> str:
+    """Presence heartbeat and the participant's current snapshot version, in one trip to the thread pool."""
+    presence_ping(participant_id=participant_id, channel_name=channel_name)
+    status, group_id, version = Participant.objects.filter(pk=participant_id) \
+        .values_list("status", "group_id", "group__version").get()
+    return f"{status}:{group_id or 0}:{version or 0}"
+
+
 class ParticipantConsumer(AsyncWebsocketConsumer):
     participant_id: int | None = None
     group_id: int | None = None
     in_lobby: bool = False
     _pushing: asyncio.Task | None = None
     _dirty: bool = False
+    _must_read: bool = False  # a push without state (participant or lobby channel): read the database
+    _pushed: dict | None = None  # the newest group state pushed and not yet shown
+    _view: PushView | None = None  # what this socket last showed
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
@@ -98,16 +113,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
                                                getattr(message, "ref", None)))
 
     async def handle(self, message: m.ClientMessage) -> None:
-        participant = await self.load_participant()
         if isinstance(message, m.Ping):
-            await db(presence_ping)(participant_id=participant.pk, channel_name=self.channel_name)
-            current = await db(
-                lambda: snapshot_version(participant, participant.group))()
+            current = await db(_ping)(self.participant_id, self.channel_name)
             if message.version != current:
                 if self._pushing is not None and not self._pushing.done():
-                    # A push is being read right now: ask it for one more fresh read and wait for it, so one
+                    # A push is being shown right now: ask it for one more fresh read and wait for it, so one
                     # read serves the push and this ping (under load both often come for the same change).
-                    self._dirty = True
+                    self._must_read = self._dirty = True
                     await asyncio.shield(self._pushing)
                 else:
                     await self.send_snapshot()
@@ -117,11 +129,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if isinstance(message, m.Sync):
             await self.send_snapshot()
             return
+        participant = await self.load_participant()
         if isinstance(message, m.SaveDraft):
             payload = {"text": message.text} if message.phase in ("opinion", "critique") else \
                 {"ratings": message.ratings or {}, "ranking": message.ranking or []}
-            await db(services.draft_save)(participant=participant, phase=message.phase,
-                                                              payload=payload)
+            if await db(services.draft_save)(participant=participant, phase=message.phase, payload=payload) \
+                    and self._view is not None:
+                self._view.draft_saved(message.phase, payload)
             await self.send_json(m.ack_reply(message.ref))
             return
         if isinstance(message, m.SubmitOpinion):
@@ -143,8 +157,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         return await db(lambda: Participant.objects.select_related("group").get(pk=self.participant_id))()
 
     async def state_changed(self, event: dict) -> None:
-        """Coalesce pushes: a burst of changes (five members submitting) costs one or two snapshot reads,
-        not one per change. The snapshot read after the last change always happens."""
+        """Coalesce pushes: a burst of changes (five members submitting) shows the newest state once or twice,
+        not once per change. The state after the last change is always shown."""
+        shared = event.get("group")
+        if shared is None:
+            self._must_read = True
+        elif self._pushed is None or shared["id"] != self._pushed["id"] or shared["version"] > self._pushed["version"]:
+            self._pushed = shared
         self._dirty = True
         if self._pushing is None or self._pushing.done():
             self._pushing = asyncio.ensure_future(self._push_loop())
@@ -152,7 +171,16 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     async def _push_loop(self) -> None:
         while self._dirty:
             self._dirty = False
+            must_read, self._must_read = self._must_read, False
+            shared, self._pushed = self._pushed, None
             try:
+                if not must_read and shared is not None and self._view is not None:
+                    if not self._view.is_news(shared):
+                        continue  # already shown (a database read got there first)
+                    snapshot = self._view.snapshot(shared)
+                    if snapshot is not None:
+                        await self.send_json(snapshot)
+                        continue
                 await self.send_snapshot()
             except Exception:  # a lost push is repaired by the client's next ping
                 logger.exception("push to participant %s failed", self.participant_id)
@@ -160,6 +188,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
 
     async def send_snapshot(self) -> None:
         snapshot = await read_snapshot(self.participant_id)
+        self._view = PushView(self.participant_id, snapshot)
         group = snapshot.get("group")
         if group and group["id"] != self.group_id:
             self.group_id = group["id"]

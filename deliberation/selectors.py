@@ -6,6 +6,7 @@ member's texts or identity: members appear as numbered seats.
 """
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -40,9 +41,9 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
-def _candidate_order(candidates: list[Candidate], participant: Participant) -> list[Candidate]:
-    """A fixed, per-participant random order, so position bias averages out across members."""
-    rng = random.Random(derive_seed(participant.pk, "order", *(c.pk for c in candidates)))
+def _candidate_order(candidates: list[list], participant_id: int) -> list[list]:
+    """A fixed, per-participant random order of ``[id, text]`` rows, so position bias averages out."""
+    rng = random.Random(derive_seed(participant_id, "order", *(cid for cid, _ in candidates)))
     ordered = list(candidates)
     rng.shuffle(ordered)
     return ordered
@@ -50,8 +51,7 @@ def _candidate_order(candidates: list[Candidate], participant: Participant) -> l
 
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
-    # One query for the participant, their group (with its question and winners) and their own texts: a push
-    # makes every member's socket read this, so fewer round trips here is what carries a busy study.
+    # One query for the participant, their group (with its question and winners) and their own texts.
     mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
     participant = (Participant.objects.select_related("study", "group", "group__question", "group__winner_round1",
                                                       "group__winner_round2")
@@ -82,40 +82,57 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
                              "max_group_size": study.max_group_size, "timeout_seconds": study.lobby_timeout_seconds,
                              "entered_at": _iso(participant.lobby_entered_at)}
     if group is not None:
-        snapshot["group"] = _group_part(participant, group, now)
+        phase = Phase(group.phase)
+        own = {"opinion": participant.my_opinion, "critique": participant.my_critique,
+               "draft": participant.my_draft, "ratings": None}
+        if phase in (Phase.RATING, Phase.FINAL_RATING):
+            rows = Rating.objects.filter(group=group, participant=participant, round=flow.round_of(phase)) \
+                .values_list("candidate_id", "agreement", "quality", "rank")
+            own["ratings"] = {str(cid): {"agreement": a, "quality": q, "rank": r} for cid, a, q, r in rows} or None
+        snapshot["group"] = _group_part(participant.pk, group_shared_state(group, now), own, now)
     return snapshot
 
 
-# The part of a snapshot that every member of a group shares, kept per process for a moment: a push reaches
-# all members of a group at once, and each member's socket reads its snapshot; without this every one of
-# them would read the same members, presence, submissions, candidates and winner again. Keyed by the group's
-# version, which every committed change bumps, so a change is never served from before it. Presence (who is
-# connected) is not versioned: the entry lives SHARED_TTL_SECONDS, and a push is what refreshes it anyway.
+# --- the shared group state: built once per change, carried by the push -----------------------------------
+# Everything a group's members see alike: phase, deadline, question, seats (with each member's status),
+# presence, who has submitted, the round's candidates, the winner. It is JSON-safe (it travels through the
+# channel layer), keyed by the group's version (every committed change bumps it) and kept per process for a
+# moment, so the members' snapshot reads after one change share one set of queries. Presence (who is
+# connected) is not versioned by time-outs: the entry lives SHARED_TTL_SECONDS, and a push refreshes it.
 SHARED_TTL_SECONDS = 1.0
 _SHARED_MAX = 4096
 _shared: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
 _shared_lock = threading.Lock()
 
 
-def _shared_group_part(group: Group, now: datetime) -> dict[str, Any]:
+def group_shared_state(group: Group, now: datetime | None = None) -> dict[str, Any]:
+    """The members' common part of a snapshot (``group`` loaded with its question and winners)."""
+    now = now or timezone.now()
     key, clock = (group.pk, group.version), time.monotonic()
     with _shared_lock:
         hit = _shared.get(key)
     if hit is not None and clock - hit[0] <= SHARED_TTL_SECONDS:
         return hit[1]
     phase = Phase(group.phase)
-    members = list(group.members.order_by("position").values_list("id", "position"))
+    members = [list(row) for row in group.members.order_by("position").values_list("id", "position", "status")]
     shared: dict[str, Any] = {
-        "members": members,
-        "connected": connected_participant_ids([pid for pid, _ in members], now),
-        "submitted": submitted_participant_ids(group),
+        "id": group.pk,
+        "version": group.version,
+        "phase": phase.value,
+        "deadline": _iso(group.deadline),
+        "phase_started_at": _iso(group.phase_started_at),
+        "generation_error": bool(group.generation_status),
+        "outcome": group.outcome or None,
         "question": group.question.text,
+        "members": members,
+        "connected": sorted(connected_participant_ids([pid for pid, _, _ in members], now)),
+        "submitted": sorted(submitted_participant_ids(group)),
         "candidates": [],
         "winner": None,
     }
     if phase in (Phase.RATING, Phase.FINAL_RATING):
-        shared["candidates"] = list(Candidate.objects.filter(group=group, round=flow.round_of(phase), shown=True)
-                                    .order_by("index").only("id", "text"))
+        shared["candidates"] = [list(row) for row in Candidate.objects.filter(
+            group=group, round=flow.round_of(phase), shown=True).order_by("index").values_list("id", "text")]
     winner = group.winner_round2 if phase is Phase.DONE and group.winner_round2_id else group.winner_round1
     if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE) and winner is not None:
         shared["winner"] = {"id": winner.pk, "text": winner.text, "round": winner.round}
@@ -126,45 +143,110 @@ def _shared_group_part(group: Group, now: datetime) -> dict[str, Any]:
     return shared
 
 
-def _group_part(participant: Participant, group: Group, now: datetime) -> dict[str, Any]:
-    phase = Phase(group.phase)
-    shared = _shared_group_part(group, now)
-    connected, submitted = shared["connected"], shared["submitted"]
-    part: dict[str, Any] = {
-        "id": group.pk,
+def read_group_shared_state(group_id: int) -> dict[str, Any] | None:
+    group = (Group.objects.select_related("question", "winner_round1", "winner_round2").filter(pk=group_id).first())
+    return group_shared_state(group) if group is not None else None
+
+
+def _group_part(participant_id: int, shared: dict[str, Any], own: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """One member's view of the shared state plus their own texts (``own``: opinion, critique, draft of the
+    current phase, ratings of the current round). Pure: the database path and the push path both end here."""
+    phase = Phase(shared["phase"])
+    connected, submitted = set(shared["connected"]), set(shared["submitted"])
+    deadline = datetime.fromisoformat(shared["deadline"]) if shared["deadline"] else None
+    rating = phase in (Phase.RATING, Phase.FINAL_RATING)
+    return {
+        "id": shared["id"],
         "phase": phase.value,
         "round": flow.round_of(phase),
-        "deadline": _iso(group.deadline),
-        "phase_started_at": _iso(group.phase_started_at),  # server clock; lets load tests time push delivery
-        "seconds_left": max(0, int((group.deadline - now).total_seconds())) if group.deadline else None,
+        "deadline": shared["deadline"],
+        "phase_started_at": shared["phase_started_at"],  # server clock; lets load tests time push delivery
+        "seconds_left": max(0, int((deadline - now).total_seconds())) if deadline else None,
         "question": shared["question"],
         "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,
-                     "is_me": pid == participant.pk} for pid, pos in shared["members"]],
-        "generation_error": bool(group.generation_status),
-        "submitted": participant.pk in submitted,
-        "draft": None,
-        "candidates": [],
+                     "is_me": pid == participant_id} for pid, pos, _ in shared["members"]],
+        "generation_error": shared["generation_error"],
+        "submitted": participant_id in submitted,
+        "draft": own["draft"],
+        "candidates": [{"id": cid, "text": text} for cid, text in
+                       _candidate_order(shared["candidates"], participant_id)] if rating else [],
         "winner": shared["winner"],
-        "my_opinion": None,
-        "my_ratings": None,
-        "my_critique": None,
-        "outcome": group.outcome or None,
+        "my_opinion": own["opinion"],
+        "my_ratings": own["ratings"] if rating else None,
+        "my_critique": own["critique"],
+        "outcome": shared["outcome"],
     }
-    part["my_opinion"] = _own(participant, "my_opinion", Opinion, group)
-    part["draft"] = _own(participant, "my_draft", Draft, group, phase=group.phase, column="payload")
+
+
+# --- the push path: a member's snapshot from the pushed shared state, without a database read -------------
+def _answered(own: dict[str, Any], phase: Phase) -> bool:
+    if phase is Phase.OPINION:
+        return own["opinion"] is not None
+    if phase is Phase.CRITIQUE:
+        return own["critique"] is not None
     if phase in (Phase.RATING, Phase.FINAL_RATING):
-        round_ = flow.round_of(phase)
-        part["candidates"] = [{"id": c.pk, "text": c.text} for c in _candidate_order(shared["candidates"], participant)]
-        mine = Rating.objects.filter(group=group, participant=participant, round=round_) \
-            .values_list("candidate_id", "agreement", "quality", "rank")
-        if mine:
-            part["my_ratings"] = {str(cid): {"agreement": a, "quality": q, "rank": r} for cid, a, q, r in mine}
-    part["my_critique"] = _own(participant, "my_critique", Critique, group)
-    return part
+        return own["ratings_round"] == flow.round_of(phase) and bool(own["ratings"])
+    return True
 
 
-def _own(participant: Participant, annotation: str, model, group: Group, column: str = "text", **filters):
-    """The participant's own row's value: annotated by ``participant_snapshot``'s query, else read."""
-    if hasattr(participant, annotation):
-        return getattr(participant, annotation)
-    return model.objects.filter(group=group, participant=participant, **filters).values_list(column, flat=True).first()
+class PushView:
+    """What a socket last showed its participant: enough to turn the next pushed shared state into their
+    snapshot without reading the database, and to know when that is not safe. ``snapshot`` returns None
+    whenever the member's own data may have changed in ways the push does not carry; the consumer then reads
+    the database. Those cases: not (or no longer) in this group; their answer is counted as submitted but
+    this socket has not seen it (their own submission, or another tab's); a phase ended before they answered
+    (the time-out may have stored their draft as their answer). Their own drafts from this socket are kept
+    (``draft_saved``); a draft typed in another tab shows at that tab's next reload or database read."""
+
+    def __init__(self, participant_id: int, snapshot: dict[str, Any]):
+        self.participant_id = participant_id
+        self.study = snapshot["study"]
+        self.status = snapshot["participant"]["status"]
+        self.position = snapshot["participant"]["position"]
+        group = snapshot.get("group")
+        self.group_id = group["id"] if group else None
+        self.version = int(snapshot["version"].rsplit(":", 1)[1])
+        self.phase = Phase(group["phase"]) if group else None
+        self.own = {"opinion": group["my_opinion"] if group else None,
+                    "critique": group["my_critique"] if group else None,
+                    "ratings": group["my_ratings"] if group else None,
+                    "ratings_round": group["round"] if group and group["my_ratings"] else None,
+                    "draft": group["draft"] if group else None}
+
+    def draft_saved(self, phase: str, payload: dict) -> None:
+        if self.phase is not None and phase == self.phase.value:
+            self.own["draft"] = json.loads(json.dumps(payload))  # as the JSON column gives it back
+
+    def is_news(self, shared: dict[str, Any]) -> bool:
+        return shared["id"] != self.group_id or shared["version"] > self.version
+
+    def snapshot(self, shared: dict[str, Any], now: datetime | None = None) -> dict[str, Any] | None:
+        now = now or timezone.now()
+        in_group = Participant.Status.IN_GROUP
+        mine = next((row for row in shared["members"] if row[0] == self.participant_id), None)
+        if self.status != in_group or shared["id"] != self.group_id or mine is None or mine[2] != in_group:
+            return None
+        phase = Phase(shared["phase"])
+        if phase is not self.phase:
+            order = list(Phase)
+            passed = order[order.index(self.phase):order.index(phase)]  # the phases that ended since
+            if not passed or any(p in flow.INPUT_PHASES and (p is not self.phase or not _answered(self.own, p))
+                                 for p in passed):
+                return None  # back in time (never), or a phase ended that this socket saw unanswered or not at all
+            self.own = {**self.own, "draft": None}  # drafts belong to a phase; a new phase starts without one
+        if phase in flow.INPUT_PHASES and self.participant_id in shared["submitted"] and not _answered(self.own, phase):
+            return None
+        self.phase, self.version = phase, shared["version"]
+        own = self.own
+        if own["ratings_round"] != flow.round_of(phase):
+            own = {**own, "ratings": None}
+        return {
+            "type": "snapshot",
+            "version": f"{self.status}:{shared['id']}:{shared['version']}",
+            "server_time": _iso(now),
+            "study": self.study,
+            "participant": {"status": self.status, "position": mine[1], "completion_code": None,
+                            "completion_url": None},
+            "lobby": None,
+            "group": _group_part(self.participant_id, shared, own, now),
+        }

@@ -302,17 +302,18 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
     return SubmitResult(created=True)
 
 
-def draft_save(*, participant: Participant, phase: str, payload: dict) -> None:
-    """Keep what a member has typed so far; silently ignored once the phase has moved on."""
+def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
+    """Keep what a member has typed so far; silently ignored (False) once the phase has moved on."""
     with transaction.atomic():
         if participant.group_id is None:
             raise SubmissionError("not_in_group", "You are not in a group yet.")
         group = Group.objects.select_for_update().get(pk=participant.group_id)
         if group.phase != phase or Phase(phase) not in flow.INPUT_PHASES:
-            return
+            return False
         Draft.objects.update_or_create(group=group, participant=participant, phase=phase,
                                        defaults={"payload": payload})
         # A first usable draft can change whether the group has any opinions at its deadline.
+    return True
 
 
 def store_timed_out_drafts(group: Group, phase: Phase, previous: flow.GroupState, now: datetime) -> None:

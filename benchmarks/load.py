@@ -110,9 +110,14 @@ def install_query_counter(redis_url: str, name: str) -> None:
     count = [0]
     lock = threading.Lock()
 
+    import collections
+    kinds = collections.Counter()
+
     def counting(execute, sql, params, many, context):
         with lock:
             count[0] += 1
+            if os.environ.get("LOAD_SQL_LOG"):
+                kinds[sql[:160]] += 1
         return execute(sql, params, many, context)
 
     def on_connection(sender, connection, **kwargs):
@@ -129,6 +134,9 @@ def install_query_counter(redis_url: str, name: str) -> None:
         while True:
             try:
                 client.set(key, count[0], ex=3600)
+                if os.environ.get("LOAD_SQL_LOG"):
+                    Path(os.environ["LOAD_SQL_LOG"] + f".{name}.{os.getpid()}").write_text(
+                        "\n".join(f"{v} {k}" for k, v in kinds.most_common()))
             except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
                 pass
             time.sleep(0.5)

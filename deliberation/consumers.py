@@ -51,6 +51,25 @@ def _ping(participant_id: int, channel_name: str) -> str:
     return f"{status}:{group_id or 0}:{version or 0}"
 
 
+def _write(participant_id: int, message: m.ClientMessage, draft: dict | None = None):
+    """A draft or a submission, with the participant it comes from, in one trip to the thread pool."""
+    participant = Participant.objects.only("id", "group_id", "study_id", "status").get(pk=participant_id)
+    if isinstance(message, m.SaveDraft):
+        return services.draft_save(participant=participant, phase=message.phase, payload=draft)
+    if isinstance(message, m.SubmitOpinion):
+        result = services.opinion_submit(participant=participant, text=message.text)
+    elif isinstance(message, m.SubmitCritique):
+        result = services.critique_submit(participant=participant, text=message.text)
+    elif isinstance(message, m.SubmitRatings):
+        result = services.ratings_submit(
+            participant=participant, round=message.round,
+            ratings={r.candidate_id: {"agreement": r.agreement, "quality": r.quality} for r in message.ratings},
+            ranking=message.ranking)
+    else:  # pragma: no cover - parse_client_message admits only the types above
+        raise m.MessageError("unknown_type", "Unknown message type.")
+    return participant.group_id, result
+
+
 class ParticipantConsumer(AsyncWebsocketConsumer):
     participant_id: int | None = None
     group_id: int | None = None
@@ -129,32 +148,20 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if isinstance(message, m.Sync):
             await self.send_snapshot()
             return
-        participant = await self.load_participant()
         if isinstance(message, m.SaveDraft):
             payload = {"text": message.text} if message.phase in ("opinion", "critique") else \
                 {"ratings": message.ratings or {}, "ranking": message.ranking or []}
-            if await db(services.draft_save)(participant=participant, phase=message.phase, payload=payload) \
-                    and self._view is not None:
+            if await db(_write)(self.participant_id, message, payload) and self._view is not None:
                 self._view.draft_saved(message.phase, payload)
             await self.send_json(m.ack_reply(message.ref))
             return
-        if isinstance(message, m.SubmitOpinion):
-            result = await db(services.opinion_submit)(participant=participant, text=message.text)
-        elif isinstance(message, m.SubmitCritique):
-            result = await db(services.critique_submit)(participant=participant, text=message.text)
-        elif isinstance(message, m.SubmitRatings):
-            result = await db(services.ratings_submit)(
-                participant=participant, round=message.round,
-                ratings={r.candidate_id: {"agreement": r.agreement, "quality": r.quality} for r in message.ratings},
-                ranking=message.ranking)
-        else:  # pragma: no cover - parse_client_message admits only the types above
-            raise m.MessageError("unknown_type", "Unknown message type.")
+        group_id, result = await db(_write)(self.participant_id, message)
+        if result.created and self._view is not None:
+            kind = {m.SubmitOpinion: "opinion", m.SubmitCritique: "critique"}.get(type(message), "ratings")
+            self._view.answer_stored(group_id, kind, result.stored, getattr(message, "round", None))
         await self.send_json(m.ack_reply(message.ref, created=result.created))
         if not result.created:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
-
-    async def load_participant(self) -> Participant:
-        return await db(lambda: Participant.objects.select_related("group").get(pk=self.participant_id))()
 
     async def state_changed(self, event: dict) -> None:
         """Coalesce pushes: a burst of changes (five members submitting) shows the newest state once or twice,

@@ -51,10 +51,14 @@ def _candidate_order(candidates: list[list], participant_id: int) -> list[list]:
 
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
-    # One query for the participant, their group (with its question and winners) and their own texts.
+    # One query for the participant, their study, their group's version and their own texts; the group's
+    # shared part comes from the per-version cache (a push has usually just put it there) or one more read.
     mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
-    participant = (Participant.objects.select_related("study", "group", "group__question", "group__winner_round1",
-                                                      "group__winner_round2")
+    participant = (Participant.objects.select_related("study", "group")
+                   .only("id", "status", "position", "completion_code", "lobby_entered_at", "study_id", "group_id",
+                         *(f"study__{f}" for f in ("title", "max_text_chars", "prolific_redirect", "min_group_size",
+                                                   "max_group_size", "lobby_timeout_seconds")),
+                         "group__id", "group__version", "group__phase")
                    .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
                              my_critique=Subquery(Critique.objects.filter(**mine).values("text")[:1]),
                              my_draft=Subquery(Draft.objects.filter(**mine, phase=OuterRef("group__phase"))
@@ -62,9 +66,13 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
                    .get(pk=participant.pk))
     study = participant.study
     group = participant.group
+    shared = None
+    if group is not None:
+        shared = _cached_shared(group.pk, group.version) or read_group_shared_state(group.pk, now)
     snapshot: dict[str, Any] = {
         "type": "snapshot",
-        "version": snapshot_version(participant, group),
+        "version": f"{participant.status}:{shared['id']}:{shared['version']}" if shared else
+        snapshot_version(participant, None),
         "server_time": _iso(now),
         "study": {"title": study.title, "max_text_chars": study.max_text_chars},
         "participant": {
@@ -81,15 +89,15 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         snapshot["lobby"] = {"waiting": waiting, "min_group_size": study.min_group_size,
                              "max_group_size": study.max_group_size, "timeout_seconds": study.lobby_timeout_seconds,
                              "entered_at": _iso(participant.lobby_entered_at)}
-    if group is not None:
-        phase = Phase(group.phase)
+    if shared is not None:
+        phase = Phase(shared["phase"])
         own = {"opinion": participant.my_opinion, "critique": participant.my_critique,
-               "draft": participant.my_draft, "ratings": None}
+               "draft": participant.my_draft if shared["phase"] == group.phase else None, "ratings": None}
         if phase in (Phase.RATING, Phase.FINAL_RATING):
-            rows = Rating.objects.filter(group=group, participant=participant, round=flow.round_of(phase)) \
+            rows = Rating.objects.filter(group_id=group.pk, participant_id=participant.pk, round=flow.round_of(phase)) \
                 .values_list("candidate_id", "agreement", "quality", "rank")
             own["ratings"] = {str(cid): {"agreement": a, "quality": q, "rank": r} for cid, a, q, r in rows} or None
-        snapshot["group"] = _group_part(participant.pk, group_shared_state(group, now), own, now)
+        snapshot["group"] = _group_part(participant.pk, shared, own, now)
     return snapshot
 
 
@@ -105,14 +113,19 @@ _shared: dict[tuple[int, int], tuple[float, dict[str, Any]]] = {}
 _shared_lock = threading.Lock()
 
 
+def _cached_shared(group_id: int, version: int) -> dict[str, Any] | None:
+    with _shared_lock:
+        hit = _shared.get((group_id, version))
+    return hit[1] if hit is not None and time.monotonic() - hit[0] <= SHARED_TTL_SECONDS else None
+
+
 def group_shared_state(group: Group, now: datetime | None = None) -> dict[str, Any]:
     """The members' common part of a snapshot (``group`` loaded with its question and winners)."""
     now = now or timezone.now()
     key, clock = (group.pk, group.version), time.monotonic()
-    with _shared_lock:
-        hit = _shared.get(key)
-    if hit is not None and clock - hit[0] <= SHARED_TTL_SECONDS:
-        return hit[1]
+    hit = _cached_shared(*key)
+    if hit is not None:
+        return hit
     phase = Phase(group.phase)
     members = [list(row) for row in group.members.order_by("position").values_list("id", "position", "status")]
     shared: dict[str, Any] = {
@@ -143,9 +156,9 @@ def group_shared_state(group: Group, now: datetime | None = None) -> dict[str, A
     return shared
 
 
-def read_group_shared_state(group_id: int) -> dict[str, Any] | None:
+def read_group_shared_state(group_id: int, now: datetime | None = None) -> dict[str, Any] | None:
     group = (Group.objects.select_related("question", "winner_round1", "winner_round2").filter(pk=group_id).first())
-    return group_shared_state(group) if group is not None else None
+    return group_shared_state(group, now) if group is not None else None
 
 
 def _group_part(participant_id: int, shared: dict[str, Any], own: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -195,8 +208,9 @@ class PushView:
     whenever the member's own data may have changed in ways the push does not carry; the consumer then reads
     the database. Those cases: not (or no longer) in this group; their answer is counted as submitted but
     this socket has not seen it (their own submission, or another tab's); a phase ended before they answered
-    (the time-out may have stored their draft as their answer). Their own drafts from this socket are kept
-    (``draft_saved``); a draft typed in another tab shows at that tab's next reload or database read."""
+    (the time-out may have stored their draft as their answer). Their own submissions and drafts from this
+    socket are kept (``answer_stored``, ``draft_saved``); a draft typed in another tab shows at that tab's next
+    reload or database read."""
 
     def __init__(self, participant_id: int, snapshot: dict[str, Any]):
         self.participant_id = participant_id
@@ -212,6 +226,16 @@ class PushView:
                     "ratings": group["my_ratings"] if group else None,
                     "ratings_round": group["round"] if group and group["my_ratings"] else None,
                     "draft": group["draft"] if group else None}
+
+    def answer_stored(self, group_id: int, kind: str, stored: Any, round_: int | None = None) -> None:
+        """This socket's own submission was stored (``SubmitResult.stored``): the push that follows it can be
+        shown without a read."""
+        if group_id != self.group_id:
+            return
+        if kind == "ratings":
+            self.own = {**self.own, "ratings": stored, "ratings_round": round_}
+        else:
+            self.own = {**self.own, kind: stored}
 
     def draft_saved(self, phase: str, payload: dict) -> None:
         if self.phase is not None and phase == self.phase.value:

@@ -42,6 +42,7 @@ class SubmissionError(ValueError):
 @dataclass(frozen=True)
 class SubmitResult:
     created: bool  # False: an identical resubmission, the stored value stands
+    stored: Any = None  # what was stored, as a snapshot shows it (the cleaned text; the ratings by candidate id)
 
 
 # --- text hygiene ---------------------------------------------------------------------------
@@ -241,7 +242,7 @@ def opinion_submit(*, participant: Participant, text: str) -> SubmitResult:
                                response_seconds=_response_seconds(group, now))
         log_event(group, "opinion_submitted", participant)
         _apply(group, flow.Submitted(participant.pk), now)
-    return SubmitResult(created=True)
+    return SubmitResult(created=True, stored=text)
 
 
 def critique_submit(*, participant: Participant, text: str) -> SubmitResult:
@@ -255,7 +256,7 @@ def critique_submit(*, participant: Participant, text: str) -> SubmitResult:
                                 text=text, response_seconds=_response_seconds(group, now))
         log_event(group, "critique_submitted", participant)
         _apply(group, flow.Submitted(participant.pk), now)
-    return SubmitResult(created=True)
+    return SubmitResult(created=True, stored=text)
 
 
 def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranking: list[int], *,
@@ -299,7 +300,8 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
         ])
         log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
         _apply(group, flow.Submitted(participant.pk), now)
-    return SubmitResult(created=True)
+    return SubmitResult(created=True, stored={str(cid): {"agreement": values["agreement"], "quality": values["quality"],
+                                                         "rank": rank_of[cid]} for cid, values in ratings.items()})
 
 
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:

@@ -312,8 +312,11 @@ def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
         group = Group.objects.select_for_update().get(pk=participant.group_id)
         if group.phase != phase or Phase(phase) not in flow.INPUT_PHASES:
             return False
-        Draft.objects.update_or_create(group=group, participant=participant, phase=phase,
-                                       defaults={"payload": payload})
+        # One upsert (INSERT ... ON CONFLICT DO UPDATE) instead of a read and a write, under the group lock.
+        Draft.objects.bulk_create([Draft(group=group, participant=participant, phase=phase, payload=payload,
+                                         updated_at=timezone.now())],
+                                  update_conflicts=True, unique_fields=["group", "participant", "phase"],
+                                  update_fields=["payload", "updated_at"])
         # A first usable draft can change whether the group has any opinions at its deadline.
     return True
 

@@ -285,3 +285,13 @@ def test_study_aggregation_method_chooses_the_winner(method):
     assert group.winner_round1_id == ids[1]
     event = GroupEvent.objects.get(group=group, kind="winner_chosen")
     assert event.payload["method"] == method and event.payload["ballots"] == 3
+
+
+def test_a_second_draft_replaces_the_first_and_a_draft_for_a_past_phase_is_refused():
+    group, members = make_group(n=3)
+    assert draft_save(participant=members[0], phase="opinion", payload={"text": "first words"})
+    assert draft_save(participant=members[0], phase="opinion", payload={"text": "first words, then more"})
+    assert list(Draft.objects.filter(participant=members[0]).values_list("payload", flat=True)) == \
+        [{"text": "first words, then more"}]
+    assert not draft_save(participant=members[0], phase="critique", payload={"text": "not yet"})
+    assert Draft.objects.filter(participant=members[0]).count() == 1

@@ -23,7 +23,7 @@ from participants.services import is_token, presence_connect, presence_disconnec
 
 from . import messages as m
 from . import realtime, services
-from .selectors import PushView, participant_snapshot
+from .selectors import PushView, participant_snapshot, snapshot_version
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _ping(participant_id: int, channel_name: str) -> str:
     presence_ping(participant_id=participant_id, channel_name=channel_name)
     status, group_id, version = Participant.objects.filter(pk=participant_id) \
         .values_list("status", "group_id", "group__version").get()
-    return f"{status}:{group_id or 0}:{version or 0}"
+    return snapshot_version(status, group_id, version)
 
 
 def _write(participant_id: int, message: m.ClientMessage, draft: dict | None = None):

@@ -33,8 +33,13 @@ def completion_url(participant: Participant) -> str | None:
     return None
 
 
-def snapshot_version(participant: Participant, group: Group | None) -> str:
-    return f"{participant.status}:{group.pk if group else 0}:{group.version if group else 0}"
+def snapshot_version(status: str, group_id: int | None, group_version: int | None) -> str:
+    """What a client shows, as one comparable string: its status and its group's version (0 without a group)."""
+    return f"{status}:{group_id or 0}:{group_version or 0}"
+
+
+def version_of_group(version: str) -> int:
+    return int(version.rsplit(":", 1)[1])
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -71,8 +76,7 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         shared = _cached_shared(group.pk, group.version) or read_group_shared_state(group.pk, now)
     snapshot: dict[str, Any] = {
         "type": "snapshot",
-        "version": f"{participant.status}:{shared['id']}:{shared['version']}" if shared else
-        snapshot_version(participant, None),
+        "version": snapshot_version(participant.status, shared and shared["id"], shared and shared["version"]),
         "server_time": _iso(now),
         "study": {"title": study.title, "max_text_chars": study.max_text_chars},
         "participant": {
@@ -219,7 +223,7 @@ class PushView:
         self.position = snapshot["participant"]["position"]
         group = snapshot.get("group")
         self.group_id = group["id"] if group else None
-        self.version = int(snapshot["version"].rsplit(":", 1)[1])
+        self.version = version_of_group(snapshot["version"])
         self.phase = Phase(group["phase"]) if group else None
         self.own = {"opinion": group["my_opinion"] if group else None,
                     "critique": group["my_critique"] if group else None,
@@ -266,7 +270,7 @@ class PushView:
             own = {**own, "ratings": None}
         return {
             "type": "snapshot",
-            "version": f"{self.status}:{shared['id']}:{shared['version']}",
+            "version": snapshot_version(self.status, shared["id"], shared["version"]),
             "server_time": _iso(now),
             "study": self.study,
             "participant": {"status": self.status, "position": mine[1], "completion_code": None,

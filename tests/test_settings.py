@@ -31,3 +31,42 @@ def test_production_starts_with_its_environment():
     result = run_check({"SECRET_KEY": "x" * 50, "DATABASE_URL": "postgres://postgres@127.0.0.1/deliberation",
                         "REDIS_URL": "redis://127.0.0.1:6379/0", "ALLOWED_HOSTS": "example.org"})
     assert result.returncode == 0, result.stderr
+
+
+
+def settings_in_subprocess(module: str, env_extra: dict, expression: str, asgi: bool = False) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("DB_POOL_MAX_SIZE", "CONN_MAX_AGE")}
+    env.update({"DJANGO_SETTINGS_MODULE": module, "SECRET_KEY": "x" * 50, "REDIS_URL": "redis://127.0.0.1:6379/0",
+                "ALLOWED_HOSTS": "example.org", **env_extra})
+    code = ("import config.asgi; " if asgi else "") + f"from django.conf import settings; print({expression})"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+DB = 'settings.DATABASES["default"]'
+POOL = f'{DB}.get("OPTIONS", {{}}).get("pool"), {DB}["CONN_MAX_AGE"]'
+PG = {"DATABASE_URL": "postgres://postgres@127.0.0.1/deliberation"}
+
+
+def test_the_asgi_server_reaches_postgres_through_a_bounded_pool():
+    """Under ASGI each request and each socket call runs on a thread of its own; without a pool every one of
+    them holds a connection (tests/faults/test_arrival_burst.py is the burst that ran PostgreSQL out)."""
+    for module in ("config.settings.production", "config.settings.test"):
+        got = settings_in_subprocess(module, PG, f'{POOL}, {DB}["CONN_HEALTH_CHECKS"]', asgi=True)
+        assert got == "{'min_size': 2, 'max_size': 16, 'timeout': 30.0} 0 True", (module, got)
+    assert settings_in_subprocess("config.settings.production", {**PG, "DB_POOL_MAX_SIZE": "40"},
+                                  f'{DB}["OPTIONS"]["pool"]["max_size"]', asgi=True) == "40"
+    # Turned off, production falls back to persistent connections (CONN_MAX_AGE, default 60 s).
+    assert settings_in_subprocess("config.settings.production", {**PG, "DB_POOL_MAX_SIZE": "0"}, POOL,
+                                  asgi=True) == "None 60"
+    # SQLite (the demo) has no pool.
+    assert settings_in_subprocess("config.settings.local", {"DATABASE_URL": "sqlite:///tmp-demo.sqlite3"},
+                                  f'{DB}["OPTIONS"]', asgi=True) == "{'timeout': 30}"
+
+
+def test_workers_and_commands_keep_one_connection_without_a_pool():
+    """One connection per process there; a bad database URL fails at once instead of after the pool's wait."""
+    assert settings_in_subprocess("config.settings.production", PG, POOL) == "None 60"
+    assert settings_in_subprocess("config.settings.test", PG, POOL) == "None 0"

@@ -73,6 +73,15 @@ TEMPLATES = [
 
 
 def database_from_env(default_url: str | None) -> dict:
+    """The database from ``DATABASE_URL``. With ``DB_POOL_MAX_SIZE`` > 0 PostgreSQL goes through a psycopg
+    connection pool of that size per process; ``config/asgi.py`` turns it on (16) for the ASGI server, where
+    every HTTP request runs its sync code on a thread of its own and every socket's database work runs on the
+    thread pool: without a pool each of them opens its own connection, and a burst of arrivals (a Prolific
+    study going live) runs PostgreSQL out of connections ("too many clients") and answers with 500s. With the
+    pool a burst waits for a free connection (at most ``DB_POOL_TIMEOUT`` seconds, default 30) and
+    connections are checked before use, so a restarted database costs no failed request. Django's advice for
+    ASGI is the same: no persistent connections, a pool instead. Workers and commands use one connection per
+    process and keep failing fast on a bad database URL (a pool would wait its timeout first)."""
     url = os.environ.get("DATABASE_URL", default_url)
     if not url:
         return {}
@@ -80,6 +89,14 @@ def database_from_env(default_url: str | None) -> dict:
     if config["ENGINE"].endswith("sqlite3"):
         # The demo runs sync views, async consumers and background threads on one file.
         config.setdefault("OPTIONS", {})["timeout"] = 30
+    pool_size = int(os.environ.get("DB_POOL_MAX_SIZE", "0"))
+    if config["ENGINE"].endswith("postgresql") and pool_size > 0:
+        config["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django refuses both at once
+        config["CONN_HEALTH_CHECKS"] = True
+        config.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, pool_size), "max_size": pool_size,
+            "timeout": float(os.environ.get("DB_POOL_TIMEOUT", "30")),
+        }
     return config
 
 

@@ -25,7 +25,8 @@ SECRET_KEY = os.environ["SECRET_KEY"]
 DEBUG = False
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS")
 DATABASES = {"default": database_from_env(None)}
-DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "60"))
+if "pool" not in DATABASES["default"].get("OPTIONS", {}):  # DB_POOL_MAX_SIZE=0: persistent connections
+    DATABASES["default"]["CONN_MAX_AGE"] = int(os.environ.get("CONN_MAX_AGE", "60"))
 REDIS_URL = os.environ["REDIS_URL"]
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 # Shared by every ASGI process (the join rate limit counts per IP across all of them).

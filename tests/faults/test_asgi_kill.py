@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 
 import pytest
 from django.conf import settings
@@ -27,13 +28,23 @@ GROUP_SIZE = 5
 PHASE_SECONDS = 180  # far beyond the test: nothing may be stored by a deadline
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.1, explain=lambda: "") -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if predicate():
             return time.monotonic() - started
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; {explain()}")
+
+
+def state_of(study, stack: Stack) -> str:
+    """What the study looks like (for a failure message): groups by phase, participants by status, the
+    servers' last log lines."""
+    groups = list(Group.objects.filter(study=study).order_by("id").values_list("id", "phase", "version"))
+    statuses = Counter(Participant.objects.filter(study=study).values_list("status", flat=True))
+    logs = {path.name: path.read_text()[-1500:] for path in sorted(stack.log_dir.glob("*.log"))}
+    return (f"groups (id, phase, version): {groups}; participants: {dict(statuses)}; "
+            f"ratings: {Rating.objects.count()}; logs: {logs}")
 
 
 def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
@@ -55,7 +66,8 @@ def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
         def rating_under_way() -> bool:
             return (Participant.objects.filter(study=study).count() == BOTS
                     and groups.filter(phase="rating").count() >= 3 and Rating.objects.exists())
-        wait_for(rating_under_way, 150, "groups in the rating phase", poll=0.05)
+        wait_for(rating_under_way, 150, "groups in the rating phase", poll=0.05,
+                 explain=lambda: state_of(study, stack))
         rating_groups = groups.filter(phase="rating").count()
         ratings_before = Rating.objects.count()
         # Who is in a group (so has a socket) when the server dies: on a fast run an early group may be done
@@ -68,7 +80,7 @@ def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
         serving = time.monotonic() - killed
         # Recovered: a write lands after the restart.
         wait_for(lambda: Rating.objects.count() > ratings_before or not groups.exclude(phase="done").exists(),
-                 60, "a rating stored after the restart")
+                 60, "a rating stored after the restart", explain=lambda: state_of(study, stack))
         first_write = time.monotonic() - killed
         bots.join(timeout=300)
         assert not bots.is_alive(), "bots did not finish"

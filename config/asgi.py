@@ -9,7 +9,7 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 # The ASGI server runs database work on many threads at once: bound its PostgreSQL connections with a pool
 # (see config/settings/base.py database_from_env; DB_POOL_MAX_SIZE=0 turns it off).
-os.environ.setdefault("DB_POOL_MAX_SIZE", "16")
+os.environ.setdefault("DB_POOL_MAX_SIZE", "40")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -55,9 +55,9 @@ def test_the_asgi_server_reaches_postgres_through_a_bounded_pool():
     them holds a connection (tests/faults/test_arrival_burst.py is the burst that ran PostgreSQL out)."""
     for module in ("config.settings.production", "config.settings.test"):
         got = settings_in_subprocess(module, PG, f'{POOL}, {DB}["CONN_HEALTH_CHECKS"]', asgi=True)
-        assert got == "{'min_size': 2, 'max_size': 16, 'timeout': 30.0} 0 True", (module, got)
-    assert settings_in_subprocess("config.settings.production", {**PG, "DB_POOL_MAX_SIZE": "40"},
-                                  f'{DB}["OPTIONS"]["pool"]["max_size"]', asgi=True) == "40"
+        assert got == "{'min_size': 2, 'max_size': 40, 'timeout': 30.0} 0 True", (module, got)
+    assert settings_in_subprocess("config.settings.production", {**PG, "DB_POOL_MAX_SIZE": "24"},
+                                  f'{DB}["OPTIONS"]["pool"]["max_size"]', asgi=True) == "24"
     # Turned off, production falls back to persistent connections (CONN_MAX_AGE, default 60 s).
     assert settings_in_subprocess("config.settings.production", {**PG, "DB_POOL_MAX_SIZE": "0"}, POOL,
                                   asgi=True) == "None 60"

@@ -74,7 +74,7 @@ TEMPLATES = [
 
 def database_from_env(default_url: str | None) -> dict:
     """The database from ``DATABASE_URL``. With ``DB_POOL_MAX_SIZE`` > 0 PostgreSQL goes through a psycopg
-    connection pool of that size per process; ``config/asgi.py`` turns it on (16) for the ASGI server, where
+    connection pool of that size per process; ``config/asgi.py`` turns it on (40) for the ASGI server, where
     every HTTP request runs its sync code on a thread of its own and every socket's database work runs on the
     thread pool: without a pool each of them opens its own connection, and a burst of arrivals (a Prolific
     study going live) runs PostgreSQL out of connections ("too many clients") and answers with 500s. With the

@@ -22,7 +22,7 @@ from ..factories import make_study
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 ARRIVALS = 150
-POOL_SIZE = 16  # config/asgi.py's default
+POOL_SIZE = 40  # config/asgi.py's default
 
 
 def server_connections(cursor) -> int:

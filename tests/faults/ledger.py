@@ -46,32 +46,51 @@ def database_writes(cursor, study_id: int) -> dict:
     return {"writes": dict(writes), "rating_rows": rows, "by_timeout": dict(by_timeout)}
 
 
+def write_content(write: dict):
+    """What a logged write stores, in the form ``database_writes`` gives it."""
+    message = write["message"]
+    if write["kind"] in ("opinion", "critique"):
+        return message["text"].strip()
+    rank = {candidate: i + 1 for i, candidate in enumerate(message["ranking"])}
+    return tuple(sorted((r["candidate_id"], r["agreement"], r["quality"], rank.get(r["candidate_id"]))
+                        for r in message["ratings"]))
+
+
 def logged_writes(bots: list[dict]) -> dict:
-    """{(pid, kind): [content, ...]} for every write a bot logged as stored, plus outcome counts."""
+    """{(pid, kind): [content, ...]} for every write a bot logged as stored, plus outcome counts and the
+    writes sent that got no answer ({(pid, kind): [content, ...]})."""
     writes: dict[tuple, list] = defaultdict(list)
+    unanswered: dict[tuple, list] = defaultdict(list)
     outcomes = Counter()
     rows = 0
     for bot in bots:
         for write in bot["writes"]:
             outcomes[write["outcome"]] += 1
+            key = (bot["pid"], write["kind"])
+            if write["outcome"] == "unanswered":
+                unanswered[key].append(write_content(write))
             if write["outcome"] not in STORED:
                 continue
-            message = write["message"]
-            if write["kind"] in ("opinion", "critique"):
-                content = message["text"].strip()
-            else:
-                rank = {candidate: i + 1 for i, candidate in enumerate(message["ranking"])}
-                content = tuple(sorted((r["candidate_id"], r["agreement"], r["quality"], rank.get(r["candidate_id"]))
-                                       for r in message["ratings"]))
-                rows += len(content)
-            writes[(bot["pid"], write["kind"])].append(content)
-    return {"writes": dict(writes), "rating_rows": rows, "outcomes": dict(outcomes)}
+            content = write_content(write)
+            rows += len(content) if write["kind"] not in ("opinion", "critique") else 0
+            writes[key].append(content)
+    return {"writes": dict(writes), "rating_rows": rows, "outcomes": dict(outcomes), "unanswered": dict(unanswered)}
 
 
 def compare(bots: list[dict], cursor, study_id: int) -> dict:
     """Counts of writes in the database and in the bots' logs, and every discrepancy by kind."""
     db = database_writes(cursor, study_id)
     log = logged_writes(bots)
+    # A write sent just before the server died may be stored with its ack lost, and the bot may never see it
+    # confirmed (its group had moved on by the reconnect). It counts as stored when the database holds exactly
+    # what was sent, once; a stored write that no bot sent stays "unlogged".
+    acks_lost = 0
+    for key, contents in log["unanswered"].items():
+        stored = db["writes"].get(key)
+        if key not in log["writes"] and stored is not None and len(stored) == 1 and stored[0] in contents:
+            log["writes"][key] = [stored[0]]
+            log["rating_rows"] += len(stored[0]) if key[1] not in ("opinion", "critique") else 0
+            acks_lost += 1
     keys = set(db["writes"]) | set(log["writes"])
     lost = sorted(k for k in keys if k in log["writes"] and db["writes"].get(k) != log["writes"][k][:1])
     duplicated = sorted(k for k in keys if len(db["writes"].get(k, ())) > 1 or len(log["writes"].get(k, ())) > 1)
@@ -84,6 +103,7 @@ def compare(bots: list[dict], cursor, study_id: int) -> dict:
         "by_kind": dict(Counter(kind for _, kind in db["writes"])),
         "by_timeout": db["by_timeout"],
         "outcomes": log["outcomes"],
+        "acks_lost": acks_lost,
         "lost": lost,
         "duplicated": duplicated,
         "unlogged": unlogged,

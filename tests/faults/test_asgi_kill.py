@@ -1,7 +1,7 @@
 """kill -9 the ASGI server (daphne) during a rating phase with 100 bots connected, start it again on the
 same port: every bot reconnects and finishes, and the database holds exactly the opinions, ratings and
-critiques the bots logged as stored (acked, or shown as submitted after the reconnect) — none lost, none
-duplicated."""
+critiques the bots logged as stored (acked, shown as submitted after the reconnect, or sent unanswered and
+found verbatim: the ack died with the server) — none lost, none duplicated."""
 from __future__ import annotations
 
 import json
@@ -114,5 +114,5 @@ def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
     print(f"\nASGI kill -9 during rating ({rating_groups} groups rating, {ratings_before} rating rows stored): "
           f"{summary['completed']}/{BOTS} bots completed, {summary['reconnects']} reconnects; writes in DB "
           f"{ledger['db_writes']} = bots' logs {ledger['logged_writes']} (rating rows {ledger['db_rating_rows']} = "
-          f"{ledger['logged_rating_rows']}), lost 0, duplicated 0; outcomes {ledger['outcomes']}; daphne serving "
+          f"{ledger['logged_rating_rows']}), lost 0, duplicated 0; outcomes {ledger['outcomes']}, acks lost {ledger['acks_lost']}; daphne serving "
           f"again {serving:.1f} s after the kill, first write {first_write:.1f} s; total {elapsed:.0f} s")

@@ -114,5 +114,6 @@ def test_daphne_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
     print(f"\nASGI kill -9 during rating ({rating_groups} groups rating, {ratings_before} rating rows stored): "
           f"{summary['completed']}/{BOTS} bots completed, {summary['reconnects']} reconnects; writes in DB "
           f"{ledger['db_writes']} = bots' logs {ledger['logged_writes']} (rating rows {ledger['db_rating_rows']} = "
-          f"{ledger['logged_rating_rows']}), lost 0, duplicated 0; outcomes {ledger['outcomes']}, acks lost {ledger['acks_lost']}; daphne serving "
+          f"{ledger['logged_rating_rows']}), lost 0, duplicated 0; outcomes {ledger['outcomes']}, "
+          f"acks lost {ledger['acks_lost']}; daphne serving "
           f"again {serving:.1f} s after the kill, first write {first_write:.1f} s; total {elapsed:.0f} s")

@@ -48,7 +48,8 @@ def test_a_write_whose_ack_died_counts_when_the_database_holds_exactly_it():
 
 
 def test_a_stored_text_no_bot_sent_is_unlogged():
-    ledger = compare(bots(write("opinion", "unanswered")), FakeCursor(opinions=[("bot-1", "Something else.", False)]), 1)
+    cursor = FakeCursor(opinions=[("bot-1", "Something else.", False)])
+    ledger = compare(bots(write("opinion", "unanswered")), cursor, 1)
     assert ledger["unlogged"] == [("bot-1", "opinion")] and ledger["acks_lost"] == 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 
+TEXT_KINDS = ("opinion", "critique")
 STORED = ("created", "confirmed")  # acked as new, or unanswered but later shown as submitted
 KIND_OF_ROUND = {1: "rating", 2: "final_rating"}
 
@@ -25,7 +26,7 @@ def database_writes(cursor, study_id: int) -> dict:
     """{(pid, kind): [content, ...]} for every submission row set in the study, plus timed-out counts."""
     writes: dict[tuple, list] = defaultdict(list)
     by_timeout = Counter()
-    for kind in ("opinion", "critique"):
+    for kind in TEXT_KINDS:
         cursor.execute(SQL[kind], [study_id])
         for pid, text, timed_out in cursor.fetchall():
             writes[(pid, kind)].append(text.strip())
@@ -49,11 +50,15 @@ def database_writes(cursor, study_id: int) -> dict:
 def write_content(write: dict):
     """What a logged write stores, in the form ``database_writes`` gives it."""
     message = write["message"]
-    if write["kind"] in ("opinion", "critique"):
+    if write["kind"] in TEXT_KINDS:
         return message["text"].strip()
     rank = {candidate: i + 1 for i, candidate in enumerate(message["ranking"])}
     return tuple(sorted((r["candidate_id"], r["agreement"], r["quality"], rank.get(r["candidate_id"]))
                         for r in message["ratings"]))
+
+
+def rating_rows(kind: str, content) -> int:
+    return 0 if kind in TEXT_KINDS else len(content)
 
 
 def logged_writes(bots: list[dict]) -> dict:
@@ -72,7 +77,7 @@ def logged_writes(bots: list[dict]) -> dict:
             if write["outcome"] not in STORED:
                 continue
             content = write_content(write)
-            rows += len(content) if write["kind"] not in ("opinion", "critique") else 0
+            rows += rating_rows(write["kind"], content)
             writes[key].append(content)
     return {"writes": dict(writes), "rating_rows": rows, "outcomes": dict(outcomes), "unanswered": dict(unanswered)}
 
@@ -89,7 +94,7 @@ def compare(bots: list[dict], cursor, study_id: int) -> dict:
         stored = db["writes"].get(key)
         if key not in log["writes"] and stored is not None and len(stored) == 1 and stored[0] in contents:
             log["writes"][key] = [stored[0]]
-            log["rating_rows"] += len(stored[0]) if key[1] not in ("opinion", "critique") else 0
+            log["rating_rows"] += rating_rows(key[1], stored[0])
             acks_lost += 1
     keys = set(db["writes"]) | set(log["writes"])
     lost = sorted(k for k in keys if k in log["writes"] and db["writes"].get(k) != log["writes"][k][:1])

@@ -202,17 +202,87 @@ def binary_metrics(hidden: Sequence[Vote], p_agree: np.ndarray) -> dict:
     return {"accuracy": accuracy, "auc": auc}
 
 
-def evaluate_conversation(conversation: Conversation, *, seed: int = 0, hidden_fraction: float = 0.2,
-                          config=None, max_train_examples: int | None = 1500, per_side: int = 3,
-                          knn_k: int = 10, progress: Callable[[int, int, float], None] | None = None) -> dict:
-    """Hide votes, train the reward model on (a seeded sample of) the visible ones, score all predictors."""
-    from .reward.config import RewardConfig
+SPLITS = ("votes", "statements")
+
+
+def hide_statements(votes: Sequence[Vote], fraction: float, seed: int) -> tuple[list[Vote], list[Vote]]:
+    """(visible, hidden): every vote on a seeded random ``fraction`` of the statements hidden (new candidates)."""
+    comments = sorted({v.comment_id for v in votes})
+    order = np.random.default_rng(seed).permutation(len(comments))
+    hidden = {comments[i] for i in order[: int(round(fraction * len(comments)))]}
+    return [v for v in votes if v.comment_id not in hidden], [v for v in votes if v.comment_id in hidden]
+
+
+def split_votes(votes: Sequence[Vote], split: str, fraction: float, seed: int) -> tuple[list[Vote], list[Vote]]:
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, not {split!r}")
+    return (hide_votes if split == "votes" else hide_statements)(votes, fraction, seed)
+
+
+def combined_agree_rate(visible: Sequence[Vote], hidden: Sequence[Vote]) -> np.ndarray:
+    """Odds of the statement's agree rate times odds of the participant's, over the overall odds."""
+    statement, participant = statement_agree_rate(visible, hidden), participant_agree_rate(visible, hidden)
+    agrees = sum(v.vote == AGREE for v in visible)
+    disagrees = sum(v.vote == DISAGREE for v in visible)
+    overall = (agrees + 1) / (disagrees + 1)
+    odds = statement / (1 - statement) * participant / (1 - participant) / overall
+    return odds / (1 + odds)
+
+
+def text_knn(visible: Sequence[Vote], hidden: Sequence[Vote], embeddings: dict[int, np.ndarray], *,
+             k: int = 5) -> np.ndarray:
+    """The member's own agree share over their k votes on the statements most similar in text (MiniLM cosine)."""
+    own = defaultdict(list)
+    for v in visible:
+        if v.vote != PASS:
+            own[v.voter_id].append(v)
+    scores = np.empty(len(hidden))
+    for n, h in enumerate(hidden):
+        votes = [v for v in own[h.voter_id] if v.comment_id != h.comment_id]
+        if not votes:
+            scores[n] = 0.5
+            continue
+        similarity = np.array([float(embeddings[v.comment_id] @ embeddings[h.comment_id]) for v in votes])
+        nearest = np.argsort(-similarity, kind="stable")[:k]
+        scores[n] = (sum(votes[j].vote == AGREE for j in nearest) + 0.5) / (len(nearest) + 1)
+    return scores
+
+
+def member_texts_from_authors(conversation: Conversation, visible: Sequence[Vote]) -> dict[int, str]:
+    """A participant's own text: the statements they wrote (known to everyone; never a vote)."""
+    voters = {v.voter_id for v in visible}
+    written = defaultdict(list)
+    for c in conversation.comments.values():
+        if c.author_id in voters and c.text:
+            written[c.author_id].append(c.text)
+    return {a: " ".join(texts) for a, texts in written.items()}
+
+
+def hybrid_predictions(conversation: Conversation, visible: Sequence[Vote], hidden: Sequence[Vote], *,
+                       embed, seed: int = 0, config=None, progress=None) -> tuple[np.ndarray, dict]:
+    """The default reward model (``analysis.reward.hybrid``) fitted on the visible votes only."""
+    from .reward.hybrid import HybridConfig, Known, fit
+
+    value = {AGREE: 1.0, PASS: 0.0, DISAGREE: -1.0}
+    comments = conversation.comments
+    known = [Known(v.voter_id, comments[v.comment_id].text, value[v.vote]) for v in visible]
+    member_texts = member_texts_from_authors(conversation, visible)
+    # Who wrote each statement is public in a Polis export (comments.csv), hidden statements included.
+    authors = {c.text: c.author_id for c in comments.values() if c.author_id >= 0}
+    model = fit(known, embed=embed, member_texts=member_texts, authors=authors,
+                config=config or HybridConfig(seed=seed), progress=progress)
+    p = model.predict([h.voter_id for h in hidden], [comments[h.comment_id].text for h in hidden], embed=embed,
+                      authors=authors)
+    return p, model.describe()
+
+
+def neural_predictions(conversation: Conversation, visible: Sequence[Vote], hidden: Sequence[Vote], *, config,
+                       max_train_examples: int | None, per_side: int, seed: int, progress=None) -> tuple:
+    """The earlier text-only designs (cross- or bi-encoder over a few of the member's statements)."""
     from .reward.data import member_text
     from .reward.score import from_trained, score_pairs
     from .reward.train import train
 
-    config = config or RewardConfig(seed=seed)
-    visible, hidden = hide_votes(conversation.votes, hidden_fraction, seed)
     targets = list(visible)
     if max_train_examples is not None and len(targets) > max_train_examples:
         keep = np.sort(np.random.default_rng(seed).choice(len(targets), max_train_examples, replace=False))
@@ -222,30 +292,98 @@ def evaluate_conversation(conversation: Conversation, *, seed: int = 0, hidden_f
     test = rating_records(conversation, hidden, visible, per_side=per_side, seed=seed)
     agreement = score_pairs(from_trained(result.model, result.tokenizer, config.max_length),
                             [member_text(r.question, r.opinion) for r in test], [r.candidate for r in test])
-    predictions = {
-        "reward_model": (agreement - 1) / 6,
-        "statement_agree_rate": statement_agree_rate(visible, hidden),
-        "participant_agree_rate": participant_agree_rate(visible, hidden),
-        "pca_knn": pca_knn(visible, hidden, k=knn_k),
-    }
+    return (agreement - 1) / 6, {"backbone": config.backbone, "architecture": config.architecture,
+                                 "train_examples": len(targets), "opinion_statements_per_side": per_side,
+                                 "max_length": config.max_length, "epochs": config.epochs, **result.summary}
+
+
+def predict_hidden(conversation: Conversation, visible: Sequence[Vote], hidden: Sequence[Vote], *, embed,
+                   embeddings: dict[int, np.ndarray], split: str, seed: int = 0, knn_k: int = 10, text_k: int = 5,
+                   progress=None) -> tuple[dict[str, np.ndarray], dict]:
+    """P(agree) of every predictor for the hidden (voter, statement) pairs, fitted on ``visible`` only.
+
+    Only the hidden pairs' voter and statement ids are read, never their votes (tests check this by flipping
+    the hidden votes and comparing).
+    """
+    import time
+
+    started = time.perf_counter()
+    hybrid, description = hybrid_predictions(
+        conversation, visible, hidden, embed=embed, seed=seed,
+        progress=(lambda step, total: progress(step, total, float("nan"))) if progress else None)
+    description["seconds"] = round(time.perf_counter() - started, 2)
+    predictions = {"reward_model": hybrid,
+                   "participant_agree_rate": participant_agree_rate(visible, hidden),
+                   "text_knn": text_knn(visible, hidden, embeddings, k=text_k)}
+    if split == "votes":  # these need other people's votes on the hidden statement
+        predictions.update({"statement_agree_rate": statement_agree_rate(visible, hidden),
+                            "combined_agree_rate": combined_agree_rate(visible, hidden),
+                            "pca_knn": pca_knn(visible, hidden, k=knn_k)})
+    return predictions, description
+
+
+def evaluate_conversation(conversation: Conversation, *, seed: int = 0, split: str = "votes",
+                          hidden_fraction: float = 0.2, variants: Sequence[str] = (), config=None,
+                          max_train_examples: int | None = 1500, per_side: int = 3, knn_k: int = 10,
+                          text_k: int = 5, embed=None,
+                          progress: Callable[[int, int, float], None] | None = None) -> dict:
+    """Hide votes (``split``), fit every predictor on the visible ones only, score all on the same hidden votes.
+
+    ``results`` holds the default reward model (the hybrid) and the baselines the split allows; ``variants``
+    (``cross``, ``bi``: the earlier neural designs) go under ``variants``. ``embed`` maps texts to unit
+    vectors (default all-MiniLM-L6-v2).
+    """
+    from .reward.config import RewardConfig
+
+    if embed is None:
+        from .reward.model import embed_texts as embed
+    visible, hidden = split_votes(conversation.votes, split, hidden_fraction, seed)
+    if not visible or not hidden:
+        raise ValueError(f"{conversation.name}: the {split} split leaves nothing visible or nothing hidden")
+    comment_ids = sorted({v.comment_id for v in conversation.votes})
+    vectors = embed([conversation.comments[c].text for c in comment_ids])
+    embeddings = dict(zip(comment_ids, vectors, strict=True))
+    cache = {conversation.comments[c].text: e for c, e in embeddings.items()}
+
+    def cached_embed(texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        if missing:
+            cache.update(zip(missing, embed(missing), strict=True))
+        return np.stack([cache[t] for t in texts]) if texts else np.zeros((0, vectors.shape[1]))
+
+    predictions, description = predict_hidden(conversation, visible, hidden, embed=cached_embed,
+                                              embeddings=embeddings, split=split, seed=seed, knn_k=knn_k,
+                                              text_k=text_k, progress=progress)
+    variant_results = {}
+    for name in variants:
+        variant_config = RewardConfig.from_dict({**(config or RewardConfig(seed=seed)).to_dict(),
+                                                 "architecture": name})
+        p, summary = neural_predictions(conversation, visible, hidden, config=variant_config,
+                                        max_train_examples=max_train_examples, per_side=per_side, seed=seed,
+                                        progress=progress)
+        variant_results[name] = {**binary_metrics(hidden, p), "model": summary}
     counts = Counter(h.vote for h in hidden)
     is_pass = np.array([h.vote == PASS for h in hidden])
     decided = counts[AGREE] + counts[DISAGREE]
+    results = {name: binary_metrics(hidden, p) for name, p in predictions.items()}
+    baselines = {k: v["auc"] for k, v in results.items() if k != "reward_model" and v["auc"] is not None}
     return {
         "conversation": conversation.name,
         "topic": conversation.topic,
         "seed": seed,
+        "split": split,
         "hidden_fraction": hidden_fraction,
         "participants": len({v.voter_id for v in conversation.votes}),
-        "statements": len({v.comment_id for v in conversation.votes}),
+        "statements": len(comment_ids),
+        "hidden_statements": len({h.comment_id for h in hidden}),
         "votes": {"total": len(conversation.votes), "visible": len(visible), "hidden": len(hidden),
                   "hidden_agree": counts[AGREE], "hidden_disagree": counts[DISAGREE], "hidden_pass": counts[PASS]},
         "majority_class_accuracy": round(max(counts[AGREE], counts[DISAGREE]) / decided, 4) if decided else None,
-        "results": {name: binary_metrics(hidden, p) for name, p in predictions.items()},
+        "results": results,
+        "best_baseline": max(baselines, key=baselines.get) if baselines else None,
+        "variants": variant_results,
         "passes": {"n": int(is_pass.sum()),
                    "mean_p_agree": {name: (round(float(np.mean(p[is_pass])), 4) if is_pass.any() else None)
                                     for name, p in predictions.items()}},
-        "reward_model": {"backbone": config.backbone, "train_examples": len(targets), "opinion_statements_per_side":
-                         per_side, "max_length": config.max_length, "epochs": config.epochs,
-                         "learning_rate": config.learning_rate, **result.summary},
+        "reward_model": description,
     }

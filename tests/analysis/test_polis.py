@@ -9,6 +9,7 @@ from analysis.polis import (
     AGREE,
     DISAGREE,
     PASS,
+    SPLITS,
     Vote,
     binary_metrics,
     evaluate_conversation,
@@ -17,6 +18,8 @@ from analysis.polis import (
     opinion_from_votes,
     participant_agree_rate,
     pca_knn,
+    predict_hidden,
+    split_votes,
     statement_agree_rate,
 )
 from analysis.reward.config import RewardConfig
@@ -100,15 +103,102 @@ def test_opinion_is_built_from_other_votes_only():
         "No other votes."
 
 
-def test_evaluation_on_real_votes_runs_fast_and_reports_everything():
+@pytest.fixture(scope="module")
+def minilm():
+    from analysis.reward.model import embed_texts
+
+    cache = {}
+
+    def embed(texts):
+        missing = [t for t in dict.fromkeys(texts) if t not in cache]
+        if missing:
+            cache.update(zip(missing, embed_texts(missing), strict=True))
+        return np.stack([cache[t] for t in texts])
+
+    return embed
+
+
+def test_splits_hide_votes_or_whole_statements():
+    votes = load_conversation(LONDON).votes
+    for split in SPLITS:
+        visible, hidden = split_votes(votes, split, 0.2, seed=3)
+        assert sorted(visible + hidden, key=lambda v: (v.voter_id, v.comment_id)) == list(votes)
+        assert split_votes(votes, split, 0.2, seed=3) == (visible, hidden)  # seeded
+    visible, hidden = split_votes(votes, "statements", 0.2, seed=3)
+    hidden_statements = {h.comment_id for h in hidden}
+    assert not hidden_statements & {v.comment_id for v in visible}
+    assert len(hidden_statements) == round(0.2 * len({v.comment_id for v in votes}))
+    visible, hidden = split_votes(votes, "votes", 0.2, seed=3)
+    assert len(hidden) == round(0.2 * len(votes)) and {h.comment_id for h in hidden} <= {v.comment_id for v in visible}
+    with pytest.raises(ValueError, match="split"):
+        split_votes(votes, "members", 0.2, seed=0)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_no_hidden_vote_reaches_training_or_a_baseline(split, minilm):
+    """Flip every hidden vote: if any of it reached a fit, some prediction would change."""
+    conversation = load_conversation(LONDON)
+    visible, hidden = split_votes(conversation.votes, split, 0.2, seed=0)
+    flipped = [Vote(h.voter_id, h.comment_id, {AGREE: DISAGREE, DISAGREE: AGREE, PASS: AGREE}[h.vote]) for h in hidden]
+    ids = sorted(conversation.comments)
+    embeddings = dict(zip(ids, minilm([conversation.comments[c].text for c in ids]), strict=True))
+    first, _ = predict_hidden(conversation, visible, hidden, embed=minilm, embeddings=embeddings, split=split)
+    second, _ = predict_hidden(conversation, visible, flipped, embed=minilm, embeddings=embeddings, split=split)
+    assert set(first) == set(second) and "reward_model" in first
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name], err_msg=name)
+    # ...and the visible votes do matter: flipping them changes the model's predictions.
+    turned = [Vote(v.voter_id, v.comment_id, -v.vote) for v in visible]
+    third, _ = predict_hidden(conversation, turned, hidden, embed=minilm, embeddings=embeddings, split=split)
+    assert not np.allclose(first["reward_model"], third["reward_model"])
+
+
+def test_evaluation_on_real_votes_reports_everything_per_split(minilm):
+    conversation = load_conversation(LONDON)
+    votes = evaluate_conversation(conversation, seed=0, split="votes", embed=minilm)
+    json.dumps(votes)  # plain JSON
+    assert set(votes["results"]) == {"reward_model", "statement_agree_rate", "participant_agree_rate", "pca_knn",
+                                     "combined_agree_rate", "text_knn"}
+    assert votes["votes"]["hidden"] == votes["votes"]["hidden_agree"] + votes["votes"]["hidden_disagree"] + \
+        votes["passes"]["n"]
+    assert 0.5 <= votes["majority_class_accuracy"] <= 1
+    # On real people, the model that reads the other votes and the texts beats chance clearly.
+    assert votes["results"]["reward_model"]["auc"] > 0.75
+    assert votes["results"]["pca_knn"]["auc"] > 0.7
+    assert votes["reward_model"]["architecture"] == "hybrid" and votes["reward_model"]["known_ratings"] == \
+        votes["votes"]["visible"]
+    statements = evaluate_conversation(conversation, seed=0, split="statements", embed=minilm)
+    assert set(statements["results"]) == {"reward_model", "participant_agree_rate", "text_knn"}
+    assert statements["hidden_statements"] == round(0.2 * statements["statements"])
+    again = evaluate_conversation(conversation, seed=0, split="statements", embed=minilm)
+    assert again["results"] == statements["results"]
+
+
+def test_neural_variants_still_run_beside_the_default():
     config = RewardConfig(backbone="tiny-random", max_length=64, epochs=1, batch_size=16)
-    result = evaluate_conversation(load_conversation(LONDON), seed=0, config=config, max_train_examples=96)
-    json.dumps(result)  # plain JSON
-    assert set(result["results"]) == {"reward_model", "statement_agree_rate", "participant_agree_rate", "pca_knn"}
-    assert result["votes"]["hidden"] == result["votes"]["hidden_agree"] + result["votes"]["hidden_disagree"] + \
-        result["passes"]["n"]
-    assert result["reward_model"]["train_examples"] == 96 and result["reward_model"]["steps"] >= 6
-    # The Polis-style collaborative filter beats chance on real people.
-    assert result["results"]["pca_knn"]["auc"] > 0.7
-    again = evaluate_conversation(load_conversation(LONDON), seed=0, config=config, max_train_examples=96)
-    assert again["results"] == result["results"]
+    result = evaluate_conversation(load_conversation(LONDON), seed=0, config=config, max_train_examples=96,
+                                   variants=("cross",), embed=_hash_embed)
+    assert set(result["variants"]) == {"cross"}
+    assert result["variants"]["cross"]["model"]["train_examples"] == 96
+    assert result["variants"]["cross"]["auc"] is not None
+
+
+def _hash_embed(texts):
+    """A fast deterministic stand-in embedding (unit vectors from the words) for tests of the plumbing."""
+    out = np.zeros((len(texts), 64))
+    for n, text in enumerate(texts):
+        for word in text.lower().split():
+            out[n, sum(map(ord, word)) % 64] += 1.0
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_evaluate_polis_command_refuses_bad_options(tmp_path):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="not a Polis export"):
+        call_command("evaluate_polis", str(tmp_path))
+    with pytest.raises(CommandError, match="variants"):
+        call_command("evaluate_polis", str(LONDON), "--variants", "gpt")
+    with pytest.raises(CommandError, match="hidden-fraction"):
+        call_command("evaluate_polis", str(LONDON), "--hidden-fraction", "1.5")

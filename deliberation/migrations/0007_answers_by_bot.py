@@ -2,6 +2,24 @@
 
 from django.db import migrations, models
 
+ROUND_OF_PHASE = {"rating": 1, "final_rating": 2}
+
+
+def flag_earlier_bot_answers(apps, schema_editor):
+    """Answers the take-over stored before this field existed: each has a ``bot_submitted`` event."""
+    GroupEvent = apps.get_model("deliberation", "GroupEvent")
+    models_by_name = {name: apps.get_model("deliberation", name) for name in ("Opinion", "Rating", "Critique")}
+    for group_id, participant_id, payload in GroupEvent.objects.filter(
+            kind="bot_submitted", participant__isnull=False).values_list("group_id", "participant_id", "payload"):
+        phase = (payload or {}).get("phase")
+        mine = {"group_id": group_id, "participant_id": participant_id}
+        if phase == "opinion":
+            models_by_name["Opinion"].objects.filter(**mine).update(by_bot=True)
+        elif phase == "critique":
+            models_by_name["Critique"].objects.filter(**mine).update(by_bot=True)
+        elif phase in ROUND_OF_PHASE:
+            models_by_name["Rating"].objects.filter(**mine, round=ROUND_OF_PHASE[phase]).update(by_bot=True)
+
 
 class Migration(migrations.Migration):
 
@@ -25,4 +43,5 @@ class Migration(migrations.Migration):
             name='by_bot',
             field=models.BooleanField(default=False, help_text="Written by the take-over bot in a dropped member's seat (even when built from their own draft)."),
         ),
+        migrations.RunPython(flag_earlier_bot_answers, migrations.RunPython.noop),
     ]

@@ -230,3 +230,28 @@ def test_a_person_no_longer_in_a_group_cannot_write(status):
     assert not Opinion.objects.filter(participant=person).exists()
     assert not Draft.objects.filter(participant=person).exists()
     opinion_submit(participant=members[1], text=OPINIONS[1])  # the others are unaffected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_flags_answers_the_takeover_stored_before_by_bot_existed():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    group, members, gone = take_over_in_opinion_phase("flag-backfill")
+    for member, text in zip(members[:2], OPINIONS):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    for member in members[:2]:
+        rate_all(member, 1)
+    sweep()
+    def flagged():
+        return {model: set(model.objects.filter(by_bot=True).values_list("pk", flat=True))
+                for model in (Opinion, Rating)}
+
+    before = flagged()
+    assert all(before.values())
+    for model in (Opinion, Rating):
+        model.objects.update(by_bot=False)  # as stored before the field existed
+    import_module("deliberation.migrations.0007_answers_by_bot").flag_earlier_bot_answers(apps, None)
+    assert flagged() == before

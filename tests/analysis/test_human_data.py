@@ -129,3 +129,22 @@ def test_admin_lists_filter_on_the_new_flags(mixed, admin_client):
         response = admin_client.get(url)
         assert response.status_code == 200, url  # an unknown filter redirects with ?e=1
         assert response.context["cl"].result_count == len(expected) > 0, url
+
+
+def test_report_command_reads_human_answers_unless_asked(mixed, tmp_path, monkeypatch):
+    import analysis.reports.data as data
+
+    study, taken, simulated, people = mixed
+    asked = []
+
+    def recording(study, **who):
+        asked.append(who)
+        return real(study, **who)
+
+    real = data.load_study
+    monkeypatch.setattr(data, "load_study", recording)
+    for extra in ([], ["--include-bots", "--include-simulated"]):
+        call_command("report", "--study", study.slug, "--out", str(tmp_path / "r.html"), "--no-representation",
+                     "--bootstrap", "5", *extra, stdout=StringIO(), stderr=StringIO())
+    assert asked == [{"include_bots": False, "include_simulated": False},
+                     {"include_bots": True, "include_simulated": True}]

@@ -331,7 +331,8 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
 
 
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
-    """Keep what a member has typed so far; silently ignored (False) once the phase has moved on."""
+    """Keep what a member has typed so far; silently ignored (False) once the phase has moved on, refused once
+    they are no longer in the group or their seat was taken over."""
     with transaction.atomic():
         _ensure_may_write(participant)
         group = Group.objects.select_for_update().get(pk=participant.group_id)

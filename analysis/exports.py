@@ -8,7 +8,10 @@ reads), ``sft_rows`` (a candidate's prompt and text, kept when its mean quality 
 and the writers (CSV with ISO 8601 times, Parquet, JSON lines, Hugging Face ``datasets`` folders).
 
 Participant tokens are never exported; recruitment ids (and the recruitment parameters of the join link)
-only on request.
+only on request. Bot answers are not human data: by default the tables hold neither the answers the take-over
+bot wrote in a dropped member's seat nor simulated participants (``run_bots``) and their answers
+(``AnswerQuerySet.human``); ``include_bots`` / ``include_simulated`` put them back, and every answer row
+carries ``by_bot`` and every participant row ``is_simulated``, also in the derived sets.
 """
 from __future__ import annotations
 
@@ -42,19 +45,22 @@ def queryset_frame(queryset, exclude: Iterable[str] = ()) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=names, dtype=object)
 
 
-def study_tables(study, *, include_recruitment_ids: bool = False) -> dict[str, pd.DataFrame]:
-    """The study's long tables, one per entity in ``ENTITIES``."""
+def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: bool = False,
+                 include_simulated: bool = False) -> dict[str, pd.DataFrame]:
+    """The study's long tables, one per entity in ``ENTITIES``; human answers only unless asked."""
     from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating
     from participants.models import Participant
 
     hidden = () if include_recruitment_ids else RECRUITMENT_FIELDS
+    who = {"include_bots": include_bots, "include_simulated": include_simulated}
     tables = {
-        "participants": queryset_frame(Participant.objects.filter(study=study), hidden),
+        "participants": queryset_frame(
+            Participant.objects.filter(study=study).human(include_simulated=include_simulated), hidden),
         "groups": queryset_frame(Group.objects.filter(study=study)),
-        "opinions": queryset_frame(Opinion.objects.filter(group__study=study)),
+        "opinions": queryset_frame(Opinion.objects.filter(group__study=study).human(**who)),
         "candidates": queryset_frame(Candidate.objects.filter(group__study=study)),
-        "ratings": queryset_frame(Rating.objects.filter(group__study=study)),
-        "critiques": queryset_frame(Critique.objects.filter(group__study=study)),
+        "ratings": queryset_frame(Rating.objects.filter(group__study=study).human(**who)),
+        "critiques": queryset_frame(Critique.objects.filter(group__study=study).human(**who)),
         "events": queryset_frame(GroupEvent.objects.filter(group__study=study)),
     }
     if not include_recruitment_ids:
@@ -95,21 +101,24 @@ def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         if "recruitment_id" in p:
             row["recruitment_id"] = p["recruitment_id"]
         row.update({
+            "is_simulated": p["is_simulated"], "taken_over_at": p["taken_over_at"],
             "status": p["status"], "completed": p["status"] == "completed", "completion_code": p["completion_code"],
             "consented_at": p["consented_at"], "finished_at": p["finished_at"], "group_id": p["group_id"],
             "position": p["position"], "question_id": group.get("question_id"),
             "question": group.get("question_text"), "condition": group.get("condition"),
             "excluded": bool(group) and group.get("excluded_participant_id") == p["id"],
             "group_outcome": group.get("outcome"), "opinion": opinion.get("text"),
-            "opinion_by_timeout": opinion.get("by_timeout"), "opinion_seconds": opinion.get("response_seconds"),
+            "opinion_by_timeout": opinion.get("by_timeout"), "opinion_by_bot": opinion.get("by_bot"),
+            "opinion_seconds": opinion.get("response_seconds"),
         })
         for round_ in (1, 2):
             winner = group.get(f"winner_round{round_}_id")
             rating = ratings.get((p["id"], winner)) or {}
             row[f"r{round_}_winner_id"] = winner
-            for key in ("agreement", "quality", "rank"):
+            for key in ("agreement", "quality", "rank", "by_bot"):
                 row[f"r{round_}_winner_{key}"] = rating.get(key)
         row["critique"] = critique.get("text")
+        row["critique_by_bot"] = critique.get("by_bot")
         rows.append(row)
     return pd.DataFrame(rows, dtype=object)
 
@@ -126,8 +135,10 @@ def preference_pairs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
 
     The prompt is the question and that member's own opinion, so a reward model learns whose preference it is.
     ``chosen_source``/``rejected_source`` say whether each side is a model statement or a member's opinion shown
-    as a comparator (filter on them to train on model statements only).
+    as a comparator (filter on them to train on model statements only). ``by_bot`` / ``is_simulated``: the
+    ranking came from the take-over bot / a simulated participant (only in tables read with them included).
     """
+    simulated = {p["id"]: bool(p.get("is_simulated")) for p in tables["participants"].to_dict("records")}
     groups = _by(tables["groups"], "id")
     opinions = _by(tables["opinions"], "group_id", "participant_id")
     candidates = _by(tables["candidates"], "id")
@@ -152,9 +163,12 @@ def preference_pairs(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                              "rejected_candidate_id": int(worse["candidate_id"]),
                              "chosen_rank": int(better["rank"]), "rejected_rank": int(worse["rank"]),
                              "chosen_source": candidates[better["candidate_id"]].get("source", "model"),
-                             "rejected_source": candidates[worse["candidate_id"]].get("source", "model")})
+                             "rejected_source": candidates[worse["candidate_id"]].get("source", "model"),
+                             "by_bot": bool(better.get("by_bot") or worse.get("by_bot")),
+                             "is_simulated": simulated.get(participant_id, False)})
     columns = ["prompt", "chosen", "rejected", "group_id", "participant_id", "round", "chosen_candidate_id",
-               "rejected_candidate_id", "chosen_rank", "rejected_rank", "chosen_source", "rejected_source"]
+               "rejected_candidate_id", "chosen_rank", "rejected_rank", "chosen_source", "rejected_source",
+               "by_bot", "is_simulated"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -233,14 +247,17 @@ def save_hf_dataset(frame: pd.DataFrame, path: Path) -> int:
 
 
 def export_study(study, out: Path, formats: Sequence[str] = ("csv",), *, include_recruitment_ids: bool = False,
+                 include_bots: bool = False, include_simulated: bool = False,
                  min_quality: float = DEFAULT_MIN_QUALITY, wide: bool = True, manifest: bool = True,
                  progress=None) -> dict[str, int]:
-    """Write the study into ``out`` in each format; returns rows written per file (also in manifest.json)."""
+    """Write the study into ``out`` in each format; returns rows written per file (also in manifest.json).
+    Human answers only unless ``include_bots`` / ``include_simulated``."""
     unknown = set(formats) - set(FORMATS)
     if unknown:
         raise ValueError(f"unknown format(s) {sorted(unknown)}; use {', '.join(FORMATS)}")
     out.mkdir(parents=True, exist_ok=True)
-    tables = study_tables(study, include_recruitment_ids=include_recruitment_ids)
+    tables = study_tables(study, include_recruitment_ids=include_recruitment_ids, include_bots=include_bots,
+                          include_simulated=include_simulated)
     if wide:
         tables["participants_wide"] = wide_table(tables)
     counts: dict[str, int] = {}
@@ -260,5 +277,6 @@ def export_study(study, out: Path, formats: Sequence[str] = ("csv",), *, include
     if manifest:
         (out / "manifest.json").write_text(json.dumps(
             {"study": study.slug, "formats": list(formats), "include_recruitment_ids": include_recruitment_ids,
+             "include_bots": include_bots, "include_simulated": include_simulated,
              "min_quality": min_quality, "rows": counts}, indent=2))
     return counts

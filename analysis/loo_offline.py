@@ -39,10 +39,10 @@ class LooOfflineError(ValueError):
 
 # --- choosing what to analyse ---------------------------------------------------------------
 def finished_groups(study: Study, limit: int | None = None) -> list[Group]:
-    """Finished groups with a winner and at least two opinions (leaving one out must leave something)."""
+    """Finished groups with a winner and at least two human opinions (leaving one out must leave something)."""
     groups = [g for g in Group.objects.filter(study=study, phase="done").exclude(winner_round1=None)
               .select_related("winner_round1", "winner_round2").order_by("id")
-              if Opinion.objects.filter(group=g).count() >= 2]
+              if Opinion.objects.filter(group=g).human().count() >= 2]
     return groups[:limit] if limit else groups
 
 
@@ -108,7 +108,9 @@ def loo_group_rows(group: Group, *, backend, reward_model) -> tuple[list[dict], 
     round_ = winner.round
     template = winner.template or template_for(study, round_)
     params = generation_params(study)
-    opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
+    # Members are the humans: a bot's or simulated participant's opinion stays in every prompt it was in (the
+    # slots are rebuilt from the stored provenance) but is neither left out nor scored.
+    opinions = list(Opinion.objects.filter(group=group).human().order_by("participant__position", "id"))
     critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)}
     variants: list[set[int]] = [set()] + [{o.participant_id} for o in opinions]
     statements, prompts = [], []

@@ -128,8 +128,8 @@ class GroupAdmin(ReadOnlyAdmin):
 
 @admin.register(Opinion)
 class OpinionAdmin(ReadOnlyAdmin):
-    list_display = ("id", "group", "participant", "by_timeout", "response_seconds", "text")
-    list_filter = ("group__study", "by_timeout")
+    list_display = ("id", "group", "participant", "by_timeout", "by_bot", "response_seconds", "text")
+    list_filter = ("group__study", "by_timeout", "by_bot", "participant__is_simulated")
 
 
 @admin.register(Candidate)
@@ -140,13 +140,15 @@ class CandidateAdmin(ReadOnlyAdmin):
 
 @admin.register(Rating)
 class RatingAdmin(ReadOnlyAdmin):
-    list_display = ("id", "group", "participant", "candidate", "round", "agreement", "quality", "rank", "by_timeout")
-    list_filter = ("group__study", "round", "by_timeout")
+    list_display = ("id", "group", "participant", "candidate", "round", "agreement", "quality", "rank", "by_timeout",
+                    "by_bot")
+    list_filter = ("group__study", "round", "by_timeout", "by_bot", "participant__is_simulated")
 
 
 @admin.register(Critique)
 class CritiqueAdmin(ReadOnlyAdmin):
-    list_display = ("id", "group", "participant", "by_timeout", "text")
+    list_display = ("id", "group", "participant", "by_timeout", "by_bot", "text")
+    list_filter = ("group__study", "by_timeout", "by_bot", "participant__is_simulated")
 
 
 @admin.register(GroupEvent)

@@ -196,13 +196,29 @@ class Group(models.Model):
         return f"Group {self.pk} ({self.phase})"
 
 
+class AnswerQuerySet(models.QuerySet):
+    """Opinions, ratings and critiques. ``human()`` is THE filter every analysis, export and training set reads
+    through: by default it drops answers a bot wrote in a taken-over seat (``by_bot``) and every answer of a
+    simulated participant (``Participant.is_simulated``); both can be asked for explicitly."""
+
+    def human(self, *, include_bots: bool = False, include_simulated: bool = False) -> AnswerQuerySet:
+        answers = self if include_bots else self.filter(by_bot=False)
+        return answers if include_simulated else answers.filter(participant__is_simulated=False)
+
+
+BY_BOT_HELP = "Written by the take-over bot in a dropped member's seat (even when built from their own draft)."
+
+
 class Opinion(models.Model):
     group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="opinions")
     participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="opinions")
     text = models.TextField()
     response_seconds = models.FloatField()
     by_timeout = models.BooleanField(default=False, help_text="Stored from the draft at the deadline.")
+    by_bot = models.BooleanField(default=False, help_text=BY_BOT_HELP)
     submitted_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AnswerQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "participant"], name="one_opinion_per_member")]
@@ -277,7 +293,10 @@ class Rating(models.Model):
     rank = models.PositiveSmallIntegerField(null=True, help_text="1 = best; empty when the ranking was incomplete.")
     response_seconds = models.FloatField()
     by_timeout = models.BooleanField(default=False)
+    by_bot = models.BooleanField(default=False, help_text=BY_BOT_HELP)
     submitted_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AnswerQuerySet.as_manager()
 
     class Meta:
         constraints = [
@@ -297,7 +316,10 @@ class Critique(models.Model):
     text = models.TextField()
     response_seconds = models.FloatField()
     by_timeout = models.BooleanField(default=False)
+    by_bot = models.BooleanField(default=False, help_text=BY_BOT_HELP)
     submitted_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AnswerQuerySet.as_manager()
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "participant"], name="one_critique_per_member")]

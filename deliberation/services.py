@@ -216,6 +216,24 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
 
 
 # --- submissions ----------------------------------------------------------------------------
+def _ensure_may_write(participant: Participant) -> None:
+    """Only a member still in their group writes. Once a seat is taken over (``deliberation/takeover.py``) its
+    answers come from the bot alone (it passes ``by_bot=True``), so a person who comes back cannot mix their
+    answers with the bot's. Read fresh: the caller's ``participant`` may be older than the take-over. A person
+    being taken over has no open socket (the take-over checks that under their row lock), so no write of theirs
+    is in flight then; a group that finishes meanwhile refuses it by its phase."""
+    row = Participant.objects.filter(pk=participant.pk).values_list("status", "group_id", "taken_over_at").first()
+    status, group_id, taken_over_at = row or (None, None, None)
+    if taken_over_at is not None:
+        raise SubmissionError("taken_over", "You were away for too long, so a simulated participant finished the "
+                                            "group in your place. Your earlier answers are kept; you cannot "
+                                            "answer any more.")
+    if group_id is None and status in (Participant.Status.JOINED, Participant.Status.LOBBY):
+        raise SubmissionError("not_in_group", "You are not in a group yet.")
+    if status != Participant.Status.IN_GROUP or group_id != participant.group_id:
+        raise SubmissionError("not_in_group", "You are no longer in a group, so you cannot answer any more.")
+
+
 def _locked_member_group(participant: Participant, phase: Phase | tuple[Phase, ...]) -> Group:
     phases = phase if isinstance(phase, tuple) else (phase,)
     if participant.group_id is None:
@@ -230,30 +248,35 @@ def _response_seconds(group: Group, now: datetime) -> float:
     return max(0.0, (now - group.phase_started_at).total_seconds())
 
 
-def opinion_submit(*, participant: Participant, text: str) -> SubmitResult:
+def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False) -> SubmitResult:
+    """``by_bot``: written by the take-over bot for a member who dropped out (the only writer for them then)."""
     now = timezone.now()
     with transaction.atomic():
+        if not by_bot:
+            _ensure_may_write(participant)
         existing = Opinion.objects.filter(participant=participant, group_id=participant.group_id).first()
         if existing is not None:
             return SubmitResult(created=False)
         group = _locked_member_group(participant, Phase.OPINION)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
-                               response_seconds=_response_seconds(group, now))
+                               response_seconds=_response_seconds(group, now), by_bot=by_bot)
         log_event(group, "opinion_submitted", participant)
         _apply(group, flow.Submitted(participant.pk), now)
     return SubmitResult(created=True, stored=text)
 
 
-def critique_submit(*, participant: Participant, text: str) -> SubmitResult:
+def critique_submit(*, participant: Participant, text: str, by_bot: bool = False) -> SubmitResult:
     now = timezone.now()
     with transaction.atomic():
+        if not by_bot:
+            _ensure_may_write(participant)
         if Critique.objects.filter(participant=participant, group_id=participant.group_id).exists():
             return SubmitResult(created=False)
         group = _locked_member_group(participant, Phase.CRITIQUE)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
-                                text=text, response_seconds=_response_seconds(group, now))
+                                text=text, response_seconds=_response_seconds(group, now), by_bot=by_bot)
         log_event(group, "critique_submitted", participant)
         _apply(group, flow.Submitted(participant.pk), now)
     return SubmitResult(created=True, stored=text)
@@ -282,10 +305,13 @@ def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranki
     return candidates
 
 
-def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, dict], ranking: list[int]) -> SubmitResult:
+def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, dict], ranking: list[int],
+                   by_bot: bool = False) -> SubmitResult:
     now = timezone.now()
     phase = Phase.RATING if round == 1 else Phase.FINAL_RATING
     with transaction.atomic():
+        if not by_bot:
+            _ensure_may_write(participant)
         if Rating.objects.filter(participant=participant, group_id=participant.group_id, round=round).exists():
             return SubmitResult(created=False)
         group = _locked_member_group(participant, phase)
@@ -295,7 +321,7 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
         Rating.objects.bulk_create([
             Rating(participant=participant, candidate_id=cid, group=group, round=round,
                    agreement=values["agreement"], quality=values["quality"], rank=rank_of[cid],
-                   response_seconds=seconds)
+                   response_seconds=seconds, by_bot=by_bot)
             for cid, values in ratings.items()
         ])
         log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
@@ -305,10 +331,10 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
 
 
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
-    """Keep what a member has typed so far; silently ignored (False) once the phase has moved on."""
+    """Keep what a member has typed so far; silently ignored (False) once the phase has moved on, refused once
+    they are no longer in the group or their seat was taken over."""
     with transaction.atomic():
-        if participant.group_id is None:
-            raise SubmissionError("not_in_group", "You are not in a group yet.")
+        _ensure_may_write(participant)
         group = Group.objects.select_for_update().get(pk=participant.group_id)
         if group.phase != phase or Phase(phase) not in flow.INPUT_PHASES:
             return False

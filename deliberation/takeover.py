@@ -8,9 +8,11 @@ websocket for ``BOT_TAKEOVER_GRACE_SECONDS`` during an input phase while another
 their remaining answers through the same services a browser uses: the opinion from their draft if it is
 usable (else one written from the question, as ``run_bots`` does), ratings and a ranking by word-overlap
 similarity to that opinion, and a critique of the winner. Every step is recorded as a group event
-(``taken_over_by_bot``, ``bot_submitted``). While taken over, the member counts as present in the flow
-(``services.group_state``), so the group waits the few seconds until the bot has answered instead of moving
-on without them; the phase deadline still bounds the wait.
+(``taken_over_by_bot``, ``bot_submitted``) and every answer it stores carries ``by_bot`` (also an opinion built
+from the member's own draft: the draft stays theirs, the submission is the bot's), so analyses and exports leave
+it out by default (``AnswerQuerySet.human``); the person themselves can no longer write. While taken over,
+the member counts as present in the flow (``services.group_state``), so the group waits the few seconds until
+the bot has answered instead of moving on without them; the phase deadline still bounds the wait.
 
 ``decide`` is the pure rule; the rest applies it.
 """
@@ -162,14 +164,14 @@ def _answer_for(group: Group, participant: Participant) -> int:
             if len(text.split()) < 3:
                 text, source = QuestionOpinions().opinion(group.question.text, rng), "question"
             try:
-                result = opinion_submit(participant=participant, text=text[:limit])
+                result = opinion_submit(participant=participant, text=text[:limit], by_bot=True)
             except SubmissionError:  # a draft the service refuses: write one instead
                 source = "question"
-                result = opinion_submit(participant=participant,
+                result = opinion_submit(participant=participant, by_bot=True,
                                         text=QuestionOpinions().opinion(group.question.text, rng)[:limit])
         elif phase is Phase.CRITIQUE:
             winner = group.winner_round1.text if group.winner_round1_id else ""
-            result = critique_submit(participant=participant,
+            result = critique_submit(participant=participant, by_bot=True,
                                      text=critique_text(winner, _opinion_of(group, participant), rng)[:limit])
         else:
             round_ = flow.round_of(phase)
@@ -178,7 +180,7 @@ def _answer_for(group: Group, participant: Participant) -> int:
             if not candidates:
                 return 0
             ratings, ranking = rate(candidates, _opinion_of(group, participant), "similarity", rng)
-            result = ratings_submit(participant=participant, round=round_, ranking=ranking,
+            result = ratings_submit(participant=participant, round=round_, ranking=ranking, by_bot=True,
                                     ratings={r["candidate_id"]: {"agreement": r["agreement"], "quality": r["quality"]}
                                              for r in ratings})
     except SubmissionError as exc:

@@ -8,8 +8,8 @@ from .models import Participant, Presence
 @admin.register(Participant)
 class ParticipantAdmin(ReadOnlyAdmin):
     list_display = ("id", "study", "recruitment_id", "status", "group", "position", "consented_at", "completion_code",
-                    "taken_over_at")
-    list_filter = ("study", "status", ("taken_over_at", admin.EmptyFieldListFilter))
+                    "taken_over_at", "is_simulated")
+    list_filter = ("study", "status", ("taken_over_at", admin.EmptyFieldListFilter), "is_simulated")
     search_fields = ("recruitment_id", "recruitment_session_id")
     exclude = ("token",)
 

@@ -65,6 +65,9 @@ class BotConfig:
     stagger: float = 0.2  # seconds between bot arrivals
     progress: bool = True
     run_id: str | None = None  # part of each bot's PROLIFIC_PID (defaults to a random hex)
+    # The server's signed token that marks the bots as simulated participants (``participants.services.
+    # simulated_join_token``; ``run_bots`` makes it). Empty: the bots join unmarked, like people.
+    simulated_token: str = ""
 
 
 @dataclass
@@ -372,8 +375,11 @@ class Bot:
                 delay = min(delay * 2, 5.0)
 
     async def join(self, client: httpx.AsyncClient) -> None:
-        params = urlencode({"PROLIFIC_PID": self.result.pid, "STUDY_ID": f"bots-{self.config.study}",
-                            "SESSION_ID": f"{self.result.pid}-s"})
+        params = {"PROLIFIC_PID": self.result.pid, "STUDY_ID": f"bots-{self.config.study}",
+                  "SESSION_ID": f"{self.result.pid}-s"}
+        if self.config.simulated_token:
+            params["SIMULATED"] = self.config.simulated_token
+        params = urlencode(params)
         response = await self.http(client, "GET", f"{self.server}/s/{self.config.study}/?{params}")
         response.raise_for_status()
         match = re.search(r"/p/([^/]+)/$", response.url.path)

@@ -26,6 +26,12 @@ class Recruited(models.Model):
         abstract = True
 
 
+class ParticipantQuerySet(models.QuerySet):
+    def human(self, *, include_simulated: bool = False) -> ParticipantQuerySet:
+        """Without the simulated participants of ``run_bots`` unless asked (see ``AnswerQuerySet.human``)."""
+        return self if include_simulated else self.filter(is_simulated=False)
+
+
 class Participant(Recruited):
     class Status(models.TextChoices):
         JOINED = "joined"  # opened the link, has not consented yet
@@ -51,7 +57,11 @@ class Participant(Recruited):
     taken_over_at = models.DateTimeField(
         null=True, blank=True, db_index=True,
         help_text="Dropped out mid-group; a simulated participant answered for them from then on (bot takeover).")
+    is_simulated = models.BooleanField(
+        default=False, help_text="A simulated participant (run_bots) joined with a signed bot token; never human data.")
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ParticipantQuerySet.as_manager()
 
     class Meta:
         constraints = [

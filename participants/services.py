@@ -8,6 +8,7 @@ import unicodedata
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -86,11 +87,13 @@ def returning_participant(*, study: Study, params: dict[str, str], existing_toke
     return None
 
 
-def join_or_resume(model, *, study, params: dict[str, str], user_agent: str = "", existing_token: str | None = None):
+def join_or_resume(model, *, study, params: dict[str, str], user_agent: str = "", existing_token: str | None = None,
+                   defaults: dict | None = None):
     """A new ``model`` row (a participant, a legibility judge) for ``study``, or the one this visitor already has.
 
     By recruitment id (a reused PROLIFIC_PID resumes), else by the token of an earlier visit (a reload without
-    the id); a mangled token never reaches the query. Every URL parameter is kept, bounded."""
+    the id); a mangled token never reaches the query. Every URL parameter is kept, bounded. ``defaults``: more
+    fields for a new row only."""
     params = _clean_params(params)
     recruitment_id = params.get("PROLIFIC_PID") or None
     rows = model.objects.filter(study=study)
@@ -105,20 +108,55 @@ def join_or_resume(model, *, study, params: dict[str, str], user_agent: str = ""
     try:
         with transaction.atomic():
             return model.objects.create(study=study, url_params=params, user_agent=_printable(user_agent, 400),
-                                        **fields)
+                                        **fields, **(defaults or {}))
     except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once
         return model.objects.get(study=study, recruitment_id=recruitment_id)
 
 
+# --- simulated participants -----------------------------------------------------------------
+SIMULATED_PARAM = "SIMULATED"  # the join link's query parameter that carries a bot token
+SIMULATED_SALT = "participants.simulated"
+SIMULATED_TOKEN_MAX_AGE = 7 * 24 * 3600  # seconds; far above the longest bot run (run_bots --timeout)
+
+
+def simulated_join_token(study_slug: str) -> str:
+    """A token that marks whoever joins ``study_slug`` with it as simulated (``Participant.is_simulated``).
+
+    Why a signed token on the join link: bots join over HTTP exactly like people (``participants.bots``), often
+    against a server whose database ``run_bots`` cannot reach, so the mark must travel with the join itself and
+    be set as the row is created (no window in which a bot counts as human; nothing to fix up after a crashed
+    run). Only a holder of the server's ``SECRET_KEY`` (``manage.py run_bots`` on the deployment) can make one,
+    unlike a recruitment id, user agent or plain parameter a participant could type, and it names one study and
+    expires. A wrong or expired token is refused outright, so a bot run with the wrong key fails loudly instead of
+    being stored as human data."""
+    return signing.dumps(study_slug, salt=SIMULATED_SALT)
+
+
+def _joins_simulated(study: Study, token: object) -> bool:
+    if token is None:
+        return False
+    try:
+        slug = signing.loads(str(token), salt=SIMULATED_SALT, max_age=SIMULATED_TOKEN_MAX_AGE)
+    except signing.BadSignature:  # also an expired one
+        slug = None
+    if slug != study.slug:
+        raise SubmissionError("bad_simulated_token", "This link carries an invalid or expired simulated-participant "
+                                                     "token. People join with the plain study link.")
+    return True
+
+
 def participant_join(*, study: Study, params: dict[str, str], user_agent: str = "",
                      existing_token: str | None = None) -> Participant:
-    """Idempotent on the recruitment id: a reused PROLIFIC_PID resumes the same participant."""
+    """Idempotent on the recruitment id: a reused PROLIFIC_PID resumes the same participant. A valid
+    ``SIMULATED`` token (``simulated_join_token``) creates a simulated participant; the token is not stored."""
     if not study.is_active:
         raise SubmissionError("inactive", "This study is not accepting participants.")
     if not study.questions.exists():
         raise SubmissionError("no_questions", "This study is not ready yet (it has no questions).")
+    params = dict(params)
+    simulated = _joins_simulated(study, params.pop(SIMULATED_PARAM, None))
     return join_or_resume(Participant, study=study, params=params, user_agent=user_agent,
-                          existing_token=existing_token)
+                          existing_token=existing_token, defaults={"is_simulated": True} if simulated else None)
 
 
 def participant_consent(*, participant: Participant) -> Participant:

@@ -49,7 +49,7 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
         )
     except SubmissionError as exc:
         return render(request, "participants/message.html", {"title": study.title, "message": exc.message},
-                      status=409 if exc.code == "inactive" else 503)
+                      status={"inactive": 409, "bad_simulated_token": 403}.get(exc.code, 503))
     response = redirect("participant_page", token=participant.token)
     response.set_cookie(_cookie_name(study), participant.token, max_age=COOKIE_MAX_AGE, samesite="Lax",
                         httponly=True, secure=request.is_secure())

@@ -1,7 +1,9 @@
 """One study from the database into the plain frames the reports use (``analysis.metrics.StudyData``).
 
 Each table is read with one ``values_list`` query (no model instances), so a study with 100k ratings
-loads in a few queries. Time per phase comes from the append-only ``phase_changed`` events.
+loads in a few queries. Human data only by default: neither the take-over bot's answers nor simulated
+participants (``AnswerQuerySet.human``; ``include_bots`` / ``include_simulated`` put them back). Time per
+phase comes from the append-only ``phase_changed`` events.
 """
 from __future__ import annotations
 
@@ -45,26 +47,28 @@ def exclusion_not_held(study: Study) -> set[int]:
     ).values_list("candidate__group_id", flat=True).distinct())
 
 
-def load_study(study: Study) -> StudyData:
+def load_study(study: Study, *, include_bots: bool = False, include_simulated: bool = False) -> StudyData:
     """The study's frames. A leave-one-out group whose exclusion did not hold gets the condition
     ``EXCLUSION_NOT_HELD``, so it counts neither as leave-one-out nor as standard."""
+    who = {"include_bots": include_bots, "include_simulated": include_simulated}
     groups = _frame(Group.objects.filter(study=study).order_by("id").values_list(
         "id", "condition", "excluded_participant_id", "question_id", "phase", "outcome", "winner_round1_id",
         "winner_round2_id"), SCHEMAS["groups"])
     broken = exclusion_not_held(study)
     if broken and len(groups):
         groups.loc[groups["group_id"].isin(broken), "condition"] = EXCLUSION_NOT_HELD
-    members = _frame(Participant.objects.filter(study=study, group__isnull=False).values_list(
+    members = _frame(Participant.objects.filter(study=study, group__isnull=False)
+                     .human(include_simulated=include_simulated).values_list(
         "group_id", "id", "status"), SCHEMAS["members"])
-    ratings = _frame(Rating.objects.filter(group__study=study).values_list(
+    ratings = _frame(Rating.objects.filter(group__study=study).human(**who).values_list(
         "group_id", "participant_id", "candidate_id", "round", "agreement", "quality", "rank", "candidate__source",
         "candidate__source_opinion__participant_id"), [*SCHEMAS["ratings"], *OPTIONAL_RATING_COLUMNS])
-    answered = [(g, p, "opinion") for g, p in Opinion.objects.filter(group__study=study)
+    answered = [(g, p, "opinion") for g, p in Opinion.objects.filter(group__study=study).human(**who)
                 .values_list("group_id", "participant_id")]
-    answered += [(g, p, "critique") for g, p in Critique.objects.filter(group__study=study)
+    answered += [(g, p, "critique") for g, p in Critique.objects.filter(group__study=study).human(**who)
                  .values_list("group_id", "participant_id")]
     answered += [(g, p, "rating" if r == 1 else "final_rating") for g, p, r in Rating.objects.filter(
-        group__study=study).values_list("group_id", "participant_id", "round").distinct()]
+        group__study=study).human(**who).values_list("group_id", "participant_id", "round").distinct()]
     created = dict(Group.objects.filter(study=study).values_list("id", "created_at"))
     events = GroupEvent.objects.filter(group__study=study, kind="phase_changed").order_by("group_id", "id") \
         .values_list("group_id", "payload", "created_at")
@@ -74,8 +78,10 @@ def load_study(study: Study) -> StudyData:
                                         SCHEMAS["phase_times"]))
 
 
-def load_group_texts(study: Study) -> list[GroupTexts]:
-    """Questions' statements, opinions and winning statements of the groups that have a winner."""
+def load_group_texts(study: Study, *, include_bots: bool = False, include_simulated: bool = False
+                     ) -> list[GroupTexts]:
+    """Questions' statements, opinions (human ones unless asked) and winning statements of the groups that have
+    a winner."""
     groups = list(Group.objects.filter(study=study).filter(winner_round1__isnull=False).order_by("id").values_list(
         "id", "condition", "question__affirming_statement", "question__negating_statement", "winner_round1_id",
         "winner_round2_id"))
@@ -84,7 +90,8 @@ def load_group_texts(study: Study) -> list[GroupTexts]:
     winner_ids = [w for g in groups for w in g[4:] if w is not None]
     texts = dict(Candidate.objects.filter(pk__in=winner_ids).values_list("id", "text"))
     opinions: dict[int, dict[int, str]] = {}
-    for group_id, participant_id, text in Opinion.objects.filter(group__study=study).order_by("id").values_list(
+    for group_id, participant_id, text in Opinion.objects.filter(group__study=study).human(
+            include_bots=include_bots, include_simulated=include_simulated).order_by("id").values_list(
             "group_id", "participant_id", "text"):
         opinions.setdefault(group_id, {})[participant_id] = text
     return [GroupTexts(group_id=gid, affirming=affirming, negating=negating, opinions=opinions.get(gid, {}),

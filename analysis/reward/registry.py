@@ -30,13 +30,17 @@ def reward_models_dir() -> Path:
     return Path(getattr(settings, "REWARD_MODELS_DIR", Path(settings.BASE_DIR) / "var" / "reward_models"))
 
 
-def study_rating_records(*, study: Study) -> list[RatingRecord]:
-    """Every rating in the study with an agreement or a rank, with the texts the model reads."""
-    opinions = dict(((g, p), t) for g, p, t in Opinion.objects.filter(group__study=study)
+def study_rating_records(*, study: Study, include_simulated: bool = False) -> list[RatingRecord]:
+    """Every human rating in the study with an agreement or a rank, with the texts the model reads.
+
+    Never the take-over bot's answers (``by_bot``): they are a policy's guesses, not anyone's preference, and its
+    opinion is not the member's; simulated participants (``run_bots``) only with ``include_simulated``."""
+    who = {"include_simulated": include_simulated}
+    opinions = dict(((g, p), t) for g, p, t in Opinion.objects.filter(group__study=study).human(**who)
                     .values_list("group_id", "participant_id", "text"))
-    critiques = dict(((g, p), t) for g, p, t in Critique.objects.filter(group__study=study)
+    critiques = dict(((g, p), t) for g, p, t in Critique.objects.filter(group__study=study).human(**who)
                      .values_list("group_id", "participant_id", "text"))
-    ratings = (Rating.objects.filter(group__study=study)
+    ratings = (Rating.objects.filter(group__study=study).human(**who)
                .select_related("candidate", "group__question").order_by("id"))
     records = [
         RatingRecord(group_id=r.group_id, member_id=r.participant_id, round=r.round,

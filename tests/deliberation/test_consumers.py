@@ -226,3 +226,18 @@ async def test_idle_websocket_survives_30_seconds_on_redis_layer():
         snap = await next_of(ws, "snapshot", where=lambda m: m["group"]["members"][0]["submitted"])
         assert snap["group"]["phase"] == "opinion"
     await close_all(sockets)
+
+
+async def test_a_taken_over_member_gets_a_clear_error_reply_and_nothing_is_stored():
+    study, people, sockets = await grouped()
+    gone = people[2]
+    await adb(Participant.objects.filter(pk=gone.pk).update)(status="dropped", taken_over_at=gone.created_at)
+    await sockets[2].send_to(text_data=json.dumps({"type": "submit_opinion", "text": OPINIONS[2], "ref": "late"}))
+    reply = await next_of(sockets[2], "error")
+    assert reply["code"] == "taken_over" and reply["ref"] == "late" and "simulated participant" in reply["message"]
+    await sockets[2].send_to(text_data=json.dumps({"type": "draft", "phase": "opinion", "text": "x", "ref": "d"}))
+    assert (await next_of(sockets[2], "error"))["code"] == "taken_over"
+    assert not await adb(Opinion.objects.filter(participant_id=gone.pk).exists)()
+    await sockets[0].send_to(text_data=json.dumps({"type": "submit_opinion", "text": OPINIONS[0], "ref": "ok"}))
+    assert (await next_of(sockets[0], "ack"))["ref"] == "ok"  # the socket and the others carry on
+    await close_all(sockets)

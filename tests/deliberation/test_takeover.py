@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from deliberation.models import Candidate, Critique, Draft, GroupEvent, Opinion, Rating
 from deliberation.monitor import study_monitor_state
-from deliberation.services import critique_submit, draft_save, opinion_submit, ratings_submit
+from deliberation.services import SubmissionError, critique_submit, draft_save, opinion_submit, ratings_submit
 from deliberation.sweeper import sweep
 from deliberation.takeover import Seat, decide
 from generation.services import candidates_generate
@@ -148,3 +148,110 @@ def test_with_bot_takeover_off_a_dropped_member_is_left_alone_as_before():
     assert phase_of(group) == "generating"  # the connected members alone move the group on
     assert not Opinion.objects.filter(participant=gone).exists()
     assert not GroupEvent.objects.filter(kind__in=["taken_over_by_bot", "bot_submitted"]).exists()
+
+
+# --- bot answers are not human data (issue 15) ----------------------------------------------------
+def take_over_in_opinion_phase(slug: str):
+    study = make_study(slug=slug, bot_takeover=True)
+    group, members = make_group(study)
+    gone = members[2]
+    draft_save(participant=gone, phase="opinion", payload={"text": "Bread and milk should never be taxed at all"})
+    drop(gone, seconds_ago=60)
+    assert sweep().bot_submissions == 1
+    gone.refresh_from_db()
+    return group, members, gone
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_answer_the_takeover_writes_is_flagged_by_bot_even_from_the_members_own_draft():
+    group, members, gone = take_over_in_opinion_phase("flag-bot")
+    bot_opinion = Opinion.objects.get(participant=gone)
+    assert bot_opinion.text == "Bread and milk should never be taxed at all" and bot_opinion.by_bot
+    assert Draft.objects.get(participant=gone, phase="opinion").participant_id == gone.pk  # the draft stays theirs
+    for member, text in zip(members[:2], OPINIONS):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    for member in members[:2]:
+        rate_all(member, 1)
+    sweep()
+    assert phase_of(group) == "critique"
+    for member in members[:2]:
+        critique_submit(participant=member, text="It should mention families with children.")
+    sweep()
+    by_bot = {(kind, pid): flag for kind, model in (("opinion", Opinion), ("rating", Rating), ("critique", Critique))
+              for pid, flag in model.objects.filter(group=group).values_list("participant_id", "by_bot")}
+    assert {key for key, flag in by_bot.items() if flag} == {("opinion", gone.pk), ("rating", gone.pk),
+                                                             ("critique", gone.pk)}
+    assert len(by_bot) == 9  # everyone answered each step; only the bot's answers are flagged
+    # the one default filter leaves them out, and gives them back when asked
+    assert set(Rating.objects.filter(group=group).human().values_list("participant_id", flat=True)) == \
+        {m.pk for m in members[:2]}
+    assert Rating.objects.filter(group=group).human(include_bots=True).count() == \
+        Rating.objects.filter(group=group).count()
+    assert not Opinion.objects.filter(group=group, participant=gone).human().exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_taken_over_member_can_no_longer_write_but_the_takeover_still_can():
+    group, members, gone = take_over_in_opinion_phase("flag-refuse")
+    for member, text in zip(members[:2], OPINIONS):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    assert phase_of(group) == "rating"
+    ids = list(Candidate.objects.filter(group=group, round=1).values_list("id", flat=True))
+    attempts = [
+        lambda: draft_save(participant=gone, phase="rating", payload={"ranking": ids}),
+        lambda: ratings_submit(participant=gone, round=1, ratings={c: {"agreement": 7, "quality": 7} for c in ids},
+                               ranking=ids),
+        lambda: opinion_submit(participant=gone, text="I am back and want to change my opinion now."),
+        lambda: critique_submit(participant=gone, text="Too long."),
+    ]
+    for attempt in attempts:
+        with pytest.raises(SubmissionError) as refused:
+            attempt()
+        assert refused.value.code == "taken_over" and "simulated participant" in refused.value.message
+    assert not Rating.objects.filter(participant=gone).exists()
+    assert not Draft.objects.filter(participant=gone, phase="rating").exists()
+    assert sweep().bot_submissions == 1  # the takeover itself still answers for the seat
+    assert Rating.objects.filter(participant=gone, by_bot=True).count() == len(ids)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("status", ["dropped", "completed", "lobby_timeout"])
+def test_a_person_no_longer_in_a_group_cannot_write(status):
+    group, members = make_group(make_study(slug=f"gone-{status}"))
+    person = members[0]
+    Participant.objects.filter(pk=person.pk).update(status=status)
+    for attempt in (lambda: draft_save(participant=person, phase="opinion", payload={"text": "still typing"}),
+                    lambda: opinion_submit(participant=person, text=OPINIONS[0])):
+        with pytest.raises(SubmissionError) as refused:
+            attempt()
+        assert refused.value.code == "not_in_group"
+    assert not Opinion.objects.filter(participant=person).exists()
+    assert not Draft.objects.filter(participant=person).exists()
+    opinion_submit(participant=members[1], text=OPINIONS[1])  # the others are unaffected
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_flags_answers_the_takeover_stored_before_by_bot_existed():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    group, members, gone = take_over_in_opinion_phase("flag-backfill")
+    for member, text in zip(members[:2], OPINIONS):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    for member in members[:2]:
+        rate_all(member, 1)
+    sweep()
+    def flagged():
+        return {model: set(model.objects.filter(by_bot=True).values_list("pk", flat=True))
+                for model in (Opinion, Rating)}
+
+    before = flagged()
+    assert all(before.values())
+    for model in (Opinion, Rating):
+        model.objects.update(by_bot=False)  # as stored before the field existed
+    import_module("deliberation.migrations.0007_answers_by_bot").flag_earlier_bot_answers(apps, None)
+    assert flagged() == before

@@ -58,6 +58,7 @@ def test_six_bots_finish_two_groups_and_every_write_is_stored_once(tmp_path):
     assert all(g.phase == "done" and g.outcome == "completed" for g in groups)
     people = list(Participant.objects.filter(study=study))
     assert len(people) == 6 and {p.recruitment_id[:4] for p in people} == {"bot-"}
+    assert all(p.is_simulated and "SIMULATED" not in p.url_params for p in people)  # run_bots marks its bots
     assert all(p.status == "completed" and p.completion_code == "DONE123" for p in people)
     assert {b["completion_page_code"] for b in summary["bots"]} == {"DONE123"}
     assert summary["completion_codes"] == {"DONE123": 6}

@@ -19,7 +19,9 @@ class Command(BaseCommand):
             "(prompt = question + the member's opinion, chosen = the candidate that member ranked higher, rejected; "
             "TRL RewardTrainer's format) and sft (conversational prompt/completion of candidates whose mean quality "
             "rating is at least --min-quality). Participant tokens are never exported; recruitment ids only with "
-            "--include-recruitment-ids. Writes manifest.json with the row counts.")
+            "--include-recruitment-ids. Human data only: answers the take-over bot wrote and simulated participants "
+            "(run_bots) only with --include-bots / --include-simulated; answer rows carry by_bot, participant rows "
+            "is_simulated. Writes manifest.json with the row counts.")
 
     def add_arguments(self, parser):
         parser.add_argument("--study", required=True, help="Study slug.")
@@ -31,9 +33,13 @@ class Command(BaseCommand):
                                  f"(default {DEFAULT_MIN_QUALITY:g}).")
         parser.add_argument("--include-recruitment-ids", action="store_true",
                             help="Also export PROLIFIC_PID / STUDY_ID / SESSION_ID (off by default).")
+        parser.add_argument("--include-bots", action="store_true",
+                            help="Also export the answers the take-over bot wrote for dropped members (by_bot).")
+        parser.add_argument("--include-simulated", action="store_true",
+                            help="Also export simulated participants (run_bots) and their answers (is_simulated).")
 
     def handle(self, *args, study: str, formats: str, out: Path, min_quality: float, include_recruitment_ids: bool,
-               **options):
+               include_bots: bool, include_simulated: bool, **options):
         study_obj = Study.objects.filter(slug=study).first()
         if study_obj is None:
             raise CommandError(f"No study with slug {study!r}")
@@ -45,6 +51,7 @@ class Command(BaseCommand):
             raise CommandError("--min-quality is on the 1-7 scale")
         with tqdm(desc="export", unit="file", disable=options.get("verbosity", 1) == 0) as bar:
             counts = export_study(study_obj, out, chosen, include_recruitment_ids=include_recruitment_ids,
+                                  include_bots=include_bots, include_simulated=include_simulated,
                                   min_quality=min_quality, progress=lambda name: bar.update(1))
         for name, count in counts.items():
             self.stdout.write(f"{name}: {count} rows")

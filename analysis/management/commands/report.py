@@ -16,7 +16,8 @@ class Command(BaseCommand):
             "agreement and quality distributions, endorsement of the winners, preference over the other candidates, "
             "first → revised winner, time per phase, dropout, leave-one-out excluded vs included members and "
             "minority representation, all with 95% intervals from resampling groups. The same figures as the "
-            "analyst page (/analysis/study/SLUG/report/).")
+            "analyst page (/analysis/study/SLUG/report/). Human answers only unless --include-bots / "
+            "--include-simulated.")
 
     def add_arguments(self, parser):
         parser.add_argument("--study", required=True, help="Slug of the study (see Admin → Studies).")
@@ -27,9 +28,14 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=None, help="Bootstrap seed (default: the study's id).")
         parser.add_argument("--dissent-at-most", type=int, default=3, choices=range(1, 8), metavar="1-7",
                             help="Leave-one-out dissent: agreement at or below this counts (default 3).")
+        parser.add_argument("--include-bots", action="store_true",
+                            help="Also count the answers the take-over bot wrote for dropped members.")
+        parser.add_argument("--include-simulated", action="store_true",
+                            help="Also count simulated participants (run_bots) and their answers.")
 
     def handle(self, *args, study: str, out: Path | None, no_representation: bool, bootstrap: int,
-               seed: int | None, dissent_at_most: int = 3, **options):
+               seed: int | None, dissent_at_most: int = 3, include_bots: bool = False,
+               include_simulated: bool = False, **options):
         from analysis.reports.build import build_report
         from analysis.reports.data import load_group_texts, load_offline_loo, load_study
         from analysis.reports.render import render_standalone
@@ -46,7 +52,8 @@ class Command(BaseCommand):
         started = time.perf_counter()
         with tqdm(total=len(steps), desc="report", unit="step", file=self.stderr._out) as bar:
             bar.set_postfix_str(steps[0])
-            data = load_study(found)
+            who = {"include_bots": include_bots, "include_simulated": include_simulated}
+            data = load_study(found, **who)
             bar.update()
             representation, note = None, None
             if not no_representation:
@@ -54,7 +61,7 @@ class Command(BaseCommand):
                 from analysis.representation import representation_frame
 
                 try:
-                    representation = representation_frame(load_group_texts(found))
+                    representation = representation_frame(load_group_texts(found, **who))
                 except (RuntimeError, OSError) as exc:  # the embedding model is not installed or unreadable
                     note = f"Could not embed the texts: {exc}"[:300]
                     self.stderr.write(note)

@@ -1,7 +1,9 @@
 """Simulated participants against a running server: ``manage.py run_bots --study SLUG --participants N``.
 
 The bots use HTTP and websockets exactly like a browser (see ``participants.bots``); the server
-may be this project running elsewhere. ``--json`` prints the summary as JSON on stdout.
+may be this project running elsewhere, with the same ``SECRET_KEY``: each bot's join link carries a token
+signed with it, which marks the participant simulated (``participants.services.simulated_join_token``); a
+server with another key refuses the bots. ``--json`` prints the summary as JSON on stdout.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import logging
 from django.core.management.base import BaseCommand, CommandError
 
 from participants.bots import BotConfig, parse_think, run_bots
+from participants.services import simulated_join_token
 
 
 class Command(BaseCommand):
@@ -92,7 +95,8 @@ class Command(BaseCommand):
                            persona_backend=persona_backend, persona_options=persona_options,
                            persona_max_tokens=options["persona_max_tokens"],
                            ping_seconds=options["ping"], timeout=options["timeout"], stagger=options["stagger"],
-                           progress=not options["no_progress"])
+                           progress=not options["no_progress"],
+                           simulated_token=simulated_join_token(options["study"]))
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output
         try:
             summary = run_bots(config)

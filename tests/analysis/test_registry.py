@@ -82,7 +82,8 @@ def test_train_command_registers_a_model_that_scores_and_evaluates(tmp_path, set
     call_command("evaluate_reward_model", str(reward_model.pk), stdout=out)
     report = json.loads(out.getvalue())
     assert set(report["metrics"]) == {"reward_model", "random", "candidate_length", "embedding_cosine"}
-    assert report["split"] == "held-out groups" and report["n_groups"] == 1
+    assert report["split"] == "groups it did not train on" and report["n_groups"] == report["n_groups_held_out"] == 1
+    assert report["n_groups_trained_on_not_scored"] == 4
     assert all({"pairwise_accuracy", "spearman", "mae"} <= set(m) for m in report["metrics"].values())
 
 

@@ -29,8 +29,6 @@ from .score import from_trained, load_reward_model, score_pairs
 from .train import Progress, train
 
 PROGRESS_SAVE_SECONDS = 2.0
-# The fewest usable ratings worth training on; fewer give a model that says nothing (and a noisy comparison).
-MIN_TRAINING_RATINGS = 20
 
 
 class RewardModelError(ValueError):
@@ -68,21 +66,18 @@ def study_rating_records(*, study: Study) -> list[RatingRecord]:
     return usable(records)
 
 
-def min_training_ratings() -> int:
-    return int(getattr(settings, "REWARD_MIN_TRAINING_RATINGS", MIN_TRAINING_RATINGS))
-
-
 def training_data_check(*, study: Study, records: list[RatingRecord]) -> None:
     """Raise ``TooFewRatings`` with a clear message unless the ratings can train and validate a model."""
     groups = {r.group_id for r in records}
     if not records:
         raise TooFewRatings(f"Study {study.slug!r} has no ratings with an agreement or a rank yet: nothing to train "
                             "a reward model on.")
-    if len(records) < min_training_ratings() or len(groups) < 2:
+    if len(records) < settings.REWARD_MIN_TRAINING_RATINGS or len(groups) < 2:
+        minimum = settings.REWARD_MIN_TRAINING_RATINGS
         raise TooFewRatings(
             f"Study {study.slug!r} has too few ratings to train a reward model: {len(records)} usable rating(s) in "
-            f"{len(groups)} group(s); at least {min_training_ratings()} ratings in at least 2 groups are needed "
-            "(one group or more is held out to validate it).")
+            f"{len(groups)} group(s); at least {minimum} ratings in at least 2 groups are needed (one group or more "
+            "is held out to validate it).")
 
 
 # --- selectors ------------------------------------------------------------------------------

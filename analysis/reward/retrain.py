@@ -5,7 +5,7 @@ task asks for a retraining when K more groups have finished since the last one s
 then trains for as long as retrainings are pending (``retrain_run``). The study's ``RewardRetraining`` row,
 locked with SELECT ... FOR UPDATE, is the guard: it names the version in training, and a request made during a
 run only sets ``pending``, so any number of requests during a run make exactly one more run. A run whose worker
-died (no heartbeat for ``REWARD_RETRAIN_STALE_SECONDS``) no longer blocks the next.
+died (no heartbeat for ``settings.REWARD_RETRAIN_STALE_SECONDS``) no longer blocks the next.
 
 Each run trains a new version on every human rating so far, then ``promotion_decide`` scores it and the version
 in use on the same held-out groups (groups neither trained on) by the members' pairwise ranking accuracy and
@@ -37,7 +37,6 @@ from .registry import (
 )
 
 logger = logging.getLogger(__name__)
-STALE_SECONDS = 15 * 60
 
 
 def finished_group_count(study: Study) -> int:
@@ -46,13 +45,14 @@ def finished_group_count(study: Study) -> int:
 
 def _locked_state(study_id: int) -> RewardRetraining:
     RewardRetraining.objects.get_or_create(study_id=study_id)
-    return RewardRetraining.objects.select_for_update().select_related("running_version").get(study_id=study_id)
+    return (RewardRetraining.objects.select_for_update(of=("self",)).select_related("running_version")
+            .get(study_id=study_id))
 
 
 def _is_alive(version: RewardModel | None) -> bool:
     if version is None or version.status not in (RewardModel.Status.QUEUED, RewardModel.Status.RUNNING):
         return False
-    stale = timedelta(seconds=int(getattr(settings, "REWARD_RETRAIN_STALE_SECONDS", STALE_SECONDS)))
+    stale = timedelta(seconds=settings.REWARD_RETRAIN_STALE_SECONDS)
     return (version.heartbeat_at or version.created_at) > timezone.now() - stale
 
 
@@ -127,7 +127,7 @@ def retrain_run(*, study_id: int) -> list[RewardModel]:
     version = retrain_claim(study_id=study_id)
     while version is not None:
         try:
-            retrain_version(version)
+            version = retrain_version(version)
         finally:
             versions.append(version)
             version = retrain_claim(study_id=study_id, finished=version)

@@ -9,6 +9,7 @@ few ratings or an unreadable checkpoint gives a message that says so.
 """
 from __future__ import annotations
 
+import logging
 import time
 import traceback
 from pathlib import Path
@@ -29,6 +30,7 @@ from .score import from_trained, load_reward_model, score_pairs
 from .train import Progress, train
 
 PROGRESS_SAVE_SECONDS = 2.0
+logger = logging.getLogger(__name__)
 
 
 class RewardModelError(ValueError):
@@ -231,6 +233,28 @@ def reward_model_load(model_id: int, *, precision: str = "fp32"):
         return checkpoint_load(reward_model.checkpoint_path, precision=precision)
     except CheckpointError as exc:
         raise CheckpointError(f"Reward model {model_id}: {exc}") from exc
+
+
+def reward_model_serving(*, study: Study, precision: str = "fp32"):
+    """(version, loaded model) that best-of-N uses: the study's promoted version, or, if its checkpoint cannot be
+    loaded (reported in the log with the reason), the latest earlier promoted version that can."""
+    if not study.reward_model_id:
+        raise RewardModelError(f"Study {study.slug!r} has no reward model; train one and set it on the study.")
+    try:
+        return RewardModel.objects.get(pk=study.reward_model_id), reward_model_load(study.reward_model_id,
+                                                                                   precision=precision)
+    except RewardModelError as exc:
+        problem = exc
+    logger.error("study %s: its reward model cannot be used (%s); falling back to an earlier promoted version",
+                 study.slug, problem)
+    earlier = (RewardModel.objects.filter(study=study, status=RewardModel.Status.DONE, promoted_at__isnull=False)
+               .exclude(pk=study.reward_model_id).order_by("-promoted_at"))
+    for version in earlier:
+        try:
+            return version, reward_model_load(version.pk, precision=precision)
+        except RewardModelError as exc:
+            logger.error("study %s: earlier version %s cannot be used either (%s)", study.slug, version.pk, exc)
+    raise CheckpointError(f"{problem} No earlier promoted version of study {study.slug!r} could be loaded.")
 
 
 def reward_model_evaluate(*, reward_model: RewardModel, seed: int = 0) -> dict:

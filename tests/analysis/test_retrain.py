@@ -30,6 +30,7 @@ from analysis.reward.registry import (
     group_holdout_units,
     reward_model_create,
     reward_model_load,
+    reward_model_serving,
     reward_model_train,
 )
 from deliberation.models import Candidate, Critique, Group, Opinion, Question, Rating, Study
@@ -349,6 +350,16 @@ def test_a_corrupt_or_missing_checkpoint_is_reported_and_the_previous_version_ke
                                          checkpoint_path=str(Path(first.checkpoint_path).parent / "gone"))
     with pytest.raises(CheckpointError, match=f"Reward model {missing.pk}: Checkpoint .* is missing"):
         reward_model_load(missing.pk)
+    # Promoted but unreadable: best-of-N is served by the latest earlier promoted version that loads.
+    missing.promoted_at = timezone.now()
+    missing.save()
+    Study.objects.filter(pk=study.pk).update(reward_model=missing)
+    study.refresh_from_db()
+    version, model = reward_model_serving(study=study)
+    assert version.pk == first.pk and model.meta["reward_model_id"] == first.pk
+    Path(first.checkpoint_path, "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="No earlier promoted version of study 'retrain' could be loaded"):
+        reward_model_serving(study=study)
 
 
 # --- a real worker --------------------------------------------------------------------------

@@ -20,12 +20,18 @@ def progress_bar_html(progress: float):
 
 @admin.action(description="Queue training of the selected models (Celery; a trained one gets a new version)")
 def queue_training(modeladmin, request, queryset):
-    from .reward.registry import RewardModelError, reward_model_new_version, study_rating_records, training_data_check
+    from .reward.registry import (
+        RewardModelError,
+        reward_model_is_training,
+        reward_model_new_version,
+        study_rating_records,
+        training_data_check,
+    )
     from .tasks import train_reward_model
 
     queued = []
     for reward_model in queryset.select_related("study"):
-        if reward_model.status == RewardModel.Status.RUNNING:
+        if reward_model_is_training(reward_model):
             messages.warning(request, f"{reward_model} (#{reward_model.pk}) is training now; not queued again.")
             continue
         try:
@@ -33,7 +39,7 @@ def queue_training(modeladmin, request, queryset):
         except RewardModelError as exc:
             messages.error(request, f"#{reward_model.pk}: {exc}")
             continue
-        if reward_model.status != RewardModel.Status.QUEUED:  # done or failed: its record and files are kept
+        if reward_model.status != RewardModel.Status.QUEUED:  # done, failed or dead: its record and files are kept
             reward_model = reward_model_new_version(reward_model=reward_model)
         RewardModel.objects.filter(pk=reward_model.pk).update(status=RewardModel.Status.QUEUED, progress=0.0,
                                                               progress_message="queued", error="")

@@ -59,6 +59,12 @@ class StudyAdmin(CsvExportAdmin):
                                          "completion_code_dropped", "prolific_redirect")}),
     )
 
+    def save_model(self, request, obj, form, change):
+        if change and "reward_model" not in form.changed_data:
+            # Retraining may have promoted a new version while this form was open: saving other settings keeps it.
+            obj.reward_model_id = Study.objects.filter(pk=obj.pk).values_list("reward_model_id", flat=True).first()
+        super().save_model(request, obj, form, change)
+
     @admin.display(description="group size")
     def group_sizes(self, obj):
         return f"{obj.min_group_size}–{obj.max_group_size}"

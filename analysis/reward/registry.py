@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -109,6 +110,14 @@ def reward_model_trained_group_ids(reward_model: RewardModel) -> set:
                .values_list("group_id", flat=True).distinct())
 
 
+def reward_model_is_training(reward_model: RewardModel) -> bool:
+    """Running with a recent heartbeat; a run silent for ``REWARD_RETRAIN_STALE_SECONDS`` had its worker die."""
+    if reward_model.status != RewardModel.Status.RUNNING:
+        return False
+    stale = timedelta(seconds=settings.REWARD_RETRAIN_STALE_SECONDS)
+    return (reward_model.heartbeat_at or reward_model.created_at) > timezone.now() - stale
+
+
 def checkpoint_directory(reward_model: RewardModel) -> Path:
     return reward_models_dir() / f"{reward_model.pk}-{reward_model.study.slug}"
 
@@ -146,6 +155,8 @@ def reward_model_train(*, reward_model_id: int, progress: Progress | None = None
     if reward_model.status == RewardModel.Status.DONE:
         raise RewardModelError(f"Reward model {reward_model.pk} is already trained; its checkpoint is kept as it is. "
                                "Train a new version instead (admin action or manage.py train_reward_model).")
+    if reward_model_is_training(reward_model):
+        raise RewardModelError(f"Reward model {reward_model.pk} is being trained now; not started twice.")
     config = RewardConfig.from_dict(reward_model.config)
     now = timezone.now()
     RewardModel.objects.filter(pk=reward_model.pk).update(

@@ -31,6 +31,7 @@ from .registry import (
     checkpoint_load,
     predict,
     reward_model_create,
+    reward_model_is_training,
     reward_model_train,
     reward_model_trained_group_ids,
     study_rating_records,
@@ -50,10 +51,11 @@ def _locked_state(study_id: int) -> RewardRetraining:
 
 
 def _is_alive(version: RewardModel | None) -> bool:
-    if version is None or version.status not in (RewardModel.Status.QUEUED, RewardModel.Status.RUNNING):
+    if version is None:
         return False
-    stale = timedelta(seconds=settings.REWARD_RETRAIN_STALE_SECONDS)
-    return (version.heartbeat_at or version.created_at) > timezone.now() - stale
+    if version.status == RewardModel.Status.QUEUED:  # claimed, about to start in the claiming worker
+        return version.created_at > timezone.now() - timedelta(seconds=settings.REWARD_RETRAIN_STALE_SECONDS)
+    return reward_model_is_training(version)
 
 
 def retrain_config(study: Study) -> tuple[RewardConfig, str]:

@@ -238,6 +238,16 @@ def test_a_trained_checkpoint_is_never_overwritten(admin_client):
     assert new.parent_id == version.pk and new.status == "queued" and new.config == version.config
     assert RewardModel.objects.get(pk=version.pk).status == "done"
 
+    # A version in training now is not started twice; one whose worker died is retrained as a new version.
+    RewardModel.objects.filter(pk=new.pk).update(status="running", heartbeat_at=timezone.now())
+    with pytest.raises(RewardModelError, match="being trained now"):
+        reward_model_train(reward_model_id=new.pk)
+    RewardModel.objects.filter(pk=new.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    admin_client.post(reverse("admin:analysis_rewardmodel_changelist"),
+                      {"action": "queue_training", "_selected_action": [new.pk]}, follow=True)
+    assert RewardModel.objects.get(parent=new).status == "queued"
+    RewardModel.objects.filter(pk=new.pk).update(status="queued")
+
     # A queued version whose folder already holds files (left by someone else) refuses to write there.
     folder = registry.checkpoint_directory(new)
     folder.mkdir(parents=True)
@@ -247,6 +257,19 @@ def test_a_trained_checkpoint_is_never_overwritten(admin_client):
     new.refresh_from_db()
     assert new.status == "failed" and "already holds files" in new.error
     assert (folder / "model.safetensors").read_bytes() == b"someone else's"
+
+
+def test_saving_the_study_in_the_admin_keeps_a_version_promoted_while_the_form_was_open(rf, admin_user):
+    from django.contrib.admin.sites import site
+
+    study = retraining_study(n_groups=1)
+    stale_form_copy = Study.objects.get(pk=study.pk)
+    version = RewardModel.objects.create(study=study, status="done", config=TINY)
+    Study.objects.filter(pk=study.pk).update(reward_model=version)  # promoted meanwhile
+    stale_form_copy.title = "Renamed"
+    site._registry[Study].save_model(rf.post("/"), stale_form_copy, SimpleNamespace(changed_data=["title"]), True)
+    study.refresh_from_db()
+    assert study.title == "Renamed" and study.reward_model_id == version.pk
 
 
 def test_evaluation_refuses_groups_the_model_trained_on():

@@ -1,4 +1,8 @@
-"""Reward model registry and analysis jobs in the admin: status, live progress, results; queue training here."""
+"""Reward model versions and analysis jobs in the admin: status, live progress, results; queue training here.
+
+Each reward model row is one version: its validation accuracy, data size, held-out groups, parent and promotion
+decision, and whether it is the version its study uses now (promoted).
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +10,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from .models import AnalysisJob, RewardModel
+from .models import AnalysisJob, RewardModel, RewardRetraining
 
 
 def progress_bar_html(progress: float):
@@ -14,31 +18,80 @@ def progress_bar_html(progress: float):
     return format_html('<progress value="{}" max="100"></progress> {}%', round(progress * 100), round(progress * 100))
 
 
-@admin.action(description="Queue training of the selected models (Celery)")
+@admin.action(description="Queue training of the selected models (Celery; a trained one gets a new version)")
 def queue_training(modeladmin, request, queryset):
+    from .reward.registry import (
+        RewardModelError,
+        reward_model_is_training,
+        reward_model_new_version,
+        study_rating_records,
+        training_data_check,
+    )
     from .tasks import train_reward_model
 
-    for reward_model in queryset:
+    queued = []
+    for reward_model in queryset.select_related("study"):
+        if reward_model_is_training(reward_model):
+            messages.warning(request, f"{reward_model} (#{reward_model.pk}) is training now; not queued again.")
+            continue
+        try:
+            training_data_check(study=reward_model.study, records=study_rating_records(study=reward_model.study))
+        except RewardModelError as exc:
+            messages.error(request, f"#{reward_model.pk}: {exc}")
+            continue
+        if reward_model.status != RewardModel.Status.QUEUED:  # done, failed or dead: its record and files are kept
+            reward_model = reward_model_new_version(reward_model=reward_model)
         RewardModel.objects.filter(pk=reward_model.pk).update(status=RewardModel.Status.QUEUED, progress=0.0,
                                                               progress_message="queued", error="")
         train_reward_model.delay_on_commit(reward_model_id=reward_model.pk)
-    messages.info(request, f"Queued {queryset.count()} model(s); progress updates here every few seconds.")
+        queued.append(f"#{reward_model.pk}")
+    if queued:
+        messages.info(request, f"Queued {', '.join(queued)}; progress updates here every few seconds.")
+
+
+@admin.action(description="Use the selected version for its study (promote)")
+def promote(modeladmin, request, queryset):
+    from .reward.registry import RewardModelError
+    from .reward.retrain import reward_model_promote
+
+    for reward_model in queryset:
+        if reward_model.status != RewardModel.Status.DONE:
+            messages.error(request, f"#{reward_model.pk} is {reward_model.status}, not trained; not promoted.")
+            continue
+        try:
+            reward_model_promote(reward_model=reward_model, user=request.user.get_username())
+        except RewardModelError as exc:
+            messages.error(request, f"#{reward_model.pk} not promoted: {exc}")
+        else:
+            messages.info(request, f"#{reward_model.pk} is now the model of study {reward_model.study}.")
 
 
 @admin.register(RewardModel)
 class RewardModelAdmin(admin.ModelAdmin):
-    list_display = ("id", "name", "study", "status", "progress_bar", "progress_message", "validation_summary",
-                    "created_at")
-    list_filter = ("status", "study")
-    actions = [queue_training]
-    readonly_fields = ("status", "progress_bar", "progress_message", "error", "checkpoint_path", "data_hash",
-                       "metrics_pretty", "validation_group_ids", "training_rating_count", "created_at",
-                       "started_at", "finished_at")
-    fields = ("study", "name", "config") + readonly_fields
+    list_display = ("id", "name", "study", "is_promoted", "parent", "status", "progress_bar", "progress_message",
+                    "validation_summary", "n_ratings", "holdout", "promotion_summary", "created_at")
+    list_filter = ("status", "holdout", "study")
+    list_select_related = ("study", "parent")
+    actions = [queue_training, promote]
+    readonly_fields = ("status", "is_promoted", "progress_bar", "progress_message", "error", "checkpoint_path",
+                       "data_hash", "promotion_pretty", "promoted_at", "metrics_pretty", "validation_group_ids",
+                       "trained_group_ids", "training_rating_count", "created_at", "started_at", "heartbeat_at",
+                       "finished_at")
+    fields = ("study", "name", "config", "holdout", "parent") + readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        # What a version was trained with is part of its record: fixed once it has started.
+        if obj is not None and obj.status != RewardModel.Status.QUEUED:
+            return ("study", "config", "holdout", "parent") + self.readonly_fields
+        return self.readonly_fields
 
     @admin.display(description="progress")
     def progress_bar(self, obj):
         return progress_bar_html(obj.progress)
+
+    @admin.display(description="in use", boolean=True)
+    def is_promoted(self, obj):
+        return obj.study.reward_model_id == obj.pk
 
     @admin.display(description="validation")
     def validation_summary(self, obj):
@@ -47,6 +100,28 @@ class RewardModelAdmin(admin.ModelAdmin):
             return "–"
         return f"pairwise {val.get('pairwise_accuracy')}, ρ {val.get('spearman')}, MAE {val.get('mae')}"
 
+    @admin.display(description="ratings (train + validation)")
+    def n_ratings(self, obj):
+        metrics = obj.metrics or {}
+        if "n_train_ratings" not in metrics:
+            return "–"
+        return f"{metrics['n_train_ratings']} + {metrics.get('n_validation_ratings', 0)}"
+
+    @admin.display(description="promotion")
+    def promotion_summary(self, obj):
+        decision = obj.promotion or {}
+        if not decision:
+            return "–"
+        scores = ""
+        if "new_score" in decision:
+            scores = f" (this {decision.get('new_score')} vs #{decision.get('compared_with')} " \
+                     f"{decision.get('current_score')})"
+        return f"{'promoted' if decision.get('promoted') else 'not promoted'}: {decision.get('reason', '')}{scores}"
+
+    @admin.display(description="promotion decision")
+    def promotion_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.promotion, indent=2))
+
     @admin.display(description="metrics")
     def metrics_pretty(self, obj):
         return format_html("<pre>{}</pre>", json.dumps(obj.metrics, indent=2))
@@ -54,6 +129,21 @@ class RewardModelAdmin(admin.ModelAdmin):
     @admin.display(description="training ratings")
     def training_rating_count(self, obj):
         return obj.training_ratings.count()
+
+
+@admin.register(RewardRetraining)
+class RewardRetrainingAdmin(admin.ModelAdmin):
+    """Read-only: retraining is switched on per study (Study → 'retrain every K groups')."""
+
+    list_display = ("study", "pending", "running_version", "runs", "finished_groups_at_last_run", "last_message",
+                    "updated_at")
+    readonly_fields = list_display
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AnalysisJob)

@@ -3,10 +3,15 @@
 For each finished group, the winning round's statement is regenerated from the same prompt template,
 seed and candidate slot, once with every opinion and once with each member left out in turn (their
 opinion and, in the revision round, their critique; a revision then revises the round-1 winner's slot
-regenerated without them as well, so their words cannot come back through the previous statement). The prompts come from ``generation.services.build_slots``
-(the one renderer); the texts from the one backend interface. A reward model then predicts every member's
-agreement with every regenerated statement. The figure of interest (Bakker et al. 2022) is the drop in the
-left-out member's predicted agreement, compared with the drop for the members who stayed in.
+regenerated without them as well, so their words cannot come back through the previous statement). The prompts
+come from ``generation.services.build_slots`` (the one renderer); the texts from the one backend interface. A
+reward model then predicts every member's agreement with every regenerated statement. The figure of interest
+(Bakker et al. 2022) is the drop in the left-out member's predicted agreement, compared with the drop for the
+members who stayed in.
+
+The reward model is the study's promoted version unless another is named. Groups whose ratings it was trained
+on are left out (their predictions would be memory); asked for, they are scored but reported apart, each row
+marked ``trained_on`` and their figures under ``summary_trained_on``, never mixed into ``summary``.
 
 Work is split by group (``loo_group_rows``) so a Celery task can do one group per subtask; the job row
 (``AnalysisJob``) collects the rows, counts progress and holds the aggregated result.
@@ -63,20 +68,32 @@ def resolve_reward_model(study: Study, reward_model_id: int | None) -> RewardMod
 
 
 def job_create(*, study: Study, backend: str | None = None, reward_model_id: int | None = None,
-               groups: int | None = None) -> AnalysisJob:
-    """Validate the options and register a queued job over the study's finished groups."""
+               groups: int | None = None, include_trained_on: bool = False) -> AnalysisJob:
+    """Validate the options and register a queued job over the study's finished groups that the reward model
+    did not train on (with ``include_trained_on``, those too, reported apart)."""
+    from analysis.reward.registry import reward_model_trained_group_ids
+
     backend = backend or study.generation_backend
     from generation.backends import backend_names
 
     if backend not in backend_names():
         raise LooOfflineError(f"unknown backend {backend!r}; known: {', '.join(backend_names())}")
     reward_model = resolve_reward_model(study, reward_model_id)
-    group_ids = [g.pk for g in finished_groups(study, groups)]
-    if not group_ids:
+    trained_on = reward_model_trained_group_ids(reward_model)
+    finished = [g.pk for g in finished_groups(study)]
+    chosen = finished if include_trained_on else [g for g in finished if g not in trained_on]
+    chosen = chosen[:groups] if groups else chosen
+    if not finished:
         raise LooOfflineError(f"study {study.slug!r} has no finished groups with a winner and two or more opinions")
+    if not chosen:
+        raise LooOfflineError(
+            f"reward model {reward_model.pk} was trained on all {len(finished)} finished group(s) of study "
+            f"{study.slug!r}; its predictions there would be memory, not prediction. Use a version that held "
+            "groups out, or pass --include-trained-on to score them anyway, reported apart as 'trained on'")
     return AnalysisJob.objects.create(
-        kind=KIND, study=study, total=len(group_ids), progress_message="queued",
-        params={"backend": backend, "reward_model_id": reward_model.pk, "group_ids": group_ids},
+        kind=KIND, study=study, total=len(chosen), progress_message="queued",
+        params={"backend": backend, "reward_model_id": reward_model.pk, "group_ids": chosen,
+                "trained_on_group_ids": sorted(g for g in chosen if g in trained_on)},
         result={"rows": [], "predictions": [], "groups_done": []})
 
 
@@ -186,14 +203,19 @@ def job_run_group(*, job_id: int, group_id: int) -> None:
         result = job.result or {"rows": [], "predictions": [], "groups_done": []}
         if group_id in result["groups_done"]:
             return
-        result["rows"].extend(rows)
-        result.setdefault("predictions", []).extend(predictions)
+        trained_on = group_id in job.params.get("trained_on_group_ids", [])
+        result["rows"].extend({**row, "trained_on": trained_on} for row in rows)
+        result.setdefault("predictions", []).extend({**p, "trained_on": trained_on} for p in predictions)
         result["groups_done"].append(group_id)
         job.done = len(result["groups_done"])
         job.progress = job.done / job.total if job.total else 1.0
         job.progress_message = f"{job.done}/{job.total} groups"
         if job.done >= job.total and job.status != AnalysisJob.Status.FAILED:
-            result["summary"] = summarise(result["predictions"], seed=job.study.generation_seed)
+            held_out = [p for p in result["predictions"] if not p.get("trained_on")]
+            seen = [p for p in result["predictions"] if p.get("trained_on")]
+            result["summary"] = summarise(held_out, seed=job.study.generation_seed) if held_out else []
+            if seen:
+                result["summary_trained_on"] = summarise(seen, seed=job.study.generation_seed)
             job.status = AnalysisJob.Status.DONE
             job.finished_at = timezone.now()
             job.progress_message = f"done: {job.done} groups, {len(result['rows'])} left-out statements"
@@ -218,5 +240,8 @@ def job_public_result(job: AnalysisJob) -> dict:
     return {"job_id": job.pk, "kind": job.kind, "study": job.study.slug, "status": job.status,
             "progress": job.progress, "backend": job.params.get("backend"),
             "reward_model_id": job.params.get("reward_model_id"), "groups": job.total,
-            "summary": result.get("summary"), "rows": result.get("rows", []), "error": job.error or None}
+            "trained_on_group_ids": job.params.get("trained_on_group_ids", []),
+            "summary": result.get("summary"),
+            "summary_trained_on": result.get("summary_trained_on"),
+            "rows": result.get("rows", []), "error": job.error or None}
 

@@ -1,5 +1,5 @@
-"""Celery tasks for analysis: training a registered reward model (work in analysis.reward.registry) and offline
-leave-one-out jobs (work in analysis.loo_offline); thin.
+"""Celery tasks for analysis: training a registered reward model (work in analysis.reward.registry), retraining
+a running study's model (analysis.reward.retrain) and offline leave-one-out jobs (analysis.loo_offline); thin.
 
 Progress is written to the RewardModel or AnalysisJob row while it runs and shown in the admin.
 """
@@ -14,6 +14,16 @@ def train_reward_model(*, reward_model_id: int) -> int:
     from .reward.registry import reward_model_train
 
     return reward_model_train(reward_model_id=reward_model_id).pk
+
+
+@shared_task(name="analysis.tasks.reward_model_retrain", acks_late=False, ignore_result=True)
+def reward_model_retrain(*, study_id: int) -> list[int]:
+    """A group of the study finished (sent by name from deliberation.services): retrain if K more have."""
+    from .reward.retrain import retrain_request, retrain_run
+
+    if not retrain_request(study_id=study_id):
+        return []
+    return [version.pk for version in retrain_run(study_id=study_id)]
 
 
 @shared_task(name="analysis.tasks.loo_offline_start", acks_late=False, ignore_result=True)

@@ -48,7 +48,8 @@ class StudyAdmin(CsvExportAdmin):
                                           "final_rating_seconds", "max_text_chars")}),
         ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method",
                                       "opinions_as_candidates", "leave_one_out_share")}),
-        ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "welfare_method",
+        ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "reward_retrain_every",
+                                                     "reward_retrain_config", "welfare_method",
                                                      "welfare_alpha")}),
         ("Generation", {"fields": ("generation_backend", "generation_base_url", "generation_model",
                                    "generation_api_key_env", "generation_concurrency", "generation_timeout_seconds",
@@ -57,6 +58,12 @@ class StudyAdmin(CsvExportAdmin):
         ("Completion codes", {"fields": ("completion_code_completed", "completion_code_lobby_timeout",
                                          "completion_code_dropped", "prolific_redirect")}),
     )
+
+    def save_model(self, request, obj, form, change):
+        if change and "reward_model" not in form.changed_data:
+            # Retraining may have promoted a new version while this form was open: saving other settings keeps it.
+            obj.reward_model_id = Study.objects.filter(pk=obj.pk).values_list("reward_model_id", flat=True).first()
+        super().save_model(request, obj, form, change)
 
     @admin.display(description="group size")
     def group_sizes(self, obj):

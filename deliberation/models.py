@@ -72,7 +72,17 @@ class Study(models.Model):
         help_text="Best-of-N: generate this many candidates, score each for each member with the reward model, "
                   "and show the 'number of candidates' with the highest welfare. 0 = off.")
     reward_model = models.ForeignKey("analysis.RewardModel", null=True, blank=True, on_delete=models.PROTECT,
-                                     related_name="+", help_text="Trained reward model used for best-of-N.")
+                                     related_name="+", help_text="Trained reward model used for best-of-N "
+                                     "(the promoted version when retraining is on).")
+    reward_retrain_every = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Retrain the reward model on every human rating so far each time this many more groups have "
+                  "finished; the new version replaces the one in use only if it ranks held-out groups' candidates "
+                  "better. Empty or 0 = off.")
+    reward_retrain_config = models.JSONField(
+        default=dict, blank=True,
+        help_text="Training options for retraining (RewardConfig fields, e.g. {\"epochs\": 2}, and 'holdout': "
+                  "group, question or topic). Empty: the settings of the version in use, else the defaults.")
     welfare_method = models.CharField(max_length=16, choices=Welfare.choices, default=Welfare.UTILITARIAN)
     welfare_alpha = models.FloatField(default=1.0, help_text="α for the isoelastic welfare (0 = utilitarian, "
                                                               "large = Rawlsian).")

@@ -445,3 +445,25 @@ def group_finish(group: Group, outcome: str, previous: flow.GroupState, now: dat
             status=status, completion_code=study.completion_code(status.value), finished_at=now)
     log_event(group, "group_finished", None, outcome=outcome)
     realtime.push_after_commit(participants=[m.participant_id for m in previous.members])
+    if study.reward_retrain_every:
+        request_reward_retraining(study_id=study.pk)
+
+
+REWARD_RETRAIN_TASK = "analysis.tasks.reward_model_retrain"
+
+
+def request_reward_retraining(*, study_id: int) -> None:
+    """After commit, tell the analysis workers a group finished; they decide whether a retraining is due.
+
+    Sent by name: deliberation does not import analysis (one-way layering). A lost message costs nothing
+    but a delay: the task counts finished groups itself, so the next finished group catches up.
+    """
+    from celery import current_app
+
+    def send() -> None:
+        try:
+            current_app.send_task(REWARD_RETRAIN_TASK, kwargs={"study_id": study_id})
+        except Exception:  # the broker being down must not fail a participant's request
+            logger.exception("could not queue reward model retraining for study %s", study_id)
+
+    transaction.on_commit(send)

@@ -48,6 +48,7 @@ class _Slot:
     shown: bool = True
     welfare: float | None = None
     predictions: dict[int, float] | None = None  # participant id -> predicted agreement (best-of-N)
+    reward_model_id: int | None = None  # the version that predicted them
 
 
 def generation_params(study) -> dict:
@@ -151,7 +152,7 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
 
 def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     """Score every candidate for every member with the study's reward model; show the top K by welfare."""
-    from analysis.reward.registry import reward_model_load
+    from analysis.reward.registry import reward_model_serving
     from analysis.reward.score import score_matrix
     from analysis.welfare import welfare
 
@@ -160,7 +161,8 @@ def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     every = list(Opinion.objects.filter(group=group).order_by("participant__position"))
     opinions = [o for o in every if o.participant_id not in leave_out] or every
     critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)} if round_ == 2 else {}
-    model = reward_model_load(study.reward_model_id)
+    # The promoted version; an earlier promoted one if its checkpoint cannot be read (logged with the reason).
+    version, model = reward_model_serving(study=study)
     u = score_matrix(model, group.question.text, [o.text for o in opinions], [s.text for s in slots],
                      critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None)
     scores = welfare(u, study.welfare_method, alpha=study.welfare_alpha)
@@ -169,6 +171,7 @@ def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
         slot.shown = i in top
         slot.welfare = float(scores[i])
         slot.predictions = {o.participant_id: float(u[m, i]) for m, o in enumerate(opinions)}
+        slot.reward_model_id = version.pk
 
 
 def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict, template: PromptTemplate) -> int:
@@ -192,7 +195,7 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                 candidate.included_opinions.set(slot.opinions)
                 if slot.predictions:
                     Prediction.objects.bulk_create([
-                        Prediction(reward_model_id=group.study.reward_model_id, participant_id=pid,
+                        Prediction(reward_model_id=slot.reward_model_id, participant_id=pid,
                                    candidate=candidate, predicted_agreement=value)
                         for pid, value in slot.predictions.items()])
             created = len(slots)

@@ -174,7 +174,11 @@ PRESENCE_TIMEOUT_SECONDS = 45
 # Studies with bot takeover: a member away this long during an input phase is answered for by a bot.
 BOT_TAKEOVER_GRACE_SECONDS = float(os.environ.get("BOT_TAKEOVER_GRACE_SECONDS", "30"))
 
-REWARD_MODELS_DIR = BASE_DIR / "var" / "reward_models"
+REWARD_MODELS_DIR = Path(os.environ.get("REWARD_MODELS_DIR", BASE_DIR / "var" / "reward_models"))
+# Retraining while a study runs (Study.reward_retrain_every): the fewest ratings worth training on, and how long a
+# training may go without a heartbeat before another worker takes the study over (its worker is taken for dead).
+REWARD_MIN_TRAINING_RATINGS = int(os.environ.get("REWARD_MIN_TRAINING_RATINGS", "20"))
+REWARD_RETRAIN_STALE_SECONDS = int(os.environ.get("REWARD_RETRAIN_STALE_SECONDS", str(15 * 60)))
 # Legibility studies: one directory per trained verifier (see legibility/verifier.py save/load).
 LEGIBILITY_VERIFIER_DIR = Path(os.environ.get("LEGIBILITY_VERIFIER_DIR", BASE_DIR / "var" / "verifiers"))
 

@@ -130,7 +130,10 @@ def test_polis_conversation_exports_with_every_vote(tmp_path):
     assert len(pd.read_csv(tmp_path / "ratings.csv")) == votes == Rating.objects.filter(group__study=study).count()
     assert len(pd.read_parquet(tmp_path / "ratings.parquet")) == votes
     assert len((tmp_path / "ratings.jsonl").read_text().splitlines()) == votes
-    assert len(pd.read_csv(tmp_path / "candidates.csv")) == len(load_conversation(LONDON).comments)
+    # Participants are split into groups (import_polis --groups, default 10); each group holds every comment.
+    candidates = pd.read_csv(tmp_path / "candidates.csv")
+    assert len(candidates) == 10 * len(load_conversation(LONDON).comments)
+    assert candidates["index"].nunique() == len(load_conversation(LONDON).comments)
     assert len(pd.read_csv(tmp_path / "participants_wide.csv")) == Participant.objects.filter(study=study).count()
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["rows"]["hf/preference_pairs"] == 0 and manifest["rows"]["hf/sft"] == 0  # votes: no ranks

@@ -27,8 +27,9 @@ def study_and_model(tmp_path, settings):
     settings.REWARD_MODELS_DIR = tmp_path
     study = build_simulated_study(slug="loo-off", groups=3, group_size=4, seed=1)
     reward_model = reward_model_create(study=study, config=RewardConfig(
-        backbone="tiny-random", max_length=48, batch_size=12, epochs=1, learning_rate=1e-3))
-    reward_model_train(reward_model_id=reward_model.pk)
+        backbone="tiny-random", max_length=48, batch_size=12, epochs=1, learning_rate=1e-3, val_fraction=0.6))
+    reward_model = reward_model_train(reward_model_id=reward_model.pk)
+    assert len(reward_model.validation_group_ids) == 2 and len(reward_model.trained_group_ids) == 1
     return study, reward_model
 
 
@@ -39,10 +40,13 @@ def test_command_regenerates_each_left_out_statement_and_reports_the_drop(study_
                  str(reward_model.pk), "--inline", "--json", stdout=out, stderr=StringIO())
     result = json.loads(out.getvalue())
     job = AnalysisJob.objects.get(pk=result["job_id"])
-    assert job.status == "done" and job.progress == 1.0 and job.done == job.total == 3
+    assert job.status == "done" and job.progress == 1.0 and job.done == job.total == 2
     assert result["status"] == "done" and result["progress"] == 1.0
+    # The group the model trained on is not scored.
+    assert set(job.params["group_ids"]) == set(reward_model.validation_group_ids)
 
-    opinions = {o.participant_id: o for o in Opinion.objects.filter(group__study=study)}
+    opinions = {o.participant_id: o for o in Opinion.objects.filter(group__study=study,
+                                                                    group_id__in=reward_model.validation_group_ids)}
     rows = result["rows"]
     assert len(rows) == len(opinions)  # one regenerated statement per (group, left-out member)
     assert {(r["group_id"], r["left_out_participant_id"]) for r in rows} == {
@@ -60,7 +64,7 @@ def test_command_regenerates_each_left_out_statement_and_reports_the_drop(study_
 
     summary = {(s["measure"], s["role"]): s for s in result["summary"]}
     drop = summary[("predicted drop", "excluded − included")]
-    assert drop["groups"] == 3 and drop["low"] <= drop["estimate"] <= drop["high"]
+    assert drop["groups"] == 2 and drop["low"] <= drop["estimate"] <= drop["high"]
     excluded = [r["drop_left_out"] for r in rows]
     assert summary[("predicted drop", "excluded")]["estimate"] == pytest.approx(sum(excluded) / len(excluded))
     assert job.result["summary"] == result["summary"]
@@ -107,6 +111,29 @@ def test_bad_options_give_clear_errors():
     assert not AnalysisJob.objects.exists()
 
 
+def test_groups_the_model_trained_on_are_refused_or_reported_apart(study_and_model):
+    study, reward_model = study_and_model
+    # A model that trained on every group: nothing left to score unless asked, and then only apart.
+    every = reward_model_create(study=study, config=RewardConfig(
+        backbone="tiny-random", max_length=48, batch_size=12, epochs=1, val_fraction=0.0))
+    every = reward_model_train(reward_model_id=every.pk)
+    assert every.validation_group_ids == [] and len(every.trained_group_ids) == 3
+    with pytest.raises(CommandError, match="trained on all 3 finished group"):
+        call_command("loo_offline", "--study", study.slug, "--reward-model", str(every.pk), "--inline")
+
+    out = StringIO()
+    call_command("loo_offline", "--study", study.slug, "--backend", "extractive", "--reward-model",
+                 str(reward_model.pk), "--inline", "--json", "--include-trained-on", stdout=out, stderr=StringIO())
+    result = json.loads(out.getvalue())
+    trained_on = set(reward_model.trained_group_ids)
+    assert result["groups"] == 3 and set(result["trained_on_group_ids"]) == trained_on
+    assert all(row["trained_on"] == (row["group_id"] in trained_on) for row in result["rows"])
+    main = {(s["measure"], s["role"]): s for s in result["summary"]}
+    apart = {(s["measure"], s["role"]): s for s in result["summary_trained_on"]}
+    assert main[("predicted drop", "excluded − included")]["groups"] == 2
+    assert apart[("predicted drop", "excluded − included")]["groups"] == 1
+
+
 def test_report_shows_the_latest_offline_result_or_says_how_to_run_it(study_and_model, tmp_path):
     from analysis.reports.data import load_offline_loo
 
@@ -117,7 +144,7 @@ def test_report_shows_the_latest_offline_result_or_says_how_to_run_it(study_and_
                  str(reward_model.pk), "--inline", "--json", stdout=StringIO(), stderr=StringIO())
     frame, note = load_offline_loo(study)
     job = AnalysisJob.objects.get(study=study)
-    assert note == f"job #{job.pk}, 3 groups"
+    assert note == f"job #{job.pk}, 2 groups"
     assert {"excluded", "included"} <= set(frame["role"]) and "predicted agreement" in set(frame["measure"])
     out = tmp_path / "report.html"
     call_command("report", study=study.slug, out=out, bootstrap=50, no_representation=True, stdout=StringIO(),

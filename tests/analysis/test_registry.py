@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
@@ -82,7 +84,8 @@ def test_train_command_registers_a_model_that_scores_and_evaluates(tmp_path, set
     call_command("evaluate_reward_model", str(reward_model.pk), stdout=out)
     report = json.loads(out.getvalue())
     assert set(report["metrics"]) == {"reward_model", "random", "candidate_length", "embedding_cosine"}
-    assert report["split"] == "held-out groups" and report["n_groups"] == 1
+    assert report["split"] == "groups it did not train on" and report["n_groups"] == report["n_groups_held_out"] == 1
+    assert report["n_groups_trained_on_not_scored"] == 4
     assert all({"pairwise_accuracy", "spearman", "mae"} <= set(m) for m in report["metrics"].values())
 
 
@@ -127,25 +130,34 @@ def test_admin_lists_models_with_progress(admin_client):
     assert "pairwise_accuracy" in detail
 
 
-def test_import_polis_is_complete_and_idempotent():
+def test_import_polis_is_complete_and_idempotent_split_into_groups_of_whole_participants():
     conversation = load_conversation(LONDON)
-    call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())
+    call_command("import_polis", str(LONDON), "--groups", "4", stdout=StringIO(), stderr=StringIO())
     study = Study.objects.get(slug="london-youth-policing")
     assert not study.is_active and study.questions.get().text == conversation.topic
-    group = Group.objects.get(study=study)
-    counts = (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group=group).count(),
-              Rating.objects.filter(group=group).count(), Opinion.objects.filter(group=group).count())
-    assert counts[1] == len(conversation.comments) and counts[2] == len(conversation.votes)
+    groups = Group.objects.filter(study=study)
+    assert groups.count() == 4
+    counts = (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group__study=study).count(),
+              Rating.objects.filter(group__study=study).count(), Opinion.objects.filter(group__study=study).count())
+    assert counts[1] == 4 * len(conversation.comments) and counts[2] == len(conversation.votes)
     assert counts[3] > 0 and Participant.objects.filter(recruitment_id__startswith="polis-", study=study).count() == \
         counts[0]
+    # Every participant sits in one group, with their votes, their opinion and the candidates they rated.
+    assert not Rating.objects.filter(group__study=study).exclude(participant__group=F("group")).exists()
+    assert not Rating.objects.filter(group__study=study).exclude(candidate__group=F("group")).exists()
+    assert not Opinion.objects.filter(group__study=study).exclude(participant__group=F("group")).exists()
+    assert len({r.group_id for r in study_rating_records(study=study)}) >= 2  # something to hold out
     vote = conversation.votes[0]
-    rating = Rating.objects.get(group=group, participant__recruitment_id=f"polis-{vote.voter_id}",
+    rating = Rating.objects.get(participant__recruitment_id=f"polis-{vote.voter_id}",
                                 candidate__index=vote.comment_id)
     assert rating.agreement == {1: 7, 0: 4, -1: 1}[vote.vote] and rating.rank is None
-    candidate = Candidate.objects.filter(group=group).first()
+    candidate = Candidate.objects.filter(group__study=study).first()
     assert (candidate.backend, candidate.model_id, candidate.prompt) == ("polis", "human", [])
 
-    call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())
-    assert (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group=group).count(),
-            Rating.objects.filter(group=group).count(), Opinion.objects.filter(group=group).count()) == counts
+    call_command("import_polis", str(LONDON), "--groups", "4", stdout=StringIO(), stderr=StringIO())
+    assert (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group__study=study).count(),
+            Rating.objects.filter(group__study=study).count(),
+            Opinion.objects.filter(group__study=study).count()) == counts
     assert len(study_rating_records(study=study)) == len(conversation.votes)
+    with pytest.raises(CommandError, match="was imported with 4 group"):
+        call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())

@@ -15,8 +15,10 @@ class Command(BaseCommand):
             "winning round's statement (same template, slot and seed) with every opinion and with each member "
             "left out in turn, score every member against each statement with a trained reward model, and report "
             "the predicted drop in the left-out member's agreement next to the drop for the members who stayed "
-            "in (intervals from resampling groups). Runs as an analysis job (Admin → Analysis jobs) on Celery "
-            "workers, one subtask per group, while this command shows its progress; --inline runs it here.")
+            "in (intervals from resampling groups). Groups the reward model was trained on are left out "
+            "(--include-trained-on scores them, reported apart as 'trained on'). Runs as an analysis job "
+            "(Admin → Analysis jobs) on Celery workers, one subtask per group, while this command shows its "
+            "progress; --inline runs it here.")
 
     def add_arguments(self, parser):
         parser.add_argument("--study", required=True, help="Slug of the study to analyse.")
@@ -25,6 +27,10 @@ class Command(BaseCommand):
         parser.add_argument("--reward-model", type=int, dest="reward_model",
                             help="Id of a trained reward model (default: the study's, else its latest trained one).")
         parser.add_argument("--groups", type=int, help="Analyse only the first N finished groups.")
+        parser.add_argument("--include-trained-on", action="store_true", dest="include_trained_on",
+                            help="Also score the groups whose ratings the reward model was trained on (left out by "
+                                 "default: its predictions there are memory). They are reported apart: rows marked "
+                                 "trained_on, figures under 'trained on', never in the main summary.")
         parser.add_argument("--inline", action="store_true", help="Run in this process instead of on Celery.")
         parser.add_argument("--timeout", type=float, default=3600.0,
                             help="Seconds to wait for the Celery job before giving up waiting (it keeps running).")
@@ -32,7 +38,7 @@ class Command(BaseCommand):
                             help="Print the whole result (summary and one row per left-out member) as JSON.")
 
     def handle(self, *args, study: str, backend: str | None, reward_model: int | None, groups: int | None,
-               inline: bool, timeout: float, as_json: bool, **options):
+               inline: bool, timeout: float, as_json: bool, include_trained_on: bool = False, **options):
         from analysis.loo_offline import LooOfflineError, job_create, job_public_result, job_run_inline
         from analysis.models import AnalysisJob
 
@@ -42,7 +48,8 @@ class Command(BaseCommand):
         if groups is not None and groups < 1:
             raise CommandError("--groups must be at least 1")
         try:
-            job = job_create(study=study_obj, backend=backend, reward_model_id=reward_model, groups=groups)
+            job = job_create(study=study_obj, backend=backend, reward_model_id=reward_model, groups=groups,
+                             include_trained_on=include_trained_on)
         except LooOfflineError as exc:
             raise CommandError(str(exc)) from None
         quiet = options.get("verbosity", 1) == 0
@@ -74,7 +81,15 @@ class Command(BaseCommand):
             return
         self.stdout.write(self.style.SUCCESS(f"job {job.pk}: {job.total} groups, {len(result['rows'])} "
                                              "statements with one member left out"))
-        for row in result["summary"] or []:
+        self._print_summary(result["summary"] or [])
+        if result.get("summary_trained_on"):
+            self.stdout.write(self.style.WARNING(
+                f"trained on: groups {result['trained_on_group_ids']} were used to train the reward model; their "
+                "figures, apart and not comparable:"))
+            self._print_summary(result["summary_trained_on"])
+
+    def _print_summary(self, rows):
+        for row in rows:
             low = "–" if row["low"] is None else f"{row['low']:+.3f}"
             high = "–" if row["high"] is None else f"{row['high']:+.3f}"
             self.stdout.write(f"  {row['measure']:<20} {row['role']:<20} {row['estimate']:+.3f}  [{low}, {high}]  "

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('analysis', '0003_reward_retraining'),
-        ('deliberation', '0006_opinions_as_candidates'),
+        ('deliberation', '0007_answers_by_bot'),
     ]
 
     operations = [

@@ -143,3 +143,42 @@ def data_hash(records: Sequence[RatingRecord]) -> str:
         digest.update(row.encode())
         digest.update(b"\n")
     return digest.hexdigest()
+
+
+def record_value(record: RatingRecord, ranked: int = 0) -> float | None:
+    """A rating on the hybrid model's [-1, 1] scale: agreement 1..7 → −1..1 (4 is neutral); without an
+    agreement, a rank among ``ranked`` candidates (1 = best → +1, last → −1)."""
+    if record.agreement is not None:
+        return (record.agreement - 4) / 3
+    if record.rank is not None and ranked > 1:
+        return 1 - 2 * (record.rank - 1) / (ranked - 1)
+    return None
+
+
+def hybrid_inputs(records: Sequence[RatingRecord]) -> tuple[list, dict]:
+    """(known ratings, member texts) for ``analysis.reward.hybrid`` from rating records.
+
+    A member is one participant across the study (``member_id``); their text is their opinion and critiques.
+    """
+    from .hybrid import Known
+
+    ranked: dict[tuple, int] = {}
+    for r in records:
+        if r.rank is not None:
+            ranked[r.member_key] = ranked.get(r.member_key, 0) + 1
+    known = []
+    for r in records:
+        value = record_value(r, ranked.get(r.member_key, 0))
+        if value is not None:
+            known.append(Known(r.member_id, r.candidate, value))
+    return known, member_texts(records)
+
+
+def member_texts(records: Sequence[RatingRecord]) -> dict:
+    """Each member's own words: their opinions and critiques, each once, in order."""
+    texts: dict = {}
+    for r in records:
+        for text in (r.opinion, r.critique):
+            if text and text.strip() and text not in texts.setdefault(r.member_id, []):
+                texts[r.member_id].append(text)
+    return {m: "\n".join(t) for m, t in texts.items() if t}

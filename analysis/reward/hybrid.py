@@ -56,6 +56,7 @@ class HybridConfig:
     components: int = 2           # principal components of the rating matrix
     regularization: float = 1.0   # inverse L2 strength (C) of each head's logistic regression
     seed: int = 0
+    backbone: str = "all-MiniLM-L6-v2"  # the sentence encoder whose embeddings the features read
 
 
 WARM_FEATURES = ("stmt_rate", "stmt_n", "user_rate", "user_n", "user_neutral", "text_kernel", "text_kernel_sharp",

@@ -13,6 +13,7 @@ sentence-transformers, so only the folder is used). Nothing is fetched from a hu
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -150,11 +151,18 @@ def encode(tokenizer, member_texts: list[str], candidates: list[str], max_length
                      padding=True, return_tensors="pt")
 
 
-def save_checkpoint(model: RewardModule, tokenizer, directory: Path, meta: dict) -> Path:
-    """Weights in safetensors (with the metadata in its header) plus readable JSON and the tokenizer."""
+def save_checkpoint(model, tokenizer, directory: Path, meta: dict) -> Path:
+    """Weights in safetensors (with the metadata in its header) plus readable JSON and the tokenizer; a hybrid
+    model as JSON + npz (``hybrid.HybridRewardModel.save``)."""
     from safetensors.torch import save_file
 
+    from .hybrid import HybridRewardModel
+
     directory = Path(directory)
+    if isinstance(model, HybridRewardModel):
+        model.save(directory, meta)
+        (directory / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
+        return directory
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS_FILE), metadata={"reward_model": json.dumps(meta, default=str)})
@@ -164,24 +172,51 @@ def save_checkpoint(model: RewardModule, tokenizer, directory: Path, meta: dict)
     return directory
 
 
-def load_checkpoint(directory: Path) -> tuple[RewardModule, object, dict]:
-    """(model in eval mode, tokenizer, metadata) from a folder written by ``save_checkpoint``."""
+def is_checkpoint(directory: Path) -> bool:
+    """Whether ``directory`` holds a checkpoint of either kind (neural weights or a hybrid model)."""
+    from .hybrid import is_hybrid_checkpoint
+
+    return (Path(directory) / WEIGHTS_FILE).is_file() or is_hybrid_checkpoint(Path(directory))
+
+
+def load_checkpoint(directory: Path) -> tuple:
+    """(model in eval mode, tokenizer, metadata) from a folder written by ``save_checkpoint``; a hybrid
+    checkpoint gives (HybridRewardModel, None, metadata)."""
     from safetensors import safe_open
     from safetensors.torch import load_file
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+    from .hybrid import HybridRewardModel, is_hybrid_checkpoint
+
     directory = Path(directory)
+    if is_hybrid_checkpoint(directory):
+        model, meta = HybridRewardModel.load(directory)
+        return model, None, meta
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(f"{directory} holds no reward model checkpoint ({WEIGHTS_FILE} or hybrid.json)")
     with safe_open(str(directory / WEIGHTS_FILE), framework="pt") as f:
         meta = json.loads(f.metadata()["reward_model"])
     config = AutoConfig.from_pretrained(  # nosec B615  # local folder
         str(directory / "backbone"), local_files_only=True)
     backbone = AutoModel.from_config(config, add_pooling_layer=False)
     saved = meta.get("config", {})
-    model = ARCHITECTURES[saved.get("architecture", "cross")](backbone, saved.get("head_dropout", 0.1))
+    architecture = saved.get("architecture", "cross")
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"{directory}: a neural checkpoint with architecture {architecture!r} cannot be loaded")
+    model = ARCHITECTURES[architecture](backbone, saved.get("head_dropout", 0.1))
     model.load_state_dict(load_file(str(directory / WEIGHTS_FILE)))
     tokenizer = AutoTokenizer.from_pretrained(  # nosec B615  # local folder
         str(directory / "tokenizer"), local_files_only=True)
     return model.eval(), tokenizer, meta
+
+
+@functools.lru_cache(maxsize=2)
+def sentence_encoder(backbone: str = MINILM) -> tuple:
+    """(tokenizer, encoder in eval mode), loaded once per process (on the GPU when there is one)."""
+    encoder = load_backbone(backbone).eval()
+    if torch.cuda.is_available():
+        encoder = encoder.to("cuda")
+    return load_tokenizer(backbone), encoder
 
 
 @torch.inference_mode()
@@ -189,11 +224,12 @@ def embed_texts(texts: list[str], *, backbone: str = MINILM, batch_size: int = 6
     """Unit-length sentence embeddings (mean pooling, as all-MiniLM-L6-v2 was trained): numpy array."""
     import numpy as np
 
-    tokenizer, encoder = load_tokenizer(backbone), load_backbone(backbone).eval()
+    tokenizer, encoder = sentence_encoder(backbone)
+    texts = list(texts)
     out = []
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(texts[start : start + batch_size], truncation=True, max_length=max_length,
-                          padding=True, return_tensors="pt")
+                          padding=True, return_tensors="pt").to(encoder.device)
         pooled = mean_pool(encoder(**batch).last_hidden_state, batch["attention_mask"])
-        out.append(nn.functional.normalize(pooled, dim=-1).numpy())
+        out.append(nn.functional.normalize(pooled, dim=-1).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, encoder.config.hidden_size), dtype=np.float32)

@@ -23,11 +23,11 @@ from analysis.models import RewardModel
 from deliberation.models import Critique, Group, Opinion, Question, Rating, Study
 
 from .config import RewardConfig
-from .data import RatingRecord, data_hash, member_text, usable
+from .data import RatingRecord, data_hash, usable
 from .evaluate import baseline_predictions, ranking_metrics
 from .holdout import held_out_groups
-from .model import embed_texts, save_checkpoint
-from .score import from_trained, load_reward_model, score_pairs
+from .model import embed_texts, is_checkpoint, save_checkpoint
+from .score import from_trained, load_reward_model, score_records
 from .train import Progress, train
 
 PROGRESS_SAVE_SECONDS = 2.0
@@ -127,9 +127,8 @@ def checkpoint_directory(reward_model: RewardModel) -> Path:
 
 
 def predict(rm, records: list[RatingRecord]):
-    """Predicted agreement (1–7) for each record."""
-    return score_pairs(rm, [member_text(r.question, r.opinion, r.critique) for r in records],
-                       [r.candidate for r in records])
+    """Predicted agreement (1–7) for each record (its own rating is never read)."""
+    return score_records(rm, records)
 
 
 # --- services -------------------------------------------------------------------------------
@@ -187,7 +186,7 @@ def reward_model_train(*, reward_model_id: int, progress: Progress | None = None
             if now - last_save[0] >= PROGRESS_SAVE_SECONDS or step == total:
                 last_save[0] = now
                 RewardModel.objects.filter(pk=reward_model.pk).update(
-                    progress=step / total, progress_message=f"step {step}/{total}, loss {loss:.4f}",
+                    progress=step / total, progress_message=f"step {step}/{total}" + (f", loss {loss:.4f}" if loss == loss else ""),
                     heartbeat_at=timezone.now())
 
         result = train(config, train_records, progress=report)
@@ -229,8 +228,8 @@ def reward_model_train(*, reward_model_id: int, progress: Progress | None = None
 def checkpoint_load(directory: str | Path, *, precision: str = "fp32"):
     """The checkpoint in ``directory``, or ``CheckpointError`` saying that it is missing or unreadable."""
     path = Path(directory)
-    if not (path / "model.safetensors").is_file():
-        raise CheckpointError(f"Checkpoint {path} is missing (no model.safetensors there).")
+    if not is_checkpoint(path):
+        raise CheckpointError(f"Checkpoint {path} is missing (no model.safetensors or hybrid.json there).")
     try:
         return load_reward_model(path, precision=precision)
     except Exception as exc:

@@ -25,20 +25,21 @@ Progress = Callable[[int, int, float], None]  # (step, total_steps, loss)
 
 @dataclass
 class TrainResult:
-    model: RewardModule
+    model: RewardModule  # or a hybrid.HybridRewardModel (then tokenizer is None)
     tokenizer: object
     steps: int
     examples_seen: int
     pairs_seen: int
     seconds: float
     losses: list[float] = field(default_factory=list)
+    details: dict = field(default_factory=dict)  # the hybrid model's description (heads and their weights)
 
     @property
     def summary(self) -> dict:
-        tail = self.losses[-10:] or [math.nan]
+        tail = self.losses[-10:]
         return {"steps": self.steps, "examples_seen": self.examples_seen, "pairs_seen": self.pairs_seen,
                 "train_seconds": round(self.seconds, 2), "first_loss": self.losses[0] if self.losses else None,
-                "final_loss_mean10": sum(tail) / len(tail),
+                "final_loss_mean10": sum(tail) / len(tail) if tail else None, **self.details,
                 "examples_per_second": round(self.examples_seen / self.seconds, 2) if self.seconds else None}
 
 
@@ -66,9 +67,30 @@ def batch_losses(model, tokenizer, records: Sequence[RatingRecord], batch: list[
     return regression, ranking, len(pairs)
 
 
+def train_hybrid(config: RewardConfig, records: Sequence[RatingRecord], *,
+                 progress: Progress | None = None) -> TrainResult:
+    """The hybrid design (``analysis.reward.hybrid``): cross-fitted heads over the ratings and MiniLM embeddings."""
+    from functools import partial
+
+    from .data import hybrid_inputs
+    from .hybrid import HybridConfig, fit
+    from .model import embed_texts
+
+    known, texts = hybrid_inputs(records)
+    started = time.perf_counter()
+    model = fit(known, embed=partial(embed_texts, backbone=config.backbone), member_texts=texts,
+                config=HybridConfig(seed=config.seed, backbone=config.backbone),
+                progress=(lambda step, total: progress(step, total, math.nan)) if progress else None)
+    return TrainResult(model, None, steps=2 * model.config.folds, examples_seen=len(known), pairs_seen=0,
+                       seconds=time.perf_counter() - started, details=model.describe())
+
+
 def train(config: RewardConfig, records: Sequence[RatingRecord], *, progress: Progress | None = None) -> TrainResult:
+    """Train the configured design on ``records``: the hybrid (default) or a neural cross/bi-encoder."""
     if not records:
         raise ValueError("no ratings to train on")
+    if config.architecture == "hybrid":
+        return train_hybrid(config, records, progress=progress)
     torch.manual_seed(config.seed)
     tokenizer = load_tokenizer(config.backbone)
     model = build_model(config.backbone, head_dropout=config.head_dropout, seed=config.seed,

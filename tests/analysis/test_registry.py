@@ -69,7 +69,8 @@ def test_train_command_registers_a_model_that_scores_and_evaluates(tmp_path, set
     printed = json.loads(out.getvalue())
     reward_model = RewardModel.objects.get(pk=printed["reward_model_id"])
     assert reward_model.status == "done" and reward_model.progress == 1.0
-    assert Path(reward_model.checkpoint_path, "model.safetensors").exists()
+    assert Path(reward_model.checkpoint_path, "hybrid.json").exists()  # the default design
+    assert reward_model.metrics["train"]["architecture"] == "hybrid"
     assert len(reward_model.data_hash) == 64 and reward_model.config["backbone"] == "tiny-random"
     assert len(reward_model.validation_group_ids) == 1  # 20% of 5 groups, split by group
     val_ratings = Rating.objects.filter(group_id__in=reward_model.validation_group_ids)

@@ -39,7 +39,7 @@ from participants.models import Participant
 from .test_registry import CANDIDATES, LIKING, OPINIONS
 
 pytestmark = pytest.mark.django_db
-TINY = {"backbone": "tiny-random", "max_length": 32, "batch_size": 9, "epochs": 1, "learning_rate": 1e-3,
+TINY = {"architecture": "cross", "backbone": "tiny-random", "max_length": 32, "batch_size": 9, "epochs": 1, "learning_rate": 1e-3,
         "val_fraction": 0.5}
 
 

@@ -37,7 +37,7 @@ def records(n_groups=3, round_=1):
     return out
 
 
-TINY = dict(backbone="tiny-random", max_length=48, batch_size=12, learning_rate=2e-3, weight_decay=0.0,
+TINY = dict(architecture="cross", backbone="tiny-random", max_length=48, batch_size=12, learning_rate=2e-3, weight_decay=0.0,
             warmup_fraction=0.0, head_dropout=0.0)
 
 
@@ -153,7 +153,7 @@ def test_metrics_and_baselines_by_hand():
 
 
 def test_minilm_backbone_loads_offline_and_trains_a_step():
-    config = RewardConfig(max_length=64, batch_size=4, max_steps=2, epochs=1)
+    config = RewardConfig(architecture="cross", max_length=64, batch_size=4, max_steps=2, epochs=1)
     result = train(config, records(1))
     assert result.steps == 2
     u = score_matrix(from_trained(result.model, result.tokenizer, 64), "Food taxes?", OPINIONS[:2], CANDIDATES)
@@ -165,7 +165,7 @@ def test_bi_encoder_learns_and_scores_each_text_once(tmp_path, monkeypatch):
     architecture, and scoring N members x M candidates encodes N + M texts (not N x M pairs)."""
     from analysis.reward.model import BiEncoderReward
 
-    config = RewardConfig(**TINY, epochs=30, architecture="bi")
+    config = RewardConfig(**{**TINY, "architecture": "bi"}, epochs=30)
     result = train(config, records(3))
     assert isinstance(result.model, BiEncoderReward)
     assert np.mean(result.losses[-3:]) < np.mean(result.losses[:3]) * 0.8, result.losses

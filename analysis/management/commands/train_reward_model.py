@@ -65,7 +65,8 @@ class Command(BaseCommand):
                   disable=options.get("verbosity", 1) == 0) as bar:
             def progress(step, total, loss):
                 bar.total = total
-                bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+                if loss == loss:  # NaN: the hybrid's cross-fitting steps have no loss to show
+                    bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
                 bar.update(step - bar.n)
 
             try:

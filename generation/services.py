@@ -152,7 +152,7 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
 
 def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     """Score every candidate for every member with the study's reward model; show the top K by welfare."""
-    from analysis.reward.registry import reward_model_serving
+    from analysis.reward.registry import reward_model_serving, study_rating_records
     from analysis.reward.score import score_matrix
     from analysis.welfare import welfare
 
@@ -163,8 +163,12 @@ def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)} if round_ == 2 else {}
     # The promoted version; an earlier promoted one if its checkpoint cannot be read (logged with the reason).
     version, model = reward_model_serving(study=study)
+    members = [o.participant_id for o in opinions]
+    # What the members rated so far in the study (earlier rounds, earlier groups): a hybrid model reads it.
+    history = study_rating_records(study=study, participant_ids=members)
     u = score_matrix(model, group.question.text, [o.text for o in opinions], [s.text for s in slots],
-                     critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None)
+                     critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None,
+                     member_ids=members, history=history)
     scores = welfare(u, study.welfare_method, alpha=study.welfare_alpha)
     top = sorted(range(len(slots)), key=lambda i: (-scores[i], i))[:study.num_candidates]
     for i, slot in enumerate(slots):

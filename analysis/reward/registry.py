@@ -50,17 +50,22 @@ def reward_models_dir() -> Path:
     return Path(getattr(settings, "REWARD_MODELS_DIR", Path(settings.BASE_DIR) / "var" / "reward_models"))
 
 
-def study_rating_records(*, study: Study, include_simulated: bool = False) -> list[RatingRecord]:
-    """Every human rating in the study with an agreement or a rank, with the texts the model reads.
+def study_rating_records(*, study: Study, include_simulated: bool = False,
+                         participant_ids=None) -> list[RatingRecord]:
+    """Every human rating in the study with an agreement or a rank, with the texts the model reads
+    (only those of ``participant_ids`` when given: the members' history for best-of-N).
 
     Never the take-over bot's answers (``by_bot``): they are a policy's guesses, not anyone's preference, and its
     opinion is not the member's; simulated participants (``run_bots``) only with ``include_simulated``."""
     who = {"include_simulated": include_simulated}
-    opinions = dict(((g, p), t) for g, p, t in Opinion.objects.filter(group__study=study).human(**who)
+    scope = {"group__study": study}
+    if participant_ids is not None:
+        scope["participant_id__in"] = list(participant_ids)
+    opinions = dict(((g, p), t) for g, p, t in Opinion.objects.filter(**scope).human(**who)
                     .values_list("group_id", "participant_id", "text"))
-    critiques = dict(((g, p), t) for g, p, t in Critique.objects.filter(group__study=study).human(**who)
+    critiques = dict(((g, p), t) for g, p, t in Critique.objects.filter(**scope).human(**who)
                      .values_list("group_id", "participant_id", "text"))
-    ratings = (Rating.objects.filter(group__study=study).human(**who)
+    ratings = (Rating.objects.filter(**scope).human(**who)
                .select_related("candidate", "group__question").order_by("id"))
     records = [
         RatingRecord(group_id=r.group_id, member_id=r.participant_id, round=r.round,

@@ -50,6 +50,24 @@ def test_reward_policy_rates_with_the_reward_models_predicted_agreement(tmp_path
     assert ranking == [CANDIDATES[i]["id"] for i in sorted(range(3), key=lambda i: -predicted[i])]
 
 
+def test_reward_policy_works_with_the_default_hybrid_model(tmp_path, one_thread):
+    from analysis.reward.config import RewardConfig
+    from analysis.reward.data import RatingRecord
+    from analysis.reward.model import save_checkpoint as save
+    from analysis.reward.train import train
+
+    records = [RatingRecord(group_id=g, member_id=f"{g}-{m}", round=1, question=QUESTION, opinion=OPINION if m else
+                            "Cycling in town should be safer.", candidate=c["text"],
+                            agreement=(7 if (c["id"] == 12) == bool(m) else 2)) for g in range(4) for m in range(2)
+               for c in CANDIDATES]
+    result = train(RewardConfig(), records)
+    folder = save(result.model, result.tokenizer, tmp_path / "hybrid", {"config": RewardConfig().to_dict()})
+    ratings, ranking = rate(CANDIDATES, OPINION, f"reward:{folder}", random.Random(0), question=QUESTION)
+    predicted = score_matrix(load_reward_model(folder), QUESTION, [OPINION], [c["text"] for c in CANDIDATES])[0]
+    assert [r["agreement"] for r in ratings] == [max(1, min(7, round(p))) for p in predicted]
+    assert ranking == [CANDIDATES[i]["id"] for i in sorted(range(3), key=lambda i: -predicted[i])]
+
+
 def test_unknown_policies_and_missing_checkpoints_are_refused_clearly(tmp_path):
     with pytest.raises(ValueError, match="unknown rating policy"):
         make_scorer("psychic")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-GENERATED = ("polis",)
+GENERATED = ("polis", "polis-seeds")
 
 
 def documents() -> list[Path]:

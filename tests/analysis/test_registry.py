@@ -136,6 +136,7 @@ def test_import_polis_is_complete_and_idempotent_split_into_groups_of_whole_part
     call_command("import_polis", str(LONDON), "--groups", "4", stdout=StringIO(), stderr=StringIO())
     study = Study.objects.get(slug="london-youth-policing")
     assert not study.is_active and study.questions.get().text == conversation.topic
+    study.full_clean()  # the admin can save it: every field, the generation backend included, is a valid choice
     groups = Group.objects.filter(study=study)
     assert groups.count() == 4
     counts = (Participant.objects.filter(study=study).count(), Candidate.objects.filter(group__study=study).count(),

@@ -50,7 +50,10 @@ def polis_import(*, conversation: Conversation, slug: str, groups: int = DEFAULT
             text=conversation.topic, defaults={"source": f"polis:{conversation.name}",
                                                "external_id": conversation.url[-64:]})
         study, _ = Study.objects.get_or_create(slug=slug, defaults={
-            "title": f"Polis: {conversation.topic}"[:200], "is_active": False, "generation_backend": "polis"})
+            # The statements were written by people (candidates record backend "polis"); the study itself gets a
+            # valid backend so the admin can save it.
+            "title": f"Polis: {conversation.topic}"[:200], "is_active": False,
+            "generation_backend": Study.Backend.EXTRACTIVE})
         study.questions.add(question)
         existing_groups = list(Group.objects.filter(study=study).order_by("id"))
         if existing_groups and len(existing_groups) != groups:

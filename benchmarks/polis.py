@@ -81,6 +81,20 @@ def markdown(payload: dict) -> str:
                          + f" | {r['majority_class_accuracy']:.3f} | {r['reward_model']['seconds']:.1f} |")
         lines.append("| **mean AUC** | | " + " | ".join(f"**{summary['mean_auc'][n]:.3f}**" for n in names)
                      + " | | |")
+        variants = sorted({v for r in rows for v in r.get("variants", {})})
+        if variants:
+            lines += ["", "Designs compared on the same hidden votes (AUC / accuracy): the default `hybrid` and the "
+                      "neural `" + "`, `".join(variants) + "` (`--variants`):", "",
+                      "| conversation | hybrid (default) | " + " | ".join(variants) + " |",
+                      "|---|---|" + "---|" * len(variants)]
+            for r in rows:
+                cells = [f"{r['variants'][v]['auc']:.3f} / {r['variants'][v]['accuracy']:.3f}" for v in variants]
+                rm = r["results"]["reward_model"]
+                lines.append(f"| {r['conversation']} | {rm['auc']:.3f} / {rm['accuracy']:.3f} | " + " | ".join(cells)
+                             + " |")
+            means = [np.mean([r["variants"][v]["auc"] for r in rows]) for v in variants]
+            lines.append(f"| **mean AUC** | **{summary['mean_auc']['reward_model']:.3f}** | "
+                         + " | ".join(f"**{m:.3f}**" for m in means) + " |")
         verdict = "met" if summary["target_met"] else "not met"
         lines += ["", f"Mean AUC: reward model {summary['mean_auc']['reward_model']:.4f}, best baseline "
                   f"`{summary['best_baseline']}` {summary['best_baseline_auc']:.4f}: margin **{summary['margin']:+.4f}** "

@@ -1,4 +1,5 @@
-"""Reward model and generator versions and analysis jobs in the admin: status, live progress, results; queue training here.
+"""Reward model and generator versions and analysis jobs in the admin: status, live progress, results; queue
+training here.
 
 Each reward model row is one version: its validation accuracy, data size, held-out groups, parent and promotion
 decision, and whether it is the version its study uses now (promoted).

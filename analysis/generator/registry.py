@@ -21,7 +21,7 @@ from django.utils import timezone
 from analysis.models import GeneratorModel
 from deliberation.models import Study
 
-from .train import GeneratorConfig, Progress, data_hash, fine_tune
+from .train import GeneratorConfig, NoUsableRows, Progress, data_hash, fine_tune
 
 PROGRESS_SAVE_SECONDS = 2.0
 
@@ -78,7 +78,8 @@ def split_rows(rows: list[dict], config: GeneratorConfig) -> tuple[list[dict], l
 def generator_model_create(*, study: Study, config: GeneratorConfig, name: str = "",
                            parent: GeneratorModel | None = None) -> GeneratorModel:
     if parent is not None and (parent.status != GeneratorModel.Status.DONE or not parent.checkpoint_path):
-        raise GeneratorModelError(f"Generator model {parent.pk} is {parent.status}, not trained: it cannot be a parent.")
+        raise GeneratorModelError(f"Generator model {parent.pk} is {parent.status}, not trained: it cannot be a "
+                                  "parent.")
     return GeneratorModel.objects.create(study=study, config=config.to_dict(), parent=parent,
                                          name=name or f"{study.slug} generator")
 
@@ -129,15 +130,15 @@ def generator_model_train(*, generator_model_id: int, progress: Progress | None 
                 GeneratorModel.objects.filter(pk=generator_model.pk).update(
                     progress=step / total, progress_message=f"step {step}/{total}, loss {loss:.4f}")
 
-        hashed = data_hash(train_rows)
         result = fine_tune(config, train_rows, validation_rows, directory,
                            base_checkpoint=parent.checkpoint_path if parent else None, progress=report,
-                           meta={"generator_model_id": generator_model.pk, "study": generator_model.study.slug,
-                                 "data_hash": hashed})
+                           meta={"generator_model_id": generator_model.pk, "study": generator_model.study.slug})
+        train_rows = result.train_rows  # those that fit max_length: what it was trained on
+        hashed = data_hash(train_rows)
         metrics = {"validation_loss_before": result.validation_loss_before,
                    "validation_loss": result.validation_loss_after, "train_loss": result.train_loss,
                    "steps": result.steps, "seconds": result.seconds, "device": result.device,
-                   "n_train": result.n_train, "n_validation": result.n_validation,
+                   "n_train": result.n_train, "n_validation": result.n_validation, "n_too_long": result.n_too_long,
                    "n_train_groups": len({r["group_id"] for r in train_rows}), "n_validation_groups": len(held_out),
                    "n_available": len(rows)}
         GeneratorModel.objects.filter(pk=generator_model.pk).update(
@@ -149,7 +150,7 @@ def generator_model_train(*, generator_model_id: int, progress: Progress | None 
         generator_model.refresh_from_db()
         return generator_model
     except Exception as exc:
-        error = str(exc) if isinstance(exc, GeneratorModelError) else traceback.format_exc()[-5000:]
+        error = str(exc) if isinstance(exc, (GeneratorModelError, NoUsableRows)) else traceback.format_exc()[-5000:]
         GeneratorModel.objects.filter(pk=generator_model.pk).update(
             status=GeneratorModel.Status.FAILED, error=error, progress_message=f"failed: {str(exc)[:280]}",
             finished_at=timezone.now())

@@ -6,9 +6,10 @@ rendered prompt stored with the candidate *without* its trailing assistant prefi
 only. At serving time the prompt keeps the prefill (the provenance is replayed as stored) and the model continues
 after it: the tokens it continues from are the ones it was trained on.
 
-CPU defaults finish in minutes for SmolLM2-135M on a couple of cores: at most ``max_train_examples=200`` training
-and ``max_validation_examples=50`` validation rows, each cut to ``max_length=384`` tokens, ``max_steps=30`` steps
-of batch 4 (120 sequences). A GPU is used when there is one (bf16 where it supports it). The checkpoint is a
+CPU defaults finish in minutes for SmolLM2-135M on a couple of cores: at most ``max_train_examples=80`` training
+and ``max_validation_examples=20`` validation rows of at most ``max_length=512`` tokens (prompt + completion;
+longer rows are left out, not cut, so that no completion loses its end), ``max_steps=20`` steps of batch 4
+(one pass over 80 rows). A GPU is used when there is one (bf16 where it supports it). The checkpoint is a
 LoRA adapter (``lora=True``, a few MB, merged onto its base at load) or the full model.
 """
 from __future__ import annotations
@@ -32,12 +33,12 @@ class GeneratorConfig:
     lora_r: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
-    max_steps: int = 30
+    max_steps: int = 20
     batch_size: int = 4
     learning_rate: float | None = None  # None: 2e-4 with LoRA, 2e-5 for the full model
-    max_length: int = 384  # tokens per prompt + completion (longer rows are cut)
-    max_train_examples: int = 200
-    max_validation_examples: int = 50
+    max_length: int = 512  # tokens per prompt + completion (longer rows are left out)
+    max_train_examples: int = 80
+    max_validation_examples: int = 20
     val_fraction: float = 0.2  # share of groups held out for the validation loss
     seed: int = 0
     threads: int | None = None  # CPU threads; None: the embedded backend's default (half the cores, at most 4)
@@ -68,6 +69,8 @@ class FineTuneResult:
     device: str
     n_train: int
     n_validation: int
+    n_too_long: int
+    train_rows: list = field(default_factory=list, repr=False)
 
 
 def row_dict(row: dict) -> dict:
@@ -78,6 +81,21 @@ def data_hash(rows: list[dict]) -> str:
     """sha256 of the training rows' prompts and completions, in order."""
     payload = json.dumps([row_dict(r) for r in rows], ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class NoUsableRows(ValueError):
+    """No training or no validation row fits ``max_length``."""
+
+
+def fitting_rows(tokenizer, rows: list[dict], max_length: int) -> list[dict]:
+    """The rows whose chat-formatted prompt + completion fit ``max_length`` tokens."""
+    kept = []
+    for row in rows:
+        ids = tokenizer.apply_chat_template(list(row["prompt"]) + list(row["completion"]), tokenize=True,
+                                            return_dict=True)["input_ids"]
+        if len(ids) <= max_length:
+            kept.append(row)
+    return kept
 
 
 def fine_tune(config: GeneratorConfig, train_rows: list[dict], validation_rows: list[dict], directory: Path, *,
@@ -103,6 +121,13 @@ def fine_tune(config: GeneratorConfig, train_rows: list[dict], validation_rows: 
     tokenizer, model = load_plain_weights(base_checkpoint)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    offered = len(train_rows), len(validation_rows)
+    train_rows = fitting_rows(tokenizer, train_rows, config.max_length)
+    validation_rows = fitting_rows(tokenizer, validation_rows, config.max_length)
+    if not train_rows or not validation_rows:
+        raise NoUsableRows(f"Of {offered[0]} training and {offered[1]} validation statements, {len(train_rows)} and "
+                           f"{len(validation_rows)} fit max_length={config.max_length} tokens (prompt + statement); "
+                           "both must be at least 1. Raise --max-length.")
     peft_config = None
     if config.lora:
         from peft import LoraConfig
@@ -142,10 +167,12 @@ def fine_tune(config: GeneratorConfig, train_rows: list[dict], validation_rows: 
                                 train_loss=float(output.training_loss), steps=int(output.global_step),
                                 seconds=round(time.perf_counter() - started, 1),
                                 device="cuda" if cuda else f"cpu ({torch.get_num_threads()} threads)",
-                                n_train=len(train_rows), n_validation=len(validation_rows))
+                                n_train=len(train_rows), n_validation=len(validation_rows),
+                                n_too_long=sum(offered) - len(train_rows) - len(validation_rows))
         (staging / CHECKPOINT_META).write_text(json.dumps(
             {"base_checkpoint": base_checkpoint, "lora": config.lora, "config": config.to_dict(),
-             "result": asdict(result), **(meta or {})}, indent=2))
+             "result": asdict(result), "data_hash": data_hash(train_rows), **(meta or {})}, indent=2))
+        result.train_rows = train_rows
         staging.rename(directory)  # atomic: a folder with generator.json is always complete
         staging = None
         return result

@@ -128,7 +128,7 @@ def test_tiny_real_fine_tune_changes_weights_lowers_loss_and_is_served(models_di
     out, err = io.StringIO(), io.StringIO()
     call_command("finetune_generator", "--study", sim_study.slug, "--min-quality", "1", "--lora", "--lora-r", "4",
                  "--max-steps", "3", "--batch-size", "2", "--learning-rate", "1e-3", "--max-train-examples", "6",
-                 "--max-validation-examples", "3", "--max-length", "448", "--val-fraction", "0.34", "--threads", "1",
+                 "--max-validation-examples", "2", "--max-length", "448", "--val-fraction", "0.3", "--threads", "1",
                  "--use", stdout=out, stderr=err)
     report = json.loads(out.getvalue())
     version = GeneratorModel.objects.get(pk=report["generator_model_id"])

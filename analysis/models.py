@@ -15,8 +15,9 @@ from django.db import models
 class TrainedVersion(models.Model):
     """One trained version of a model (abstract): what it was trained with and on, its progress and results.
 
-    Concrete registries: ``RewardModel``, ``GeneratorModel``. A finished version's checkpoint is never overwritten:
-    training again makes a new version whose ``parent`` is the old one.
+    Concrete registries: ``RewardModel``, ``GeneratorModel``; ``legibility.Verifier`` should adopt it too (left as
+    it is for now while it is being changed). A finished version's checkpoint is never overwritten: training again
+    makes a new version whose ``parent`` is the old one.
     """
 
     class Status(models.TextChoices):

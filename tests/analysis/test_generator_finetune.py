@@ -167,3 +167,30 @@ def test_tiny_real_fine_tune_changes_weights_lowers_loss_and_is_served(models_di
     # a second version is a new folder; the first one is untouched
     second = generator_model_create(study=study, config=GeneratorConfig.from_dict(version.config), parent=version)
     assert second.pk != version.pk and second.parent_id == version.pk
+
+
+def test_admin_registry_queue_and_serve_actions(admin_client, models_dir, sim_study, monkeypatch, settings):
+    from django.urls import reverse
+
+    queued = []
+    monkeypatch.setattr("analysis.tasks.finetune_generator.delay_on_commit", lambda **kw: queued.append(kw))
+    done = GeneratorModel.objects.create(study=sim_study, name="tuned v1", status=GeneratorModel.Status.DONE,
+                                         checkpoint_path=str(models_dir / "1"), progress=1.0,
+                                         config=GeneratorConfig(min_quality=1).to_dict(),
+                                         metrics={"validation_loss_before": 1.2, "validation_loss": 0.8,
+                                                  "n_train": 4, "n_validation": 2})
+    page = admin_client.get(reverse("admin:analysis_generatormodel_changelist")).content.decode()
+    assert "tuned v1" in page and "1.200 → 0.800" in page
+    url = reverse("admin:analysis_generatormodel_changelist")
+    admin_client.post(url, {"action": "queue_finetuning", "_selected_action": [done.pk]})
+    new = GeneratorModel.objects.exclude(pk=done.pk).get()  # a finished version is never trained again
+    assert new.status == GeneratorModel.Status.QUEUED and queued == [{"generator_model_id": new.pk}]
+    admin_client.post(url, {"action": "use_generator", "_selected_action": [done.pk]})
+    assert Study.objects.get(pk=sim_study.pk).generator_model_id == done.pk
+    admin_client.post(url, {"action": "use_generator", "_selected_action": [new.pk]})  # queued: refused
+    assert Study.objects.get(pk=sim_study.pk).generator_model_id == done.pk
+    settings.GENERATOR_MIN_TRAINING_EXAMPLES = 1000
+    response = admin_client.post(url, {"action": "queue_finetuning", "_selected_action": [done.pk]}, follow=True)
+    assert "too little data" in response.content.decode() and len(queued) == 1
+    study_page = admin_client.get(reverse("admin:deliberation_study_change", args=[sim_study.pk])).content.decode()
+    assert 'name="generator_model"' in study_page and "tuned v1" in study_page

@@ -108,6 +108,7 @@ def fine_tune(config: GeneratorConfig, train_rows: list[dict], validation_rows: 
     import torch
     from datasets import Dataset
     from transformers import TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
     from trl import SFTConfig, SFTTrainer
 
     from generation.backends.embedded import CHECKPOINT_META, _default_threads, load_plain_weights
@@ -157,6 +158,8 @@ def fine_tune(config: GeneratorConfig, train_rows: list[dict], validation_rows: 
                              train_dataset=Dataset.from_list([row_dict(r) for r in train_rows]),
                              eval_dataset=Dataset.from_list([row_dict(r) for r in validation_rows]),
                              callbacks=[Report()])
+        for noisy in (PrinterCallback, ProgressCallback):  # they print to stdout, where the command writes JSON
+            trainer.remove_callback(noisy)
         before = float(trainer.evaluate()["eval_loss"])
         output = trainer.train()
         after = float(trainer.evaluate()["eval_loss"])

@@ -121,7 +121,7 @@ def test_study_and_provenance_name_the_backend_options(models_dir, sim_study):
 
 
 @pytest.mark.model
-def test_tiny_real_fine_tune_changes_weights_lowers_loss_and_is_served(models_dir, sim_study):
+def test_tiny_real_fine_tune_changes_weights_lowers_loss_and_is_served(models_dir, sim_study, capsys):
     from generation.backends.embedded import load_plain_weights
     from generation.services import candidates_generate
 
@@ -131,9 +131,12 @@ def test_tiny_real_fine_tune_changes_weights_lowers_loss_and_is_served(models_di
                  "--max-validation-examples", "2", "--max-length", "448", "--val-fraction", "0.3", "--threads", "1",
                  "--use", stdout=out, stderr=err)
     report = json.loads(out.getvalue())
+    assert "loss" not in capsys.readouterr().out  # the trainer's logs stay off stdout (the command's JSON)
+    assert "step 3/3 loss" in err.getvalue()
     version = GeneratorModel.objects.get(pk=report["generator_model_id"])
     metrics = version.metrics
-    print("tiny run:", json.dumps(metrics))
+    with capsys.disabled():
+        print("tiny run:", json.dumps(metrics))
     assert version.status == GeneratorModel.Status.DONE and version.parent is None
     assert metrics["steps"] == 3 and metrics["n_train"] >= 2 and metrics["n_validation"] >= 1
     assert metrics["validation_loss"] < metrics["validation_loss_before"]

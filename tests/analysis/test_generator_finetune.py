@@ -197,3 +197,4 @@ def test_admin_registry_queue_and_serve_actions(admin_client, models_dir, sim_st
     assert "too little data" in response.content.decode() and len(queued) == 1
     study_page = admin_client.get(reverse("admin:deliberation_study_change", args=[sim_study.pk])).content.decode()
     assert 'name="generator_model"' in study_page and "tuned v1" in study_page
+    assert admin_client.get(reverse("admin:deliberation_study_add")).status_code == 200

@@ -1,4 +1,5 @@
-"""Reward model versions and analysis jobs in the admin: status, live progress, results; queue training here.
+"""Reward model and generator versions and analysis jobs in the admin: status, live progress, results; queue
+training here.
 
 Each reward model row is one version: its validation accuracy, data size, held-out groups, parent and promotion
 decision, and whether it is the version its study uses now (promoted).
@@ -10,7 +11,7 @@ import json
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
-from .models import AnalysisJob, RewardModel, RewardRetraining
+from .models import AnalysisJob, GeneratorModel, RewardModel, RewardRetraining
 
 
 def progress_bar_html(progress: float):
@@ -129,6 +130,102 @@ class RewardModelAdmin(admin.ModelAdmin):
     @admin.display(description="training ratings")
     def training_rating_count(self, obj):
         return obj.training_ratings.count()
+
+
+@admin.action(description="Queue fine-tuning of the selected generators (Celery; a finished one gets a new version)")
+def queue_finetuning(modeladmin, request, queryset):
+    from .generator.registry import (
+        GeneratorModelError,
+        generator_model_new_version,
+        study_sft_rows,
+        training_data_check,
+    )
+    from .generator.train import GeneratorConfig
+    from .tasks import finetune_generator
+
+    queued = []
+    for version in queryset.select_related("study"):
+        if version.status == GeneratorModel.Status.RUNNING:
+            messages.warning(request, f"{version} (#{version.pk}) is training now; not queued again.")
+            continue
+        config = GeneratorConfig.from_dict(version.config)
+        try:
+            training_data_check(study=version.study, rows=study_sft_rows(
+                study=version.study, min_quality=config.min_quality, winners_only=config.winners_only), config=config)
+        except GeneratorModelError as exc:
+            messages.error(request, f"#{version.pk}: {exc}")
+            continue
+        if version.status != GeneratorModel.Status.QUEUED:  # done or failed: its record and files are kept
+            version = generator_model_new_version(generator_model=version)
+        GeneratorModel.objects.filter(pk=version.pk).update(progress=0.0, progress_message="queued", error="")
+        finetune_generator.delay_on_commit(generator_model_id=version.pk)
+        queued.append(f"#{version.pk}")
+    if queued:
+        messages.info(request, f"Queued {', '.join(queued)}; progress updates here every few seconds.")
+
+
+@admin.action(description="Serve the selected version in its study (embedded backend)")
+def use_generator(modeladmin, request, queryset):
+    from .generator.registry import GeneratorModelError, generator_model_use
+
+    for version in queryset.select_related("study"):
+        try:
+            generator_model_use(study=version.study, generator_model=version)
+        except GeneratorModelError as exc:
+            messages.error(request, f"#{version.pk} not served: {exc}")
+        else:
+            messages.info(request, f"#{version.pk} now writes the statements of study {version.study}.")
+
+
+@admin.register(GeneratorModel)
+class GeneratorModelAdmin(admin.ModelAdmin):
+    """Fine-tuned generator versions: data, validation loss before/after, parent; queue fine-tuning here."""
+
+    list_display = ("id", "name", "study", "is_served", "parent", "status", "progress_bar", "progress_message",
+                    "validation_summary", "n_examples", "created_at")
+    list_filter = ("status", "study")
+    list_select_related = ("study", "parent")
+    actions = [queue_finetuning, use_generator]
+    readonly_fields = ("status", "is_served", "progress_bar", "progress_message", "error", "base_model",
+                       "checkpoint_path", "data_hash", "metrics_pretty", "validation_group_ids",
+                       "training_candidate_ids", "created_at", "started_at", "finished_at")
+    fields = ("study", "name", "config", "parent") + readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and obj.status != GeneratorModel.Status.QUEUED:
+            return ("study", "config", "parent") + self.readonly_fields
+        return self.readonly_fields
+
+    def get_changeform_initial_data(self, request):
+        from .generator.train import GeneratorConfig
+
+        return {"config": GeneratorConfig().to_dict(), **super().get_changeform_initial_data(request)}
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        return progress_bar_html(obj.progress)
+
+    @admin.display(description="served", boolean=True)
+    def is_served(self, obj):
+        return obj.study.generator_model_id == obj.pk
+
+    @admin.display(description="validation loss (before → after)")
+    def validation_summary(self, obj):
+        metrics = obj.metrics or {}
+        if "validation_loss" not in metrics:
+            return "–"
+        return f"{metrics['validation_loss_before']:.3f} → {metrics['validation_loss']:.3f}"
+
+    @admin.display(description="examples (train + validation)")
+    def n_examples(self, obj):
+        metrics = obj.metrics or {}
+        if "n_train" not in metrics:
+            return "–"
+        return f"{metrics['n_train']} + {metrics.get('n_validation', 0)}"
+
+    @admin.display(description="metrics")
+    def metrics_pretty(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.metrics, indent=2))
 
 
 @admin.register(RewardRetraining)

@@ -180,9 +180,14 @@ def _chat(prompt) -> list[dict]:
     return messages
 
 
-def sft_rows(tables: dict[str, pd.DataFrame], *, min_quality: float = DEFAULT_MIN_QUALITY) -> pd.DataFrame:
+def sft_rows(tables: dict[str, pd.DataFrame], *, min_quality: float = DEFAULT_MIN_QUALITY,
+             winners_only: bool = False) -> pd.DataFrame:
     """Model-written candidates whose mean quality rating is at least ``min_quality``, as conversational
-    prompt/completion rows (TRL's SFT format); human-written statements (no prompt) are left out."""
+    prompt/completion rows (TRL's SFT format); human-written statements (no prompt) are left out.
+
+    The prompt is the stored rendered prompt without its trailing assistant prefill; the completion is the whole
+    statement (which starts with the prefill). ``winners_only``: only the statements a group chose as a round's
+    winner."""
     columns = ["prompt", "completion", "candidate_id", "group_id", "round", "mean_quality", "n_quality_ratings"]
     ratings = tables["ratings"]
     if not len(ratings):
@@ -190,9 +195,13 @@ def sft_rows(tables: dict[str, pd.DataFrame], *, min_quality: float = DEFAULT_MI
     rated = ratings[ratings["quality"].notna()]
     quality = (rated.assign(quality=rated["quality"].astype(float), candidate_id=rated["candidate_id"].astype(int))
                .groupby("candidate_id")["quality"].agg(["mean", "count"]))
+    winners = set()
+    if winners_only:
+        for key in ("winner_round1_id", "winner_round2_id"):
+            winners |= {int(w) for w in tables["groups"][key] if w is not None and w == w}
     rows = []
     for c in tables["candidates"].to_dict("records"):
-        if c["id"] not in quality.index or not c["prompt"]:
+        if c["id"] not in quality.index or not c["prompt"] or (winners_only and c["id"] not in winners):
             continue
         mean, count = float(quality.loc[c["id"], "mean"]), int(quality.loc[c["id"], "count"])
         if mean < min_quality:

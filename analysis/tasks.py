@@ -1,4 +1,5 @@
-"""Celery tasks for analysis: training a registered reward model (work in analysis.reward.registry), retraining
+"""Celery tasks for analysis: training a registered reward model (work in analysis.reward.registry), fine-tuning a
+generator version (analysis.generator.registry), retraining
 a running study's model (analysis.reward.retrain) and offline leave-one-out jobs (analysis.loo_offline); thin.
 
 Progress is written to the RewardModel or AnalysisJob row while it runs and shown in the admin.
@@ -43,3 +44,15 @@ def loo_offline_group(*, job_id: int, group_id: int) -> None:
     from .loo_offline import job_run_group
 
     job_run_group(job_id=job_id, group_id=group_id)
+
+
+@shared_task(name="analysis.tasks.finetune_generator", acks_late=False, ignore_result=True)
+def finetune_generator(*, generator_model_id: int, use: bool = False) -> int:
+    """Fine-tune a registered generator version (progress on its row, shown in the admin); ``use``: serve it in
+    its study once it has finished (a failed fine-tune leaves the study's generator as it was)."""
+    from .generator.registry import generator_model_train, generator_model_use
+
+    version = generator_model_train(generator_model_id=generator_model_id)
+    if use:
+        generator_model_use(study=version.study, generator_model=version)
+    return version.pk

@@ -51,7 +51,7 @@ class StudyAdmin(CsvExportAdmin):
         ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "reward_retrain_every",
                                                      "reward_retrain_config", "welfare_method",
                                                      "welfare_alpha")}),
-        ("Generation", {"fields": ("generation_backend", "generation_base_url", "generation_model",
+        ("Generation", {"fields": ("generation_backend", "generator_model", "generation_base_url", "generation_model",
                                    "generation_api_key_env", "generation_concurrency", "generation_timeout_seconds",
                                    "generation_params", "generation_seed", "consensus_template",
                                    "revision_template")}),
@@ -63,7 +63,21 @@ class StudyAdmin(CsvExportAdmin):
         if change and "reward_model" not in form.changed_data:
             # Retraining may have promoted a new version while this form was open: saving other settings keeps it.
             obj.reward_model_id = Study.objects.filter(pk=obj.pk).values_list("reward_model_id", flat=True).first()
+        if change and "generator_model" not in form.changed_data:
+            # The generator admin's "serve" action may have changed it while this form was open.
+            obj.generator_model_id = Study.objects.filter(pk=obj.pk).values_list("generator_model_id",
+                                                                                 flat=True).first()
         super().save_model(request, obj, form, change)
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "generator_model":
+            from analysis.models import GeneratorModel
+
+            # Only finished versions can be served (Study.clean checks it too); a study's own versions when editing.
+            versions = GeneratorModel.objects.filter(status=GeneratorModel.Status.DONE)
+            study_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+            kwargs["queryset"] = versions.filter(study_id=study_id) if study_id else versions.none()
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="group size")
     def group_sizes(self, obj):

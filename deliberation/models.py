@@ -126,6 +126,10 @@ class Study(models.Model):
     generation_params = models.JSONField(default=dict, blank=True,
                                          help_text='e.g. {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160}')
     generation_seed = models.BigIntegerField(default=0, help_text="Base seed; each candidate derives its own.")
+    generator_model = models.ForeignKey(
+        "analysis.GeneratorModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Fine-tuned generator version the embedded backend serves (manage.py finetune_generator). "
+                  "Empty: the base SmolLM2-135M-Instruct.")
 
     completion_code_completed = models.CharField(max_length=64, blank=True)
     completion_code_lobby_timeout = models.CharField(max_length=64, blank=True)
@@ -152,6 +156,11 @@ class Study(models.Model):
                 raise ValidationError({"best_of_n": "Generate at least as many candidates as are shown."})
             if self.reward_model_id is None:
                 raise ValidationError({"reward_model": "Best-of-N needs a trained reward model."})
+        if self.generator_model_id:
+            if self.generator_model.status != "done" or not self.generator_model.checkpoint_path:
+                raise ValidationError({"generator_model": "Only a finished (done) generator version can be served."})
+            if self.generation_backend != self.Backend.EMBEDDED:
+                raise ValidationError({"generator_model": "A fine-tuned generator is served by the embedded backend."})
 
     @property
     def flow_config(self) -> FlowConfig:
@@ -165,6 +174,8 @@ class Study(models.Model):
 
     def backend_options(self) -> dict:
         """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection)."""
+        if self.generation_backend == self.Backend.EMBEDDED and self.generator_model_id:
+            return {"checkpoint": self.generator_model.checkpoint_path, "version": self.generator_model_id}
         if self.generation_backend != self.Backend.OPENAI:
             return {}
         return {"base_url": self.generation_base_url, "model": self.generation_model,

@@ -31,18 +31,41 @@ def request_from(candidate: Candidate) -> GenerationRequest:
     )
 
 
+def backend_options_from(candidate: Candidate, backend_name: str) -> dict:
+    """The embedded backend's options that reproduce a candidate: the fine-tuned generator version its
+    provenance names (``params["generator_version"]``), if any; its checkpoint is looked up in the registry
+    (falling back to the folder recorded with the candidate)."""
+    params = candidate.params or {}
+    version = params.get("generator_version")
+    if backend_name != "embedded" or version is None:
+        return {}
+    from analysis.models import GeneratorModel
+
+    registered = GeneratorModel.objects.filter(pk=version).values_list("checkpoint_path", flat=True).first()
+    return {"checkpoint": registered or params.get("generator_checkpoint"), "version": version}
+
+
 def replay_group(group_id: int, *, round: int | None = None, backend_name: str = "embedded") -> list[ReplayRow]:
+    """Regenerate the group's candidates with the backend (and the generator version) that wrote them."""
     candidates = Candidate.objects.filter(group_id=group_id).order_by("round", "index")
     if round is not None:
         candidates = candidates.filter(round=round)
-    backend = get_backend(backend_name)
+    backends: dict = {}
+
+    def backend_for(candidate: Candidate):
+        options = backend_options_from(candidate, backend_name)
+        key = tuple(sorted(options.items()))
+        if key not in backends:
+            backends[key] = get_backend(backend_name, **options)
+        return backends[key]
+
     # Rebuild the original batches: one call per (round, attempt), as candidates_generate made them.
     batches: dict[tuple[int, int], list[Candidate]] = defaultdict(list)
     for candidate in candidates:
         batches[(candidate.round, candidate.attempts)].append(candidate)
     rows = []
     for _, batch in sorted(batches.items()):
-        results = backend.generate([request_from(c) for c in batch])
+        results = backend_for(batch[0]).generate([request_from(c) for c in batch])
         for candidate, result in zip(batch, results, strict=True):
             rows.append(ReplayRow(candidate.pk, candidate.round, candidate.index, candidate.seed,
                                   result.text == candidate.raw_text, candidate.raw_text, result.text))

@@ -179,6 +179,10 @@ REWARD_MODELS_DIR = Path(os.environ.get("REWARD_MODELS_DIR", BASE_DIR / "var" / 
 # training may go without a heartbeat before another worker takes the study over (its worker is taken for dead).
 REWARD_MIN_TRAINING_RATINGS = int(os.environ.get("REWARD_MIN_TRAINING_RATINGS", "20"))
 REWARD_RETRAIN_STALE_SECONDS = int(os.environ.get("REWARD_RETRAIN_STALE_SECONDS", str(15 * 60)))
+# Fine-tuned generator versions (manage.py finetune_generator): one folder per version, and the fewest endorsed
+# statements worth fine-tuning on.
+GENERATOR_MODELS_DIR = Path(os.environ.get("GENERATOR_MODELS_DIR", BASE_DIR / "var" / "generator_models"))
+GENERATOR_MIN_TRAINING_EXAMPLES = int(os.environ.get("GENERATOR_MIN_TRAINING_EXAMPLES", "20"))
 # Legibility studies: one directory per trained verifier (see legibility/verifier.py save/load).
 LEGIBILITY_VERIFIER_DIR = Path(os.environ.get("LEGIBILITY_VERIFIER_DIR", BASE_DIR / "var" / "verifiers"))
 

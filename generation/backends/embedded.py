@@ -8,6 +8,11 @@ PyTorch model. Loading takes tens of seconds, so it happens once per process
 
 A trailing assistant message is a prefill: the model continues it and the
 returned text starts with it (see ``generation.prompts.PromptTemplate``).
+
+Fine-tuned versions (``analysis.generator``): ``EmbeddedBackend(checkpoint=PATH, version=ID)`` serves the
+weights in that folder instead (a LoRA adapter on top of its base, merged at load, or a full model); each
+version is loaded once per process and kept (``load_finetuned_model``), and every result's ``model_id`` and
+``extra["generator_version"]`` name the version, so each candidate's provenance says which weights wrote it.
 """
 
 from __future__ import annotations
@@ -44,9 +49,10 @@ class EmbeddedModel:
     load_seconds: float
 
 
-_load_lock = threading.Lock()
+_load_lock = threading.RLock()  # re-entered: a fine-tuned version loads the base first
 _generate_lock = threading.Lock()  # one batch at a time: two would only fight over the cores
 _loaded: EmbeddedModel | None = None
+_finetuned: dict[str, EmbeddedModel] = {}  # checkpoint folder -> loaded version (the per-version model cache)
 
 
 def find_gguf() -> tuple[Path, str]:
@@ -91,6 +97,80 @@ def load_embedded_model() -> EmbeddedModel:
         if _loaded is None:
             _loaded = _load()
         return _loaded
+
+
+def base_model_dir() -> Path:
+    """The de-quantized base model's folder (transformers format), converting the GGUF first if needed: what
+    fine-tuning starts from and what an adapter is applied to."""
+    folder, name = find_gguf()
+    cache = _conversion_cache(folder / name)
+    if not (cache / "done").exists():
+        load_embedded_model()
+    if not (cache / "done").exists():
+        raise GenerationError(f"The converted base model could not be cached at {cache} (read-only or full disk?)")
+    return cache
+
+
+CHECKPOINT_META = "generator.json"  # written by analysis.generator.train: base checkpoint, LoRA or not, version
+
+
+def load_plain_weights(checkpoint: str | Path | None):
+    """(tokenizer, model) of a fine-tuned checkpoint folder (``None``: the base model), adapters merged in.
+
+    An adapter folder (``adapter_config.json``) is applied to the weights its ``generator.json`` names as
+    ``base_checkpoint`` (recursively; ``null`` is the base model). The model is float32, in train mode off."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if checkpoint is None:
+        base = base_model_dir()
+        tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)  # nosec B615
+        model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, dtype=torch.float32)  # nosec B615
+        return tokenizer, model
+    path = Path(checkpoint)
+    meta_file = path / CHECKPOINT_META
+    if not meta_file.exists():
+        raise GenerationError(f"Generator checkpoint {path} is missing or unfinished (no {CHECKPOINT_META}).")
+    meta = json.loads(meta_file.read_text())
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)  # nosec B615
+    if (path / "adapter_config.json").exists():
+        from peft import PeftModel
+
+        _, base = load_plain_weights(meta.get("base_checkpoint"))
+        model = PeftModel.from_pretrained(base, path, local_files_only=True).merge_and_unload()
+    else:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)  # nosec B615
+    return tokenizer, model
+
+
+def load_finetuned_model(checkpoint: str | Path, version: str | int | None = None) -> EmbeddedModel:
+    """A fine-tuned version, loaded once per process per checkpoint folder (the per-version cache)."""
+    key = str(Path(checkpoint).resolve())
+    with _load_lock:
+        if key not in _finetuned:
+            _finetuned[key] = _load_finetuned(Path(checkpoint), version)
+        return _finetuned[key]
+
+
+def _load_finetuned(checkpoint: Path, version) -> EmbeddedModel:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import torch
+
+    started = time.perf_counter()
+    torch.set_num_threads(int(os.environ.get("EMBEDDED_NUM_THREADS") or _default_threads()))
+    try:
+        tokenizer, model = load_plain_weights(checkpoint)
+    except GenerationError:
+        raise
+    except Exception as exc:
+        raise GenerationError(f"Could not load the fine-tuned generator from {checkpoint}: {exc}") from exc
+    model.eval()
+    label = f"generator model {version}" if version is not None else f"generator {checkpoint.name}"
+    return EmbeddedModel(tokenizer=tokenizer, model=model, model_id=f"{BASE_MODEL} fine-tuned: {label} ({checkpoint})",
+                         gguf_path=str(checkpoint), load_seconds=time.perf_counter() - started)
 
 
 def _load() -> EmbeddedModel:
@@ -192,19 +272,24 @@ class EmbeddedBackend:
 
     name = "embedded"
 
-    def __init__(self, repetition_penalty: float = 1.1, top_k: int = 50, max_batch: int = 32):
+    def __init__(self, repetition_penalty: float = 1.1, top_k: int = 50, max_batch: int = 32,
+                 checkpoint: str | None = None, version: int | str | None = None):
         # A mild penalty keeps the 135M model out of repetition loops; top_k=50
         # (the transformers default) cuts the long tail that derails it when
         # sampling. top_k=0 leaves only temperature and top_p.
         self.repetition_penalty = repetition_penalty
         self.top_k = top_k
         self.max_batch = max_batch
+        # A fine-tuned generator version (its checkpoint folder); None: the base model.
+        self.checkpoint = checkpoint or None
+        self.version = version
         self._model: EmbeddedModel | None = None
 
     @property
     def loaded(self) -> EmbeddedModel:
         if self._model is None:
-            self._model = load_embedded_model()
+            self._model = (load_finetuned_model(self.checkpoint, self.version) if self.checkpoint
+                           else load_embedded_model())
         return self._model
 
     @property
@@ -297,7 +382,9 @@ class EmbeddedBackend:
                 extra={"backend": self.name, "finish_reason": finish[row], "batch_size": len(requests),
                        "repetition_penalty": self.repetition_penalty,
                        "top_k": self.top_k if request.temperature > 0 else None, "prefill": prefill,
-                       "threads": torch.get_num_threads(), "dtype": str(model.dtype).removeprefix("torch.")},
+                       "threads": torch.get_num_threads(), "dtype": str(model.dtype).removeprefix("torch."),
+                       **({"generator_version": self.version, "generator_checkpoint": self.checkpoint}
+                          if self.checkpoint else {})},
             ))
         return results
 

@@ -262,7 +262,8 @@ def bench_training(conversation, steps: int, warmup: int = 2, rounds: int = 2) -
                   f"{runs[name][-1]['pairs_per_second']} pairs/s", file=sys.stderr)
 
     def median(name: str) -> dict:
-        return {key: round(statistics.median(run[key] for run in runs[name]), 3) for key in runs[name][0]}
+        values = {key: statistics.median(run[key] for run in runs[name]) for key in runs[name][0]}
+        return {key: int(v) if key == "steps_timed" else round(v, 3) for key, v in values.items()}
 
     ours, trl = median("ours"), median("trl")
     ratio = {key: round(ours[key] / trl[key], 3) for key in

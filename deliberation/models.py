@@ -152,6 +152,11 @@ class Study(models.Model):
                 raise ValidationError({"best_of_n": "Generate at least as many candidates as are shown."})
             if self.reward_model_id is None:
                 raise ValidationError({"reward_model": "Best-of-N needs a trained reward model."})
+        from generation.endpoints import endpoint_problems
+
+        problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
+        if problems:
+            raise ValidationError(problems)
 
     @property
     def flow_config(self) -> FlowConfig:
@@ -164,9 +169,14 @@ class Study(models.Model):
         )
 
     def backend_options(self) -> dict:
-        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection)."""
+        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection).
+
+        Raises ``GenerationError`` when the server or key variable is not allowed (``generation.endpoints``)."""
         if self.generation_backend != self.Backend.OPENAI:
             return {}
+        from generation.endpoints import endpoint_check
+
+        endpoint_check(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         return {"base_url": self.generation_base_url, "model": self.generation_model,
                 "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
                 "timeout": float(self.generation_timeout_seconds)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -96,6 +97,8 @@ class QuestionAdmin(CsvExportAdmin):
                 *super().get_urls()]
 
     def import_view(self, request):
+        if not request.user.has_perm("deliberation.add_question"):
+            raise PermissionDenied
         form = QuestionImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]

@@ -13,7 +13,7 @@ from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution,
 from .services import session_stats
 
 
-@admin.action(description="Train the next round's verifier (Celery)")
+@admin.action(description="Train the next round's verifier (Celery)", permissions=["change"])
 def queue_next_round(modeladmin, request, queryset):
     from .rounds import verifier_create
     from .tasks import train_verifier_round

@@ -27,12 +27,16 @@ class CsvExportAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(CsvExportAdmin):
-    """Collected data is evidence: viewable and exportable, never edited by hand."""
+    """Collected data is evidence: viewable and exportable, never edited or deleted by hand (not even by a
+    superuser: a withdrawal is a deliberate, recorded database operation, not an admin click)."""
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -165,9 +169,6 @@ class CritiqueAdmin(ReadOnlyAdmin):
 class GroupEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "group", "kind", "participant", "created_at")
     list_filter = ("kind",)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Draft)

@@ -359,11 +359,16 @@ class Draft(models.Model):
 
 
 class GroupEvent(models.Model):
-    """Append-only log of everything that happened to a group."""
+    """Append-only log of everything that happened to a group.
 
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="events")
+    On PostgreSQL a trigger refuses UPDATE and DELETE (migration ``0009_group_events_append_only``); here
+    ``save()`` / ``delete()`` refuse, and PROTECT keeps a group or participant with events from being deleted
+    (a cascade or SET NULL would be a DELETE / UPDATE of the log).
+    """
+
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=48)
-    participant = models.ForeignKey("participants.Participant", null=True, blank=True, on_delete=models.SET_NULL)
+    participant = models.ForeignKey("participants.Participant", null=True, blank=True, on_delete=models.PROTECT)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

@@ -19,7 +19,8 @@ def progress_bar_html(progress: float):
     return format_html('<progress value="{}" max="100"></progress> {}%', round(progress * 100), round(progress * 100))
 
 
-@admin.action(description="Queue training of the selected models (Celery; a trained one gets a new version)")
+@admin.action(description="Queue training of the selected models (Celery; a trained one gets a new version)",
+              permissions=["change"])
 def queue_training(modeladmin, request, queryset):
     from .reward.registry import (
         RewardModelError,
@@ -50,7 +51,7 @@ def queue_training(modeladmin, request, queryset):
         messages.info(request, f"Queued {', '.join(queued)}; progress updates here every few seconds.")
 
 
-@admin.action(description="Use the selected version for its study (promote)")
+@admin.action(description="Use the selected version for its study (promote)", permissions=["change"])
 def promote(modeladmin, request, queryset):
     from .reward.registry import RewardModelError
     from .reward.retrain import reward_model_promote

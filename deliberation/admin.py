@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
@@ -26,12 +27,16 @@ class CsvExportAdmin(admin.ModelAdmin):
 
 
 class ReadOnlyAdmin(CsvExportAdmin):
-    """Collected data is evidence: viewable and exportable, never edited by hand."""
+    """Collected data is evidence: viewable and exportable, never edited or deleted by hand (not even by a
+    superuser: a withdrawal is a deliberate, recorded database operation, not an admin click)."""
 
     def has_add_permission(self, request):
         return False
 
     def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 
@@ -110,6 +115,8 @@ class QuestionAdmin(CsvExportAdmin):
                 *super().get_urls()]
 
     def import_view(self, request):
+        if not request.user.has_perm("deliberation.add_question"):
+            raise PermissionDenied
         form = QuestionImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
             upload = form.cleaned_data["file"]
@@ -176,9 +183,6 @@ class CritiqueAdmin(ReadOnlyAdmin):
 class GroupEventAdmin(ReadOnlyAdmin):
     list_display = ("id", "group", "kind", "participant", "created_at")
     list_filter = ("kind",)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Draft)

@@ -161,6 +161,11 @@ class Study(models.Model):
                 raise ValidationError({"generator_model": "Only a finished (done) generator version can be served."})
             if self.generation_backend != self.Backend.EMBEDDED:
                 raise ValidationError({"generator_model": "A fine-tuned generator is served by the embedded backend."})
+        from generation.endpoints import endpoint_problems
+
+        problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
+        if problems:
+            raise ValidationError(problems)
 
     @property
     def flow_config(self) -> FlowConfig:
@@ -173,11 +178,17 @@ class Study(models.Model):
         )
 
     def backend_options(self) -> dict:
-        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection)."""
+        """Keyword options for ``generation.backends.get_backend``: the fine-tuned generator version the embedded
+        backend serves, or the HTTP backend's connection.
+
+        Raises ``GenerationError`` when the server or key variable is not allowed (``generation.endpoints``)."""
         if self.generation_backend == self.Backend.EMBEDDED and self.generator_model_id:
             return {"checkpoint": self.generator_model.checkpoint_path, "version": self.generator_model_id}
         if self.generation_backend != self.Backend.OPENAI:
             return {}
+        from generation.endpoints import endpoint_check
+
+        endpoint_check(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         return {"base_url": self.generation_base_url, "model": self.generation_model,
                 "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
                 "timeout": float(self.generation_timeout_seconds)}
@@ -360,11 +371,16 @@ class Draft(models.Model):
 
 
 class GroupEvent(models.Model):
-    """Append-only log of everything that happened to a group."""
+    """Append-only log of everything that happened to a group.
 
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="events")
+    On PostgreSQL a trigger refuses UPDATE and DELETE (migration ``0010_group_events_append_only``); here
+    ``save()`` / ``delete()`` refuse, and PROTECT keeps a group or participant with events from being deleted
+    (a cascade or SET NULL would be a DELETE / UPDATE of the log).
+    """
+
+    group = models.ForeignKey(Group, on_delete=models.PROTECT, related_name="events")
     kind = models.CharField(max_length=48)
-    participant = models.ForeignKey("participants.Participant", null=True, blank=True, on_delete=models.SET_NULL)
+    participant = models.ForeignKey("participants.Participant", null=True, blank=True, on_delete=models.PROTECT)
     payload = models.JSONField(default=dict)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 

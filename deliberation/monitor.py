@@ -5,6 +5,7 @@ from collections import Counter
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import permission_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -64,6 +65,7 @@ def study_state(request: HttpRequest, study_id: int) -> JsonResponse:
 
 
 @staff_member_required
+@permission_required("deliberation.change_group", raise_exception=True)
 @require_POST
 def group_advance(request: HttpRequest, group_id: int) -> HttpResponse:
     group = get_object_or_404(Group, pk=group_id)

@@ -112,11 +112,6 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
     study = group.study
     log_event(group, "generation_started", None, round=round, backend=study.generation_backend)
     params = generation_params(study)
-    if backend is None:
-        options = study.backend_options()
-        backend = coalescer_for(study.generation_backend, options,
-                                lambda: get_backend(study.generation_backend, **options),
-                                settings.GENERATION_BATCH_WINDOW_MS / 1000)
     template = template_for(study, round)
     slots = build_slots(group, round, template)
     left_out = left_out_ids(group)
@@ -125,6 +120,11 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
         # analysis counts this group apart from the leave-one-out condition (``exclusion_not_held``).
         log_event(group, "exclusion_not_held", None, round=round, participant_id=sorted(left_out)[0])
     try:
+        if backend is None:
+            options = study.backend_options()  # refuses a server or key variable the policy does not allow
+            backend = coalescer_for(study.generation_backend, options,
+                                    lambda: get_backend(study.generation_backend, **options),
+                                    settings.GENERATION_BATCH_WINDOW_MS / 1000)
         for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
             pending = [s for s in slots if s.text is None]
             if not pending:

@@ -13,7 +13,7 @@ from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution,
 from .services import session_stats
 
 
-@admin.action(description="Train the next round's verifier (Celery)")
+@admin.action(description="Train the next round's verifier (Celery)", permissions=["change"])
 def queue_next_round(modeladmin, request, queryset):
     from .rounds import verifier_create
     from .tasks import train_verifier_round
@@ -45,11 +45,27 @@ class LegibilityStudyAdmin(admin.ModelAdmin):
         return format_html('<a href="{}">report</a>', reverse("legibility:report", kwargs={"slug": obj.slug}))
 
 
+class GroundTruthAdmin(admin.ModelAdmin):
+    """Ground truth is evidence: once stored, the fields in ``ground_truth`` (and the text they describe) are
+    read-only and rows are not deleted from the admin; importing and grading write them."""
+
+    ground_truth: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return readonly + self.ground_truth if obj is not None else readonly
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Problem)
-class ProblemAdmin(admin.ModelAdmin):
+class ProblemAdmin(GroundTruthAdmin):
     list_display = ("id", "study", "split", "index", "half", "reference_answer", "short_text")
     list_filter = ("study", "split", "half")
     search_fields = ("text",)
+    ground_truth = ("study", "split", "index", "half", "text", "reference_solution", "reference_answer",
+                    "numeric_answer")
 
     @admin.display(description="text")
     def short_text(self, obj):
@@ -57,11 +73,13 @@ class ProblemAdmin(admin.ModelAdmin):
 
 
 @admin.register(Solution)
-class SolutionAdmin(admin.ModelAdmin):
+class SolutionAdmin(GroundTruthAdmin):
     list_display = ("id", "problem", "source", "role", "round", "correct", "is_gold", "final_answer", "external_key")
     list_filter = ("round", "role", "correct", "source", "is_gold", "problem__half", "problem__study")
     search_fields = ("text", "problem__text")
     raw_id_fields = ("problem",)
+    ground_truth = ("problem", "text", "source", "role", "round", "correct", "final_answer", "dataset_label",
+                    "is_gold", "external_key", "provenance")
 
 
 @admin.register(Verifier)
@@ -112,6 +130,9 @@ class JudgeSessionAdmin(admin.ModelAdmin):
     readonly_fields = ("token", "url_params", "user_agent", "consented_at", "finished_at", "completion_code",
                        "accuracy", "gold_accuracy", "timeouts", "median_seconds", "chance_flag")
     inlines = [JudgeItemInline]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a judge's session holds their answers (its items): evidence
 
     def _stats(self, obj):
         # One computation per row and request, shared by the columns below.

@@ -5,6 +5,7 @@ Models hold fields, constraints and small derived properties; workflows live in
 """
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
@@ -70,10 +71,22 @@ class LegibilityStudy(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    def clean(self) -> None:
+        from generation.endpoints import endpoint_problems
+
+        problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
+        if problems:
+            raise ValidationError(problems)
+
     def backend_options(self) -> dict:
-        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection)."""
+        """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection).
+
+        Raises ``GenerationError`` when the server or key variable is not allowed (``generation.endpoints``)."""
         if self.generation_backend != "openai":
             return {}
+        from generation.endpoints import endpoint_check
+
+        endpoint_check(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         return {"base_url": self.generation_base_url, "model": self.generation_model,
                 "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
                 "timeout": float(self.generation_timeout_seconds)}

@@ -155,6 +155,9 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Generation runs in a Celery worker on queue "generation". In the embedded demo (no Redis)
 # the ASGI process runs it on a background thread instead: see deliberation/inprocess.py.
 IN_PROCESS_WORKER = env_bool("IN_PROCESS_WORKER", not REDIS_URL)
+# Hosts a study's OpenAI-compatible base URL may name (checked on the admin form and in the worker). The API key
+# is read from the variable a study names, which must be GENERATION_API_KEY or GENERATION_API_KEY_<SUFFIX>.
+GENERATION_ALLOWED_HOSTS = env_list("GENERATION_ALLOWED_HOSTS", "127.0.0.1,localhost")
 GENERATION_SOFT_TIME_LIMIT = int(os.environ.get("GENERATION_SOFT_TIME_LIMIT", "600"))
 # Tasks that come within this window share one batch (the generation worker runs --pool threads).
 GENERATION_BATCH_WINDOW_MS = int(os.environ.get("GENERATION_BATCH_WINDOW_MS", "50"))

@@ -19,7 +19,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from .examples import SolutionExample
-from .grading import strip_calculator
 from .models import LegibilityStudy, Problem, Solution, Verifier
 
 PROGRESS_SAVE_SECONDS = 2.0
@@ -33,7 +32,7 @@ def verifiers_dir() -> Path:
 def as_example(solution: Solution) -> SolutionExample:
     who = solution.role or solution.external_key or solution.source
     return SolutionExample(problem_id=str(solution.problem_id), problem=solution.problem.text,
-                           solution=strip_calculator(solution.text).strip(), correct=solution.correct,
+                           solution=solution.text.strip(), correct=solution.correct,
                            source=f"round {solution.round} {who}")
 
 
@@ -144,7 +143,8 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
             Verifier.objects.filter(pk=verifier.pk).update(
                 status=Verifier.Status.READY, progress=1.0, progress_message=f"done: {history['steps']} steps",
                 path=str(directory), metrics=json_safe(metrics), config=config.to_dict(), n_train=len(train_rows),
-                n_heldout=len(held_rows), finished_at=timezone.now())
+                n_heldout=len(held_rows), train_problem_hashes=model.meta["train_problem_hashes"],
+                finished_at=timezone.now())
         verifier.refresh_from_db()
         return verifier
     except Exception:
@@ -252,8 +252,7 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
         if loaded is not None and rows:
             from . import verifier as vlib
 
-            values = vlib.score(loaded, [r.problem.text for r in rows],
-                                [strip_calculator(r.text) for r in rows])
+            values = vlib.score(loaded, [r.problem.text for r in rows], [r.text for r in rows])
             for row, value in zip(rows, values, strict=True):
                 row.verifier_scores = {str(verifier.pk): round(float(value), 5)}
         created.extend(Solution.objects.bulk_create(rows, ignore_conflicts=True))

@@ -33,8 +33,10 @@ FEATURE_NAMES = (
     "results_unused", "computations_per_problem_number", "problem_log_chars", "problem_n_numbers",
     "repeated_lines", "log_abs_final", "problem_numbers_unused", "problem_has_percent", "problem_has_fraction",
     "problem_sentences", "share_chained", "last_uses_previous", "n_divisions", "n_multiplications",
-    "problem_numbers_reused", "final_over_sum_problem",
+    "problem_numbers_reused", "final_over_sum_problem", "duplicate_computations", "negative_results",
+    "long_decimal_results", "final_written_with_decimals", "problem_numbers_computed", "text_underived_share",
 )
+FINAL_DECIMAL = re.compile(r"(?:A:|####|answer is)\s*[$]?\s*-?\d[\d,]*\.\d+\s*$", re.IGNORECASE)
 PERCENT = re.compile(r"%|percent", re.IGNORECASE)
 FRACTION = re.compile(r"\d+/\d+|\b(half|third|quarter|fourth|fifth|twice|thrice|double|triple)\b", re.IGNORECASE)
 WORD_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
@@ -154,6 +156,8 @@ def features(problem: str, raw_solution: str) -> list[float]:
                 reuse[abs(n)] = reuse.get(abs(n), 0) + 1
     bodies = [m.group(0) for m in CALCULATOR.finditer(raw_solution)]
     total_given = sum(given, Fraction(0))
+    operand_values = {abs(n) for _, _, ops in steps for n in ops}
+    mentioned = _numbers(visible)
     largest = max((abs(n) for n in given), default=Fraction(1)) or Fraction(1)
     return [
         math.log1p(len(visible)),
@@ -187,4 +191,10 @@ def features(problem: str, raw_solution: str) -> list[float]:
         float(sum(body.count("*") for body in bodies)),
         float(sum(count > 1 for count in reuse.values())),
         math.log10((abs(final) + 1) / (total_given + 1)) if final is not None else 0.0,
+        1.0 - len(set(bodies)) / len(bodies) if bodies else 0.0,
+        float(sum(r < 0 for r in results)),
+        float(sum(len(str(float(r)).split(".")[1]) > 2 for r in results)),
+        float(bool(FINAL_DECIMAL.search(visible))),
+        len(given & operand_values) / len(given) if given else 1.0,
+        sum(abs(n) not in known for n in mentioned) / len(mentioned) if mentioned else 0.0,
     ]

@@ -19,6 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .examples import SolutionExample
+from .mixture import MIN_GROUP_SIZE, balanced_mixture
 from .models import LegibilityStudy, Problem, Solution, Verifier
 
 PROGRESS_SAVE_SECONDS = 2.0
@@ -46,12 +47,24 @@ def _limit_problems(solutions: list[Solution], max_problems: int | None, seed: i
     return [s for s in solutions if s.problem_id in keep]
 
 
-def training_solutions(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
-                       seed: int = 0) -> list[Solution]:
-    """The verifier half's solutions from the base prover and every earlier round's provers."""
+def training_mixture(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
+                     seed: int = 0) -> tuple[list[Solution], list[dict]]:
+    """Round K's training data: the verifier half's solutions from the base prover (round 0) and every earlier
+    round's helpful and sneaky provers, as a balanced mixture (``mixture.balanced_mixture``: each counted
+    (round, role) contributes equally, no solution repeated more than ``MAX_REPEAT`` times); and its report."""
     rows = list(Solution.objects.filter(problem__study=study, problem__half=Problem.Half.VERIFIER, round__lt=round_)
                 .select_related("problem").order_by("id"))
-    return _limit_problems(rows, max_problems, seed)
+    rows = _limit_problems(rows, max_problems, seed)
+    groups: dict[tuple[int, str], list[Solution]] = {}
+    for row in rows:
+        groups.setdefault((row.round, row.role or "base"), []).append(row)
+    return balanced_mixture(groups, seed=seed)
+
+
+def training_solutions(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
+                       seed: int = 0) -> list[Solution]:
+    """The solutions of ``training_mixture`` (a solution may appear up to ``MAX_REPEAT`` times)."""
+    return training_mixture(study, round_, max_problems=max_problems, seed=seed)[0]
 
 
 def heldout_solutions(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
@@ -108,10 +121,12 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
                                                     progress_message="loading solutions")
     try:
         config = vlib.VerifierConfig.from_dict(verifier.config)
-        train_rows = training_solutions(study, verifier.round, max_problems=max_train_problems, seed=config.seed)
+        train_rows, mixture = training_mixture(study, verifier.round, max_problems=max_train_problems,
+                                               seed=config.seed)
         held_rows = heldout_solutions(study, verifier.round, max_problems=max_heldout_problems, seed=config.seed)
         if not train_rows:
-            raise ValueError(f"no solutions on the verifier half from rounds < {verifier.round}: run import_gsm8k")
+            raise ValueError(f"no solutions on the verifier half from rounds < {verifier.round} in a group of at "
+                             f"least {MIN_GROUP_SIZE}: run import_gsm8k (groups: {mixture})")
         last_save = [0.0]
 
         def report(step: int, total: int, loss: float) -> None:
@@ -127,7 +142,7 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
         model, history = vlib.train_verifier([as_example(s) for s in train_rows], config, progress=report)
         Verifier.objects.filter(pk=verifier.pk).update(progress=0.9, progress_message="evaluating on held-out")
         metrics = {"train": {k: v for k, v in history.items() if k != "losses"},
-                   "rounds_trained_on": sorted({s.round for s in train_rows})}
+                   "rounds_trained_on": sorted({s.round for s in train_rows}), "mixture": mixture}
         scores = []
         if held_rows:
             held_examples = [as_example(s) for s in held_rows]

@@ -83,6 +83,7 @@ class VerifierConfig:
                        "added to the head's; 0 = the linear head alone.", 200)
     trees_depth: int = _help("Depth of each tree.", 3)
     trees_learning_rate: float = _help("Learning rate of the boosting.", 0.05)
+    trees_min_leaf: int = _help("Fewest training solutions in a leaf.", 40)
     head_l2: float = _help("Frozen encoder: L2 penalty on the head's weights (inputs are standardised).", 0.001)
     head_iterations: int = _help("Frozen encoder: L-BFGS iterations of the full-batch head fit.", 200)
     centring_weight: float = _help("λ of the centring term λ·(V1² + V2²)/2 that keeps scores near 0.", 0.01)
@@ -405,7 +406,7 @@ def fit_trees(features: np.ndarray, labels: Sequence[bool], config: VerifierConf
         return None
     return HistGradientBoostingClassifier(
         max_iter=config.trees, learning_rate=config.trees_learning_rate, max_depth=config.trees_depth,
-        l2_regularization=1.0, class_weight="balanced", random_state=config.seed).fit(features, np.asarray(labels))
+        min_samples_leaf=config.trees_min_leaf, l2_regularization=1.0, class_weight="balanced", random_state=config.seed).fit(features, np.asarray(labels))
 
 
 def _summary(history: dict) -> dict:

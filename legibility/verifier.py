@@ -74,7 +74,8 @@ class VerifierConfig:
     max_length: int = _help("Longest (problem + solution) in tokens; the longer side is cut first.", 384)
     batch_size: int = _help("Fine-tuning: correct/incorrect pairs per step (twice as many sequences).", 8)
     epochs: int = _help("Fine-tuning: passes over the pairs (re-drawn each epoch).", 2)
-    max_steps: int | None = _help("Stop after this many optimiser steps (overrides epochs when smaller).", None)
+    max_steps: int | None = _help("Stop after this many optimiser steps (overrides epochs or head_iterations when "
+                                  "smaller).", None)
     learning_rate: float = _help("Fine-tuning: AdamW peak learning rate (linear warm-up, then linear decay).", 5e-5)
     warmup_fraction: float = _help("Share of the steps spent warming up the learning rate.", 0.1)
     weight_decay: float = _help("Fine-tuning: AdamW weight decay.", 0.01)
@@ -300,7 +301,8 @@ def _fit_head(model, tokenizer, examples, features, pairs, config: VerifierConfi
         def encoded(n: int) -> None:
             done[0] += n
             if progress:  # encoding is reported as negative steps' share: the bar shows it as loss nan
-                progress(done[0], total_encode + config.head_iterations, float("nan"))
+                progress(done[0], total_encode + min(config.head_iterations, config.max_steps or 10**9),
+                         float("nan"))
 
         pooled = _pooled_features(model, tokenizer, [e.problem for e in examples], [e.solution for e in examples],
                                   config.max_length, progress=encoded).to(device)
@@ -310,10 +312,11 @@ def _fit_head(model, tokenizer, examples, features, pairs, config: VerifierConfi
     good = torch.tensor([g for g, _ in pairs], dtype=torch.long, device=device)
     bad = torch.tensor([b for _, b in pairs], dtype=torch.long, device=device)
     head = model.head
-    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=config.head_iterations,
+    iterations = min(config.head_iterations, config.max_steps or config.head_iterations)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=iterations, max_eval=iterations,
                                   history_size=20, line_search_fn="strong_wolfe")
     offset = len(examples) if config.text else 0
-    total = offset + config.head_iterations
+    total = offset + iterations
 
     def loss_fn() -> torch.Tensor:
         scores = head(inputs).squeeze(-1)

@@ -222,7 +222,9 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
     from generation.backends import get_backend
 
     from .grading import extract_answer
-    from .prover import ROLES, MathProblem, generate_solutions
+    from generation.models import PromptTemplate
+
+    from .prover import ROLES, TEMPLATE_KINDS, MathProblem, generate_solutions
 
     if n_problems < 1:
         raise ValueError("n_problems must be at least 1")
@@ -235,6 +237,8 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
     else:
         backend, backend_name = get_backend(study.generation_backend, **study.backend_options()), \
             study.generation_backend
+    template_rows = {role: PromptTemplate.latest(TEMPLATE_KINDS[role]) for role in ROLES}  # admin-editable
+    templates = {role: row.spec() for role, row in template_rows.items()}
     jobs: list[Problem] = []
     for half in PROVER_HALVES:
         ids = sorted(Problem.objects.filter(study=study, half=half).values_list("pk", flat=True))
@@ -256,13 +260,14 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
             [MathProblem(str(p.pk), p.text, p.reference_solution) for p in todo], roles=ROLES, backend=backend,
             seed=int(study.seed) * 1000 + round_ * 100_000 + start,
             max_new_tokens=int(params.get("max_new_tokens", 256)), temperature=float(params.get("temperature", 0.7)),
+            templates=templates,
         ) if todo else []
         by_id = {str(p.pk): p for p in todo}
         rows = [Solution(problem=by_id[s.problem_id], text=s.solution, source=Solution.Source.PROVER, role=s.role,
                          round=round_, correct=s.correct, external_key="s0",
                          final_answer=str(extract_answer(s.solution) or "")[:64],
-                         provenance={"backend": backend_name, "model_id": s.model_id, "seed": s.seed,
-                                     "params": params})
+                         provenance={**s.provenance, "backend": backend_name, "model_version": s.model_id,
+                                     "template_id": template_rows[s.role].pk, "study_params": params})
                 for s in samples if (int(s.problem_id), s.role) not in have]
         if loaded is not None and rows:
             from . import verifier as vlib

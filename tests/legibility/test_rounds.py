@@ -71,7 +71,15 @@ def test_provers_write_graded_round_solutions_through_the_backend(study):
     assert {s.role for s in written} == {"helpful", "sneaky"}
     for s in written:
         assert s.correct == grade(s.text, s.problem.reference_solution)
-        assert s.provenance["model_id"] == "extractive-baseline-v1"
+        assert s.provenance["model_id"] == s.provenance["model_version"] == "extractive-baseline-v1"
+        # Provenance as complete as a deliberation candidate's: prompt, template and version, parameters, seed,
+        # latency and model version.
+        assert s.provenance["template"] == f"prover_{s.role}" and s.provenance["template_version"] == "1"
+        assert s.provenance["prompt"][0]["role"] == "system" and s.problem.text.strip() in \
+            s.provenance["prompt"][1]["content"]
+        assert len(s.provenance["prompt_sha256"]) == 64 and s.provenance["template_id"]
+        assert {"max_new_tokens", "temperature"} <= set(s.provenance["params"])
+        assert isinstance(s.provenance["seed"], int) and s.provenance["latency_ms"] >= 0
         assert str(verifier.pk) in s.verifier_scores
     # Idempotent; and round 2's verifier trains on rounds 0 and 1.
     from legibility.rounds import prover_round

@@ -114,7 +114,8 @@ def run_variant(name: str, overrides: dict, train: list, test: list, threads: in
     return {"variant": name, "config": {k: v for k, v in overrides.items()}, "auc": metrics["auc"],
             "balanced_best_of_4": metrics["balanced_best_of_4"],
             "accuracy_at_best_threshold": metrics["accuracy_at_best_threshold"],
-            "length_auc": metrics["baselines"]["length_auc"], "majority_accuracy": metrics["baselines"]["majority_accuracy"],
+            "length_auc": metrics["baselines"]["length_auc"],
+            "majority_accuracy": metrics["baselines"]["majority_accuracy"],
             "n_train": len(train), "n_train_problems": len({e.problem_id for e in train}), "n_test": metrics["n"],
             "n_test_problems": metrics["n_problems"], "train_seconds": round(trained, 1),
             "score_seconds": round(time.perf_counter() - started, 1), "steps": history["steps"]}

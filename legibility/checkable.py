@@ -11,8 +11,16 @@ model and no Django, and go into the verifier's head beside its text embedding (
 - ``problem_numbers_used``: share of the problem's distinct numbers that the solution uses;
 - ``underived_share``: share of the computations' operands that are neither a problem number, an earlier
   result nor a common constant (numbers that came from nowhere);
+- ``problem_numbers_computed``: share of the problem's numbers used as operands; ``text_underived_share``:
+  share of all written numbers that came from nowhere;
+- results that are negative, not whole or carry more than two decimals; repeated computations; a final
+  answer written with decimals; results computed but never used later;
 - length: log characters, steps (lines) and computations; whether a final answer was found, is whole or
-  negative.
+  negative; and the problem itself (length, sentences, how many numbers, percentages or fractions), which
+  says how hard it is.
+
+Which features stay was decided by 5-fold cross-validation by problem on the training split of a study's
+verifier half (``benchmarks/verifier.py`` reports the result on held-out problems).
 
     features(problem_text, raw_solution_text) -> list[float]   # in the order of FEATURE_NAMES
 """

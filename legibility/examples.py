@@ -3,8 +3,9 @@
 A ``SolutionExample`` is one (problem, solution, correct?) triple. ``load_solutions_jsonl`` reads
 ``gsm8k/example_model_solutions.jsonl`` (four real GPT-3 solutions per problem, labelled ``is_correct``)
 or any file of the same shape. The solution keeps its RAW text, calculator notes (``<<a*b=c>>``) included:
-the verifier recomputes them as evidence and strips them itself where it reads the text as a judge does. Splits are by problem, never by row: four solutions of one problem share most of their words,
-so a row split would leak.
+the verifier recomputes them as evidence and strips them itself where it reads the text as a judge does.
+Splits are by problem, never by row: four solutions of one problem share most of their words, so a row split
+would leak.
 """
 from __future__ import annotations
 

@@ -409,7 +409,8 @@ def fit_trees(features: np.ndarray, labels: Sequence[bool], config: VerifierConf
         return None
     return HistGradientBoostingClassifier(
         max_iter=config.trees, learning_rate=config.trees_learning_rate, max_depth=config.trees_depth,
-        min_samples_leaf=config.trees_min_leaf, l2_regularization=1.0, class_weight="balanced", random_state=config.seed).fit(features, np.asarray(labels))
+        min_samples_leaf=config.trees_min_leaf, l2_regularization=1.0, class_weight="balanced",
+        random_state=config.seed).fit(features, np.asarray(labels))
 
 
 def _summary(history: dict) -> dict:

@@ -33,8 +33,9 @@ def _layers(value: str) -> int | None:
 
 class Command(BaseCommand):
     help = ("One round of a legibility study. Trains a fresh verifier for round K on the verifier half's solutions "
-            "from the base prover (the shipped solutions, round 0) and every earlier round's provers, balanced "
-            "correct/incorrect, with the Bradley-Terry + centring loss; evaluates it on held-out problems' "
+            "from the base prover (the shipped solutions, round 0) and every earlier round's provers, a balanced "
+            "mixture (each (round, role) of at least 20 solutions contributes equally, no solution more than 3 "
+            "times), with the Bradley-Terry + centring loss; evaluates it on held-out problems' "
             "solutions (AUC, balanced best-of-4, attack success); saves it under LEGIBILITY_VERIFIER_DIR and "
             "records a Verifier row. --inline trains here with a progress bar; without it the training is queued "
             "for the Celery worker and its progress shows in the admin (the worker trains the verifier only, so "

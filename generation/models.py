@@ -16,6 +16,8 @@ PLACEHOLDERS = {
     "consensus": {"question", "opinions"},
     "revision": {"question", "opinions", "previous", "critiques"},
     "question_generation": {"seed_questions", "n"},
+    "prover_helpful": {"problem"},
+    "prover_sneaky": {"problem"},
 }
 
 
@@ -24,6 +26,8 @@ class PromptTemplate(models.Model):
         CONSENSUS = "consensus", "Consensus from opinions"
         REVISION = "revision", "Revision from opinions, previous winner and critiques"
         QUESTION_GENERATION = "question_generation", "New questions from seed questions"
+        PROVER_HELPFUL = "prover_helpful", "Legibility prover, helpful role (a GSM8K problem)"
+        PROVER_SNEAKY = "prover_sneaky", "Legibility prover, sneaky role (a GSM8K problem)"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     version = models.PositiveIntegerField()

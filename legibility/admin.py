@@ -88,8 +88,12 @@ class VerifierAdmin(admin.ModelAdmin):
                     "created_at")
     list_filter = ("status", "study", "round")
     readonly_fields = ("status", "progress_bar", "progress_message", "path", "metrics_pretty", "n_train",
-                       "n_heldout", "error", "created_at", "finished_at")
+                       "n_heldout", "train_problems", "error", "created_at", "finished_at")
     fields = ("study", "round", "config") + readonly_fields
+
+    @admin.display(description="trained on problems")
+    def train_problems(self, obj):
+        return f"{len(obj.train_problem_hashes or [])} (hashes kept; evaluate_verifier drops them)"
 
     @admin.display(description="progress")
     def progress_bar(self, obj):

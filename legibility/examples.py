@@ -2,9 +2,10 @@
 
 A ``SolutionExample`` is one (problem, solution, correct?) triple. ``load_solutions_jsonl`` reads
 ``gsm8k/example_model_solutions.jsonl`` (four real GPT-3 solutions per problem, labelled ``is_correct``)
-or any file of the same shape; calculator notes (``<<a*b=c>>``) are stripped so the verifier sees what a
-judge sees. Splits are by problem, never by row: four solutions of one problem share most of their words,
-so a row split would leak.
+or any file of the same shape. The solution keeps its RAW text, calculator notes (``<<a*b=c>>``) included:
+the verifier recomputes them as evidence and strips them itself where it reads the text as a judge does.
+Splits are by problem, never by row: four solutions of one problem share most of their words, so a row split
+would leak.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from .grading import strip_calculator
 
 SOLUTION_KEYS = ("6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification")
 
@@ -66,7 +65,7 @@ def load_solutions_jsonl(path: str | Path, *, limit_problems: int | None = None,
             pid = problem_id(question)
             for key, value in row.items():
                 if isinstance(value, dict) and "solution" in value and "is_correct" in value:
-                    examples.append(SolutionExample(pid, question, strip_calculator(str(value["solution"])).strip(),
+                    examples.append(SolutionExample(pid, question, str(value["solution"]).strip(),
                                                     bool(value["is_correct"]), key))
     if not examples:
         raise ValueError(f"{path.name} holds no labelled solutions")

@@ -180,6 +180,9 @@ class Verifier(models.Model):
     metrics = models.JSONField(default=dict, blank=True, help_text="Held-out evaluation (AUC, ...) and training.")
     n_train = models.PositiveIntegerField(default=0)
     n_heldout = models.PositiveIntegerField(default=0)
+    train_problem_hashes = models.JSONField(
+        default=list, blank=True,
+        help_text="legibility.overlap.text_hash of every problem it trained on; evaluations drop those problems.")
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)

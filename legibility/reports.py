@@ -94,6 +94,18 @@ def verifier_frame(study: LegibilityStudy) -> pd.DataFrame:
     return frame.drop_duplicates("round", keep="last") if len(frame) else frame
 
 
+def mixture_frame(study: LegibilityStudy) -> pd.DataFrame:
+    """What each round's latest ready verifier trained on: per (round, role) group of earlier provers, the
+    solutions available, used (after balancing), the most times one was repeated, and whether it counted."""
+    latest = {}
+    for verifier in Verifier.objects.filter(study=study, status=Verifier.Status.READY).order_by("round", "created_at"):
+        latest[verifier.round] = verifier
+    rows = [{"verifier_round": k, "verifier": v.pk, **group}
+            for k, v in sorted(latest.items()) for group in (v.metrics or {}).get("mixture", [])]
+    return pd.DataFrame(rows, columns=["verifier_round", "verifier", "group", "available", "used", "max_repeats",
+                                       "counted"])
+
+
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
     fig.update_layout(title=dict(text=title, x=0, xanchor="left"), **LAYOUT)
     fig.update_layout(**kwargs)
@@ -182,9 +194,11 @@ def study_figures(study: LegibilityStudy, *, n_boot: int = 1000, seed: int = 0) 
 
 def study_tables(study: LegibilityStudy, *, n_boot: int = 1000, seed: int = 0) -> dict[str, pd.DataFrame]:
     """The numbers behind the figures, per round: judges (accuracy, median seconds, 95 % intervals; judges at
-    chance level excluded), verifiers (held-out AUC, balanced best-of-4, attack success) and provers."""
+    chance level excluded), verifiers (held-out AUC, balanced best-of-4, attack success), each verifier's
+    training mixture and provers."""
     return {"judges": judge_summary(judgement_frame(study), n_boot=n_boot, seed=seed),
-            "verifiers": verifier_frame(study), "provers": prover_frame(study)}
+            "verifiers": verifier_frame(study), "verifier mixture": mixture_frame(study),
+            "provers": prover_frame(study)}
 
 
 def tables_text(tables: dict[str, pd.DataFrame]) -> str:
@@ -212,7 +226,16 @@ def study_report_fragment(study: LegibilityStudy, *, n_boot: int = 1000) -> str:
     """The figures as HTML for the analyst page (which loads plotly.js itself)."""
     return (f'<p class="muted">{html.escape(_counts_line(study_counts(study)))}. Error bars: 95% intervals '
             f"from resampling judges; judges at chance level excluded.</p>\n"
-            + render_fragment(study_figures(study, n_boot=n_boot)))
+            + render_fragment(study_figures(study, n_boot=n_boot)) + _mixture_html(study))
+
+
+def _mixture_html(study: LegibilityStudy) -> str:
+    frame = mixture_frame(study)
+    if not len(frame):
+        return ""
+    return ("<h2>Verifier training mixture</h2>\n<p class=\"muted\">Each (round, role) of earlier provers "
+            "contributes equally; groups under the minimum size do not count; no solution is repeated more than "
+            "max_repeats times.</p>\n" + frame.to_html(index=False, border=0, classes="table"))
 
 
 def study_report_standalone(study: LegibilityStudy, *, n_boot: int = 1000, generated: str = "") -> str:

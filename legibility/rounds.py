@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .examples import SolutionExample
-from .grading import strip_calculator
+from .mixture import MIN_GROUP_SIZE, balanced_mixture
 from .models import LegibilityStudy, Problem, Solution, Verifier
 
 PROGRESS_SAVE_SECONDS = 2.0
@@ -33,7 +33,7 @@ def verifiers_dir() -> Path:
 def as_example(solution: Solution) -> SolutionExample:
     who = solution.role or solution.external_key or solution.source
     return SolutionExample(problem_id=str(solution.problem_id), problem=solution.problem.text,
-                           solution=strip_calculator(solution.text).strip(), correct=solution.correct,
+                           solution=solution.text.strip(), correct=solution.correct,
                            source=f"round {solution.round} {who}")
 
 
@@ -47,12 +47,24 @@ def _limit_problems(solutions: list[Solution], max_problems: int | None, seed: i
     return [s for s in solutions if s.problem_id in keep]
 
 
-def training_solutions(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
-                       seed: int = 0) -> list[Solution]:
-    """The verifier half's solutions from the base prover and every earlier round's provers."""
+def training_mixture(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
+                     seed: int = 0) -> tuple[list[Solution], list[dict]]:
+    """Round K's training data: the verifier half's solutions from the base prover (round 0) and every earlier
+    round's helpful and sneaky provers, as a balanced mixture (``mixture.balanced_mixture``: each counted
+    (round, role) contributes equally, no solution repeated more than ``MAX_REPEAT`` times); and its report."""
     rows = list(Solution.objects.filter(problem__study=study, problem__half=Problem.Half.VERIFIER, round__lt=round_)
                 .select_related("problem").order_by("id"))
-    return _limit_problems(rows, max_problems, seed)
+    rows = _limit_problems(rows, max_problems, seed)
+    groups: dict[tuple[int, str], list[Solution]] = {}
+    for row in rows:
+        groups.setdefault((row.round, row.role or "base"), []).append(row)
+    return balanced_mixture(groups, seed=seed)
+
+
+def training_solutions(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
+                       seed: int = 0) -> list[Solution]:
+    """The solutions of ``training_mixture`` (a solution may appear up to ``MAX_REPEAT`` times)."""
+    return training_mixture(study, round_, max_problems=max_problems, seed=seed)[0]
 
 
 def heldout_solutions(study: LegibilityStudy, round_: int, *, max_problems: int | None = None,
@@ -109,10 +121,12 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
                                                     progress_message="loading solutions")
     try:
         config = vlib.VerifierConfig.from_dict(verifier.config)
-        train_rows = training_solutions(study, verifier.round, max_problems=max_train_problems, seed=config.seed)
+        train_rows, mixture = training_mixture(study, verifier.round, max_problems=max_train_problems,
+                                               seed=config.seed)
         held_rows = heldout_solutions(study, verifier.round, max_problems=max_heldout_problems, seed=config.seed)
         if not train_rows:
-            raise ValueError(f"no solutions on the verifier half from rounds < {verifier.round}: run import_gsm8k")
+            raise ValueError(f"no solutions on the verifier half from rounds < {verifier.round} in a group of at "
+                             f"least {MIN_GROUP_SIZE}: run import_gsm8k (groups: {mixture})")
         last_save = [0.0]
 
         def report(step: int, total: int, loss: float) -> None:
@@ -128,7 +142,7 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
         model, history = vlib.train_verifier([as_example(s) for s in train_rows], config, progress=report)
         Verifier.objects.filter(pk=verifier.pk).update(progress=0.9, progress_message="evaluating on held-out")
         metrics = {"train": {k: v for k, v in history.items() if k != "losses"},
-                   "rounds_trained_on": sorted({s.round for s in train_rows})}
+                   "rounds_trained_on": sorted({s.round for s in train_rows}), "mixture": mixture}
         scores = []
         if held_rows:
             held_examples = [as_example(s) for s in held_rows]
@@ -144,7 +158,8 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
             Verifier.objects.filter(pk=verifier.pk).update(
                 status=Verifier.Status.READY, progress=1.0, progress_message=f"done: {history['steps']} steps",
                 path=str(directory), metrics=json_safe(metrics), config=config.to_dict(), n_train=len(train_rows),
-                n_heldout=len(held_rows), finished_at=timezone.now())
+                n_heldout=len(held_rows), train_problem_hashes=model.meta["train_problem_hashes"],
+                finished_at=timezone.now())
         verifier.refresh_from_db()
         return verifier
     except Exception:
@@ -207,7 +222,9 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
     from generation.backends import get_backend
 
     from .grading import extract_answer
-    from .prover import ROLES, MathProblem, generate_solutions
+    from generation.models import PromptTemplate
+
+    from .prover import ROLES, TEMPLATE_KINDS, MathProblem, generate_solutions
 
     if n_problems < 1:
         raise ValueError("n_problems must be at least 1")
@@ -220,6 +237,8 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
     else:
         backend, backend_name = get_backend(study.generation_backend, **study.backend_options()), \
             study.generation_backend
+    template_rows = {role: PromptTemplate.latest(TEMPLATE_KINDS[role]) for role in ROLES}  # admin-editable
+    templates = {role: row.spec() for role, row in template_rows.items()}
     jobs: list[Problem] = []
     for half in PROVER_HALVES:
         ids = sorted(Problem.objects.filter(study=study, half=half).values_list("pk", flat=True))
@@ -241,19 +260,19 @@ def prover_round(*, study: LegibilityStudy, round_: int, verifier: Verifier | No
             [MathProblem(str(p.pk), p.text, p.reference_solution) for p in todo], roles=ROLES, backend=backend,
             seed=int(study.seed) * 1000 + round_ * 100_000 + start,
             max_new_tokens=int(params.get("max_new_tokens", 256)), temperature=float(params.get("temperature", 0.7)),
+            templates=templates,
         ) if todo else []
         by_id = {str(p.pk): p for p in todo}
         rows = [Solution(problem=by_id[s.problem_id], text=s.solution, source=Solution.Source.PROVER, role=s.role,
                          round=round_, correct=s.correct, external_key="s0",
                          final_answer=str(extract_answer(s.solution) or "")[:64],
-                         provenance={"backend": backend_name, "model_id": s.model_id, "seed": s.seed,
-                                     "params": params})
+                         provenance={**s.provenance, "backend": backend_name, "model_version": s.model_id,
+                                     "template_id": template_rows[s.role].pk, "study_params": params})
                 for s in samples if (int(s.problem_id), s.role) not in have]
         if loaded is not None and rows:
             from . import verifier as vlib
 
-            values = vlib.score(loaded, [r.problem.text for r in rows],
-                                [strip_calculator(r.text) for r in rows])
+            values = vlib.score(loaded, [r.problem.text for r in rows], [r.text for r in rows])
             for row, value in zip(rows, values, strict=True):
                 row.verifier_scores = {str(verifier.pk): round(float(value), 5)}
         created.extend(Solution.objects.bulk_create(rows, ignore_conflicts=True))

@@ -23,7 +23,7 @@ OPINIONS = ["Yes, it helps poorer families.\nAnd it cuts traffic.", "No: better 
 
 
 def test_templates_are_versioned_and_frozen():
-    assert set(TEMPLATES) == {"consensus", "revision", "question_generation"}
+    assert set(TEMPLATES) == {"consensus", "revision", "question_generation", "prover_helpful", "prover_sneaky"}
     for template in TEMPLATES.values():
         assert template.version and template.system and template.user
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -243,7 +243,11 @@ def test_report_page_and_standalone_file(clock, tmp_path):
     _play(study, "careful", lambda item: item.solution.correct)
     Verifier.objects.create(study=study, round=1, status="ready", path="x",
                             metrics={"heldout": {"auc": 0.71, "balanced_best_of_4": 0.66,
-                                                 "attack_success_rate": 0.3}})
+                                                 "attack_success_rate": 0.3},
+                                     "mixture": [{"group": "0 base", "available": 96, "used": 75,
+                                                  "max_repeats": 1, "counted": True},
+                                                 {"group": "1 sneaky", "available": 25, "used": 75,
+                                                  "max_repeats": 3, "counted": True}]})
     frame = judgement_frame(study)
     assert len(frame) == 24 and frame["flagged"].sum() == 12  # the lazy judge is excluded
     summary = judge_summary(frame, n_boot=50)
@@ -260,6 +264,8 @@ def test_report_page_and_standalone_file(clock, tmp_path):
     assert "judges: 2 · excluded at chance: 1" in text
     assert "judges:\n" in text and "median_seconds" in text and "verifiers:\n" in text and "0.710" in text
     assert "provers:\n" in text
+    assert "verifier mixture:\n" in text and "1 sneaky" in text  # what the verifier trained on
+    assert "Verifier training mixture" in page
     for key in ("judge-accuracy", "judge-time", "verifier", "prover", "tax"):
         assert f'id="fig-legibility-{key}"' in page
     assert "judges: 2" in page and "excluded at chance: 1" in page and len(page) > 1_000_000  # plotly inlined

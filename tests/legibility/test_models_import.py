@@ -86,3 +86,41 @@ def test_missing_data_is_a_clear_error(tmp_path):
     assert gsm8k_dir().name == "gsm8k"
     with pytest.raises(CommandError, match="--limit"):
         call_command("import_gsm8k", "--limit", "0", verbosity=0)
+
+
+def _write_gsm8k(folder, train_lines, test_lines, shipped_lines):
+    folder.mkdir()
+    for name, lines in (("train", train_lines), ("test", test_lines), ("example_model_solutions", shipped_lines)):
+        (folder / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_malformed_files_are_refused_with_line_numbers_and_nothing_is_imported(tmp_path):
+    import json
+
+    good = [json.dumps({"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"})
+            for i in range(4)]
+    solution = {"solution": "1 + 1 = 2\nA: 2", "is_correct": True}
+    shipped = [json.dumps({"question": f"What is {i} + 1?", "6b_finetuning": solution}) for i in range(4)]
+    folder = _write_gsm8k(
+        tmp_path / "bad",
+        [good[0], "{not json", good[2], json.dumps({"question": "q", "answer": "x\n#### about ten"})],
+        [good[0], json.dumps({"question": "no answer"}), good[2], good[3]],
+        [shipped[0], shipped[1],
+         json.dumps({"question": "What is 2 + 1?", "6b_finetuning": {"solution": "3"}}), shipped[3]])
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as caught:
+        call_command("import_gsm8k", "--study", "bad", "--data-dir", str(folder), stdout=out, stderr=err,
+                     verbosity=0)
+    message = str(caught.value)
+    assert "train.jsonl line 2: not a JSON object" in message
+    assert "train.jsonl line 4: the final answer 'about ten' is not a number" in message
+    assert "test.jsonl line 2: 'answer' lacks" in message
+    assert "example_model_solutions.jsonl line 3: 6b_finetuning lacks its 'is_correct' label" in message
+    assert "nothing was imported" in message
+    assert not LegibilityStudy.objects.filter(slug="bad").exists() and not Problem.objects.exists()
+
+    # The same files, fixed, import completely.
+    folder = _write_gsm8k(tmp_path / "good", good, good, shipped)
+    call_command("import_gsm8k", "--study", "bad", "--data-dir", str(folder), verbosity=0)
+    assert Problem.objects.count() == 8 and Solution.objects.count() == 4

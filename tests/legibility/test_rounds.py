@@ -34,6 +34,9 @@ def test_round_one_inline_trains_a_ready_verifier_with_heldout_metrics(study):
     verifier = Verifier.objects.filter(status="ready").latest("created_at")
     assert verifier.round == 1 and verifier.progress == 1.0 and not verifier.error
     assert verifier.config["backbone"] == "all-MiniLM-L6-v2" and verifier.config["max_steps"] == 4
+    assert verifier.metrics["mixture"] == [{"group": "0 base", "available": 80, "used": 80, "max_repeats": 1,
+                                            "counted": True}]
+    assert len(verifier.train_problem_hashes) == 20
     # Trained on the verifier half only, evaluated on held-out problems only.
     train_rows = training_solutions(study, 1)
     assert verifier.n_train == len(train_rows) == 80
@@ -68,13 +71,26 @@ def test_provers_write_graded_round_solutions_through_the_backend(study):
     assert {s.role for s in written} == {"helpful", "sneaky"}
     for s in written:
         assert s.correct == grade(s.text, s.problem.reference_solution)
-        assert s.provenance["model_id"] == "extractive-baseline-v1"
+        assert s.provenance["model_id"] == s.provenance["model_version"] == "extractive-baseline-v1"
+        # Provenance as complete as a deliberation candidate's: prompt, template and version, parameters, seed,
+        # latency and model version.
+        assert s.provenance["template"] == f"prover_{s.role}" and s.provenance["template_version"] == "1"
+        assert s.provenance["prompt"][0]["role"] == "system" and s.problem.text.strip() in \
+            s.provenance["prompt"][1]["content"]
+        assert len(s.provenance["prompt_sha256"]) == 64 and s.provenance["template_id"]
+        assert {"max_new_tokens", "temperature"} <= set(s.provenance["params"])
+        assert isinstance(s.provenance["seed"], int) and s.provenance["latency_ms"] >= 0
         assert str(verifier.pk) in s.verifier_scores
     # Idempotent; and round 2's verifier trains on rounds 0 and 1.
     from legibility.rounds import prover_round
 
     assert prover_round(study=study, round_=1, n_problems=2)["created"] == 0
-    assert {s.round for s in training_solutions(study, 2)} == {0, 1}
+    # Round 1 wrote 2 solutions per (half, role): under the mixture's minimum group size, so they do not count.
+    from legibility.rounds import training_mixture
+
+    rows, mixture = training_mixture(study, 2)
+    assert {s.round for s in rows} == {0}
+    assert {m["group"]: m["counted"] for m in mixture} == {"0 base": True, "1 helpful": False, "1 sneaky": False}
 
 
 @pytest.mark.model

@@ -1,8 +1,8 @@
-"""Verifier training on the shipped GSM8K model solutions: loss falls, held-out AUC beats chance, round trips.
+"""Verifier training on the shipped GSM8K model solutions: loss falls, held-out AUC beats the baselines, round trips.
 
-One module-scoped run (≈40 s on one CPU thread): the head-only verifier (encoder features computed once)
-with the pairwise + centring loss and the balanced cross-entropy term, on 75 problems, evaluated on 75
-other problems (split by problem, seeded). Measured here: held-out AUC 0.62 on 300 solutions.
+One module-scoped run of the default verifier (checkable evidence into a linear head with the pairwise +
+centring + balanced cross-entropy loss, plus boosted trees; seconds on one CPU thread) on 150 problems,
+evaluated on 150 other problems (split by problem, seeded).
 """
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from legibility.examples import (
     load_solutions_jsonl,
     split_by_problem,
 )
+from legibility.overlap import text_hash
 
 SOLUTIONS = default_data_dir() / "gsm8k" / "example_model_solutions.jsonl"
 
@@ -27,10 +28,9 @@ SOLUTIONS = default_data_dir() / "gsm8k" / "example_model_solutions.jsonl"
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     torch.set_num_threads(1)
-    examples = load_solutions_jsonl(SOLUTIONS, limit_problems=150)
+    examples = load_solutions_jsonl(SOLUTIONS, limit_problems=300)
     train, held_out = split_by_problem(examples, 0.5, seed=0)
-    config = vlib.VerifierConfig(max_length=128, batch_size=8, epochs=20, learning_rate=1e-3, train_layers=0,
-                                 classification_weight=1.0, seed=0)
+    config = vlib.VerifierConfig(seed=0)
     steps = []
     verifier, history = vlib.train_verifier(train, config, progress=lambda s, t, loss: steps.append((s, t)))
     directory = vlib.save(verifier, tmp_path_factory.mktemp("verifier") / "v1", metrics={"note": "test"})
@@ -42,7 +42,7 @@ def test_data_is_split_by_problem():
     examples = load_solutions_jsonl(SOLUTIONS, limit_problems=40)
     assert len(examples) == 160 and {e.source for e in examples} == {
         "6b_finetuning", "6b_verification", "175b_finetuning", "175b_verification"}
-    assert not any("<<" in e.solution for e in examples)  # calculator notes stripped
+    assert any("<<" in e.solution for e in examples)  # raw text: the verifier recomputes the calculator notes
     train, held = split_by_problem(examples, 0.25, seed=1)
     assert len({e.problem_id for e in held}) == 10
     assert not {e.problem_id for e in train} & {e.problem_id for e in held}
@@ -65,32 +65,69 @@ def test_pair_loss_by_hand():
     assert loss.item() == pytest.approx(np.log1p(np.exp(-2.0)) + 1.0, rel=1e-6)
 
 
-def test_training_lowers_the_loss_and_beats_chance_on_held_out_problems(trained):
+def test_training_lowers_the_loss_and_beats_the_baselines_on_held_out_problems(trained):
     history = trained["history"]
-    assert history["steps"] == len(trained["steps"]) == trained["steps"][-1][1]
-    assert history["epoch_losses"][-1] < history["epoch_losses"][0] - 0.03
+    assert history["steps"] >= 5 and trained["steps"][-1][0] == trained["steps"][-1][1]  # the bar ends full
+    assert history["final_loss_mean10"] < history["first_loss"] - 0.03
+    assert trained["verifier"].trees is not None and trained["verifier"].model.backbone is None  # the default
     metrics = vlib.evaluate(trained["verifier"], trained["held_out"])
-    assert metrics["n"] == len(trained["held_out"]) == 300 and metrics["n_problems"] == 75
-    assert metrics["auc"] > 0.58, metrics
-    assert 0.5 < metrics["accuracy_at_best_threshold"] <= 1
+    assert metrics["n"] == len(trained["held_out"]) == 600 and metrics["n_problems"] == 150
+    assert metrics["auc"] > 0.70, metrics  # measured 0.73 here (with 75 training problems it was 0.61: too few)
+    assert metrics["auc"] > metrics["baselines"]["length_auc"] + 0.03
+    assert metrics["accuracy_at_best_threshold"] > metrics["baselines"]["majority_accuracy"]
     assert metrics["best_of_n_problems"] > 0 and 0 <= metrics["balanced_best_of_4"] <= 1
+    # It judges one solution alone: a solution's score does not depend on the others scored with it.
+    one = trained["held_out"][5]
+    alone = vlib.score(trained["verifier"], [one.problem], [one.solution])[0]
+    batch = vlib.score(trained["verifier"], [e.problem for e in trained["held_out"][:8]],
+                       [e.solution for e in trained["held_out"][:8]])
+    assert alone == pytest.approx(batch[5], abs=1e-5)  # float32 matrix products only
 
 
-def test_save_load_round_trip_gives_identical_scores(trained):
+def test_save_load_round_trip_gives_identical_scores_and_keeps_the_training_problems(trained):
     held = trained["held_out"][:24]
     problems, solutions = [e.problem for e in held], [e.solution for e in held]
     before = vlib.score(trained["verifier"], problems, solutions)
     loaded = vlib.load(trained["directory"])
     np.testing.assert_array_equal(vlib.score(loaded, problems, solutions), before)
     assert loaded.config == trained["verifier"].config and loaded.meta["metrics"] == {"note": "test"}
-    meta = json.loads((trained["directory"] / "reward_model.json").read_text())
+    meta = json.loads((trained["directory"] / vlib.META_FILE).read_text())
     assert meta["kind"] == vlib.KIND and meta["config"]["classification_weight"] == 1.0
+    assert set(meta["train_problem_hashes"]) == {text_hash(e.problem) for e in trained["train"]}
     assert np.std(before) > 0  # scores depend on the solution
+
+
+def test_a_wrong_calculator_note_lowers_the_score(trained):
+    """The evidence is checked from the raw text: the same solution with a wrong result scores lower."""
+    problem = "Janet has 16 eggs. She eats 3 and bakes with 4. She sells the rest for $2 each. How much does she make?"
+    right = "She has 16 - 3 - 4 = <<16-3-4=9>>9 eggs left.\nShe makes 9 * 2 = $<<9*2=18>>18.\nA: 18"
+    wrong = "She has 16 - 3 - 4 = <<16-3-4=9>>9 eggs left.\nShe makes 9 * 2 = $<<9*2=24.5>>24.5.\nA: 24.5"
+    scores = vlib.score(trained["verifier"], [problem, problem], [right, wrong])
+    assert scores[0] > scores[1]
+
+
+def test_text_variants_train_and_round_trip(tmp_path):
+    """Frozen encoder features with the evidence (head fitted at once), and the encoder fine-tuned end to end
+    with the evidence, on a tiny random BERT."""
+    torch.set_num_threads(1)
+    examples = load_solutions_jsonl(SOLUTIONS, limit_problems=12)
+    for config in (vlib.VerifierConfig(backbone="tiny-random", text=True, max_length=64, trees=0),
+                   vlib.VerifierConfig(backbone="tiny-random", text=True, train_layers=None, max_length=64,
+                                       max_steps=3, batch_size=4, trees=0)):
+        verifier, history = vlib.train_verifier(examples, config)
+        assert history["steps"] >= 3 and verifier.model.backbone is not None
+        scores = vlib.score(verifier, [e.problem for e in examples], [e.solution for e in examples])
+        directory = vlib.save(verifier, tmp_path / f"v{config.train_layers}")
+        np.testing.assert_allclose(vlib.score(vlib.load(directory), [e.problem for e in examples],
+                                              [e.solution for e in examples]), scores, atol=1e-5)
 
 
 def test_bad_input_is_refused(tmp_path):
     with pytest.raises(ValueError, match="nothing to learn"):
         vlib.train_verifier([SolutionExample("a", "q", "s", True)], vlib.VerifierConfig(backbone="tiny-random"))
+    with pytest.raises(ValueError, match="text, features or both"):
+        vlib.train_verifier([SolutionExample("a", "q", "s", True), SolutionExample("a", "q", "t", False)],
+                            vlib.VerifierConfig(text=False, features=False))
     with pytest.raises(FileNotFoundError):
         vlib.load(tmp_path / "missing")
     with pytest.raises(ValueError, match="problems for"):
@@ -102,8 +139,9 @@ def test_full_fine_tuning_path_with_the_pairwise_loss_alone():
     overfits a few pairs, so the loss must fall and the training pairs end up ordered."""
     torch.set_num_threads(1)
     examples = load_solutions_jsonl(SOLUTIONS, limit_problems=30)
-    config = vlib.VerifierConfig(backbone="tiny-random", max_length=96, batch_size=4, epochs=12,
-                                 learning_rate=3e-3, head_dropout=0.0, seed=0)
+    config = vlib.VerifierConfig(backbone="tiny-random", text=True, features=False, trees=0, train_layers=None,
+                                 max_length=96, batch_size=4, epochs=12, learning_rate=3e-3, head_dropout=0.0,
+                                 classification_weight=0.0, seed=0)
     verifier, history = vlib.train_verifier(examples, config)
     assert history["singles_seen"] == 0 and history["pairs_seen"] > 0
     assert history["epoch_losses"][-1] < 0.5 * history["epoch_losses"][0]
@@ -170,3 +208,24 @@ def test_evaluate_verifier_command_uses_the_latest_ready_verifier(trained, tmp_p
         call_command("evaluate_verifier", "--solutions", str(path), "--best-of", "3", verbosity=0)
     with pytest.raises(CommandError, match="Cannot load"):
         call_command("evaluate_verifier", "--solutions", str(path), "--verifier", str(tmp_path), verbosity=0)
+
+
+def test_evaluate_verifier_drops_problems_the_verifier_trained_on(trained, tmp_path):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    path = tmp_path / "seen.jsonl"
+    path.write_text("\n".join(SOLUTIONS.read_text().splitlines()[:20]) + "\n")  # some are training problems
+    trained_on = {e.problem_id for e in trained["train"]}
+    first20 = {e.problem_id for e in load_solutions_jsonl(path)}
+    out = StringIO()
+    call_command("evaluate_verifier", "--solutions", str(path), "--verifier", str(trained["directory"]),
+                 verbosity=0, stdout=out)
+    result = json.loads(out.getvalue())
+    assert 0 < result["overlap_problems"] == len(first20 & trained_on) < 20
+    assert result["n_problems"] == len(first20 - trained_on) and result["guard"] == "train_problem_hashes"
+    kept = [e for e in load_solutions_jsonl(path) if e.problem_id not in trained_on]
+    expected = vlib.metrics_for_scores(kept, vlib.score(trained["verifier"], [e.problem for e in kept],
+                                                        [e.solution for e in kept]))
+    assert result["auc"] == expected["auc"]  # AUC of what is left, as before

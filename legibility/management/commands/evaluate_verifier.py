@@ -22,7 +22,9 @@ def latest_ready_verifier_path() -> Path:
 
 class Command(BaseCommand):
     help = ("Score labelled solutions with a verifier and print JSON: ROC AUC, accuracy at the best threshold, "
-            "balanced best-of-n accuracy and counts. The file has one problem per line, shaped like "
+            "balanced best-of-n accuracy, the length and majority-class baselines and counts. Problems the "
+            "verifier trained on (their hashes are in its folder) are dropped and counted as overlap_problems. "
+            "The file has one problem per line, shaped like "
             "../shared/data/gsm8k/example_model_solutions.jsonl: a 'question' and any number of "
             "{'solution': str, 'is_correct': bool} objects. Uses the latest ready verifier unless --verifier "
             "names a directory written by legibility.verifier.save.")
@@ -47,6 +49,7 @@ class Command(BaseCommand):
 
         from legibility import verifier as vlib
         from legibility.examples import load_solutions_jsonl
+        from legibility.overlap import overlap
 
         if options["best_of"] < 2 or options["best_of"] % 2:
             raise CommandError("--best-of must be an even number of at least 2")
@@ -63,6 +66,12 @@ class Command(BaseCommand):
         except (FileNotFoundError, ValueError, OSError) as exc:
             raise CommandError(f"Cannot load the verifier at {directory}: {exc}")
 
+        # Never score a problem the verifier trained on: the verifier folder lists their hashes.
+        trained_on = verifier.meta.get("train_problem_hashes") or []
+        examples, overlap_problems = overlap(trained_on, examples, key=lambda e: e.problem)
+        if not examples:
+            raise CommandError(f"all {overlap_problems} problems of {options['solutions']} were in the verifier's "
+                               "training data: nothing left to evaluate on")
         chunk = 256
         scores = []
         with tqdm(total=len(examples), desc="scoring", unit="solution", disable=options["verbosity"] < 1) as bar:
@@ -74,5 +83,6 @@ class Command(BaseCommand):
         # JSON has no infinity: a best threshold of +inf (call nothing correct) prints as null.
         finite = {k: None if isinstance(v, float) and math.isinf(v) else v for k, v in metrics.items()}
         result = {"verifier": str(directory), "solutions": str(options["solutions"]),
-                  "skipped_problems": options["skip_problems"], **finite}
+                  "skipped_problems": options["skip_problems"], "overlap_problems": overlap_problems,
+                  "guard": "train_problem_hashes" if trained_on else "none recorded", **finite}
         self.stdout.write(json.dumps(result, indent=2))

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from tqdm import tqdm
 
 from legibility.importing import gsm8k_dir, import_gsm8k
@@ -37,20 +38,21 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"{', '.join(missing)} not found in {data_dir} (the shared GSM8K data, see "
                                "../shared/data/README.md)")
-        record, created = LegibilityStudy.objects.get_or_create(
-            slug=study, defaults={"title": f"Legibility study {study}", "seed": seed or 0})
-        if not created and seed is not None and seed != record.seed:
-            self.stderr.write(f"note: study {study} was created with seed {record.seed}; problems already "
-                              f"imported keep their halves, new ones use --seed {seed}")
         quiet = options.get("verbosity", 1) == 0
 
         def progress(rows, desc, total):
             return tqdm(rows, desc=desc, total=total, unit="row", disable=quiet)
 
         try:
-            summary = import_gsm8k(study=record, data_dir=data_dir, limit=limit, seed=seed, progress=progress)
+            with transaction.atomic():  # a refused file leaves no study behind either
+                record, created = LegibilityStudy.objects.get_or_create(
+                    slug=study, defaults={"title": f"Legibility study {study}", "seed": seed or 0})
+                summary = import_gsm8k(study=record, data_dir=data_dir, limit=limit, seed=seed, progress=progress)
         except (FileNotFoundError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
+        if not created and seed is not None and seed != record.seed:
+            self.stderr.write(f"note: study {study} was created with seed {record.seed}; problems already "
+                              f"imported keep their halves, new ones use --seed {seed}")
         halves = {h: record.problems.filter(split="train", half=h).count() for h in ("prover", "verifier")}
         self.stdout.write(
             f"{'created' if created else 'updated'} study {record.slug}: problems +{summary.problems_created} "

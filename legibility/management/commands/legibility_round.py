@@ -15,14 +15,27 @@ from legibility.rounds import verifier_create, verifier_train
 DEFAULT_REWARD = "src"
 
 # VerifierConfig fields that get a command-line option (the rest keep their defaults).
-CONFIG_OPTIONS = ("backbone", "epochs", "batch_size", "max_steps", "max_length", "learning_rate", "train_layers",
-                  "classification_weight", "seed", "threads")
+CONFIG_OPTIONS = ("backbone", "text", "features", "trees", "epochs", "batch_size", "max_steps", "max_length",
+                  "learning_rate", "train_layers", "classification_weight", "head_l2", "seed", "threads", "device")
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a yes/no value: {value!r}")
+
+
+def _layers(value: str) -> int | None:
+    return None if value.lower() in ("all", "none") else int(value)
 
 
 class Command(BaseCommand):
     help = ("One round of a legibility study. Trains a fresh verifier for round K on the verifier half's solutions "
-            "from the base prover (the shipped solutions, round 0) and every earlier round's provers, balanced "
-            "correct/incorrect, with the Bradley-Terry + centring loss; evaluates it on held-out problems' "
+            "from the base prover (the shipped solutions, round 0) and every earlier round's provers, a balanced "
+            "mixture (each (round, role) of at least 20 solutions contributes equally, no solution more than 3 "
+            "times), with the Bradley-Terry + centring loss; evaluates it on held-out problems' "
             "solutions (AUC, balanced best-of-4, attack success); saves it under LEGIBILITY_VERIFIER_DIR and "
             "records a Verifier row. --inline trains here with a progress bar; without it the training is queued "
             "for the Celery worker and its progress shows in the admin (the worker trains the verifier only, so "
@@ -30,9 +43,11 @@ class Command(BaseCommand):
             "against the frozen new verifier with the --reward of your choice (src, the default; cgc; goodhart): "
             "TRL GRPO, or expert iteration for CPU-only machines, which keeps the best of k samples per (problem, "
             "role) by that reward; the same command runs at full scale on a GPU host. --provers N then has the "
-            "helpful and sneaky provers (the improved one when --improve ran) write round-K solutions. On a CPU, "
-            "--train-layers 0 --classification-weight 1 trains the verifier's head on frozen MiniLM features "
-            "(minutes) instead of fine-tuning the encoder.")
+            "helpful and sneaky provers (the improved one when --improve ran) write round-K solutions. The default "
+            "verifier judges each solution alone from checkable evidence (recomputed calculator notes, the final "
+            "answer against the last computation, the problem's numbers used, length): a linear head trained with "
+            "the Bradley-Terry + centring + balanced cross-entropy loss plus boosted trees, in seconds on a CPU; "
+            "--text 1 adds MiniLM features of (problem, solution), --train-layers all fine-tunes the encoder.")
 
     def add_arguments(self, parser):
         from legibility.verifier import VerifierConfig
@@ -68,7 +83,8 @@ class Command(BaseCommand):
         defaults = VerifierConfig()
         for name in CONFIG_OPTIONS:
             default = getattr(defaults, name)
-            kind = {"backbone": str, "learning_rate": float, "classification_weight": float}.get(name, int)
+            kind = {"backbone": str, "device": str, "learning_rate": float, "classification_weight": float,
+                    "head_l2": float, "text": _flag, "features": _flag, "train_layers": _layers}.get(name, int)
             parser.add_argument(f"--{name.replace('_', '-')}", type=kind, default=None,
                                 help=f"{helps[name]} Default: {default}.")
 

@@ -6,14 +6,20 @@ never writes them, so re-importing a file keeps them.
 Clustering design (fixed a priori; ``Question.topic`` is never read to fit, only to report NMI/ARI):
 
 1. Each question is embedded with MiniLM as the normalised mean of the embeddings of its text and of its
-   affirming statement (when it has one): two phrasings of one proposition, less noise than either.
-2. Consensus (evidence-accumulation) clustering: ``ENSEMBLE_RUNS`` k-means runs (one restart each, a different
-   seed and a K drawn around the target K) vote on every pair of questions; the share of runs that put two
-   questions together is their co-association.
-3. Average-linkage agglomerative clustering of ``1 - co-association`` cut at K clusters.
+   affirming statement (when it has one): two phrasings of one proposition, less noise than either. The
+   embeddings are reduced to ``PCA_DIMS`` dimensions by PCA and normalised again.
+2. Lexical features: TF-IDF (words and bigrams, English stop words dropped, sublinear) of question and
+   affirming statement, reduced by truncated SVD to ``LSA_DIMS`` dimensions (LSA) and normalised. They catch
+   shared key words (a country, an institution) that sentence embeddings blur. Both parts are concatenated,
+   the lexical one weighted by ``LSA_WEIGHT``, and normalised.
+3. Consensus (evidence-accumulation) clustering: ``ENSEMBLE_RUNS`` k-means runs (one restart each, a different
+   seed and a K drawn from ``ENSEMBLE_K_SPREAD`` times the target K) vote on every pair of questions; the
+   share of runs that put two questions together is their co-association.
+4. Average-linkage agglomerative clustering of ``1 - co-association`` cut at K clusters.
 
-K is fixed in advance (default 110, the number of topics the seed study used). All randomness comes from
-``seed``; the result is reproducible on one machine.
+K is fixed in advance (default 110, the number of topics the seed study used); the weights and sizes above
+were fixed once (a few settings tried on the Habermas questions, see benchmarks/topics.py) and are not tuned
+per corpus. All randomness comes from ``seed``: the result is reproducible on one machine.
 """
 from __future__ import annotations
 
@@ -25,7 +31,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_K = 110
-ENSEMBLE_RUNS = 40
+ENSEMBLE_RUNS = 30
+PCA_DIMS = 64
+LSA_DIMS = 100
+LSA_WEIGHT = 0.3
 ENSEMBLE_K_SPREAD = (0.7, 1.4)  # each run's K is drawn from [0.7 K, 1.4 K]
 DEFAULT_THRESHOLD = 0.9  # cosine similarity above which a generated question is a near-duplicate
 MAX_QUESTION_CHARS = 300
@@ -66,9 +75,32 @@ def embed_questions(texts: Sequence[str], affirming: Sequence[str] | None = None
     return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
-def cluster_embeddings(emb: np.ndarray, k: int = DEFAULT_K, *, seed: int = 0, runs: int = ENSEMBLE_RUNS,
-                       progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Subtopic labels 0..k-1 by consensus clustering (see the module docstring); labels ordered by size."""
+def cluster_features(emb: np.ndarray, texts: Sequence[str], *, seed: int = 0) -> np.ndarray:
+    """PCA-reduced embeddings concatenated with weighted LSA features of ``texts`` (steps 1-2 above)."""
+    from sklearn.decomposition import PCA, TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    def unit(x):
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    n = len(emb)
+    dims = min(PCA_DIMS, n - 1, emb.shape[1])
+    parts = [unit(PCA(dims, random_state=seed).fit_transform(emb)) if dims >= 2 else unit(emb)]
+    try:
+        tfidf = TfidfVectorizer(stop_words="english", sublinear_tf=True, ngram_range=(1, 2),
+                                min_df=2 if n >= 100 else 1).fit_transform(list(texts))
+    except ValueError:  # no usable words at all
+        tfidf = None
+    if tfidf is not None and min(tfidf.shape) > 2:
+        lsa = TruncatedSVD(min(LSA_DIMS, min(tfidf.shape) - 1), random_state=seed).fit_transform(tfidf)
+        parts.append(LSA_WEIGHT * unit(lsa))
+    return unit(np.hstack(parts))
+
+
+def cluster_embeddings(emb: np.ndarray, k: int = DEFAULT_K, *, texts: Sequence[str] | None = None, seed: int = 0,
+                       runs: int = ENSEMBLE_RUNS, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Subtopic labels 0..k-1 by consensus clustering (see the module docstring); labels ordered by size.
+    ``texts`` (question and affirming statement) add the lexical features; without them, embeddings only."""
     from sklearn.cluster import AgglomerativeClustering, KMeans
 
     n = len(emb)
@@ -76,12 +108,15 @@ def cluster_embeddings(emb: np.ndarray, k: int = DEFAULT_K, *, seed: int = 0, ru
         raise CorpusError(f"--k must be at least 2 (got {k})")
     if n < k:
         raise CorpusError(f"cannot make {k} clusters of {n} questions; lower --k")
+    if runs < 1:
+        raise CorpusError(f"--runs must be at least 1 (got {runs})")
+    features = cluster_features(emb, texts, seed=seed) if texts is not None else emb
     rng = np.random.default_rng(seed)
     coassoc = np.zeros((n, n), dtype=np.float32)
     lo, hi = ENSEMBLE_K_SPREAD
     for _run in range(runs):
         k_run = int(min(n, max(2, rng.integers(int(lo * k), int(hi * k) + 1))))
-        labels = KMeans(k_run, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(emb)
+        labels = KMeans(k_run, n_init=1, random_state=int(rng.integers(2**31 - 1))).fit_predict(features)
         coassoc += labels[:, None] == labels[None, :]
         if progress:
             progress(1)

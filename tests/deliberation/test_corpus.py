@@ -24,7 +24,8 @@ from deliberation.services import SubmissionError, next_question
 from generation.backends.base import GenerationResult
 from tests.factories import make_study
 
-HABERMAS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "habermas" / "230118_chinchilla_questions.json"
+HABERMAS = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "habermas"
+            / "230118_chinchilla_questions.json")
 needs_habermas = pytest.mark.skipif(not HABERMAS.exists(), reason="Habermas questions file not present")
 
 

@@ -11,7 +11,8 @@ from deliberation.models import Question
 
 class Command(BaseCommand):
     help = ("Embed every question in the database (MiniLM: question and affirming statement) and cluster them "
-            "into K subtopics by consensus clustering (k-means ensemble, then average linkage); stores "
+            "plus TF-IDF/LSA word features into K subtopics by consensus clustering (k-means ensemble, then "
+            "average linkage; design in deliberation/corpus.py); stores "
             "Question.subtopic. Question.topic is read only to print NMI/ARI against it where it exists.")
 
     def add_arguments(self, parser):
@@ -35,7 +36,8 @@ class Command(BaseCommand):
             emb = embed_questions([r[1] for r in rows], [r[2] for r in rows], progress=bar.update)
         try:
             with tqdm(total=runs, desc="clustering", unit="run", disable=quiet) as bar:
-                labels = cluster_embeddings(emb, k, seed=seed, runs=runs, progress=bar.update)
+                labels = cluster_embeddings(emb, k, texts=[f"{r[1]} {r[2]}" for r in rows], seed=seed, runs=runs,
+                                            progress=bar.update)
         except CorpusError as exc:
             raise CommandError(str(exc)) from None
         with transaction.atomic():

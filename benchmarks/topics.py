@@ -92,8 +92,13 @@ def main(argv=None) -> dict:
     started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     load = list(os.getloadavg())
     start = time.perf_counter()
-    with tqdm(total=len(texts), desc="embedding", unit="q") as bar:
-        emb = embed_questions(texts, affirming, progress=bar.update)
+    # Question and affirming statement embedded apart (the plain reference reuses the first): the normalised
+    # sum is exactly what embed_questions(texts, affirming) returns when every question has its statement.
+    with tqdm(total=2 * len(texts), desc="embedding", unit="text") as bar:
+        q_emb = embed_questions(texts, progress=bar.update)
+        a_emb = embed_questions(affirming, progress=bar.update)
+    emb = q_emb + np.where([[bool(a.strip())] for a in affirming], a_emb, 0.0)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     seconds_embedding = time.perf_counter() - start
     start = time.perf_counter()
     with tqdm(total=runs, desc="clustering", unit="run") as bar:
@@ -107,10 +112,6 @@ def main(argv=None) -> dict:
               "subtopic_sizes": sorted(np.bincount(labels).tolist(), reverse=True)}
     baseline = None
     if not args.no_baseline:
-        from analysis.reward.model import embed_texts
-
-        with torch.no_grad():
-            q_emb = embed_texts(texts)
         start = time.perf_counter()
         plain = KMeans(args.k, n_init=1, random_state=args.seed).fit_predict(q_emb)
         baseline = {"name": "MiniLM (question) + k-means", "k": args.k, **agreement(plain, topics),

@@ -250,3 +250,25 @@ def test_cluster_and_split_the_habermas_questions():
     before = dict(Question.objects.values_list("id", "subtopic"))
     call_command("import_questions", str(HABERMAS), "--limit", "600", stdout=StringIO(), verbosity=0)
     assert dict(Question.objects.values_list("id", "subtopic")) == before
+
+
+@pytest.mark.django_db
+def test_reward_model_topic_holdout_uses_subtopics():
+    from analysis.reward.registry import group_holdout_units
+    from tests.factories import make_group
+
+    group, _ = make_group()
+    question = group.question
+    question.topic, question.subtopic = 5, 42
+    question.save()
+    assert group_holdout_units(group_ids=[group.pk], holdout="topic") == {group.pk: ("subtopic", 42)}
+    question.subtopic = None
+    question.save()
+    assert group_holdout_units(group_ids=[group.pk], holdout="topic") == {group.pk: ("question", question.pk)}
+
+
+@pytest.mark.parametrize("command", ["expand_questions", "cluster_questions", "split_questions"])
+def test_commands_have_help(command, capsys):
+    with pytest.raises(SystemExit):
+        call_command(command, "--help")
+    assert len(capsys.readouterr().out) > 200

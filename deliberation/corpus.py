@@ -259,8 +259,8 @@ def questions_expand(*, study, per_question: int, seed: int = 0, threshold: floa
         options = study.backend_options() if name == study.generation_backend else {}
         try:
             backend = get_backend(name, **options)
-        except ValueError as exc:
-            raise CorpusError(str(exc)) from None
+        except (ValueError, TypeError, GenerationError) as exc:
+            raise CorpusError(f"cannot start the {name!r} generation backend: {exc}") from None
     template = PromptTemplate.latest("question_generation")
     params = generation_params(study)
     params["max_new_tokens"] = max(params["max_new_tokens"], 48 * per_question)

@@ -47,7 +47,8 @@ class StudyAdmin(CsvExportAdmin):
     prepopulated_fields = {"slug": ("title",)}
     filter_horizontal = ("questions",)
     fieldsets = (
-        (None, {"fields": ("title", "slug", "is_active", "consent_text", "questions")}),
+        (None, {"fields": ("title", "slug", "is_active", "consent_text", "questions",
+                           "questions_from_train_split")}),
         ("Groups and timing", {"fields": ("min_group_size", "max_group_size", "lobby_timeout_seconds",
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),
@@ -105,8 +106,8 @@ class QuestionImportForm(forms.Form):
 
 @admin.register(Question)
 class QuestionAdmin(CsvExportAdmin):
-    list_display = ("text", "topic", "split", "external_id")
-    list_filter = ("split", "source")
+    list_display = ("text", "topic", "split", "subtopic", "subtopic_split", "external_id")
+    list_filter = ("split", "subtopic_split", "source")
     search_fields = ("text", "external_id")
     change_list_template = "admin/deliberation/question/change_list.html"
 

@@ -27,6 +27,13 @@ class Question(models.Model):
     topic = models.IntegerField(null=True, blank=True, db_index=True)
     split = models.CharField(max_length=16, choices=Split.choices, blank=True, db_index=True)
     source = models.CharField(max_length=200, blank=True, help_text="File or corpus it was imported from.")
+    # Computed fields: written by cluster_questions / split_questions / expand_questions, never by import_questions.
+    subtopic = models.IntegerField(null=True, blank=True, db_index=True,
+                                   help_text="Cluster id from cluster_questions (embeddings, no labels).")
+    subtopic_split = models.CharField(max_length=8, choices=[("train", "train"), ("test", "test")], blank=True,
+                                      db_index=True, help_text="Subtopic-held-out split from split_questions.")
+    provenance = models.JSONField(default=dict, blank=True,
+                                  help_text="For generated questions: seed question ids, template, model, seed.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -95,6 +102,10 @@ class Study(models.Model):
         RECORDED = "recorded", "Recorded: replays statements a model wrote earlier (load tests)"
 
     generation_backend = models.CharField(max_length=32, choices=Backend.choices, default=Backend.EMBEDDED)
+    questions_from_train_split = models.BooleanField(
+        default=False,
+        help_text="Live groups draw only from the study's questions in the subtopic train split (split_questions); "
+                  "off: round-robin over all the study's questions.")
     opinions_as_candidates = models.BooleanField(
         default=False,
         help_text="Round 1 also shows each member's opinion (anonymised, in the same list) as a statement to rate "

@@ -172,12 +172,19 @@ def group_force_advance(*, group_id: int, user: str = "") -> flow.Transition:
 
 # --- group creation -------------------------------------------------------------------------
 def next_question(study: Study) -> Question:
-    """The study question used by the fewest groups so far (round-robin by arrival)."""
+    """The study question used by the fewest groups so far (round-robin by arrival); with
+    ``questions_from_train_split`` only questions whose ``subtopic_split`` is train are drawn."""
+    questions = study.questions.all()
+    if study.questions_from_train_split:
+        questions = questions.filter(subtopic_split="train")
     question = (
-        study.questions.annotate(n=Count("groups", filter=Q(groups__study=study)))
+        questions.annotate(n=Count("groups", filter=Q(groups__study=study)))
         .order_by("n", "id").first()
     )
     if question is None:
+        if study.questions_from_train_split:
+            raise SubmissionError("no_questions", "This study has no questions in the train split "
+                                                  "(run split_questions first).")
         raise SubmissionError("no_questions", "This study has no questions yet.")
     return question
 

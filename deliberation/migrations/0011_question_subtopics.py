@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliberation', '0008_reward_retraining'),
+        ('deliberation', '0010_group_events_append_only'),
     ]
 
     operations = [

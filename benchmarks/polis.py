@@ -111,6 +111,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--splits", default="votes,statements", help="Comma-separated splits (default both).")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1).")
     parser.add_argument("--variants", default="", help="Also run the neural designs (cross, bi): slow on a CPU.")
+    parser.add_argument("--variant-examples", type=int, default=1500,
+                        help="Neural variants: train on at most this many visible votes (seeded sample; default 1500, "
+                             "as evaluate_polis).")
     parser.add_argument("--data", type=Path, default=POLIS, help="Folder of Polis conversations.")
     parser.add_argument("--out", type=Path, default=RESULTS / "polis", help="Output path without extension.")
     args = parser.parse_args(argv)
@@ -139,7 +142,7 @@ def main(argv=None) -> dict:
                     bar.set_postfix_str(f"{folder.name} {split} seed {seed}")
                     start = time.perf_counter()
                     result = evaluate_conversation(load_conversation(folder), seed=seed, split=split,
-                                                   variants=variants)
+                                                   variants=variants, max_train_examples=args.variant_examples)
                     result["seconds_total"] = round(time.perf_counter() - start, 2)
                     runs.append(result)
                     bar.update()

@@ -124,6 +124,8 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         except m.MessageError as exc:
             await self.send_json(m.error_reply(exc.code, exc.message, exc.ref))
         except services.SubmissionError as exc:
+            if exc.code == "already_submitted":
+                await self.send_snapshot()  # a second tab or a late retry: show what is stored, then say why
             await self.send_json(m.error_reply(exc.code, exc.message, getattr(message, "ref", None)))
         except Exception:
             logger.exception("unexpected error handling a message from participant %s", self.participant_id)

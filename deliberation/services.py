@@ -16,7 +16,7 @@ from fractions import Fraction
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -241,14 +241,39 @@ def _ensure_may_write(participant: Participant) -> None:
         raise SubmissionError("not_in_group", "You are no longer in a group, so you cannot answer any more.")
 
 
-def _locked_member_group(participant: Participant, phase: Phase | tuple[Phase, ...]) -> Group:
-    phases = phase if isinstance(phase, tuple) else (phase,)
+def _locked_group(participant: Participant) -> Group:
+    """The member's group, row-locked for the rest of the transaction. Every check of what is already stored
+    comes after this lock: two submissions of one member at once (a double click, two tabs, a retry after a
+    reconnect) would both pass a check made before it, and the second would then hit the unique constraint."""
     if participant.group_id is None:
         raise SubmissionError("not_in_group", "You are not in a group yet.")
-    group = Group.objects.select_for_update().select_related("study").get(pk=participant.group_id)
+    return Group.objects.select_for_update().select_related("study").get(pk=participant.group_id)
+
+
+def _ensure_phase(group: Group, phase: Phase | tuple[Phase, ...]) -> None:
+    phases = phase if isinstance(phase, tuple) else (phase,)
     if Phase(group.phase) not in phases:
         raise SubmissionError("wrong_phase", f"That is not possible now: the group is in the {group.phase} phase.")
-    return group
+
+
+def _already_submitted(what: str, by_timeout: bool) -> SubmissionError:
+    """A second, different answer: refused with a clear reply; the stored answer stays as it was."""
+    if by_timeout:
+        return SubmissionError("already_submitted", f"The time for this step ran out, so what you had entered "
+                                                    f"was stored as your {what}. It cannot be changed now.")
+    return SubmissionError("already_submitted", f"You already submitted your {what}; it is kept as you first sent "
+                                                f"it and cannot be changed. What you sent now was not stored.")
+
+
+def _text_resubmitted(stored, text: str, *, what: str, max_chars: int, min_words: int) -> SubmitResult:
+    """The same text again (a retry, a second tab) is acknowledged as stored; a different one is refused."""
+    try:
+        same = clean_text(text, max_chars=max_chars, what=what, min_words=min_words) == stored.text
+    except SubmissionError:
+        same = False
+    if not same:
+        raise _already_submitted(what, stored.by_timeout)
+    return SubmitResult(created=False, stored=stored.text)
 
 
 def _response_seconds(group: Group, now: datetime) -> float:
@@ -261,10 +286,12 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False)
     with transaction.atomic():
         if not by_bot:
             _ensure_may_write(participant)
-        existing = Opinion.objects.filter(participant=participant, group_id=participant.group_id).first()
+        group = _locked_group(participant)
+        existing = Opinion.objects.filter(participant=participant, group=group).first()
         if existing is not None:
-            return SubmitResult(created=False)
-        group = _locked_member_group(participant, Phase.OPINION)
+            return _text_resubmitted(existing, text, what="opinion", max_chars=group.study.max_text_chars,
+                                     min_words=3)
+        _ensure_phase(group, Phase.OPINION)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
                                response_seconds=_response_seconds(group, now), by_bot=by_bot)
@@ -278,9 +305,12 @@ def critique_submit(*, participant: Participant, text: str, by_bot: bool = False
     with transaction.atomic():
         if not by_bot:
             _ensure_may_write(participant)
-        if Critique.objects.filter(participant=participant, group_id=participant.group_id).exists():
-            return SubmitResult(created=False)
-        group = _locked_member_group(participant, Phase.CRITIQUE)
+        group = _locked_group(participant)
+        existing = Critique.objects.filter(participant=participant, group=group).first()
+        if existing is not None:
+            return _text_resubmitted(existing, text, what="critique", max_chars=group.study.max_text_chars,
+                                     min_words=1)
+        _ensure_phase(group, Phase.CRITIQUE)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
                                 text=text, response_seconds=_response_seconds(group, now), by_bot=by_bot)
@@ -312,19 +342,31 @@ def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranki
     return candidates
 
 
+def _ratings_view(ratings: dict[int, dict], rank_of: dict[int, int]) -> dict[str, dict]:
+    """Ratings as a snapshot shows them: by candidate id, with the rank."""
+    return {str(cid): {"agreement": values.get("agreement"), "quality": values.get("quality"),
+                       "rank": rank_of.get(cid)} for cid, values in ratings.items()}
+
+
 def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, dict], ranking: list[int],
                    by_bot: bool = False) -> SubmitResult:
     now = timezone.now()
     phase = Phase.RATING if round == 1 else Phase.FINAL_RATING
+    rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
     with transaction.atomic():
         if not by_bot:
             _ensure_may_write(participant)
-        if Rating.objects.filter(participant=participant, group_id=participant.group_id, round=round).exists():
-            return SubmitResult(created=False)
-        group = _locked_member_group(participant, phase)
+        group = _locked_group(participant)
+        stored = list(Rating.objects.filter(participant=participant, group=group, round=round))
+        if stored:
+            view = {str(r.candidate_id): {"agreement": r.agreement, "quality": r.quality, "rank": r.rank}
+                    for r in stored}
+            if view != _ratings_view(ratings, rank_of):
+                raise _already_submitted("ratings", any(r.by_timeout for r in stored))
+            return SubmitResult(created=False, stored=view)
+        _ensure_phase(group, phase)
         _validate_ratings(group, round, ratings, ranking, complete=True)
         seconds = _response_seconds(group, now)
-        rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
         Rating.objects.bulk_create([
             Rating(participant=participant, candidate_id=cid, group=group, round=round,
                    agreement=values["agreement"], quality=values["quality"], rank=rank_of[cid],
@@ -333,8 +375,7 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
         ])
         log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
         _apply(group, flow.Submitted(participant.pk), now)
-    return SubmitResult(created=True, stored={str(cid): {"agreement": values["agreement"], "quality": values["quality"],
-                                                         "rank": rank_of[cid]} for cid, values in ratings.items()})
+    return SubmitResult(created=True, stored=_ratings_view(ratings, rank_of))
 
 
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
@@ -355,28 +396,38 @@ def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
 
 
 def store_timed_out_drafts(group: Group, phase: Phase, previous: flow.GroupState, now: datetime) -> None:
-    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout."""
+    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout.
+
+    Each draft is stored in a savepoint of its own: one the database refuses (a constraint, a value it cannot
+    hold) is rolled back alone and logged as ``draft_discarded``; without the savepoint, PostgreSQL would refuse
+    every later statement of the transaction, the whole transition would fail, and the group would stall at its
+    deadline (every sweep retrying the same draft)."""
     seconds = _response_seconds(group, now)
     pending = {m.participant_id for m in previous.members if not m.submitted}
-    drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending)
-    limit = group.study.max_text_chars
+    drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending).order_by("pk")
     for draft in drafts:
-        payload = draft.payload if isinstance(draft.payload, dict) else {}
         try:
-            if phase is Phase.OPINION:
-                text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="opinion")
-                Opinion.objects.create(group=group, participant_id=draft.participant_id, text=text,
-                                       response_seconds=seconds, by_timeout=True)
-            elif phase is Phase.CRITIQUE:
-                text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="critique")
-                Critique.objects.create(group=group, participant_id=draft.participant_id, text=text,
-                                        candidate_id=group.winner_round1_id, response_seconds=seconds, by_timeout=True)
-            else:
-                _store_rating_draft(group, phase, draft, payload, seconds)
-        except (SubmissionError, IntegrityError, TypeError, ValueError) as exc:
+            with transaction.atomic():
+                _store_draft(group, phase, draft, seconds)
+        except (SubmissionError, IntegrityError, DataError, TypeError, ValueError, AttributeError) as exc:
             log_event(group, "draft_discarded", None, participant_id=draft.participant_id, reason=str(exc)[:200])
             continue
         log_event(group, "stored_by_timeout", None, participant_id=draft.participant_id, phase=phase.value)
+
+
+def _store_draft(group: Group, phase: Phase, draft: Draft, seconds: float) -> None:
+    payload = draft.payload if isinstance(draft.payload, dict) else {}
+    limit = group.study.max_text_chars
+    if phase is Phase.OPINION:
+        text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="opinion")
+        Opinion.objects.create(group=group, participant_id=draft.participant_id, text=text,
+                               response_seconds=seconds, by_timeout=True)
+    elif phase is Phase.CRITIQUE:
+        text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="critique")
+        Critique.objects.create(group=group, participant_id=draft.participant_id, text=text,
+                                candidate_id=group.winner_round1_id, response_seconds=seconds, by_timeout=True)
+    else:
+        _store_rating_draft(group, phase, draft, payload, seconds)
 
 
 def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict, seconds: float) -> None:
@@ -394,8 +445,7 @@ def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict,
         rows.append(Rating(participant_id=draft.participant_id, candidate_id=cid, group=group, round=round_,
                            agreement=values.get("agreement"), quality=values.get("quality"),
                            rank=rank_of.get(cid), response_seconds=seconds, by_timeout=True))
-    with transaction.atomic():
-        Rating.objects.bulk_create(rows)
+    Rating.objects.bulk_create(rows)
 
 
 # --- winners and finishing ------------------------------------------------------------------

@@ -124,8 +124,11 @@ def test_full_round_trip_through_every_phase_with_extractive_backend():
 def test_resubmissions_are_idempotent():
     group, members = make_group(n=3)
     assert opinion_submit(participant=members[0], text=OPINIONS[0]).created
-    again = opinion_submit(participant=members[0], text="A different text now, trying again")
+    again = opinion_submit(participant=members[0], text=OPINIONS[0])
     assert not again.created
+    with pytest.raises(SubmissionError) as exc:  # a different text says so (test_submission_integrity.py)
+        opinion_submit(participant=members[0], text="A different text now, trying again")
+    assert exc.value.code == "already_submitted"
     assert Opinion.objects.get(participant=members[0]).text == OPINIONS[0]
 
 

@@ -7,11 +7,13 @@ ids); everything after that is pure pandas: ``wide_table`` (one row per particip
 reads), ``sft_rows`` (a candidate's prompt and text, kept when its mean quality rating reaches a threshold)
 and the writers (CSV with ISO 8601 times, Parquet, JSON lines, Hugging Face ``datasets`` folders).
 
-Participant tokens are never exported; recruitment ids (and the recruitment parameters of the join link)
-only on request. Bot answers are not human data: by default the tables hold neither the answers the take-over
-bot wrote in a dropped member's seat nor simulated participants (``run_bots``) and their answers
-(``AnswerQuerySet.human``); ``include_bots`` / ``include_simulated`` put them back, and every answer row
-carries ``by_bot`` and every participant row ``is_simulated``, also in the derived sets.
+Participant tokens are never exported; recruitment ids (PROLIFIC_PID, STUDY_ID, SESSION_ID) and the join link's
+parameters (``url_params``: other platforms put their worker ids there) only on request. CSV cells that a
+spreadsheet would run as a formula get a leading quote (``deliberation.spreadsheet``). Bot answers are not
+human data: by default the tables hold neither the answers the take-over bot wrote in a dropped member's seat
+nor simulated participants (``run_bots``) and their answers (``AnswerQuerySet.human``); ``include_bots`` /
+``include_simulated`` put them back, and every answer row carries ``by_bot`` and every participant row
+``is_simulated``, also in the derived sets.
 """
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ from typing import IO
 
 import pandas as pd
 
+from deliberation.spreadsheet import safe_cell
+
 ENTITIES = ("participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")
 FORMATS = ("csv", "parquet", "jsonl", "hf")
 SECRET_FIELDS = ("token",)
-RECRUITMENT_FIELDS = ("recruitment_id", "recruitment_study_id", "recruitment_session_id")
-RECRUITMENT_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+# Hidden unless asked for (``include_recruitment_ids``), here and in the admin's CSV action.
+RECRUITMENT_FIELDS = ("recruitment_id", "recruitment_study_id", "recruitment_session_id", "url_params")
 DEFAULT_MIN_QUALITY = 5.0
 
 
@@ -63,10 +67,6 @@ def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: 
         "critiques": queryset_frame(Critique.objects.filter(group__study=study).human(**who)),
         "events": queryset_frame(GroupEvent.objects.filter(group__study=study)),
     }
-    if not include_recruitment_ids:
-        tables["participants"]["url_params"] = [
-            {k: v for k, v in (params or {}).items() if k not in RECRUITMENT_PARAMS}
-            for params in tables["participants"]["url_params"]]
     included: dict[int, list[int]] = {}
     through = Candidate.included_opinions.through
     for candidate_id, opinion_id in (through.objects.filter(candidate__group__study=study)
@@ -227,7 +227,10 @@ def _iso(value):
 
 
 def write_csv_frame(frame: pd.DataFrame, out: IO[str] | Path) -> int:
-    frame.map(lambda v: _iso(_plain(v))).to_csv(out, index=False)
+    """Every CSV the toolkit writes goes through here: JSON for structures, ISO 8601 times, no cell a spreadsheet
+    would run as a formula, and RFC 4180 line ends (CRLF), with which a carriage return inside a cell is quoted
+    too (with a bare LF it would be written as is and split the row for Excel)."""
+    frame.map(lambda v: safe_cell(_iso(_plain(v)))).to_csv(out, index=False, lineterminator="\r\n")
     return len(frame)
 
 

@@ -9,6 +9,8 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils.html import format_html
 
+from deliberation.admin import export_csv, export_csv_with_recruitment_ids
+
 from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution, Verifier
 from .services import session_stats
 
@@ -134,6 +136,7 @@ class JudgeSessionAdmin(admin.ModelAdmin):
     readonly_fields = ("token", "url_params", "user_agent", "consented_at", "finished_at", "completion_code",
                        "accuracy", "gold_accuracy", "timeouts", "median_seconds", "chance_flag")
     inlines = [JudgeItemInline]
+    actions = [export_csv, export_csv_with_recruitment_ids]
 
     def has_delete_permission(self, request, obj=None):
         return False  # a judge's session holds their answers (its items): evidence

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from deliberation.admin import ReadOnlyAdmin
+from deliberation.admin import ReadOnlyAdmin, export_csv, export_csv_with_recruitment_ids
 
 from .models import Participant, Presence
 
@@ -12,6 +12,7 @@ class ParticipantAdmin(ReadOnlyAdmin):
     list_filter = ("study", "status", ("taken_over_at", admin.EmptyFieldListFilter), "is_simulated")
     search_fields = ("recruitment_id", "recruitment_session_id")
     exclude = ("token",)
+    actions = [export_csv, export_csv_with_recruitment_ids]
 
 
 @admin.register(Presence)

@@ -215,13 +215,13 @@ def sft_rows(tables: dict[str, pd.DataFrame], *, min_quality: float = DEFAULT_MI
 # --- writing ----------------------------------------------------------------------------------------
 def _plain(value):
     """A cell for CSV, Parquet and JSON lines: JSON for structures, ISO 8601 for times."""
-    if isinstance(value, (dict, list, tuple)):
+    if isinstance(value, dict | list | tuple):
         return json.dumps(value, ensure_ascii=False)
     return value
 
 
 def _iso(value):
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     return value
 

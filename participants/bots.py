@@ -3,10 +3,10 @@
 Django-free: a bot talks HTTP (httpx) and websockets (``websockets``) to a server URL.
 It opens the join link, posts the consent form there with Django's CSRF token (the consent
 POST creates the participant; cookies kept), follows the redirect to ``/p/TOKEN/``, opens
-``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way ``static/js/participant.js`` does: drafts, then a
-submission per input phase, pings every 15 s with the snapshot version it shows, and
-reconnects with backoff when the socket drops. A bot may drop out (close its socket and never
-return). When its status is final it reads the completion page.
+``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way
+``static/js/participant.js`` does: drafts, then a submission per input phase, pings every
+15 s with the snapshot version it shows, and reconnects with backoff when the socket drops.
+A bot may drop out (close its socket and never return). When its status is final it reads the completion page.
 
 Acknowledgements are counted honestly: every sent message carries a unique ``ref`` and only an
 ``ack`` whose ``ref`` matches something this bot sent (and is still waiting for) counts.

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from deliberation.services import SubmissionError
 from participants.services import current_consent, find_returning, is_token
-from participants.views import CONSENT_TICK, JoinFlow, consent_join
+from participants.views import JoinFlow, consent_join, consent_problem
 
 from . import services
 from .grading import strip_calculator
@@ -62,12 +62,8 @@ def judge(request: HttpRequest, token: str) -> HttpResponse:
         context = {"session": session, "study": study, "consent": consent}
         if request.method != "POST":
             return render(request, "legibility/consent.html", context)
-        if request.POST.get("consent") != "yes":
-            return render(request, "legibility/consent.html", {**context, "error": CONSENT_TICK})
-        if request.POST.get("consent_sha256") != consent.sha256:
-            return render(request, "legibility/consent.html", {**context, "error": (
-                f"The consent text has changed since this page was opened (it is now version {consent.version}). "
-                "Please read it again and tick the box to agree to this version.")}, status=409)
+        if problem := consent_problem(request.POST, consent):
+            return render(request, "legibility/consent.html", {**context, "error": problem[0]}, status=problem[1])
         try:
             services.session_consent(session=session, consent=consent)
         except SubmissionError as exc:

@@ -36,6 +36,17 @@ def _cookie_name(study: Study) -> str:
     return f"dlb_p_{study.pk}"
 
 
+def consent_problem(post, consent) -> tuple[str, int] | None:
+    """Why a consent form cannot be accepted (message, HTTP status), or None: the box must be ticked, and the form
+    must carry the hash of the wording in force now (``consent``), else the person agreed to another text."""
+    if post.get("consent") != "yes":
+        return CONSENT_TICK, 200
+    if post.get("consent_sha256") != consent.sha256:
+        return (f"The consent text has changed since this page was opened (it is now version {consent.version}). "
+                "Please read it again and tick the box to agree to this version."), 409
+    return None
+
+
 def _message(request: HttpRequest, title: str, message: str, status: int) -> HttpResponse:
     return render(request, "participants/message.html", {"title": title, "message": message}, status=status)
 
@@ -72,12 +83,8 @@ def consent_join(request: HttpRequest, study, flow: JoinFlow, extra: dict | None
     context = {"study": study, "consent": consent, **(extra or {})}
     if request.method != "POST":
         return render(request, flow.template, context)
-    if request.POST.get("consent") != "yes":
-        return render(request, flow.template, {**context, "error": CONSENT_TICK})
-    if request.POST.get("consent_sha256") != consent.sha256:
-        return render(request, flow.template, {**context, "error": (
-            f"The consent text has changed since this page was opened (it is now version {consent.version}). "
-            "Please read it again and tick the box to agree to this version.")}, status=409)
+    if problem := consent_problem(request.POST, consent):
+        return render(request, flow.template, {**context, "error": problem[0]}, status=problem[1])
     if settings.JOIN_RATE_LIMIT > 0:
         ip = client_ip(request.META, settings.TRUSTED_PROXY_COUNT)
         if not join_rate_allowed(ip, limit=settings.JOIN_RATE_LIMIT, window_seconds=settings.JOIN_RATE_WINDOW_SECONDS,
@@ -129,12 +136,8 @@ def participant_page(request: HttpRequest, token: str) -> HttpResponse:
         context = {"participant": participant, "study": participant.study, "consent": consent}
         if request.method != "POST":
             return render(request, "participants/consent.html", context)
-        if request.POST.get("consent") != "yes":
-            return render(request, "participants/consent.html", {**context, "error": CONSENT_TICK})
-        if request.POST.get("consent_sha256") != consent.sha256:
-            return render(request, "participants/consent.html", {**context, "error": (
-                f"The consent text has changed since this page was opened (it is now version {consent.version}). "
-                "Please read it again and tick the box to agree to this version.")}, status=409)
+        if problem := consent_problem(request.POST, consent):
+            return render(request, "participants/consent.html", {**context, "error": problem[0]}, status=problem[1])
         participant_consent(participant=participant, consent=consent)
         return redirect("participant_page", token=token)
     if request.method == "POST":  # consent again (second tab, back button): nothing changes

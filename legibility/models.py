@@ -209,7 +209,7 @@ class JudgeSession(Recruited):
     """
 
     class Status(models.TextChoices):
-        JOINED = "joined"  # rows from before consent created the row; new rows start judging
+        JOINED = "joined"  # not consented: rows made in code, or from before the consent POST created the row
         JUDGING = "judging"
         COMPLETED = "completed"
 

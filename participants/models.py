@@ -68,7 +68,7 @@ class ParticipantQuerySet(models.QuerySet):
 
 class Participant(Recruited):
     class Status(models.TextChoices):
-        JOINED = "joined"  # rows from before consent created the row; new rows start in the lobby
+        JOINED = "joined"  # not consented: rows made in code, or from before the consent POST created the row
         LOBBY = "lobby"
         IN_GROUP = "in_group"
         COMPLETED = "completed"

@@ -65,7 +65,7 @@ class JoinFlow:
     statuses: dict[str, int] = field(default_factory=dict)  # SubmissionError code -> HTTP status (else 503)
 
 
-def consent_join(request: HttpRequest, study, flow: JoinFlow, extra: dict | None = None) -> HttpResponse:
+def consent_join(request: HttpRequest, study, flow: JoinFlow) -> HttpResponse:
     """The link experimenters share. A returning visitor (cookie, or the same PROLIFIC_PID and SESSION_ID) goes
     to their page; a PROLIFIC_PID in use elsewhere gets a clear 409 page. A newcomer sees the consent page and
     nothing is stored until they consent: the consent POST (to the same link, so its parameters are kept) creates
@@ -80,7 +80,7 @@ def consent_join(request: HttpRequest, study, flow: JoinFlow, extra: dict | None
         consent = current_consent(study)
     except SubmissionError as exc:
         return _message(request, study.title, exc.message, statuses.get(exc.code, 503))
-    context = {"study": study, "consent": consent, **(extra or {})}
+    context = {"study": study, "consent": consent}
     if request.method != "POST":
         return render(request, flow.template, context)
     if problem := consent_problem(request.POST, consent):

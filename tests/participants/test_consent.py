@@ -13,7 +13,7 @@ from django.test import Client
 
 from analysis.exports import study_tables, wide_table
 from deliberation.selectors import participant_snapshot
-from legibility.models import JudgeConsentVersion
+from legibility.models import JudgeConsentVersion, JudgeSession
 from participants.consent import (
     DeliberationUse,
     consent_sha256,
@@ -147,6 +147,20 @@ def test_judges_store_the_version_and_hash_of_their_consent_text():
     version = JudgeConsentVersion.objects.get(study=study)
     assert (session.consent_version, session.consent_sha256) == (1, version.sha256)
     assert version.sha256 == consent_sha256("Judge wording.", judging_disclosure())
+
+
+@pytest.mark.django_db
+def test_a_judge_row_from_before_consents_on_its_page_to_the_wording_shown():
+    study = make_legibility_study()
+    session = JudgeSession.objects.create(study=study, recruitment_id="old")  # status "joined"
+    url = f"/legibility/j/{session.token}/"
+    client = Client()
+    page = client.get(url)
+    assert b"Your answers (true or false)" in page.content
+    assert client.post(url, {"consent": "yes", "consent_sha256": "0" * 64}).status_code == 409
+    assert client.post(url, {"consent": "yes", "consent_sha256": consent_hash(page)}).status_code == 302
+    session.refresh_from_db()
+    assert session.status == "judging" and session.consent_version == 1 and session.items.exists()
 
 
 @pytest.mark.django_db

@@ -103,7 +103,8 @@ def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         row.update({
             "is_simulated": p["is_simulated"], "taken_over_at": p["taken_over_at"],
             "status": p["status"], "completed": p["status"] == "completed", "completion_code": p["completion_code"],
-            "consented_at": p["consented_at"], "finished_at": p["finished_at"], "group_id": p["group_id"],
+            "consented_at": p["consented_at"], "consent_version": p.get("consent_version"),
+            "consent_sha256": p.get("consent_sha256"), "finished_at": p["finished_at"], "group_id": p["group_id"],
             "position": p["position"], "question_id": group.get("question_id"),
             "question": group.get("question_text"), "condition": group.get("condition"),
             "excluded": bool(group) and group.get("excluded_participant_id") == p["id"],

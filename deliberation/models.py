@@ -204,6 +204,21 @@ class Study(models.Model):
                 "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
                 "timeout": float(self.generation_timeout_seconds)}
 
+    def text_use(self):
+        """What this study's settings may do with a participant's text (``participants.consent``)."""
+        from participants.consent import DeliberationUse
+
+        return DeliberationUse(
+            opinions_as_candidates=self.opinions_as_candidates, backend=self.generation_backend,
+            generation_base_url=self.generation_base_url, leave_one_out=self.leave_one_out_share > 0,
+            bot_takeover=self.bot_takeover, reward_model=bool(self.best_of_n))
+
+    def consent_disclosure(self) -> str:
+        """The paragraph the toolkit adds below the experimenter's consent text."""
+        from participants.consent import deliberation_disclosure
+
+        return deliberation_disclosure(self.text_use())
+
     def completion_code(self, outcome: str) -> str:
         return {
             "completed": self.completion_code_completed,

@@ -1,12 +1,12 @@
 """Simulated participants ("bots") that use a running server exactly like a browser does.
 
 Django-free: a bot talks HTTP (httpx) and websockets (``websockets``) to a server URL.
-It opens the join link, follows the redirect to ``/p/TOKEN/`` (cookies kept), posts the
-consent form with Django's CSRF token, opens ``/ws/p/TOKEN/`` with an ``Origin`` header,
-and then acts on every snapshot the way ``static/js/participant.js`` does: drafts, then a
-submission per input phase, pings every 15 s with the snapshot version it shows, and
-reconnects with backoff when the socket drops. A bot may drop out (close its socket and never
-return). When its status is final it reads the completion page.
+It opens the join link, posts the consent form there with Django's CSRF token (the consent
+POST creates the participant; cookies kept), follows the redirect to ``/p/TOKEN/``, opens
+``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way
+``static/js/participant.js`` does: drafts, then a submission per input phase, pings every
+15 s with the snapshot version it shows, and reconnects with backoff when the socket drops.
+A bot may drop out (close its socket and never return). When its status is final it reads the completion page.
 
 Acknowledgements are counted honestly: every sent message carries a unique ``ref`` and only an
 ``ack`` whose ``ref`` matches something this bot sent (and is still waiting for) counts.
@@ -382,20 +382,22 @@ class Bot:
         params = urlencode(params)
         response = await self.http(client, "GET", f"{self.server}/s/{self.config.study}/?{params}")
         response.raise_for_status()
+        if 'name="consent"' in response.text:  # a newcomer: the consent POST (to the same link) creates the row
+            csrf = client.cookies.get("csrftoken")
+            if not csrf:
+                raise RuntimeError("no csrftoken cookie on the consent page")
+            digest = re.search(r'name="consent_sha256" value="([0-9a-f]{64})"', response.text)
+            page_url = str(response.url)
+            response = await self.http(client, "POST", page_url, data={
+                "csrfmiddlewaretoken": csrf, "consent": "yes", "consent_sha256": digest.group(1) if digest else ""},
+                headers={"Referer": page_url, "Origin": self.origin})
+            response.raise_for_status()
+            if 'name="consent"' in response.text:
+                raise RuntimeError("consent was not accepted")
         match = re.search(r"/p/([^/]+)/$", response.url.path)
         if not match:
             raise RuntimeError(f"join did not lead to a participant page: {response.url}")
         self.result.token = match.group(1)
-        page_url = str(response.url)
-        if 'name="consent"' in response.text:
-            csrf = client.cookies.get("csrftoken")
-            if not csrf:
-                raise RuntimeError("no csrftoken cookie on the consent page")
-            consent = await self.http(client, "POST", page_url, data={"csrfmiddlewaretoken": csrf, "consent": "yes"},
-                                      headers={"Referer": page_url, "Origin": self.origin})
-            consent.raise_for_status()
-            if 'name="consent"' in consent.text:
-                raise RuntimeError("consent was not accepted")
 
     async def read_completion_page(self, client: httpx.AsyncClient) -> None:
         response = await self.http(client, "GET", f"{self.server}/p/{self.result.token}/complete/")

@@ -219,7 +219,9 @@
     var children = [];
     if (kind === "opinion") {
       children.push(el("h2", { text: "What do you think?" }));
-      children.push(el("p", { text: "Write your opinion on the question in a few sentences. Other members will not see it; the AI mediator uses everyone's opinions to write statements for the group." }));
+      children.push(el("p", { text: "Write your opinion on the question in a few sentences." }));
+      // Who sees the opinion depends on the study's settings; the server writes this line (participants/consent.py).
+      children.push(el("p", { class: "muted", id: "opinion-notice", text: snapshot.study.opinion_notice || "" }));
     } else {
       children.push(el("h2", { text: "Critique the chosen statement" }));
       children.push(el("p", { class: "statement card", id: "winner-statement", text: g.winner ? g.winner.text : "" }));

@@ -41,14 +41,17 @@ def rate_all(member, round_=1):
                           ratings={cid: {"agreement": 5, "quality": 4} for cid in ids}, ranking=ids)
 
 
-def test_reused_prolific_id_resumes_the_same_participant_and_keeps_url_params():
+def test_same_prolific_id_and_session_resume_the_same_participant_and_keep_url_params():
     study = make_study()
     first = participant_join(study=study, params={"PROLIFIC_PID": "abc", "STUDY_ID": "s1", "SESSION_ID": "x1",
                                                   "utm_source": "mail"})
-    again = participant_join(study=study, params={"PROLIFIC_PID": "abc", "SESSION_ID": "x2"})
+    again = participant_join(study=study, params={"PROLIFIC_PID": "abc", "SESSION_ID": "x1"})
     assert again.pk == first.pk
     assert first.recruitment_study_id == "s1" and first.url_params["utm_source"] == "mail"
     assert len(first.token) >= 32 and Participant.objects.count() == 1
+    with pytest.raises(SubmissionError) as refused:  # the id alone, or with another session, is not enough
+        participant_join(study=study, params={"PROLIFIC_PID": "abc", "SESSION_ID": "x2"})
+    assert refused.value.code == "recruitment_id_in_use" and Participant.objects.count() == 1
 
 
 def test_database_refuses_a_second_participant_with_the_same_recruitment_id():

@@ -190,7 +190,8 @@ def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     version, model = reward_model_serving(study=study)
     members = [o.participant_id for o in opinions]
     # What the members rated so far in the study (earlier rounds, earlier groups): a hybrid model reads it.
-    history = study_rating_records(study=study, participant_ids=members)
+    history = study_rating_records(study=study, participant_ids=members,
+                                   include_simulated=bool(version.config.get("include_simulated")))
     u = score_matrix(model, group.question.text, [o.text for o in opinions], [s.text for s in slots],
                      critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None,
                      member_ids=members, history=history)

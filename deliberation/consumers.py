@@ -75,14 +75,14 @@ def _write(participant_id: int, message: m.ClientMessage, draft: dict | None = N
     if isinstance(message, m.SaveDraft):
         return services.draft_save(participant=participant, phase=message.phase, payload=draft)
     if isinstance(message, m.SubmitOpinion):
-        result = services.opinion_submit(participant=participant, text=message.text)
+        result = services.opinion_submit(participant=participant, text=message.text, ref=message.ref)
     elif isinstance(message, m.SubmitCritique):
-        result = services.critique_submit(participant=participant, text=message.text)
+        result = services.critique_submit(participant=participant, text=message.text, ref=message.ref)
     elif isinstance(message, m.SubmitRatings):
         result = services.ratings_submit(
             participant=participant, round=message.round,
             ratings={r.candidate_id: {"agreement": r.agreement, "quality": r.quality} for r in message.ratings},
-            ranking=message.ranking)
+            ranking=message.ranking, ref=message.ref)
     else:  # pragma: no cover - parse_client_message admits only the types above
         raise m.MessageError("unknown_type", "Unknown message type.")
     return participant.group_id, result
@@ -187,11 +187,12 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             await self.send_json(m.ack_reply(message.ref))
             return
         group_id, result = await db(_write)(self.participant_id, message)
-        if result.created and self._view is not None:
+        if result.created and not result.replayed and self._view is not None:
             kind = {m.SubmitOpinion: "opinion", m.SubmitCritique: "critique"}.get(type(message), "ratings")
             self._view.answer_stored(group_id, kind, result.stored, getattr(message, "round", None))
+        # A repeated ref (the client never saw the ack) gets the original ack: created=True, nothing new stored.
         await self.send_json(m.ack_reply(message.ref, created=result.created))
-        if not result.created:
+        if not result.created or result.replayed:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
 
     async def state_changed(self, event: dict) -> None:

@@ -56,7 +56,7 @@ async def test_a_repeated_ref_gets_the_original_ack_even_after_the_group_moved_o
 
 
 @pytest.mark.asyncio
-async def test_ratings_and_critiques_are_replayed_by_ref_too():
+async def test_ratings_are_replayed_by_ref_too():
     study, people, sockets = await grouped(3)
     for ws, text in zip(sockets, OPINIONS):
         await ws.send_to(text_data=json.dumps({"type": "submit_opinion", "text": text}))

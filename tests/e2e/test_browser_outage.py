@@ -152,3 +152,27 @@ def test_killed_server_mid_submit_nothing_lost_nothing_doubled_and_the_group_goe
         {routed["submit_ref"]}
     assert set(SubmissionReceipt.objects.filter(participant=people["C"]).values_list("ref", flat=True)) == {ref_c}
     assert Group.objects.get(pk=group.pk).phase == "rating"
+
+
+def test_a_newer_window_takes_over_and_the_older_one_can_take_it_back(tmp_path, monkeypatch):
+    """The socket cap (issue 15 item 5) as a person sees it: with a cap of 1, opening the study in a second tab
+    closes the first one's socket (4409); the first tab says why, does not fight back by itself, and its
+    *Use this window* button takes the connection back."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    make_study(slug="tabs", min_group_size=3, max_group_size=3)
+    db_url = database_url(connection.settings_dict)
+    with Stack(db_url, settings.REDIS_URL, tmp_path, worker=False,
+               env={"WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT": "1"}) as stack, chromium() as browser:
+        first = phone_pages(browser, 1)[0]
+        join_and_consent([first], stack.base, "tabs", prefix="tab")
+        first.wait_for_selector("#lobby", timeout=30_000)
+        second = first.context.new_page()
+        second.goto(first.url)
+        second.wait_for_selector("#lobby", timeout=30_000)
+        first.wait_for_selector("#replaced", timeout=10_000)
+        assert "opened in another window or tab" in first.inner_text("#replaced")
+        first.wait_for_timeout(3000)  # no automatic reconnect: the tabs do not take the socket from each other
+        assert first.is_visible("#replaced") and second.is_visible("#lobby")
+        first.click("#use-here")
+        first.wait_for_selector("#lobby", timeout=10_000)
+        second.wait_for_selector("#replaced", timeout=10_000)

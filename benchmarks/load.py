@@ -148,9 +148,9 @@ def serve(role: str, args: list[str]) -> None:
     raise_fd_limit()
     if role == "daphne":
         install_query_counter(os.environ["REDIS_URL"], "daphne")
-        from daphne.cli import CommandLineInterface
+        from config.serve import run  # daphne with the production websocket limits
 
-        CommandLineInterface().run(args)
+        run(args)
     elif role == "raw":
         from daphne.cli import CommandLineInterface
 

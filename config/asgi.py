@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Run with ``daphne config.asgi:application`` (several processes share the Redis channel layer).
+Run with ``python -m config.serve -b HOST -p PORT`` (daphne with the project's websocket limits; several
+processes share the Redis channel layer).
 """
 import os
 

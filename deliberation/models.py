@@ -396,6 +396,27 @@ class Draft(models.Model):
         constraints = [models.UniqueConstraint(fields=["group", "participant", "phase"], name="one_draft_per_phase")]
 
 
+class SubmissionReceipt(models.Model):
+    """A stored submission's acknowledgement, by the ``ref`` the client gave it. A client that did not see the
+    ack (the connection or the server went down, the page was reloaded) sends the same submission with the same
+    ref again; it gets the original ack back and nothing is stored twice (``services.submission_replay``)."""
+
+    class Kind(models.TextChoices):
+        OPINION = "opinion"
+        CRITIQUE = "critique"
+        RATINGS = "ratings"
+
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="receipts")
+    ref = models.CharField(max_length=64)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="receipts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    round = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["participant", "ref"], name="one_receipt_per_ref")]
+
+
 class GroupEvent(models.Model):
     """Append-only log of everything that happened to a group.
 

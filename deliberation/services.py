@@ -25,7 +25,18 @@ from participants.models import Participant, Presence
 
 from . import flow, realtime
 from .flow import Phase
-from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
+from .models import (
+    Candidate,
+    Critique,
+    Draft,
+    Group,
+    GroupEvent,
+    Opinion,
+    Question,
+    Rating,
+    Study,
+    SubmissionReceipt,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +54,7 @@ class SubmissionError(ValueError):
 class SubmitResult:
     created: bool  # False: an identical resubmission, the stored value stands
     stored: Any = None  # what was stored, as a snapshot shows it (the cleaned text; the ratings by candidate id)
+    replayed: bool = False  # the same ref was stored before: this is that submission's original result
 
 
 # --- text hygiene ---------------------------------------------------------------------------
@@ -241,6 +253,40 @@ def _ensure_may_write(participant: Participant) -> None:
         raise SubmissionError("not_in_group", "You are no longer in a group, so you cannot answer any more.")
 
 
+def submission_replay(*, participant: Participant, ref: str | None, kind: str,
+                      round: int | None = None) -> SubmitResult | None:
+    """The original result of a submission already stored under the client's ``ref`` (a retry whose ack was
+    lost: a dropped connection, a restarted server, a reload), or None. Read first, before any other check: the
+    group may have moved on or finished since, and the answer is the original ack all the same."""
+    if not ref:
+        return None
+    stored = SubmissionReceipt.objects.filter(participant_id=participant.pk, ref=ref) \
+        .values_list("kind", "round").first()
+    if stored is None:
+        return None
+    if stored != (kind, round):
+        raise SubmissionError("invalid", "That reference was already used for another answer.")
+    return SubmitResult(created=True, replayed=True)
+
+
+def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int | None = None) -> SubmitResult | None:
+    """Store the receipt in the submission's own transaction (rolled back with it if the submission fails). A
+    second submission with the same ref while the first is still in flight (a reload, a reconnect to another
+    process) waits here on the unique index until the first ends; if that one was stored, it gets its result."""
+    if not ref:
+        return None
+    try:
+        with transaction.atomic():
+            SubmissionReceipt.objects.create(participant_id=participant.pk, ref=ref, group_id=participant.group_id,
+                                             kind=kind, round=round)
+    except IntegrityError:
+        replay = submission_replay(participant=participant, ref=ref, kind=kind, round=round)
+        if replay is None:  # pragma: no cover - the conflicting row was committed, so it is visible now
+            raise
+        return replay
+    return None
+
+
 def _locked_group(participant: Participant) -> Group:
     """The member's group, row-locked for the rest of the transaction. Every check of what is already stored
     comes after this lock: two submissions of one member at once (a double click, two tabs, a retry after a
@@ -280,17 +326,26 @@ def _response_seconds(group: Group, now: datetime) -> float:
     return max(0.0, (now - group.phase_started_at).total_seconds())
 
 
-def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False) -> SubmitResult:
-    """``by_bot``: written by the take-over bot for a member who dropped out (the only writer for them then)."""
+def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
+                   ref: str | None = None) -> SubmitResult:
+    """``by_bot``: written by the take-over bot for a member who dropped out (the only writer for them then).
+    ``ref``: the client's id for this submission; the same ref again gets the original result (``created=True``,
+    ``replayed=True``) and stores nothing."""
     now = timezone.now()
     with transaction.atomic():
+        if replay := submission_replay(participant=participant, ref=ref, kind="opinion"):
+            return replay
         if not by_bot:
             _ensure_may_write(participant)
         group = _locked_group(participant)
+        if replay := submission_replay(participant=participant, ref=ref, kind="opinion"):
+            return replay  # the same ref stored while this one waited for the group lock
         existing = Opinion.objects.filter(participant=participant, group=group).first()
         if existing is not None:
             return _text_resubmitted(existing, text, what="opinion", max_chars=group.study.max_text_chars,
                                      min_words=3)
+        if replay := _claim_ref(participant, ref, "opinion"):
+            return replay
         _ensure_phase(group, Phase.OPINION)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
@@ -300,16 +355,23 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False)
     return SubmitResult(created=True, stored=text)
 
 
-def critique_submit(*, participant: Participant, text: str, by_bot: bool = False) -> SubmitResult:
+def critique_submit(*, participant: Participant, text: str, by_bot: bool = False,
+                    ref: str | None = None) -> SubmitResult:
     now = timezone.now()
     with transaction.atomic():
+        if replay := submission_replay(participant=participant, ref=ref, kind="critique"):
+            return replay
         if not by_bot:
             _ensure_may_write(participant)
         group = _locked_group(participant)
+        if replay := submission_replay(participant=participant, ref=ref, kind="critique"):
+            return replay  # the same ref stored while this one waited for the group lock
         existing = Critique.objects.filter(participant=participant, group=group).first()
         if existing is not None:
             return _text_resubmitted(existing, text, what="critique", max_chars=group.study.max_text_chars,
                                      min_words=1)
+        if replay := _claim_ref(participant, ref, "critique"):
+            return replay
         _ensure_phase(group, Phase.CRITIQUE)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
@@ -349,14 +411,18 @@ def _ratings_view(ratings: dict[int, dict], rank_of: dict[int, int]) -> dict[str
 
 
 def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, dict], ranking: list[int],
-                   by_bot: bool = False) -> SubmitResult:
+                   by_bot: bool = False, ref: str | None = None) -> SubmitResult:
     now = timezone.now()
     phase = Phase.RATING if round == 1 else Phase.FINAL_RATING
     rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
     with transaction.atomic():
+        if replay := submission_replay(participant=participant, ref=ref, kind="ratings", round=round):
+            return replay
         if not by_bot:
             _ensure_may_write(participant)
         group = _locked_group(participant)
+        if replay := submission_replay(participant=participant, ref=ref, kind="ratings", round=round):
+            return replay  # the same ref stored while this one waited for the group lock
         stored = list(Rating.objects.filter(participant=participant, group=group, round=round))
         if stored:
             view = {str(r.candidate_id): {"agreement": r.agreement, "quality": r.quality, "rank": r.rank}
@@ -364,6 +430,8 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
             if view != _ratings_view(ratings, rank_of):
                 raise _already_submitted("ratings", any(r.by_timeout for r in stored))
             return SubmitResult(created=False, stored=view)
+        if replay := _claim_ref(participant, ref, "ratings", round):
+            return replay
         _ensure_phase(group, phase)
         _validate_ratings(group, round, ratings, ranking, complete=True)
         seconds = _response_seconds(group, now)

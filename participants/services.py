@@ -317,6 +317,17 @@ def presence_ping(*, participant_id: int, channel_name: str) -> None:
         presence_connect(participant_id=participant_id, channel_name=channel_name)
 
 
+def presence_surplus(*, participant_id: int, keep: int, now: datetime | None = None) -> list[str]:
+    """The channel names of a participant's live sockets beyond the newest ``keep``, oldest first: the sockets
+    a new connection closes (``WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT``). The newest win, so a participant is never
+    locked out by tabs they left open or by sockets a network change left half-open."""
+    now = now or timezone.now()
+    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    live = list(Presence.objects.filter(participant_id=participant_id, last_seen__gte=horizon)
+                .order_by("-connected_at", "-id").values_list("channel_name", flat=True))
+    return live[keep:][::-1]
+
+
 def presence_disconnect(*, participant_id: int, channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).delete()
     # How long somebody has been away decides a bot takeover (deliberation/takeover.py).

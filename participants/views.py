@@ -146,6 +146,7 @@ def participant_page(request: HttpRequest, token: str) -> HttpResponse:
         "participant": participant, "study": participant.study,
         "ws_path": f"/ws/p/{participant.token}/",
         "complete_url": reverse("participant_complete", kwargs={"token": token}),
+        "ws_max_bytes": settings.WEBSOCKET_MAX_MESSAGE_BYTES,  # the page refuses to send more than the server reads
     })
 
 

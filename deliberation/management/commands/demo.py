@@ -99,11 +99,10 @@ class Command(BaseCommand):
                                        "-s", str(schedule)])
             self.stdout.write(f"Celery worker + beat started (pid {worker.pid}).")
         self.stdout.write(f"Serving on http://{host}:{port}/ — press Ctrl+C to stop.")
-        from daphne.cli import CommandLineInterface
+        from config.serve import run  # daphne with the websocket limits from the settings, as in production
 
         try:
-            CommandLineInterface().run(["-b", host, "-p", str(port), "--access-log", os.devnull,
-                                        "config.asgi:application"])
+            run(["-b", host, "-p", str(port), "--access-log", os.devnull])
         finally:
             if worker is not None:
                 worker.send_signal(signal.SIGTERM)

@@ -89,14 +89,14 @@ def bootstrap_difference(a: list[float], b: list[float], *, reps: int = 2000, se
 
 # --- the stack ----------------------------------------------------------------------------------
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    import urllib.request
+    import httpx
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(url, timeout=1)
+            httpx.get(url, timeout=1, trust_env=False)
             return
-        except OSError:
+        except httpx.TransportError:
             if proc.poll() is not None:
                 raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)

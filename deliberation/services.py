@@ -287,6 +287,12 @@ def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int 
     return None
 
 
+def _release_ref(participant: Participant, ref: str | None) -> None:
+    """A resubmission of an answer already stored under another ref stores nothing: nor its receipt."""
+    if ref:
+        SubmissionReceipt.objects.filter(participant_id=participant.pk, ref=ref).delete()
+
+
 def _locked_group(participant: Participant) -> Group:
     """The member's group, row-locked for the rest of the transaction. Every check of what is already stored
     comes after this lock: two submissions of one member at once (a double click, two tabs, a retry after a
@@ -337,15 +343,16 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
             return replay
         if not by_bot:
             _ensure_may_write(participant)
-        group = _locked_group(participant)
-        if replay := submission_replay(participant=participant, ref=ref, kind="opinion"):
-            return replay  # the same ref stored while this one waited for the group lock
-        existing = Opinion.objects.filter(participant=participant, group=group).first()
-        if existing is not None:
-            return _text_resubmitted(existing, text, what="opinion", max_chars=group.study.max_text_chars,
-                                     min_words=3)
+        # Before the group lock: a second copy with the same ref waits on the receipt's unique index and
+        # then gets the first one's result.
         if replay := _claim_ref(participant, ref, "opinion"):
             return replay
+        group = _locked_group(participant)
+        existing = Opinion.objects.filter(participant=participant, group=group).first()
+        if existing is not None:
+            _release_ref(participant, ref)
+            return _text_resubmitted(existing, text, what="opinion", max_chars=group.study.max_text_chars,
+                                     min_words=3)
         _ensure_phase(group, Phase.OPINION)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
@@ -363,15 +370,16 @@ def critique_submit(*, participant: Participant, text: str, by_bot: bool = False
             return replay
         if not by_bot:
             _ensure_may_write(participant)
-        group = _locked_group(participant)
-        if replay := submission_replay(participant=participant, ref=ref, kind="critique"):
-            return replay  # the same ref stored while this one waited for the group lock
-        existing = Critique.objects.filter(participant=participant, group=group).first()
-        if existing is not None:
-            return _text_resubmitted(existing, text, what="critique", max_chars=group.study.max_text_chars,
-                                     min_words=1)
+        # Before the group lock: a second copy with the same ref waits on the receipt's unique index and
+        # then gets the first one's result.
         if replay := _claim_ref(participant, ref, "critique"):
             return replay
+        group = _locked_group(participant)
+        existing = Critique.objects.filter(participant=participant, group=group).first()
+        if existing is not None:
+            _release_ref(participant, ref)
+            return _text_resubmitted(existing, text, what="critique", max_chars=group.study.max_text_chars,
+                                     min_words=1)
         _ensure_phase(group, Phase.CRITIQUE)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
@@ -420,18 +428,19 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
             return replay
         if not by_bot:
             _ensure_may_write(participant)
+        # Before the group lock: a second copy with the same ref waits on the receipt's unique index and
+        # then gets the first one's result.
+        if replay := _claim_ref(participant, ref, "ratings", round):
+            return replay
         group = _locked_group(participant)
-        if replay := submission_replay(participant=participant, ref=ref, kind="ratings", round=round):
-            return replay  # the same ref stored while this one waited for the group lock
         stored = list(Rating.objects.filter(participant=participant, group=group, round=round))
         if stored:
             view = {str(r.candidate_id): {"agreement": r.agreement, "quality": r.quality, "rank": r.rank}
                     for r in stored}
             if view != _ratings_view(ratings, rank_of):
                 raise _already_submitted("ratings", any(r.by_timeout for r in stored))
+            _release_ref(participant, ref)
             return SubmitResult(created=False, stored=view)
-        if replay := _claim_ref(participant, ref, "ratings", round):
-            return replay
         _ensure_phase(group, phase)
         _validate_ratings(group, round, ratings, ranking, complete=True)
         seconds = _response_seconds(group, now)

@@ -137,6 +137,25 @@ def test_the_error_model_learns_on_a_tiny_real_run_and_adds_to_the_evidence(trai
         vlib.load(directory)
 
 
+def test_an_odd_solution_cannot_get_a_runaway_score(trained):
+    """A feature that was almost constant in training (std near 0) once gave a solution that repeats its lines a
+    score of -6830 (the unseen test problems, evaluate_verifier): the standardised evidence is clipped."""
+    verifier = trained["verifier"]
+    index = list(vlib.FEATURE_NAMES).index("repeated_lines")
+    saved = verifier.model.feature_std.clone()
+    try:
+        verifier.model.feature_std[index] = 1e-6  # as after a training set where no solution repeated a line
+        problem = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+        odd = "\n".join(["He has 3 + 4 = <<3+4=7>>7 apples."] * 30 + ["A: 7"])
+        inputs = verifier.model.head_inputs(None, vlib.evidence([problem], [odd]))
+        assert inputs.abs().max().item() == vlib.FEATURE_CLIP
+        head = verifier.model.head.weight.abs().sum().item() * vlib.FEATURE_CLIP + abs(verifier.model.head.bias.item())
+        trees = float(np.abs(verifier.trees.decision_function(vlib.evidence([problem], [odd]).numpy())).max())
+        assert abs(vlib.score(verifier, [problem], [odd])[0]) <= head + trees
+    finally:
+        verifier.model.feature_std.copy_(saved)
+
+
 def test_error_model_never_learns_from_a_training_problem():
     """A reference whose problem is among the training solutions is left out, so the error model's score of a
     training solution is never in-sample."""

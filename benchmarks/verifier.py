@@ -1,6 +1,6 @@
 """Benchmark: which legibility verifier? An ablation on the real GSM8K model solutions, on CPU.
 
-    .venv/bin/python benchmarks/verifier.py [--threads 1] [--skip-finetune]
+    .venv/bin/python benchmarks/verifier.py [--threads 1] [--skip-finetune] [--seeds 0,1,2]
 
 Two protocols, the same as the commands in docs/legibility.md, without a database:
 
@@ -9,11 +9,17 @@ Two protocols, the same as the commands in docs/legibility.md, without a databas
 - **unseen**: train on the verifier half after ``import_gsm8k --limit 600``, evaluate on test lines 601-1000,
   problems it never saw (``evaluate_verifier --skip-problems 600``'s figure).
 
-Variants (``legibility.verifier.VerifierConfig``): the evidence alone in the linear head; the evidence with the
-boosted trees (the default); frozen MiniLM features of (problem, solution) alone, with the evidence, and with
-the evidence and trees; and MiniLM fine-tuned end to end as a cross-encoder with the Bradley-Terry + λV² +
-cross-entropy loss, with the evidence in its head. The fine-tuned variant trains on a subsample (the first
-``FINETUNE_PROBLEMS`` training problems, 256 tokens, 2 epochs) to fit a shared 2-core CPU; it is marked so.
+Each protocol's error model learns from GSM8K's training problems except that import's prover half
+(``train.jsonl``, as ``legibility_round`` does; ``rounds.reference_bank``).
+
+Variants (``legibility.verifier.VerifierConfig``): the evidence alone in the linear head, and with the boosted
+trees (the default before the error model); the evidence with the error model's score, in the linear head and
+with the trees (the default), the default again with other seeds (``--seeds``: the error model's sample and
+synthetic errors, the pairs and the trees change with it); frozen MiniLM features of (problem, solution)
+alone, with the evidence, with the evidence and trees, and with the error model too; and MiniLM fine-tuned end
+to end as a cross-encoder with the Bradley-Terry + λV² + cross-entropy loss, with the evidence in its head. The
+fine-tuned variant trains on a subsample (the first ``FINETUNE_PROBLEMS`` training problems, 256 tokens, 2
+epochs) to fit a shared 2-core CPU; it is marked so.
 Beside each variant: the length baseline's AUC ("shorter is better") and the majority-class accuracy on the
 same test solutions. The design was chosen by cross-validation on the training split, not on these figures.
 
@@ -40,21 +46,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import torch  # noqa: E402
 
 from legibility import verifier as vlib  # noqa: E402
-from legibility.examples import default_data_dir, load_solutions_jsonl  # noqa: E402
+from legibility.examples import default_data_dir, load_references, load_solutions_jsonl  # noqa: E402
+from legibility.overlap import text_hash  # noqa: E402
 
 SOLUTIONS = default_data_dir() / "gsm8k" / "example_model_solutions.jsonl"
+TRAIN = default_data_dir() / "gsm8k" / "train.jsonl"
 RESULTS = ROOT / "benchmarks" / "results"
 FINETUNE_PROBLEMS = 150
+DEFAULT = "evidence + error model, linear head + trees (default)"
 VARIANTS = (
-    ("evidence, linear head", {"trees": 0}),
-    ("evidence, linear head + trees (default)", {}),
+    ("evidence, linear head", {"trees": 0, "error_model": 0}),
+    ("evidence, linear head + trees", {"error_model": 0}),
+    ("evidence + error model, linear head", {"trees": 0}),
+    (DEFAULT, {}),
     ("frozen MiniLM (problem, solution) alone", {"text": True, "features": False, "trees": 0}),
-    ("frozen MiniLM + evidence, linear head", {"text": True, "trees": 0}),
-    ("frozen MiniLM + evidence, linear head + trees", {"text": True}),
+    ("frozen MiniLM + evidence, linear head", {"text": True, "trees": 0, "error_model": 0}),
+    ("frozen MiniLM + evidence, linear head + trees", {"text": True, "error_model": 0}),
+    ("frozen MiniLM + evidence + error model, linear head + trees", {"text": True}),
 )
 FINETUNE = ("MiniLM cross-encoder fine-tuned (BT + λV² + CE) + evidence in the head, subsampled",
-            {"text": True, "train_layers": None, "trees": 0, "max_length": 256, "epochs": 2, "batch_size": 8,
-             "learning_rate": 5e-5})
+            {"text": True, "train_layers": None, "trees": 0, "error_model": 0, "max_length": 256, "epochs": 2,
+             "batch_size": 8, "learning_rate": 5e-5})
 
 
 def derive_seed(*parts: object) -> int:
@@ -69,6 +81,15 @@ def verifier_half(index: int, seed: int = 0) -> bool:
     return (index % 2 == 0) == first_goes_to_verifier
 
 
+def references(limit: int, seed: int = 0) -> list[tuple[str, str]]:
+    """``rounds.reference_bank`` without a database: train.jsonl less the prover half of its first ``limit``
+    lines (``importing.assign_half`` with halves (prover, verifier))."""
+    with TRAIN.open(encoding="utf-8") as handle:
+        questions = [json.loads(line)["question"] for line in handle if line.strip()]
+    prover = {text_hash(q) for i, q in enumerate(questions[:limit]) if verifier_half(i, seed)}
+    return load_references(TRAIN, exclude_hashes=prover)
+
+
 def protocols() -> dict[str, tuple[list, list]]:
     examples = load_solutions_jsonl(SOLUTIONS)
     line_of = {}
@@ -79,6 +100,24 @@ def protocols() -> dict[str, tuple[list, list]]:
     unseen_train = [e for e in examples if line_of[e.problem_id] < 600 and verifier_half(line_of[e.problem_id])]
     unseen_test = [e for e in examples if 600 <= line_of[e.problem_id] < 1000]
     return {"study": (study_train, study_test), "unseen": (unseen_train, unseen_test)}
+
+
+def cache_error_models() -> None:
+    """Variants with the same seed and references share one error model (its fit takes a minute)."""
+    original = vlib.fit_error_model
+    memo: dict = {}
+
+    def cached(refs, config, *, exclude=frozenset(), progress=None):
+        key = (len(refs), hash(tuple(refs)), config.seed, config.error_model, config.error_model_problems,
+               frozenset(exclude))
+        if key not in memo:
+            started = time.perf_counter()
+            memo[key] = (*original(refs, config, exclude=exclude, progress=progress),
+                         round(time.perf_counter() - started, 1))
+        model, info, seconds = memo[key]
+        return model, {**info, "seconds": seconds}
+
+    vlib.fit_error_model = cached
 
 
 def cache_encoder_features() -> None:
@@ -104,10 +143,10 @@ def first_problems(examples: list, n: int) -> list:
     return [e for e in examples if e.problem_id in set(keep)]
 
 
-def run_variant(name: str, overrides: dict, train: list, test: list, threads: int) -> dict:
+def run_variant(name: str, overrides: dict, train: list, test: list, threads: int, refs: list) -> dict:
     config = vlib.VerifierConfig(**{"seed": 0, "threads": threads, **overrides})
     started = time.perf_counter()
-    verifier, history = vlib.train_verifier(train, config)
+    verifier, history = vlib.train_verifier(train, config, references=refs)
     trained = time.perf_counter() - started
     started = time.perf_counter()
     metrics = vlib.evaluate(verifier, test)
@@ -118,7 +157,8 @@ def run_variant(name: str, overrides: dict, train: list, test: list, threads: in
             "majority_accuracy": metrics["baselines"]["majority_accuracy"],
             "n_train": len(train), "n_train_problems": len({e.problem_id for e in train}), "n_test": metrics["n"],
             "n_test_problems": metrics["n_problems"], "train_seconds": round(trained, 1),
-            "score_seconds": round(time.perf_counter() - started, 1), "steps": history["steps"]}
+            "score_seconds": round(time.perf_counter() - started, 1), "steps": history["steps"],
+            "error_model": history["error_model"]}
 
 
 def table(rows: list[dict]) -> str:
@@ -135,16 +175,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a shared machine)")
     parser.add_argument("--skip-finetune", action="store_true", help="Leave out the fine-tuned cross-encoder.")
+    parser.add_argument("--skip-text", action="store_true", help="Leave out every variant that reads the text.")
+    parser.add_argument("--seeds", default="0,1,2", help="Seeds of the default variant, comma-separated (default "
+                                                         "0,1,2; the other variants use seed 0).")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cache_encoder_features()
+    cache_error_models()
     started = time.perf_counter()
     rows = []
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     for protocol, (train, test) in protocols().items():
-        variants = list(VARIANTS) + ([] if args.skip_finetune else [FINETUNE])
+        refs = references({"study": 1000, "unseen": 600}[protocol])
+        variants = [v for v in VARIANTS if not (args.skip_text and v[1].get("text"))]
+        variants += [(f"{DEFAULT}, seed {s}", {"seed": s}) for s in seeds if s != 0]
+        variants += [] if args.skip_finetune or args.skip_text else [FINETUNE]
         for name, overrides in variants:
             data = first_problems(train, FINETUNE_PROBLEMS) if overrides is FINETUNE[1] else train
-            row = {"protocol": protocol, **run_variant(name, overrides, data, test, args.threads)}
+            row = {"protocol": protocol, **run_variant(name, overrides, data, test, args.threads, refs)}
             rows.append(row)
             print(f"{protocol:7s} {name:80s} AUC {row['auc']:.4f} (length {row['length_auc']:.4f}) "
                   f"{row['train_seconds']} s", flush=True)
@@ -155,6 +203,7 @@ def main() -> None:
                                                    "gpu": torch.cuda.is_available()},
               "protocols": {"study": "import_gsm8k --limit 1000 (seed 0): verifier half -> held-out half",
                             "unseen": "import_gsm8k --limit 600: verifier half -> test lines 601-1000"},
+              "error_model_references": "gsm8k/train.jsonl less the import's prover half (rounds.reference_bank)",
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "verifier.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -206,3 +206,90 @@ def features(problem: str, raw_solution: str) -> list[float]:
         len(given & operand_values) / len(given) if given else 1.0,
         sum(abs(n) not in known for n in mentioned) / len(mentioned) if mentioned else 0.0,
     ]
+
+
+# --- structure of the reasoning: inputs of the error model (legibility.verifier), beside FEATURE_NAMES ---------
+STRUCTURE_NAMES = (
+    "reach_share", "dead_ends", "cue_without_operation", "ops_plus", "ops_minus", "ops_times", "ops_div",
+    "last_op_plus", "last_op_minus", "last_op_times", "last_op_div", "question_how_many", "question_money",
+    "question_percent", "question_more", "question_left", "count_answer_not_whole", "percents_used",
+    "unit_conversion_missing", "question_numbers_used", "log_max_result_over_problem",
+    "log_min_result_over_problem",
+)
+# Words of the problem that call for an operation; a solution without that operation misses something.
+CUES = {
+    "*": re.compile(r"\b(times|twice|double|triple|each|per|every|dozens?)\b", re.IGNORECASE),
+    "/": re.compile(r"\b(half|divided|split|average|per|share|each|third|quarter)\b|/", re.IGNORECASE),
+}
+# (unit, other unit or None, factor): a problem with both needs the factor somewhere.
+UNITS = ((re.compile(r"\bminutes?\b", re.IGNORECASE), re.compile(r"\bhours?\b", re.IGNORECASE), 60),
+         (re.compile(r"\bdozens?\b", re.IGNORECASE), None, 12),
+         (re.compile(r"\bweeks?\b", re.IGNORECASE), re.compile(r"\bdays?\b", re.IGNORECASE), 7),
+         (re.compile(r"\bcents?\b", re.IGNORECASE), re.compile(r"\$|dollars?", re.IGNORECASE), 100),
+         (re.compile(r"\binch(es)?\b", re.IGNORECASE), re.compile(r"\bf(ee|oo)t\b", re.IGNORECASE), 12))
+PERCENT_NUMBER = re.compile(r"(\d+(?:\.\d+)?)\s*(%|percent)", re.IGNORECASE)
+
+
+def _operators(expression: str) -> set[str]:
+    return set(re.findall(r"[-+*/]", re.sub(r"^\s*-", "", expression)))
+
+
+def structure_features(problem: str, raw_solution: str) -> list[float]:
+    """How the solution's computations use the problem (STRUCTURE_NAMES order): the share of the problem's
+    numbers that flow into the final answer through the chain of computations, computations that lead nowhere,
+    operations the problem's words call for but the solution never does, which operations it does (and last),
+    what the question asks (how many, money, a percentage, more/than, left), whether a count is answered with a
+    fraction, whether the problem's percentages and unit conversions (60, 12, 7, 100) are used, whether the
+    numbers of the question sentence are used, and the largest and smallest results against the problem's
+    largest number."""
+    raw_solution = raw_solution or ""
+    steps = computations(raw_solution)
+    expressions = [body.rpartition("=")[0] for body in (m.group(0)[2:-2] for m in CALCULATOR.finditer(raw_solution))
+                   if "=" in body]
+    given = problem_numbers(problem)
+    final = extract_answer(raw_solution)
+    sources: list[set[Fraction]] = []
+    produced: dict[Fraction, int] = {}
+    used_later: set[int] = set()
+    for k, (_, result, operands) in enumerate(steps):
+        flow: set[Fraction] = set()
+        for operand in map(abs, operands):
+            if operand in produced:
+                flow |= sources[produced[operand]]
+                used_later.add(produced[operand])
+            if operand in given:
+                flow.add(operand)
+        sources.append(flow)
+        produced[abs(result)] = k
+    final_step = None
+    if final is not None:
+        final_step = next((k for k in range(len(steps) - 1, -1, -1) if _close(abs(steps[k][1]), abs(final))), None)
+    reach = len(sources[final_step]) / len(given) if final_step is not None and given else 0.0
+    dead_ends = sum(k not in used_later and k != final_step for k in range(len(steps)))
+    operators = [op for expression in expressions for op in _operators(expression)]
+    cue_without = sum(bool(rx.search(problem)) and op not in operators for op, rx in CUES.items())
+    last = _operators(expressions[-1]) if expressions else set()
+    question = re.split(r"(?<=[.!])\s+", problem.strip())[-1]
+    how_many = bool(re.search(r"how many", question, re.IGNORECASE))
+    values = {abs(n) for _, _, ops in steps for n in ops} | {abs(n) for n in _numbers(strip_calculator(raw_solution))}
+    percents = [Fraction(x) for x, _ in PERCENT_NUMBER.findall(problem)]
+    percents_used = (sum(p in values or p / 100 in values or 1 - p / 100 in values or 100 - p in values
+                         for p in percents) / len(percents)) if percents else 1.0
+    units_missing = sum(bool(a.search(problem)) and (b is None or bool(b.search(problem))) and Fraction(k) not in values
+                        for a, b, k in UNITS)
+    in_question = problem_numbers(question)
+    largest = max(given, default=Fraction(1)) or Fraction(1)
+    results = [abs(r) for _, r, _ in steps]
+    return [
+        reach, float(dead_ends), float(cue_without), float(operators.count("+")), float(operators.count("-")),
+        float(operators.count("*")), float(operators.count("/")), float("+" in last), float("-" in last),
+        float("*" in last), float("/" in last), float(how_many),
+        float(bool(re.search(r"\$|money|dollars|cost|pay|spend|earn", question, re.IGNORECASE))),
+        float(bool(re.search(r"percent|%", question, re.IGNORECASE))),
+        float(bool(re.search(r"\bmore\b|\bthan\b", question, re.IGNORECASE))),
+        float(bool(re.search(r"\bleft\b|remain", question, re.IGNORECASE))),
+        float(how_many and final is not None and final.denominator != 1), percents_used, float(units_missing),
+        len(in_question & values) / len(in_question) if in_question else 1.0,
+        math.log10(float(max(results) / largest) + 1) if results else 0.0,
+        math.log10(float(min(results) / largest) + 1) if results else 0.0,
+    ]

@@ -72,6 +72,32 @@ def load_solutions_jsonl(path: str | Path, *, limit_problems: int | None = None,
     return examples
 
 
+def load_references(path: str | Path, *, exclude_hashes: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(problem, worked solution) of each line of a GSM8K-shaped file (``question``, ``answer`` with calculator
+    notes and ``#### N``), leaving out problems whose ``overlap.text_hash`` is in ``exclude_hashes``: the
+    references the verifier's error model learns from (``verifier.fit_error_model``)."""
+    from .overlap import text_hash
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"No reference solutions file at {path}")
+    excluded = set(exclude_hashes)
+    references = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                question, answer = row["question"], row["answer"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                raise ValueError(f"{path.name} line {number}: not a problem with a 'question' and an 'answer' "
+                                 f"({exc})") from None
+            if isinstance(question, str) and isinstance(answer, str) and text_hash(question) not in excluded:
+                references.append((question, answer))
+    return references
+
+
 def split_by_problem(examples: Sequence[SolutionExample], held_out_fraction: float = 0.2,
                      seed: int = 0) -> tuple[list[SolutionExample], list[SolutionExample]]:
     """(train, held out), with every solution of a problem on the same side; seeded."""

@@ -86,6 +86,22 @@ def json_safe(value):
     return value
 
 
+def reference_bank(study: LegibilityStudy) -> list[tuple[str, str]]:
+    """The worked solutions the verifier's error model learns from: GSM8K's training problems
+    (``gsm8k/train.jsonl`` in the data folder) except the study's prover and held-out halves, so the verifier
+    never learns from a problem the prover is improved on or that it is evaluated on. Empty when the file is
+    missing (the verifier then trains without an error model and says so in its history)."""
+    from .examples import load_references
+    from .importing import gsm8k_dir
+    from .overlap import text_hash
+
+    path = gsm8k_dir() / "train.jsonl"
+    if not path.exists():
+        return []
+    others = Problem.objects.filter(study=study).exclude(half=Problem.Half.VERIFIER).values_list("text", flat=True)
+    return load_references(path, exclude_hashes={text_hash(text) for text in others})
+
+
 def verifier_create(*, study: LegibilityStudy, round_: int, config: dict | None = None) -> Verifier:
     if round_ < 1:
         raise ValueError("verifier rounds start at 1 (round 0 is the base prover's shipped solutions)")
@@ -139,7 +155,9 @@ def verifier_train(*, verifier_id: int, progress: Progress | None = None, max_tr
                 Verifier.objects.filter(pk=verifier.pk).update(
                     progress=0.9 * step / total, progress_message=f"step {step}/{total}, loss {loss:.4f}")
 
-        model, history = vlib.train_verifier([as_example(s) for s in train_rows], config, progress=report)
+        references = reference_bank(study) if config.features and config.error_model > 0 else []
+        model, history = vlib.train_verifier([as_example(s) for s in train_rows], config, references=references,
+                                             progress=report)
         Verifier.objects.filter(pk=verifier.pk).update(progress=0.9, progress_message="evaluating on held-out")
         metrics = {"train": {k: v for k, v in history.items() if k != "losses"},
                    "rounds_trained_on": sorted({s.round for s in train_rows}), "mixture": mixture}

@@ -1,14 +1,24 @@
 """Checkable evidence from the raw solution text, the overlap guard and the verifier's balanced mixture (no DB)."""
 from __future__ import annotations
 
+import random
 from collections import Counter
 from fractions import Fraction
 
 import pytest
 
-from legibility.checkable import FEATURE_NAMES, computations, evaluate_expression, features
+from legibility.checkable import (
+    FEATURE_NAMES,
+    STRUCTURE_NAMES,
+    computations,
+    evaluate_expression,
+    features,
+    structure_features,
+)
+from legibility.grading import extract_answer
 from legibility.mixture import balanced_mixture
 from legibility.overlap import overlap, text_hash
+from legibility.synthetic import KINDS, labelled_examples, model_style, perturb
 
 PROBLEM = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast and bakes muffins with four. "
            "She sells the remainder for $2 per egg. How much does she make every day?")
@@ -81,3 +91,47 @@ def test_balanced_mixture_rule():
     assert balanced_mixture({"a": ["x"] * 5}, seed=0)[0] == []  # nothing counts
     with pytest.raises(ValueError):
         balanced_mixture(groups, max_repeat=0)
+
+
+def _s(problem, solution):
+    return dict(zip(STRUCTURE_NAMES, structure_features(problem, solution), strict=True))
+
+
+def test_structure_features_follow_the_problems_numbers_to_the_answer():
+    right = _s(PROBLEM, RIGHT)
+    assert right["reach_share"] == 1.0 and right["dead_ends"] == 0 and right["last_op_times"] == 1
+    # 16 * 2 never uses three and four: half of the problem's numbers reach the answer.
+    assert _s(PROBLEM, "She makes 16 * 2 = $<<16*2=32>>32 every day.\nA: 32")["reach_share"] == 0.5
+    # A computation that leads nowhere, and an answer that is no computation's result.
+    detour = "She eats 3 + 4 = <<3+4=7>>7.\nShe has 16 * 2 = <<16*2=32>>32.\nA: 32"
+    assert _s(PROBLEM, detour)["dead_ends"] == 1 and _s(PROBLEM, RIGHT.replace("A: 18", "A: 5"))["reach_share"] == 0
+    how_many = "Tom has 7 apples and eats 2. How many apples are left?"
+    assert _s(how_many, "7 / 2 = <<7/2=3.5>>3.5\nA: 3.5")["count_answer_not_whole"] == 1
+    assert _s(how_many, "7 - 2 = <<7-2=5>>5\nA: 5")["count_answer_not_whole"] == 0
+    assert len(structure_features("", "")) == len(STRUCTURE_NAMES)  # nothing to read is no error
+
+
+REFERENCE = ("Natalia sold 48/2 = <<48/2=24>>24 clips in May.\n"
+             "Natalia sold 48+24 = <<48+24=72>>72 clips altogether in April and May.\n#### 72")
+NATALIA = ("Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
+           "How many clips did Natalia sell altogether in April and May?")
+
+
+def test_synthetic_wrong_solutions_keep_the_arithmetic_right_and_the_answer_wrong():
+    rows = labelled_examples(NATALIA, REFERENCE, random.Random(3))
+    assert rows[0] == (model_style(REFERENCE), True) and rows[0][0].endswith("A: 72")
+    wrong = [text for text, correct in rows if not correct]
+    assert len(wrong) == len(KINDS) == 3
+    for text in wrong:
+        assert extract_answer(text) != 72 and text.splitlines()[-1].startswith("A: ")
+        assert _f(NATALIA, text)["calc_wrong_share"] == 0  # every later step was recomputed
+        assert _f(NATALIA, text)["final_is_last_result"] == 1
+    # A flipped operator is carried into the step that used its result: 48*2 = 96, then 48+96 = 144.
+    assert "Natalia sold 48*2 = <<48*2=96>>96 clips in May.\nNatalia sold 48+96 = <<48+96=144>>144" in wrong[2]
+    assert perturb(NATALIA, REFERENCE, random.Random(0), "truncate") == \
+        "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nA: 24"
+    # Nothing to perturb without calculator notes; an unknown kind is refused.
+    assert labelled_examples(NATALIA, "She sold 72 clips.\n#### 72", random.Random(0)) == \
+        [("She sold 72 clips.\nA: 72", True)]
+    with pytest.raises(ValueError, match="unknown perturbation"):
+        perturb(NATALIA, REFERENCE, random.Random(0), "swap")

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 from legibility import verifier as vlib
 from legibility.grading import grade
 from legibility.models import LegibilityStudy, Solution, Verifier
+from legibility.overlap import text_hash
 from legibility.rounds import as_example, heldout_solutions, training_solutions, verifier_create
 from legibility.tasks import train_verifier_round
 
@@ -30,13 +31,18 @@ def test_round_one_inline_trains_a_ready_verifier_with_heldout_metrics(study):
     out = io.StringIO()
     call_command("legibility_round", "--study", "r", "--round", "1", "--inline", "--max-steps", "4",
                  "--batch-size", "4", "--max-length", "128", "--max-heldout-problems", "12", "--threads", "1",
-                 stdout=out, verbosity=0)
+                 "--error-model-problems", "60", stdout=out, verbosity=0)
     verifier = Verifier.objects.filter(status="ready").latest("created_at")
     assert verifier.round == 1 and verifier.progress == 1.0 and not verifier.error
     assert verifier.config["backbone"] == "all-MiniLM-L6-v2" and verifier.config["max_steps"] == 4
     assert verifier.metrics["mixture"] == [{"group": "0 base", "available": 80, "used": 80, "max_repeats": 1,
                                             "counted": True}]
-    assert len(verifier.train_problem_hashes) == 20
+    # The 20 verifier-half problems it trained on and the 60 references of its error model, none of them from
+    # the prover or held-out half (rounds.reference_bank).
+    assert verifier.metrics["train"]["error_model"]["problems"] == 60
+    assert len(verifier.train_problem_hashes) == 20 + 60
+    other_halves = {text_hash(p.text) for p in study.problems.exclude(half="verifier")}
+    assert len(other_halves) == 40 and not other_halves & set(verifier.train_problem_hashes)
     # Trained on the verifier half only, evaluated on held-out problems only.
     train_rows = training_solutions(study, 1)
     assert verifier.n_train == len(train_rows) == 80
@@ -62,6 +68,7 @@ def test_provers_write_graded_round_solutions_through_the_backend(study):
     study.save()
     out = io.StringIO()
     call_command("legibility_round", "--study", "r", "--round", "1", "--inline", "--backbone", "tiny-random",
+                 "--error-model-problems", "30",
                  "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--provers", "2", stdout=out,
                  verbosity=0)
     verifier = Verifier.objects.get(study=study, round=1)
@@ -100,6 +107,7 @@ def test_improve_trains_the_prover_against_the_frozen_verifier_and_it_writes_the
     study.save()
     out = io.StringIO()
     call_command("legibility_round", "--study", "r", "--round", "1", "--inline", "--backbone", "tiny-random",
+                 "--error-model-problems", "30",
                  "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--train-layers", "0",
                  "--classification-weight", "1", "--improve", "expert_iteration", "--improve-problems", "1",
                  "--improve-samples", "2", "--improve-max-tokens", "12", "--provers", "1", stdout=out, verbosity=0)
@@ -140,7 +148,8 @@ def test_celery_task_trains_a_queued_verifier_and_failures_are_recorded(study):
         call_command("legibility_round", "--study", "r", "--round", "0", "--inline", verbosity=0)
 
 
-TINY = ("--backbone", "tiny-random", "--max-steps", "2", "--batch-size", "4", "--max-length", "64")
+TINY = ("--backbone", "tiny-random", "--max-steps", "2", "--batch-size", "4", "--max-length", "64",
+        "--error-model-problems", "30")
 
 
 def test_reward_option_reaches_the_prover_config(study, monkeypatch):

@@ -17,6 +17,7 @@ from legibility.examples import (
     SolutionExample,
     correct_incorrect_pairs,
     default_data_dir,
+    load_references,
     load_solutions_jsonl,
     split_by_problem,
 )
@@ -104,6 +105,68 @@ def test_a_wrong_calculator_note_lowers_the_score(trained):
     wrong = "She has 16 - 3 - 4 = <<16-3-4=9>>9 eggs left.\nShe makes 9 * 2 = $<<9*2=24.5>>24.5.\nA: 24.5"
     scores = vlib.score(trained["verifier"], [problem, problem], [right, wrong])
     assert scores[0] > scores[1]
+
+
+def test_the_error_model_learns_on_a_tiny_real_run_and_adds_to_the_evidence(trained, tmp_path):
+    """The default verifier with its error model (trees taught by 400 GSM8K training problems' worked solutions
+    and their synthetic wrong versions), trained on the same 150 problems as the evidence-only fixture: on the
+    same 150 held-out problems it beats the length baseline by far and the evidence alone. Measured here: AUC
+    0.763 against 0.732 for the evidence alone and 0.630 for the length baseline."""
+    references = load_references(default_data_dir() / "gsm8k" / "train.jsonl")
+    config = vlib.VerifierConfig(seed=0, error_model_problems=400)
+    verifier, history = vlib.train_verifier(trained["train"], config, references=references)
+    info = history["error_model"]
+    assert info["problems"] == 400 and info["correct"] == 400 and info["wrong"] > 800  # up to 3 wrong per problem
+    assert verifier.error_model is not None and verifier.meta["feature_names"][-1] == vlib.ERROR_SCORE
+    held = trained["held_out"]
+    metrics = vlib.evaluate(verifier, held)
+    alone = vlib.evaluate(trained["verifier"], held)  # the evidence without the error model
+    assert metrics["auc"] > 0.74, metrics
+    assert metrics["auc"] > metrics["baselines"]["length_auc"] + 0.1
+    assert metrics["auc"] > alone["auc"], (metrics["auc"], alone["auc"])
+    # The references' problems count as trained on (the overlap guard drops them), the training problems too.
+    hashes = set(verifier.meta["train_problem_hashes"])
+    assert {text_hash(e.problem) for e in trained["train"]} <= hashes and len(hashes) == 150 + 400
+    # Saved and loaded with its error model: the same scores; without the error model's file it refuses.
+    directory = vlib.save(verifier, tmp_path / "with-error-model")
+    problems, solutions = [e.problem for e in held[:40]], [e.solution for e in held[:40]]
+    np.testing.assert_array_equal(vlib.score(vlib.load(directory), problems, solutions),
+                                  vlib.score(verifier, problems, solutions))
+    (directory / vlib.ERROR_MODEL_FILE).unlink()
+    with pytest.raises(ValueError, match="error model"):
+        vlib.load(directory)
+
+
+def test_an_odd_solution_cannot_get_a_runaway_score(trained):
+    """A feature that was almost constant in training (std near 0) once gave a solution that repeats its lines a
+    score of -6830 (the unseen test problems, evaluate_verifier): the standardised evidence is clipped."""
+    verifier = trained["verifier"]
+    index = list(vlib.FEATURE_NAMES).index("repeated_lines")
+    saved = verifier.model.feature_std.clone()
+    try:
+        verifier.model.feature_std[index] = 1e-6  # as after a training set where no solution repeated a line
+        problem = "Tom has 3 apples and buys 4 more. How many apples does he have?"
+        odd = "\n".join(["He has 3 + 4 = <<3+4=7>>7 apples."] * 30 + ["A: 7"])
+        inputs = verifier.model.head_inputs(None, vlib.evidence([problem], [odd]))
+        assert inputs.abs().max().item() == vlib.FEATURE_CLIP
+        head = verifier.model.head.weight.abs().sum().item() * vlib.FEATURE_CLIP + abs(verifier.model.head.bias.item())
+        trees = float(np.abs(verifier.trees.decision_function(vlib.evidence([problem], [odd]).numpy())).max())
+        assert abs(vlib.score(verifier, [problem], [odd])[0]) <= head + trees
+    finally:
+        verifier.model.feature_std.copy_(saved)
+
+
+def test_error_model_never_learns_from_a_training_problem():
+    """A reference whose problem is among the training solutions is left out, so the error model's score of a
+    training solution is never in-sample."""
+    examples = load_solutions_jsonl(SOLUTIONS, limit_problems=12)
+    lines = (default_data_dir() / "gsm8k" / "test.jsonl").read_text().splitlines()[:12]
+    test_lines = [json.loads(line) for line in lines]
+    references = [(row["question"], row["answer"]) for row in test_lines]  # the very problems trained on
+    references += load_references(default_data_dir() / "gsm8k" / "train.jsonl")[:20]
+    verifier, history = vlib.train_verifier(examples, vlib.VerifierConfig(seed=0, error_model_problems=100),
+                                            references=references)
+    assert history["error_model"]["problems"] == 20
 
 
 def test_text_variants_train_and_round_trip(tmp_path):

@@ -15,8 +15,9 @@ from legibility.rounds import verifier_create, verifier_train
 DEFAULT_REWARD = "src"
 
 # VerifierConfig fields that get a command-line option (the rest keep their defaults).
-CONFIG_OPTIONS = ("backbone", "text", "features", "trees", "epochs", "batch_size", "max_steps", "max_length",
-                  "learning_rate", "train_layers", "classification_weight", "head_l2", "seed", "threads", "device")
+CONFIG_OPTIONS = ("backbone", "text", "features", "trees", "error_model", "error_model_problems", "epochs",
+                  "batch_size", "max_steps", "max_length", "learning_rate", "train_layers", "classification_weight",
+                  "head_l2", "seed", "threads", "device")
 
 
 def _flag(value: str) -> bool:
@@ -45,8 +46,11 @@ class Command(BaseCommand):
             "role) by that reward; the same command runs at full scale on a GPU host. --provers N then has the "
             "helpful and sneaky provers (the improved one when --improve ran) write round-K solutions. The default "
             "verifier judges each solution alone from checkable evidence (recomputed calculator notes, the final "
-            "answer against the last computation, the problem's numbers used, length): a linear head trained with "
-            "the Bradley-Terry + centring + balanced cross-entropy loss plus boosted trees, in seconds on a CPU; "
+            "answer against the last computation, the problem's numbers used, length) and the score of an error "
+            "model (boosted trees that learned to tell GSM8K training problems' worked solutions from synthetic "
+            "wrong ones: a step missing, a wrong number, a wrong operation; the study's prover and held-out halves "
+            "left out): a linear head trained with the Bradley-Terry + centring + balanced cross-entropy loss plus "
+            "boosted trees, a few minutes on a CPU; "
             "--text 1 adds MiniLM features of (problem, solution), --train-layers all fine-tunes the encoder.")
 
     def add_arguments(self, parser):

@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.loo import offline_loo, online_loo, winner_ratings_frame  # noqa: E402
-from analysis.metrics import StudyData  # noqa: E402
 from analysis.reports.build import build_report  # noqa: E402
 from analysis.reports.render import render_standalone  # noqa: E402
 from analysis.representation import group_representation  # noqa: E402
+from core.metrics import StudyData  # noqa: E402
 
 TARGET_S = 3.0
 CANDIDATES = 4

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from deliberation.admin import ReadOnlyAdmin
+from core.admin import ReadOnlyAdmin
 
 from .models import Participant, Presence
 

@@ -1,4 +1,4 @@
-"""Participant writes: join from a link, consent, lobby matching, presence, lobby timeouts."""
+"""Participant writes: join from a link, consent, presence. Lobby matching is ``deliberation.lobby``."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +6,7 @@ import re
 import time
 import unicodedata
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import signing
@@ -14,12 +15,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from deliberation import flow, realtime
-from deliberation.models import Group, Study
-from deliberation.services import SubmissionError, group_apply, group_create
+from core.errors import SubmissionError
 
-from .matching import Waiting, match_lobby
+from . import signals
 from .models import Participant, Presence
+
+if TYPE_CHECKING:
+    from deliberation.models import Study
 
 logger = logging.getLogger(__name__)
 
@@ -169,38 +171,9 @@ def participant_consent(*, participant: Participant) -> Participant:
         participant.consented_at = now
         participant.lobby_entered_at = now
         participant.save(update_fields=["status", "consented_at", "lobby_entered_at"])
-        realtime.push_after_commit(lobbies=[participant.study_id], participants=[participant.pk])
-    lobby_match(study_id=participant.study_id, now=now)
+    signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()
     return participant
-
-
-def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
-    """Form groups by arrival and time out lone waiters. Safe to call from any process."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
-        waiting_rows = list(
-            Participant.objects.filter(study=study, status=Participant.Status.LOBBY)
-            .values_list("id", "lobby_entered_at")
-        )
-        if not waiting_rows:
-            return []
-        from deliberation.services import connected_participant_ids
-
-        connected = connected_participant_ids([pid for pid, _ in waiting_rows], now)
-        decision = match_lobby(
-            [Waiting(pid, entered, pid in connected) for pid, entered in waiting_rows], now,
-            min_size=study.min_group_size, max_size=study.max_group_size,
-            timeout_seconds=study.lobby_timeout_seconds,
-        )
-        groups = [group_create(study=study, participant_ids=ids, now=now) for ids in decision.groups]
-        if decision.timed_out:
-            Participant.objects.filter(pk__in=decision.timed_out, status=Participant.Status.LOBBY).update(
-                status=Participant.Status.LOBBY_TIMEOUT,
-                completion_code=study.completion_code("lobby_timeout"), finished_at=now)
-            realtime.push_after_commit(participants=decision.timed_out, lobbies=[study.pk])
-    return groups
 
 
 # --- presence -------------------------------------------------------------------------------
@@ -227,10 +200,7 @@ def presence_disconnect(*, participant_id: int, channel_name: str) -> None:
 
 def _presence_changed(participant_id: int) -> None:
     participant = Participant.objects.only("group_id", "status", "study_id").get(pk=participant_id)
-    if participant.group_id and participant.status == Participant.Status.IN_GROUP:
-        group_apply(group_id=participant.group_id, event=flow.PresenceChanged())
-    elif participant.status == Participant.Status.LOBBY:
-        lobby_match(study_id=participant.study_id)
+    signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
 
 
 def presence_sweep(*, now: datetime | None = None) -> set[int]:

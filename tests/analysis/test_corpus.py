@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from deliberation.corpus import (
+from analysis.corpus import (
     CorpusError,
     agreement,
     cluster_embeddings,

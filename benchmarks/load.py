@@ -811,6 +811,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="PostgreSQL server; a fresh database is created on it and dropped afterwards.")
     parser.add_argument("--out", default=str(RESULTS / "load"), help="Output path without extension.")
     args = parser.parse_args(argv)
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record(argv)
     ns = [100, 500] if args.quick else [int(x) for x in args.n.split(",") if x.strip()]
     procs_list = [int(x) for x in args.procs.split(",") if x.strip()]
     fd_limit = raise_fd_limit()
@@ -877,6 +880,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
     }
     report["targets"] = targets(runs)
+    report.update({k: v for k, v in run.finish().items() if k != "command"})
     table = markdown(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

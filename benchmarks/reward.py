@@ -389,6 +389,9 @@ def main() -> None:
                         help="Run only these parts (training = this project's trainer and TRL's side by side).")
     parser.add_argument("--out", type=Path, default=RESULTS, help="Folder for reward.json and reward.md.")
     args = parser.parse_args()
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record()
     if args.threads:
         torch.set_num_threads(args.threads)
     conversation = load_conversation(POLIS)
@@ -407,6 +410,7 @@ def main() -> None:
         result["schulze"] = bench_schulze(args.repeats)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
+    result.update(run.finish())
     (args.out / "reward.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     (args.out / "reward.md").write_text(table)

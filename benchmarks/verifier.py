@@ -136,6 +136,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: a shared machine)")
     parser.add_argument("--skip-finetune", action="store_true", help="Leave out the fine-tuned cross-encoder.")
     args = parser.parse_args()
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record()
     torch.set_num_threads(args.threads)
     cache_encoder_features()
     started = time.perf_counter()
@@ -157,6 +160,7 @@ def main() -> None:
                             "unseen": "import_gsm8k --limit 600: verifier half -> test lines 601-1000"},
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result.update(run.finish())
     (RESULTS / "verifier.json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(rows)
     (RESULTS / "verifier.md").write_text(

@@ -27,7 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from generation.backends import GenerationRequest, get_backend  # noqa: E402
 from generation.backends.embedded import find_gguf  # noqa: E402
 from generation.prompts import CONSENSUS, STOP_SEQUENCES, render_consensus  # noqa: E402
-from tests.e2e.stack import free_port, wait_until_serving  # noqa: E402
+from tests.e2e.stack import free_port  # noqa: E402
+from tests.waiting import wait_until_serving  # noqa: E402
 
 QUESTIONS = json.loads((ROOT.parent / "shared" / "data" / "habermas" / "230118_chinchilla_questions.json").read_text())
 

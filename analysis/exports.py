@@ -7,11 +7,13 @@ ids); everything after that is pure pandas: ``wide_table`` (one row per particip
 reads), ``sft_rows`` (a candidate's prompt and text, kept when its mean quality rating reaches a threshold)
 and the writers (CSV with ISO 8601 times, Parquet, JSON lines, Hugging Face ``datasets`` folders).
 
-Participant tokens are never exported; recruitment ids (and the recruitment parameters of the join link)
-only on request. Bot answers are not human data: by default the tables hold neither the answers the take-over
-bot wrote in a dropped member's seat nor simulated participants (``run_bots``) and their answers
-(``AnswerQuerySet.human``); ``include_bots`` / ``include_simulated`` put them back, and every answer row
-carries ``by_bot`` and every participant row ``is_simulated``, also in the derived sets.
+Participant tokens are never exported; recruitment ids (PROLIFIC_PID, STUDY_ID, SESSION_ID) and the join link's
+parameters (``url_params``: other platforms put their worker ids there) only on request. CSV cells that a
+spreadsheet would run as a formula get a leading quote (``deliberation.spreadsheet``). Bot answers are not
+human data: by default the tables hold neither the answers the take-over bot wrote in a dropped member's seat
+nor simulated participants (``run_bots``) and their answers (``AnswerQuerySet.human``); ``include_bots`` /
+``include_simulated`` put them back, and every answer row carries ``by_bot`` and every participant row
+``is_simulated``, also in the derived sets.
 """
 from __future__ import annotations
 
@@ -23,11 +25,13 @@ from typing import IO
 
 import pandas as pd
 
+from deliberation.spreadsheet import safe_cell
+
 ENTITIES = ("participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")
 FORMATS = ("csv", "parquet", "jsonl", "hf")
 SECRET_FIELDS = ("token",)
-RECRUITMENT_FIELDS = ("recruitment_id", "recruitment_study_id", "recruitment_session_id")
-RECRUITMENT_PARAMS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+# Hidden unless asked for (``include_recruitment_ids``), here and in the admin's CSV action.
+RECRUITMENT_FIELDS = ("recruitment_id", "recruitment_study_id", "recruitment_session_id", "url_params")
 DEFAULT_MIN_QUALITY = 5.0
 
 
@@ -63,10 +67,6 @@ def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: 
         "critiques": queryset_frame(Critique.objects.filter(group__study=study).human(**who)),
         "events": queryset_frame(GroupEvent.objects.filter(group__study=study)),
     }
-    if not include_recruitment_ids:
-        tables["participants"]["url_params"] = [
-            {k: v for k, v in (params or {}).items() if k not in RECRUITMENT_PARAMS}
-            for params in tables["participants"]["url_params"]]
     included: dict[int, list[int]] = {}
     through = Candidate.included_opinions.through
     for candidate_id, opinion_id in (through.objects.filter(candidate__group__study=study)
@@ -103,7 +103,8 @@ def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
         row.update({
             "is_simulated": p["is_simulated"], "taken_over_at": p["taken_over_at"],
             "status": p["status"], "completed": p["status"] == "completed", "completion_code": p["completion_code"],
-            "consented_at": p["consented_at"], "finished_at": p["finished_at"], "group_id": p["group_id"],
+            "consented_at": p["consented_at"], "consent_version": p.get("consent_version"),
+            "consent_sha256": p.get("consent_sha256"), "finished_at": p["finished_at"], "group_id": p["group_id"],
             "position": p["position"], "question_id": group.get("question_id"),
             "question": group.get("question_text"), "condition": group.get("condition"),
             "excluded": bool(group) and group.get("excluded_participant_id") == p["id"],
@@ -215,19 +216,22 @@ def sft_rows(tables: dict[str, pd.DataFrame], *, min_quality: float = DEFAULT_MI
 # --- writing ----------------------------------------------------------------------------------------
 def _plain(value):
     """A cell for CSV, Parquet and JSON lines: JSON for structures, ISO 8601 for times."""
-    if isinstance(value, (dict, list, tuple)):
+    if isinstance(value, dict | list | tuple):
         return json.dumps(value, ensure_ascii=False)
     return value
 
 
 def _iso(value):
-    if isinstance(value, (datetime, date)):
+    if isinstance(value, datetime | date):
         return value.isoformat()
     return value
 
 
 def write_csv_frame(frame: pd.DataFrame, out: IO[str] | Path) -> int:
-    frame.map(lambda v: _iso(_plain(v))).to_csv(out, index=False)
+    """Every CSV the toolkit writes goes through here: JSON for structures, ISO 8601 times, no cell a spreadsheet
+    would run as a formula, and RFC 4180 line ends (CRLF), with which a carriage return inside a cell is quoted
+    too (with a bare LF it would be written as is and split the row for Excel)."""
+    frame.map(lambda v: safe_cell(_iso(_plain(v)))).to_csv(out, index=False, lineterminator="\r\n")
     return len(frame)
 
 
@@ -243,9 +247,12 @@ def write_jsonl_frame(frame: pd.DataFrame, path: Path) -> int:
     return len(frame)
 
 
-def write_queryset_csv(queryset, out: IO[str], exclude: Iterable[str] = ()) -> int:
-    """The admin's CSV action (``core.csv_export.write_csv`` through ``settings.CSV_QUERYSET_WRITER``)."""
-    return write_csv_frame(queryset_frame(queryset, exclude), out)
+def write_queryset_csv(queryset, out: IO[str], exclude: Iterable[str] = (), *,
+                       include_recruitment_ids: bool = False) -> int:
+    """The admin's CSV action (``core.csv_export.write_csv`` through ``settings.CSV_QUERYSET_WRITER``): recruitment
+    ids and the join link's parameters only when asked for."""
+    hidden = (*exclude, *(() if include_recruitment_ids else RECRUITMENT_FIELDS))
+    return write_csv_frame(queryset_frame(queryset, hidden), out)
 
 
 WRITERS = {"csv": write_csv_frame, "parquet": write_parquet_frame, "jsonl": write_jsonl_frame}

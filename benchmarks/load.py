@@ -135,9 +135,9 @@ def serve(role: str, args: list[str]) -> None:
     raise_fd_limit()
     if role == "daphne":
         install_query_counter(os.environ["REDIS_URL"], "daphne")
-        from daphne.cli import CommandLineInterface
+        from config.serve import run  # daphne with the production websocket limits
 
-        CommandLineInterface().run(args)
+        run(args)
     elif role == "raw":
         from daphne.cli import CommandLineInterface
 
@@ -453,7 +453,7 @@ def make_study(n: int, slug: str, *, phase_seconds: int, critique_round: bool) -
     yet), as the join and consent views would leave them."""
     from deliberation.models import Question, Study
     from generation.backends.recorded import habermas_questions
-    from participants.services import participant_consent, participant_join
+    from participants.services import current_consent, participant_join
 
     study = Study.objects.create(
         slug=slug, title=f"Load benchmark {slug}", min_group_size=GROUP_SIZE, max_group_size=GROUP_SIZE,
@@ -467,10 +467,10 @@ def make_study(n: int, slug: str, *, phase_seconds: int, critique_round: bool) -
             text=q["question"], defaults={"affirming_statement": q["affirming_statement"],
                                           "negating_statement": q["negating_statement"], "external_id": q["id"]})
         study.questions.add(question)
-    tokens = {}
-    for i in range(n):
-        p = participant_join(study=study, params={"PROLIFIC_PID": f"load-{slug}-{i}"})
-        participant_consent(participant=p)
+    tokens, consent = {}, current_consent(study)
+    for i in range(n):  # what the consent POST of the join link does: the row is created consented
+        p = participant_join(study=study, params={"PROLIFIC_PID": f"load-{slug}-{i}", "SESSION_ID": f"s{i}"},
+                             consent=consent)
         tokens[i] = p.token
     return study, tokens
 

@@ -28,6 +28,9 @@ def configure(redis_url: str | None = None) -> None:
     """Minimal settings: only the channel layer (idempotent)."""
     if settings.configured:
         return
+    # Only the layer settings come from the project: importing its config package (which loads the Celery app)
+    # needs a settings module or the development marker (config/environment.py); these settings are our own.
+    os.environ.setdefault("DELIBERATION_DEV", "1")
     from config.settings.base import redis_channel_layer
 
     settings.configure(

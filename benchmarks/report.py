@@ -86,13 +86,18 @@ def demote(markdown: str) -> str:
     return re.sub(r"^(#+) ", lambda m: "#" * min(6, len(m.group(1)) + 2) + " ", markdown, flags=re.MULTILINE)
 
 
+def results_links(markdown: str) -> str:
+    """A table file's relative links (``![plot](loop.png)``) point into benchmarks/results/ from docs/."""
+    return re.sub(r"\]\((?!https?:|/|#|\.\./)([^)]+)\)", r"](../benchmarks/results/\1)", markdown)
+
+
 def page() -> str:
     parts = [HEADER]
     for name in names():
         data = json.loads((RESULTS / f"{name}.json").read_text(encoding="utf-8"))
         parts += [f"## `{name}`", "", purpose(name)[:1].upper() + purpose(name)[1:], "", *provenance(data),
                   f"- files: `benchmarks/results/{name}.json`, `benchmarks/results/{name}.md`", "",
-                  demote(table(name)).rstrip(), ""]
+                  results_links(demote(table(name))).rstrip(), ""]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -1,12 +1,15 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Run with ``daphne config.asgi:application`` (several processes share the Redis channel layer).
+Run with ``python -m config.serve -b HOST -p PORT`` (daphne with the project's websocket limits; several
+processes share the Redis channel layer).
 """
 import os
 
 from django.core.asgi import get_asgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from config.environment import require_settings_module
+
+require_settings_module()  # explicit DJANGO_SETTINGS_MODULE, or DELIBERATION_DEV=1 for the development settings
 # The ASGI server runs database work on many threads at once: bound its PostgreSQL connections with a pool
 # (see config/settings/base.py database_from_env; DB_POOL_MAX_SIZE=0 turns it off).
 os.environ.setdefault("DB_POOL_MAX_SIZE", "40")

@@ -1,9 +1,9 @@
 """The Celery application. Workers: ``celery -A config worker -Q celery,generation``."""
-import os
-
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from config.environment import require_settings_module
+
+require_settings_module()  # explicit DJANGO_SETTINGS_MODULE, or DELIBERATION_DEV=1 for the development settings
 
 app = Celery("deliberation_toolkit")
 app.config_from_object("django.conf:settings", namespace="CELERY")

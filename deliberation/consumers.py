@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from participants.models import Participant
-from participants.services import is_token, presence_connect, presence_disconnect, presence_ping
+from participants.services import is_token, presence_connect, presence_disconnect, presence_ping, presence_surplus
 
 from . import messages as m
 from . import realtime, services
+from .ratelimit import SocketLimiter
 from .selectors import PushView, participant_snapshot, snapshot_version
 
 logger = logging.getLogger(__name__)
@@ -43,6 +45,22 @@ def _read_snapshot(participant_id: int) -> dict:
 read_snapshot = db(_read_snapshot)
 
 
+def _connect(participant_id: int, channel_name: str) -> list[str]:
+    """Register the socket; return the participant's older sockets beyond the cap, which it closes."""
+    presence_connect(participant_id=participant_id, channel_name=channel_name)
+    return presence_surplus(participant_id=participant_id, keep=settings.WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT)
+
+
+# Close codes (4000-4999 are the application's). daphne sends no close reason, so an error message with the
+# reason comes first.
+CLOSE_UNKNOWN_TOKEN = 4404
+CLOSE_REPLACED = 4409  # a newer socket of the same participant took this one's place (the socket cap)
+REPLACED_MESSAGE = ("This study was opened in another window or tab, so this one was disconnected. "
+                    "Nothing you entered was lost.")
+# Message type -> rate-limit bucket (settings.WEBSOCKET_RATE_LIMITS).
+BUCKETS = {"submit_opinion": "submit", "submit_critique": "submit", "submit_ratings": "submit"}
+
+
 def _ping(participant_id: int, channel_name: str) -> str:
     """Presence heartbeat and the participant's current snapshot version, in one trip to the thread pool."""
     presence_ping(participant_id=participant_id, channel_name=channel_name)
@@ -57,14 +75,14 @@ def _write(participant_id: int, message: m.ClientMessage, draft: dict | None = N
     if isinstance(message, m.SaveDraft):
         return services.draft_save(participant=participant, phase=message.phase, payload=draft)
     if isinstance(message, m.SubmitOpinion):
-        result = services.opinion_submit(participant=participant, text=message.text)
+        result = services.opinion_submit(participant=participant, text=message.text, ref=message.ref)
     elif isinstance(message, m.SubmitCritique):
-        result = services.critique_submit(participant=participant, text=message.text)
+        result = services.critique_submit(participant=participant, text=message.text, ref=message.ref)
     elif isinstance(message, m.SubmitRatings):
         result = services.ratings_submit(
             participant=participant, round=message.round,
             ratings={r.candidate_id: {"agreement": r.agreement, "quality": r.quality} for r in message.ratings},
-            ranking=message.ranking)
+            ranking=message.ranking, ref=message.ref)
     else:  # pragma: no cover - parse_client_message admits only the types above
         raise m.MessageError("unknown_type", "Unknown message type.")
     return participant.group_id, result
@@ -79,6 +97,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     _must_read: bool = False  # a push without state (participant or lobby channel): read the database
     _pushed: dict | None = None  # the newest group state pushed and not yet shown
     _view: PushView | None = None  # what this socket last showed
+    _limiter: SocketLimiter | None = None
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
@@ -88,10 +107,11 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
                 lambda: Participant.objects.filter(token=token).only("id", "group_id", "study_id").first()
             )()
         if participant is None:
-            await self.close(code=4404)
+            await self.close(code=CLOSE_UNKNOWN_TOKEN)
             return
         self.participant_id = participant.pk
         self.study_id = participant.study_id
+        self._limiter = SocketLimiter.from_config(settings.WEBSOCKET_RATE_LIMITS)
         await self.accept()
         if settings.IN_PROCESS_WORKER:
             from .inprocess import ensure_started
@@ -100,8 +120,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(realtime.participant_channel(participant.pk), self.channel_name)
         await self.channel_layer.group_add(realtime.lobby_channel(participant.study_id), self.channel_name)
         self.in_lobby = True
-        await db(presence_connect)(participant_id=participant.pk, channel_name=self.channel_name)
+        for older in await db(_connect)(participant.pk, self.channel_name):
+            await self.channel_layer.send(older, {"type": "socket.replaced"})
         await self.send_snapshot()
+
+    async def socket_replaced(self, event: dict) -> None:
+        await self.send_json(m.error_reply("replaced", REPLACED_MESSAGE))
+        await self.close(code=CLOSE_REPLACED)
 
     async def disconnect(self, code: int) -> None:
         if self.participant_id is None:
@@ -120,10 +145,18 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         message = None
         try:
             message = m.parse_client_message(text_data if text_data is not None else bytes_data)
+            wait = self._limiter.take(BUCKETS.get(message.type, message.type), time.monotonic())
+            if wait:
+                await self.send_json(m.error_reply(
+                    "rate_limited", f"Too many messages; please wait {wait:.1f} s. Nothing was stored from that "
+                                    "one, and your text is kept on the page.", message.ref, retry_after=wait))
+                return
             await self.handle(message)
         except m.MessageError as exc:
             await self.send_json(m.error_reply(exc.code, exc.message, exc.ref))
         except services.SubmissionError as exc:
+            if exc.code == "already_submitted":
+                await self.send_snapshot()  # a second tab or a late retry: show what is stored, then say why
             await self.send_json(m.error_reply(exc.code, exc.message, getattr(message, "ref", None)))
         except Exception:
             logger.exception("unexpected error handling a message from participant %s", self.participant_id)
@@ -156,11 +189,12 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             await self.send_json(m.ack_reply(message.ref))
             return
         group_id, result = await db(_write)(self.participant_id, message)
-        if result.created and self._view is not None:
+        if result.created and not result.replayed and self._view is not None:
             kind = {m.SubmitOpinion: "opinion", m.SubmitCritique: "critique"}.get(type(message), "ratings")
             self._view.answer_stored(group_id, kind, result.stored, getattr(message, "round", None))
+        # A repeated ref (the client never saw the ack) gets the original ack: created=True, nothing new stored.
         await self.send_json(m.ack_reply(message.ref, created=result.created))
-        if not result.created:
+        if not result.created or result.replayed:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
 
     async def state_changed(self, event: dict) -> None:

@@ -117,8 +117,11 @@ def _without_lone_surrogates(value):
     return value
 
 
-def error_reply(code: str, message: str, ref: str | None = None) -> dict:
-    return {"type": "error", "code": code, "message": message, "ref": ref}
+def error_reply(code: str, message: str, ref: str | None = None, *, retry_after: float | None = None) -> dict:
+    reply = {"type": "error", "code": code, "message": message, "ref": ref}
+    if retry_after is not None:
+        reply["retry_after"] = round(retry_after, 2)
+    return reply
 
 
 def ack_reply(ref: str | None, *, created: bool = True) -> dict:

@@ -204,6 +204,21 @@ class Study(models.Model):
                 "api_key_env": self.generation_api_key_env, "concurrency": self.generation_concurrency,
                 "timeout": float(self.generation_timeout_seconds)}
 
+    def text_use(self):
+        """What this study's settings may do with a participant's text (``participants.consent``)."""
+        from participants.consent import DeliberationUse
+
+        return DeliberationUse(
+            opinions_as_candidates=self.opinions_as_candidates, backend=self.generation_backend,
+            generation_base_url=self.generation_base_url, leave_one_out=self.leave_one_out_share > 0,
+            bot_takeover=self.bot_takeover, reward_model=bool(self.best_of_n))
+
+    def consent_disclosure(self) -> str:
+        """The paragraph the toolkit adds below the experimenter's consent text."""
+        from participants.consent import deliberation_disclosure
+
+        return deliberation_disclosure(self.text_use())
+
     def completion_code(self, outcome: str) -> str:
         return {
             "completed": self.completion_code_completed,
@@ -379,6 +394,27 @@ class Draft(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["group", "participant", "phase"], name="one_draft_per_phase")]
+
+
+class SubmissionReceipt(models.Model):
+    """A stored submission's acknowledgement, by the ``ref`` the client gave it. A client that did not see the
+    ack (the connection or the server went down, the page was reloaded) sends the same submission with the same
+    ref again; it gets the original ack back and nothing is stored twice (``services.submission_replay``)."""
+
+    class Kind(models.TextChoices):
+        OPINION = "opinion"
+        CRITIQUE = "critique"
+        RATINGS = "ratings"
+
+    participant = models.ForeignKey("participants.Participant", on_delete=models.CASCADE, related_name="receipts")
+    ref = models.CharField(max_length=64)
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="receipts")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    round = models.PositiveSmallIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["participant", "ref"], name="one_receipt_per_ref")]
 
 
 class GroupEvent(models.Model):

@@ -20,6 +20,7 @@ from django.utils import timezone
 from core import flow
 from core.flow import Phase
 from core.seeds import derive_seed
+from participants.consent import opinion_notice
 from participants.models import Participant, Presence
 
 from .models import Candidate, Critique, Draft, Group, Opinion, Rating
@@ -77,6 +78,11 @@ def _candidate_order(candidates: list[list], participant_id: int) -> list[list]:
     return ordered
 
 
+# The study fields Study.text_use() reads (what the opinion page says about who sees the text).
+TEXT_USE_FIELDS = ("opinions_as_candidates", "generation_backend", "generation_base_url", "leave_one_out_share",
+                   "bot_takeover", "best_of_n")
+
+
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     # One query for the participant, their study, their group's version and their own texts; the group's
@@ -85,7 +91,7 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
     participant = (Participant.objects.select_related("study", "group")
                    .only("id", "status", "position", "completion_code", "lobby_entered_at", "study_id", "group_id",
                          *(f"study__{f}" for f in ("title", "max_text_chars", "prolific_redirect", "min_group_size",
-                                                   "max_group_size", "lobby_timeout_seconds")),
+                                                   "max_group_size", "lobby_timeout_seconds", *TEXT_USE_FIELDS)),
                          "group__id", "group__version", "group__phase")
                    .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
                              my_critique=Subquery(Critique.objects.filter(**mine).values("text")[:1]),
@@ -101,7 +107,8 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         "type": "snapshot",
         "version": snapshot_version(participant.status, shared and shared["id"], shared and shared["version"]),
         "server_time": _iso(now),
-        "study": {"title": study.title, "max_text_chars": study.max_text_chars},
+        "study": {"title": study.title, "max_text_chars": study.max_text_chars,
+                  "opinion_notice": opinion_notice(study.text_use())},
         "participant": {
             "status": participant.status,
             "position": participant.position,

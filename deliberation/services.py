@@ -14,7 +14,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -26,7 +26,18 @@ from core.social_choice import elect
 from participants.models import Participant
 
 from . import realtime
-from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
+from .models import (
+    Candidate,
+    Critique,
+    Draft,
+    Group,
+    GroupEvent,
+    Opinion,
+    Question,
+    Rating,
+    Study,
+    SubmissionReceipt,
+)
 from .selectors import connected_participant_ids, submitted_participant_ids
 
 logger = logging.getLogger(__name__)
@@ -36,6 +47,7 @@ logger = logging.getLogger(__name__)
 class SubmitResult:
     created: bool  # False: an identical resubmission, the stored value stands
     stored: Any = None  # what was stored, as a snapshot shows it (the cleaned text; the ratings by candidate id)
+    replayed: bool = False  # the same ref was stored before: this is that submission's original result
 
 
 # --- text hygiene ---------------------------------------------------------------------------
@@ -213,30 +225,100 @@ def _ensure_may_write(participant: Participant) -> None:
         raise SubmissionError("not_in_group", "You are no longer in a group, so you cannot answer any more.")
 
 
-def _locked_member_group(participant: Participant, phase: Phase | tuple[Phase, ...]) -> Group:
-    phases = phase if isinstance(phase, tuple) else (phase,)
+def submission_replay(*, participant: Participant, ref: str | None, kind: str,
+                      round: int | None = None) -> SubmitResult | None:
+    """The original result of a submission already stored under the client's ``ref`` (a retry whose ack was
+    lost: a dropped connection, a restarted server, a reload), or None. Read first, before any other check: the
+    group may have moved on or finished since, and the answer is the original ack all the same."""
+    if not ref:
+        return None
+    stored = SubmissionReceipt.objects.filter(participant_id=participant.pk, ref=ref) \
+        .values_list("kind", "round").first()
+    if stored is None:
+        return None
+    if stored != (kind, round):
+        raise SubmissionError("invalid", "That reference was already used for another answer.")
+    return SubmitResult(created=True, replayed=True)
+
+
+def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int | None = None) -> SubmitResult | None:
+    """Store the receipt in the submission's own transaction (rolled back with it if the submission fails). A
+    second submission with the same ref while the first is still in flight (a reload, a reconnect to another
+    process) waits here on the unique index until the first ends; if that one was stored, it gets its result."""
+    if not ref:
+        return None
+    try:
+        with transaction.atomic():
+            SubmissionReceipt.objects.create(participant_id=participant.pk, ref=ref, group_id=participant.group_id,
+                                             kind=kind, round=round)
+    except IntegrityError:
+        replay = submission_replay(participant=participant, ref=ref, kind=kind, round=round)
+        if replay is None:  # pragma: no cover - the conflicting row was committed, so it is visible now
+            raise
+        return replay
+    return None
+
+
+def _locked_group(participant: Participant) -> Group:
+    """The member's group, row-locked for the rest of the transaction. Every check of what is already stored
+    comes after this lock: two submissions of one member at once (a double click, two tabs, a retry after a
+    reconnect) would both pass a check made before it, and the second would then hit the unique constraint."""
     if participant.group_id is None:
         raise SubmissionError("not_in_group", "You are not in a group yet.")
-    group = Group.objects.select_for_update().select_related("study").get(pk=participant.group_id)
+    return Group.objects.select_for_update().select_related("study").get(pk=participant.group_id)
+
+
+def _ensure_phase(group: Group, phase: Phase | tuple[Phase, ...]) -> None:
+    phases = phase if isinstance(phase, tuple) else (phase,)
     if Phase(group.phase) not in phases:
         raise SubmissionError("wrong_phase", f"That is not possible now: the group is in the {group.phase} phase.")
-    return group
+
+
+def _already_submitted(what: str, by_timeout: bool) -> SubmissionError:
+    """A second, different answer: refused with a clear reply; the stored answer stays as it was."""
+    if by_timeout:
+        return SubmissionError("already_submitted", f"The time for this step ran out, so what you had entered "
+                                                    f"was stored as your {what}. It cannot be changed now.")
+    return SubmissionError("already_submitted", f"You already submitted your {what}; it is kept as you first sent "
+                                                f"it and cannot be changed. What you sent now was not stored.")
+
+
+def _text_resubmitted(stored, text: str, *, what: str, max_chars: int, min_words: int) -> SubmitResult:
+    """The same text again (a retry, a second tab) is acknowledged as stored; a different one is refused."""
+    try:
+        same = clean_text(text, max_chars=max_chars, what=what, min_words=min_words) == stored.text
+    except SubmissionError:
+        same = False
+    if not same:
+        raise _already_submitted(what, stored.by_timeout)
+    return SubmitResult(created=False, stored=stored.text)
 
 
 def _response_seconds(group: Group, now: datetime) -> float:
     return max(0.0, (now - group.phase_started_at).total_seconds())
 
 
-def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False) -> SubmitResult:
-    """``by_bot``: written by the take-over bot for a member who dropped out (the only writer for them then)."""
+def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
+                   ref: str | None = None) -> SubmitResult:
+    """``by_bot``: written by the take-over bot for a member who dropped out (the only writer for them then).
+    ``ref``: the client's id for this submission; the same ref again gets the original result (``created=True``,
+    ``replayed=True``) and stores nothing."""
     now = timezone.now()
     with transaction.atomic():
+        if replay := submission_replay(participant=participant, ref=ref, kind="opinion"):
+            return replay
         if not by_bot:
             _ensure_may_write(participant)
-        existing = Opinion.objects.filter(participant=participant, group_id=participant.group_id).first()
+        group = _locked_group(participant)
+        if replay := submission_replay(participant=participant, ref=ref, kind="opinion"):
+            return replay  # the same ref stored while this one waited for the group lock
+        existing = Opinion.objects.filter(participant=participant, group=group).first()
         if existing is not None:
-            return SubmitResult(created=False)
-        group = _locked_member_group(participant, Phase.OPINION)
+            return _text_resubmitted(existing, text, what="opinion", max_chars=group.study.max_text_chars,
+                                     min_words=3)
+        if replay := _claim_ref(participant, ref, "opinion"):
+            return replay
+        _ensure_phase(group, Phase.OPINION)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
                                response_seconds=_response_seconds(group, now), by_bot=by_bot)
@@ -245,14 +327,24 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False)
     return SubmitResult(created=True, stored=text)
 
 
-def critique_submit(*, participant: Participant, text: str, by_bot: bool = False) -> SubmitResult:
+def critique_submit(*, participant: Participant, text: str, by_bot: bool = False,
+                    ref: str | None = None) -> SubmitResult:
     now = timezone.now()
     with transaction.atomic():
+        if replay := submission_replay(participant=participant, ref=ref, kind="critique"):
+            return replay
         if not by_bot:
             _ensure_may_write(participant)
-        if Critique.objects.filter(participant=participant, group_id=participant.group_id).exists():
-            return SubmitResult(created=False)
-        group = _locked_member_group(participant, Phase.CRITIQUE)
+        group = _locked_group(participant)
+        if replay := submission_replay(participant=participant, ref=ref, kind="critique"):
+            return replay  # the same ref stored while this one waited for the group lock
+        existing = Critique.objects.filter(participant=participant, group=group).first()
+        if existing is not None:
+            return _text_resubmitted(existing, text, what="critique", max_chars=group.study.max_text_chars,
+                                     min_words=1)
+        if replay := _claim_ref(participant, ref, "critique"):
+            return replay
+        _ensure_phase(group, Phase.CRITIQUE)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
                                 text=text, response_seconds=_response_seconds(group, now), by_bot=by_bot)
@@ -284,19 +376,37 @@ def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranki
     return candidates
 
 
+def _ratings_view(ratings: dict[int, dict], rank_of: dict[int, int]) -> dict[str, dict]:
+    """Ratings as a snapshot shows them: by candidate id, with the rank."""
+    return {str(cid): {"agreement": values.get("agreement"), "quality": values.get("quality"),
+                       "rank": rank_of.get(cid)} for cid, values in ratings.items()}
+
+
 def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, dict], ranking: list[int],
-                   by_bot: bool = False) -> SubmitResult:
+                   by_bot: bool = False, ref: str | None = None) -> SubmitResult:
     now = timezone.now()
     phase = Phase.RATING if round == 1 else Phase.FINAL_RATING
+    rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
     with transaction.atomic():
+        if replay := submission_replay(participant=participant, ref=ref, kind="ratings", round=round):
+            return replay
         if not by_bot:
             _ensure_may_write(participant)
-        if Rating.objects.filter(participant=participant, group_id=participant.group_id, round=round).exists():
-            return SubmitResult(created=False)
-        group = _locked_member_group(participant, phase)
+        group = _locked_group(participant)
+        if replay := submission_replay(participant=participant, ref=ref, kind="ratings", round=round):
+            return replay  # the same ref stored while this one waited for the group lock
+        stored = list(Rating.objects.filter(participant=participant, group=group, round=round))
+        if stored:
+            view = {str(r.candidate_id): {"agreement": r.agreement, "quality": r.quality, "rank": r.rank}
+                    for r in stored}
+            if view != _ratings_view(ratings, rank_of):
+                raise _already_submitted("ratings", any(r.by_timeout for r in stored))
+            return SubmitResult(created=False, stored=view)
+        if replay := _claim_ref(participant, ref, "ratings", round):
+            return replay
+        _ensure_phase(group, phase)
         _validate_ratings(group, round, ratings, ranking, complete=True)
         seconds = _response_seconds(group, now)
-        rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
         Rating.objects.bulk_create([
             Rating(participant=participant, candidate_id=cid, group=group, round=round,
                    agreement=values["agreement"], quality=values["quality"], rank=rank_of[cid],
@@ -305,8 +415,7 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
         ])
         log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
         _apply(group, flow.Submitted(participant.pk), now)
-    return SubmitResult(created=True, stored={str(cid): {"agreement": values["agreement"], "quality": values["quality"],
-                                                         "rank": rank_of[cid]} for cid, values in ratings.items()})
+    return SubmitResult(created=True, stored=_ratings_view(ratings, rank_of))
 
 
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
@@ -327,28 +436,38 @@ def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
 
 
 def store_timed_out_drafts(group: Group, phase: Phase, previous: flow.GroupState, now: datetime) -> None:
-    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout."""
+    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout.
+
+    Each draft is stored in a savepoint of its own: one the database refuses (a constraint, a value it cannot
+    hold) is rolled back alone and logged as ``draft_discarded``; without the savepoint, PostgreSQL would refuse
+    every later statement of the transaction, the whole transition would fail, and the group would stall at its
+    deadline (every sweep retrying the same draft)."""
     seconds = _response_seconds(group, now)
     pending = {m.participant_id for m in previous.members if not m.submitted}
-    drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending)
-    limit = group.study.max_text_chars
+    drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending).order_by("pk")
     for draft in drafts:
-        payload = draft.payload if isinstance(draft.payload, dict) else {}
         try:
-            if phase is Phase.OPINION:
-                text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="opinion")
-                Opinion.objects.create(group=group, participant_id=draft.participant_id, text=text,
-                                       response_seconds=seconds, by_timeout=True)
-            elif phase is Phase.CRITIQUE:
-                text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="critique")
-                Critique.objects.create(group=group, participant_id=draft.participant_id, text=text,
-                                        candidate_id=group.winner_round1_id, response_seconds=seconds, by_timeout=True)
-            else:
-                _store_rating_draft(group, phase, draft, payload, seconds)
-        except (SubmissionError, IntegrityError, TypeError, ValueError) as exc:
+            with transaction.atomic():
+                _store_draft(group, phase, draft, seconds)
+        except (SubmissionError, IntegrityError, DataError, TypeError, ValueError, AttributeError) as exc:
             log_event(group, "draft_discarded", None, participant_id=draft.participant_id, reason=str(exc)[:200])
             continue
         log_event(group, "stored_by_timeout", None, participant_id=draft.participant_id, phase=phase.value)
+
+
+def _store_draft(group: Group, phase: Phase, draft: Draft, seconds: float) -> None:
+    payload = draft.payload if isinstance(draft.payload, dict) else {}
+    limit = group.study.max_text_chars
+    if phase is Phase.OPINION:
+        text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="opinion")
+        Opinion.objects.create(group=group, participant_id=draft.participant_id, text=text,
+                               response_seconds=seconds, by_timeout=True)
+    elif phase is Phase.CRITIQUE:
+        text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="critique")
+        Critique.objects.create(group=group, participant_id=draft.participant_id, text=text,
+                                candidate_id=group.winner_round1_id, response_seconds=seconds, by_timeout=True)
+    else:
+        _store_rating_draft(group, phase, draft, payload, seconds)
 
 
 def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict, seconds: float) -> None:
@@ -366,8 +485,7 @@ def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict,
         rows.append(Rating(participant_id=draft.participant_id, candidate_id=cid, group=group, round=round_,
                            agreement=values.get("agreement"), quality=values.get("quality"),
                            rank=rank_of.get(cid), response_seconds=seconds, by_timeout=True))
-    with transaction.atomic():
-        Rating.objects.bulk_create(rows)
+    Rating.objects.bulk_create(rows)
 
 
 # --- winners and finishing ------------------------------------------------------------------

@@ -185,7 +185,7 @@ def _answer_for(group: Group, participant: Participant) -> int:
                                     ratings={r["candidate_id"]: {"agreement": r["agreement"], "quality": r["quality"]}
                                              for r in ratings})
     except SubmissionError as exc:
-        if exc.code != "wrong_phase":  # the phase moved on meanwhile: nothing to do
+        if exc.code not in ("wrong_phase", "already_submitted"):  # the phase moved on, or stored: nothing to do
             logger.warning("bot for participant %s in group %s: %s", participant.pk, group.pk, exc.message)
         return 0
     if not result.created:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -103,15 +104,20 @@ def build_slots(group: Group, round_: int, template: PromptTemplate, *, leave_ou
     return slots
 
 
-def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
-    """Generate and store the candidates of one round; returns how many were created."""
+def candidates_generate(*, group_id: int, round: int, backend=None, claim: str | None = None) -> int:
+    """Generate and store the candidates of one round; returns how many were created.
+
+    ``claim`` names the task run (the Celery task id: a retry or a redelivery after a worker died keeps it). A
+    second task for the same round — the sweeper re-queues a round whose task waited in a long queue — returns at
+    once while another claim is writing it, instead of generating the same statements twice."""
     group = Group.objects.select_related("study", "question", "winner_round1").get(pk=group_id)
     expected = Phase.GENERATING if round == 1 else Phase.REVISING
     if Candidate.objects.filter(group=group, round=round).exists() or group.phase != expected:
         _advance_if_ready(group_id, round)
         return 0
     study = group.study
-    log_event(group, "generation_started", None, round=round, backend=study.generation_backend)
+    if not _claim_generation(group, round, claim, backend=study.generation_backend):
+        return 0
     params = generation_params(study)
     template = template_for(study, round)
     slots = build_slots(group, round, template)
@@ -149,6 +155,25 @@ def candidates_generate(*, group_id: int, round: int, backend=None) -> int:
     if study.best_of_n:
         best_of_n_select(group, round, slots)
     return _store(group_id, round, slots, backend, params, template)
+
+
+def _claim_generation(group: Group, round_: int, claim: str | None, *, backend: str) -> bool:
+    """Record that ``claim`` writes this round (``generation_started``), unless another claim started it within the
+    generation time limit and has not failed since. Under the group's row lock, so two tasks never both win."""
+    with transaction.atomic():
+        locked = Group.objects.select_for_update().get(pk=group.pk)
+        latest = (locked.events.filter(kind__in=("generation_started", "generation_failed"),
+                                       created_at__gte=locked.phase_started_at).order_by("-id").first())
+        horizon = timezone.now() - timedelta(seconds=settings.GENERATION_SOFT_TIME_LIMIT + 60)
+        if (claim and latest is not None and latest.kind == "generation_started"
+                and latest.payload.get("round") == round_ and latest.payload.get("claim") not in (None, claim)
+                and latest.created_at > horizon):
+            logger.info("group %s round %s: generation already claimed by %s; task %s stands down",
+                        group.pk, round_, latest.payload.get("claim"), claim)
+            return False
+        log_event(locked, "generation_started", None, round=round_, backend=backend,
+                  **({"claim": claim} if claim else {}))
+    return True
 
 
 def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:

@@ -25,7 +25,7 @@ from .services import GenerationFailed, candidates_generate
 )
 def generate_candidates(self, *, group_id: int, round: int) -> int:
     try:
-        return candidates_generate(group_id=group_id, round=round)
+        return candidates_generate(group_id=group_id, round=round, claim=self.request.id)
     # OperationalError/InterfaceError: the database went away (restarting); without a retry the task would be
     # acked as failed and the group would wait forever. The service is idempotent per (group, round).
     except (GenerationFailed, SoftTimeLimitExceeded, OperationalError, InterfaceError) as exc:

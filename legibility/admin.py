@@ -9,7 +9,10 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils.html import format_html
 
-from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution, Verifier
+from core.admin import export_csv, export_csv_with_recruitment_ids
+from participants.admin import RelinkMixin
+
+from .models import JudgeConsentVersion, JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution, Verifier
 from .services import session_stats
 
 
@@ -114,6 +117,23 @@ class VerifierAdmin(admin.ModelAdmin):
         return format_html("<pre>{}</pre>", json.dumps(obj.metrics, indent=2))
 
 
+@admin.register(JudgeConsentVersion)
+class JudgeConsentVersionAdmin(admin.ModelAdmin):
+    """Every wording judges were shown; read-only (a judge's consent_version names one)."""
+
+    list_display = ("study", "version", "sha256", "created_at")
+    list_filter = ("study",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class JudgeItemInline(admin.TabularInline):
     model = JudgeItem
     extra = 0
@@ -126,14 +146,17 @@ class JudgeItemInline(admin.TabularInline):
 
 
 @admin.register(JudgeSession)
-class JudgeSessionAdmin(admin.ModelAdmin):
-    list_display = ("id", "recruitment_id", "study", "status", "accuracy", "gold_accuracy", "timeouts",
-                    "median_seconds", "chance_flag", "created_at")
+class JudgeSessionAdmin(RelinkMixin, admin.ModelAdmin):
+    list_display = ("id", "recruitment_id", "study", "status", "consent_version", "accuracy", "gold_accuracy",
+                    "timeouts", "median_seconds", "chance_flag", "created_at")
     list_filter = ("study", "status")
     search_fields = ("recruitment_id",)
-    readonly_fields = ("token", "url_params", "user_agent", "consented_at", "finished_at", "completion_code",
-                       "accuracy", "gold_accuracy", "timeouts", "median_seconds", "chance_flag")
+    readonly_fields = ("token", "url_params", "user_agent", "consented_at", "consent_version", "consent_sha256",
+                       "finished_at", "completion_code", "accuracy", "gold_accuracy", "timeouts", "median_seconds",
+                       "chance_flag")
     inlines = [JudgeItemInline]
+    actions = [export_csv, export_csv_with_recruitment_ids, "relink"]
+    relink_url_name = "legibility:judge"
 
     def has_delete_permission(self, request, obj=None):
         return False  # a judge's session holds their answers (its items): evidence

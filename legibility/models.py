@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from participants.models import Recruited, new_token  # noqa: F401  # new_token: named by migration 0001
+from participants.models import ConsentVersionBase, Recruited, new_token  # noqa: F401  # new_token: migration 0001
 
 
 class LegibilityStudy(models.Model):
@@ -77,6 +77,12 @@ class LegibilityStudy(models.Model):
         problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         if problems:
             raise ValidationError(problems)
+
+    def consent_disclosure(self) -> str:
+        """The paragraph the toolkit adds below the experimenter's consent text."""
+        from participants.consent import judging_disclosure
+
+        return judging_disclosure()
 
     def backend_options(self) -> dict:
         """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection).
@@ -203,7 +209,7 @@ class JudgeSession(Recruited):
     """
 
     class Status(models.TextChoices):
-        JOINED = "joined"  # opened the link, has not consented yet
+        JOINED = "joined"  # not consented: rows made in code, or from before the consent POST created the row
         JUDGING = "judging"
         COMPLETED = "completed"
 
@@ -219,9 +225,22 @@ class JudgeSession(Recruited):
             models.UniqueConstraint(fields=["study", "recruitment_id"], condition=Q(recruitment_id__isnull=False),
                                     name="one_judge_per_recruitment_id"),
         ]
+        permissions = [("relink_judgesession", "Can re-link a judge to a new device")]
 
     def __str__(self) -> str:
         return self.recruitment_id or f"judge {self.pk}"
+
+
+class JudgeConsentVersion(ConsentVersionBase):
+    """A legibility study's consent wording (see ``participants.models.ConsentVersionBase``)."""
+
+    study = models.ForeignKey(LegibilityStudy, on_delete=models.PROTECT, related_name="consent_versions")
+
+    class Meta(ConsentVersionBase.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["study", "version"], name="one_judge_consent_version_number_per_study"),
+            models.UniqueConstraint(fields=["study", "sha256"], name="one_judge_consent_version_per_text"),
+        ]
 
 
 class JudgeItem(models.Model):

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from deliberation.selectors import PROLIFIC_COMPLETE_URL
 from deliberation.services import SubmissionError, derive_seed
-from participants.services import join_or_resume
+from participants.services import current_consent, join_or_resume
 
 from .judging import Candidate, build_queue, judge_flagged
 from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution
@@ -29,15 +29,26 @@ def _now(now: datetime | None) -> datetime:
     return now or clock()
 
 
-def session_join(*, study: LegibilityStudy, params: dict[str, str], user_agent: str = "",
-                 existing_token: str | None = None) -> JudgeSession:
-    """Idempotent on the recruitment id: a reused PROLIFIC_PID resumes the same judge."""
+def check_joinable(*, study: LegibilityStudy) -> None:
+    """Raise ``SubmissionError`` when ``study`` takes no new judge."""
     if not study.is_active:
         raise SubmissionError("inactive", "This study is not accepting participants.")
     if not judge_pool(study).exists():
         raise SubmissionError("no_solutions", "This study is not ready yet (it has no solutions to judge).")
-    return join_or_resume(JudgeSession, study=study, params=params, user_agent=user_agent,
-                          existing_token=existing_token)
+
+
+def session_join(*, study: LegibilityStudy, params: dict[str, str], user_agent: str = "",
+                 existing_token: str | None = None, consent=None, now: datetime | None = None) -> JudgeSession:
+    """A new judge, or the one this visitor may resume (``participants.services.find_returning``: the cookie, or
+    the same PROLIFIC_PID and SESSION_ID). With ``consent`` (the ``JudgeConsentVersion`` agreed to: the join
+    view passes it on the consent POST) a new judge is created consented, queue built, in one transaction."""
+    check_joinable(study=study)
+    with transaction.atomic():
+        session, _ = join_or_resume(JudgeSession, study=study, params=params, user_agent=user_agent,
+                                    existing_token=existing_token)
+        if consent is not None:
+            session = session_consent(session=session, consent=consent, now=now)
+    return session
 
 
 def judge_pool(study: LegibilityStudy):
@@ -45,8 +56,9 @@ def judge_pool(study: LegibilityStudy):
     return Solution.objects.filter(problem__study=study, problem__half=Problem.Half.HELDOUT)
 
 
-def session_consent(*, session: JudgeSession, now: datetime | None = None) -> JudgeSession:
-    """Consent and build the judge's balanced queue, once (a second consent changes nothing)."""
+def session_consent(*, session: JudgeSession, consent=None, now: datetime | None = None) -> JudgeSession:
+    """Consent and build the judge's balanced queue, once (a second consent changes nothing). ``consent``: the
+    ``JudgeConsentVersion`` agreed to, by default the study's current one."""
     now = _now(now)
     with transaction.atomic():
         session = JudgeSession.objects.select_for_update().select_related("study").get(pk=session.pk)
@@ -68,9 +80,11 @@ def session_consent(*, session: JudgeSession, now: datetime | None = None) -> Ju
             JudgeItem(session=session, solution_id=item.solution_id, position=i, is_gold=item.is_gold)
             for i, item in enumerate(queue)
         ])
+        consent = consent or current_consent(study)
         session.status = JudgeSession.Status.JUDGING
         session.consented_at = now
-        session.save(update_fields=["status", "consented_at"])
+        session.consent_version, session.consent_sha256 = consent.version, consent.sha256
+        session.save(update_fields=["status", "consented_at", "consent_version", "consent_sha256"])
     return session
 
 

@@ -5,6 +5,8 @@ draws the countdown and reloads the page when the server's deadline has passed.
 """
 from __future__ import annotations
 
+from functools import partial
+
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -12,13 +14,12 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from deliberation.services import SubmissionError
-from participants.services import is_token
+from deliberation.views import JoinFlow, consent_join, consent_problem
+from participants.services import current_consent, find_returning, is_token
 
 from . import services
 from .grading import strip_calculator
 from .models import JudgeSession, LegibilityStudy
-
-COOKIE_MAX_AGE = 60 * 60 * 24 * 7
 
 
 def _judge_session(token: str) -> JudgeSession:
@@ -36,37 +37,40 @@ def _message(request: HttpRequest, title: str, message: str, status: int) -> Htt
     return render(request, "participants/message.html", {"title": title, "message": message}, status=status)
 
 
+@require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, slug: str) -> HttpResponse:
-    """The link experimenters share, e.g. /legibility/s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=..."""
+    """The link experimenters share, e.g. /legibility/s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...
+    Same rules as a deliberation study's link (``deliberation.views.consent_join``): the judge's row is created by
+    the consent POST, resumed with the cookie or the same PROLIFIC_PID and SESSION_ID, and new joins are
+    rate-limited per client address."""
     study = get_object_or_404(LegibilityStudy, slug=slug)
-    try:
-        session = services.session_join(
-            study=study, params=request.GET.dict(), user_agent=request.headers.get("User-Agent", ""),
-            existing_token=request.COOKIES.get(_cookie_name(study)))
-    except SubmissionError as exc:
-        return _message(request, study.title, exc.message, 409 if exc.code == "inactive" else 503)
-    response = redirect("legibility:judge", token=session.token)
-    response.set_cookie(_cookie_name(study), session.token, max_age=COOKIE_MAX_AGE, samesite="Lax",
-                        httponly=True, secure=request.is_secure())
-    return response
+    return consent_join(request, study, JoinFlow(
+        cookie_name=_cookie_name(study), template="legibility/consent.html",
+        returning=partial(find_returning, JudgeSession, study=study),
+        check=lambda params: services.check_joinable(study=study),
+        join=partial(services.session_join, study=study),
+        page_url=lambda session: reverse("legibility:judge", kwargs={"token": session.token}),
+        rate_scope="legibility"))
 
 
 @require_http_methods(["GET", "POST"])
 def judge(request: HttpRequest, token: str) -> HttpResponse:
     session = _judge_session(token)
     study = session.study
-    if request.method == "POST":
-        if request.POST.get("consent") != "yes":
-            return render(request, "legibility/consent.html", {
-                "session": session, "study": study,
-                "error": "Please tick the box to give your consent, or close this page to leave."})
+    if session.status == JudgeSession.Status.JOINED:  # a row from before the consent POST created the row
+        consent = current_consent(study)
+        context = {"session": session, "study": study, "consent": consent}
+        if request.method != "POST":
+            return render(request, "legibility/consent.html", context)
+        if problem := consent_problem(request.POST, consent):
+            return render(request, "legibility/consent.html", {**context, "error": problem[0]}, status=problem[1])
         try:
-            services.session_consent(session=session)
+            services.session_consent(session=session, consent=consent)
         except SubmissionError as exc:
             return _message(request, study.title, exc.message, 503)
         return redirect("legibility:judge", token=token)
-    if session.status == JudgeSession.Status.JOINED:
-        return render(request, "legibility/consent.html", {"session": session, "study": study})
+    if request.method == "POST":  # consent again (second tab, back button): nothing changes
+        return redirect("legibility:judge", token=token)
     item = services.session_current_item(session=session)
     if item is None:
         return redirect("legibility:complete", token=token)

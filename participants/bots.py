@@ -1,12 +1,12 @@
 """Simulated participants ("bots") that use a running server exactly like a browser does.
 
 Django-free: a bot talks HTTP (httpx) and websockets (``websockets``) to a server URL.
-It opens the join link, follows the redirect to ``/p/TOKEN/`` (cookies kept), posts the
-consent form with Django's CSRF token, opens ``/ws/p/TOKEN/`` with an ``Origin`` header,
-and then acts on every snapshot the way ``static/js/participant.js`` does: drafts, then a
-submission per input phase, pings every 15 s with the snapshot version it shows, and
-reconnects with backoff when the socket drops. A bot may drop out (close its socket and never
-return). When its status is final it reads the completion page.
+It opens the join link, posts the consent form there with Django's CSRF token (the consent
+POST creates the participant; cookies kept), follows the redirect to ``/p/TOKEN/``, opens
+``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way
+``static/js/participant.js`` does: drafts, then a submission per input phase, pings every
+15 s with the snapshot version it shows, and reconnects with backoff when the socket drops.
+A bot may drop out (close its socket and never return). When its status is final it reads the completion page.
 
 Acknowledgements are counted honestly: every sent message carries a unique ``ref`` and only an
 ``ack`` whose ``ref`` matches something this bot sent (and is still waiting for) counts.
@@ -54,8 +54,11 @@ class BotConfig:
     dropout: float = 0.0
     seed: int | None = None
     think: tuple[float, float] = (1.0, 4.0)
-    opinions: str = "question"  # "question", "polis:DIR" (DIR under ../shared/data/polis or a path) or "persona"
-    rating_policy: str = "similarity"  # "random", "similarity", "embedding" or "reward:CHECKPOINT_DIR"
+    # "question", "polis:DIR" (DIR under ../shared/data/polis or a path), "persona" or "hidden:SEED"
+    opinions: str = "question"
+    # "random", "similarity", "embedding", "reward:CHECKPOINT_DIR" or "hidden:SEED" (participants/preferences.py:
+    # each bot is a member of a population with hidden, consistent taste the system never sees)
+    rating_policy: str = "similarity"
     # opinions="persona": the generation backend that writes them (get_backend(name, **options)).
     persona_backend: str = "embedded"
     persona_options: dict = field(default_factory=dict)
@@ -233,6 +236,23 @@ class PersonaOpinions:
         return text
 
 
+class HiddenOpinions:
+    """Opinions from each member's hidden profile (``participants.preferences``): their stance on the question, in
+    the question-based bots' words, and the two values they care most about."""
+
+    per_member = True
+
+    def __init__(self, spec: str):
+        from participants.preferences import parse_spec
+
+        self.population = parse_spec(spec)
+        self.stance = QuestionOpinions()
+
+    def opinion_for(self, member_key: str, question: str, rng: random.Random) -> str:
+        stance = self.stance.opinion(question, rng).split(" because ")[0].split(":")[0].rstrip(".,")
+        return f"{stance}. {self.population.member(member_key).opinion(question, rng)}"
+
+
 def opinion_source(spec: str, *, persona_backend: str = "embedded", persona_options: dict | None = None,
                    persona_max_tokens: int = 60):
     if spec in ("", "question"):
@@ -241,7 +261,9 @@ def opinion_source(spec: str, *, persona_backend: str = "embedded", persona_opti
         return PolisOpinions(spec.split(":", 1)[1])
     if spec == "persona":
         return PersonaOpinions(persona_backend, persona_options, persona_max_tokens)
-    raise ValueError(f"unknown opinion source {spec!r} (use 'question', 'polis:DIR' or 'persona')")
+    if spec == "hidden" or spec.startswith("hidden:"):
+        return HiddenOpinions(spec)
+    raise ValueError(f"unknown opinion source {spec!r} (use 'question', 'polis:DIR', 'persona' or 'hidden:SEED')")
 
 
 class EmbeddingScorer:
@@ -282,6 +304,20 @@ class RewardScorer:
             return [float(v) for v in score_matrix(self.model, question, [opinion], texts)[0]]
 
 
+class HiddenScorer:
+    """Ratings from each member's hidden taste (``participants.preferences``): the system never sees it."""
+
+    def __init__(self, spec: str):
+        from participants.preferences import parse_spec
+
+        self.population = parse_spec(spec)
+
+    def rate(self, member_key: str, texts: list[str]) -> list[tuple[int, int, float]]:
+        """(agreement, quality, utility) per text."""
+        member = self.population.member(member_key)
+        return [(member.agreement(t), member.quality(t), member.utility(t)) for t in texts]
+
+
 _SCORERS: dict[str, Any] = {}
 _SCORERS_LOCK = threading.Lock()
 
@@ -290,19 +326,30 @@ def make_scorer(policy: str):
     """None for the cheap policies; a shared (loaded-once) model scorer for 'embedding' and 'reward:DIR'."""
     if policy in ("random", "similarity"):
         return None
-    if policy != "embedding" and not policy.startswith("reward:"):
-        raise ValueError(f"unknown rating policy {policy!r} (use random, similarity, embedding or reward:DIR)")
+    hidden = policy == "hidden" or policy.startswith("hidden:")
+    if policy != "embedding" and not policy.startswith("reward:") and not hidden:
+        raise ValueError(f"unknown rating policy {policy!r} (use random, similarity, embedding, reward:DIR or "
+                         "hidden:SEED)")
     with _SCORERS_LOCK:
         if policy not in _SCORERS:
-            _SCORERS[policy] = EmbeddingScorer() if policy == "embedding" else RewardScorer(policy.split(":", 1)[1])
+            _SCORERS[policy] = (HiddenScorer(policy) if hidden else EmbeddingScorer() if policy == "embedding"
+                                else RewardScorer(policy.split(":", 1)[1]))
         return _SCORERS[policy]
 
 
 def rate(candidates: list[dict], opinion: str, policy: str, rng: random.Random, *,
-         question: str = "") -> tuple[list[dict], list[int]]:
-    """Ratings (agreement, quality 1..7) for every candidate and a full ranking, best first."""
+         question: str = "", member_key: str = "") -> tuple[list[dict], list[int]]:
+    """Ratings (agreement, quality 1..7) for every candidate and a full ranking, best first.
+
+    ``member_key`` names the bot in its population for the ``hidden:SEED`` policy."""
     scored = []
     scorer = make_scorer(policy)
+    if isinstance(scorer, HiddenScorer):
+        judged = scorer.rate(member_key, [c["text"] for c in candidates])
+        ratings = [{"candidate_id": c["id"], "agreement": a, "quality": q}
+                   for c, (a, q, _) in zip(candidates, judged, strict=True)]
+        order = sorted(range(len(candidates)), key=lambda i: (-judged[i][2], i))
+        return ratings, [candidates[i]["id"] for i in order]
     predicted = scorer.agreement(question, opinion or question, [c["text"] for c in candidates]) if scorer else None
     for i, c in enumerate(candidates):
         if policy == "random":
@@ -345,6 +392,7 @@ class Bot:
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.ws_base = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc
         self.result = BotResult(index=index, pid=f"bot-{run_id}-{index}")
+        self.member_key = f"{run_id}:{index}"  # who this bot is in a hidden-preference population
         self.ref_counter = 0
         self.pending: dict[str, tuple[str, tuple, int]] = {}  # ref -> (kind, phase key, rows)
         self.done_keys: set[tuple] = set()  # phases this bot has submitted in (acked)
@@ -382,20 +430,22 @@ class Bot:
         params = urlencode(params)
         response = await self.http(client, "GET", f"{self.server}/s/{self.config.study}/?{params}")
         response.raise_for_status()
+        if 'name="consent"' in response.text:  # a newcomer: the consent POST (to the same link) creates the row
+            csrf = client.cookies.get("csrftoken")
+            if not csrf:
+                raise RuntimeError("no csrftoken cookie on the consent page")
+            digest = re.search(r'name="consent_sha256" value="([0-9a-f]{64})"', response.text)
+            page_url = str(response.url)
+            response = await self.http(client, "POST", page_url, data={
+                "csrfmiddlewaretoken": csrf, "consent": "yes", "consent_sha256": digest.group(1) if digest else ""},
+                headers={"Referer": page_url, "Origin": self.origin})
+            response.raise_for_status()
+            if 'name="consent"' in response.text:
+                raise RuntimeError("consent was not accepted")
         match = re.search(r"/p/([^/]+)/$", response.url.path)
         if not match:
             raise RuntimeError(f"join did not lead to a participant page: {response.url}")
         self.result.token = match.group(1)
-        page_url = str(response.url)
-        if 'name="consent"' in response.text:
-            csrf = client.cookies.get("csrftoken")
-            if not csrf:
-                raise RuntimeError("no csrftoken cookie on the consent page")
-            consent = await self.http(client, "POST", page_url, data={"csrfmiddlewaretoken": csrf, "consent": "yes"},
-                                      headers={"Referer": page_url, "Origin": self.origin})
-            consent.raise_for_status()
-            if 'name="consent"' in consent.text:
-                raise RuntimeError("consent was not accepted")
 
     async def read_completion_page(self, client: httpx.AsyncClient) -> None:
         response = await self.http(client, "GET", f"{self.server}/p/{self.result.token}/complete/")
@@ -592,7 +642,9 @@ class Bot:
         if phase in ("opinion", "critique"):
             if phase == "opinion":
                 if self.opinion is None or retry:
-                    if getattr(self.source, "blocking", False):  # a model writes it: keep the loop free
+                    if getattr(self.source, "per_member", False):
+                        self.opinion = self.source.opinion_for(self.member_key, group["question"], self.rng)
+                    elif getattr(self.source, "blocking", False):  # a model writes it: keep the loop free
                         self.opinion = await asyncio.to_thread(self.source.opinion, group["question"], self.rng)
                     else:
                         self.opinion = self.source.opinion(group["question"], self.rng)
@@ -609,9 +661,9 @@ class Bot:
             candidates = group.get("candidates") or []
             if not candidates:
                 return
-            if self.config.rating_policy in ("random", "similarity"):
+            if self.config.rating_policy in ("random", "similarity") or self.config.rating_policy.startswith("hidden"):
                 ratings, ranking = rate(candidates, self.opinion or group["question"], self.config.rating_policy,
-                                        self.rng, question=group["question"])
+                                        self.rng, question=group["question"], member_key=self.member_key)
             else:  # a model scores them: keep the event loop (every other bot's socket) free meanwhile
                 ratings, ranking = await asyncio.to_thread(
                     rate, candidates, self.opinion or group["question"], self.config.rating_policy, self.rng,

@@ -21,9 +21,43 @@ class Recruited(models.Model):
     recruitment_session_id = models.CharField(max_length=128, blank=True, help_text="SESSION_ID")
     url_params = models.JSONField(default=dict, blank=True, help_text="Every query parameter of the join link.")
     user_agent = models.CharField(max_length=400, blank=True)
+    consent_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Version of the consent text (experimenter's text + generated disclosure) "
+                                         "shown when they consented; the texts are under Consent versions.")
+    consent_sha256 = models.CharField(
+        max_length=64, blank=True, help_text="SHA-256 of the consent text they agreed to (participants.consent).")
 
     class Meta:
         abstract = True
+
+
+class ConsentVersionBase(models.Model):
+    """One wording of a study's consent page: the experimenter's text, verbatim, and the disclosure the toolkit
+    generated from the study's settings. A new version whenever either changes (``participants.services.
+    current_consent``); rows are never edited, so a participant's ``consent_version`` names what they read."""
+
+    version = models.PositiveIntegerField()
+    experimenter_text = models.TextField(help_text="The study's consent text, verbatim.")
+    disclosure = models.TextField(help_text="Generated from the study's settings (participants.consent).")
+    sha256 = models.CharField(max_length=64, help_text="participants.consent.consent_sha256 of the two texts.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+        ordering = ["study", "version"]
+
+    def __str__(self) -> str:
+        return f"{self.study} consent v{self.version}"
+
+
+class ConsentVersion(ConsentVersionBase):
+    study = models.ForeignKey("deliberation.Study", on_delete=models.PROTECT, related_name="consent_versions")
+
+    class Meta(ConsentVersionBase.Meta):
+        constraints = [
+            models.UniqueConstraint(fields=["study", "version"], name="one_consent_version_number_per_study"),
+            models.UniqueConstraint(fields=["study", "sha256"], name="one_consent_version_per_text"),
+        ]
 
 
 class ParticipantQuerySet(models.QuerySet):
@@ -34,7 +68,7 @@ class ParticipantQuerySet(models.QuerySet):
 
 class Participant(Recruited):
     class Status(models.TextChoices):
-        JOINED = "joined"  # opened the link, has not consented yet
+        JOINED = "joined"  # not consented: rows made in code, or from before the consent POST created the row
         LOBBY = "lobby"
         IN_GROUP = "in_group"
         COMPLETED = "completed"
@@ -68,6 +102,7 @@ class Participant(Recruited):
             models.UniqueConstraint(fields=["study", "recruitment_id"], condition=Q(recruitment_id__isnull=False),
                                     name="one_participant_per_recruitment_id"),
         ]
+        permissions = [("relink_participant", "Can re-link a participant to a new device")]
         indexes = [models.Index(fields=["study", "status", "lobby_entered_at"])]
 
     def __str__(self) -> str:

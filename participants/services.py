@@ -63,13 +63,15 @@ def client_ip(meta: dict, trusted_proxies: int) -> str:
     return hops[-trusted_proxies][:64]
 
 
-def join_rate_allowed(ip: str, *, limit: int, window_seconds: int, now: float | None = None) -> bool:
-    """Count one new join for ``ip`` in the current fixed window of the shared cache; False over the limit."""
+def join_rate_allowed(ip: str, *, limit: int, window_seconds: int, now: float | None = None,
+                      scope: str = "participants") -> bool:
+    """Count one new join for ``ip`` in the current fixed window of the shared cache (Django's cache: Redis in
+    production); False over the limit. ``scope`` keeps separate counts (participants, legibility judges)."""
     if limit <= 0:
         return True
     window = max(1, window_seconds)
     bucket = int((now if now is not None else time.time()) // window)
-    key = f"join-rate:{ip}:{bucket}"
+    key = f"join-rate:{scope}:{ip}:{bucket}"
     cache.add(key, 0, timeout=window + 5)
     try:
         count = cache.incr(key)
@@ -79,40 +81,108 @@ def join_rate_allowed(ip: str, *, limit: int, window_seconds: int, now: float | 
     return count <= limit
 
 
-def returning_participant(*, study: Study, params: dict[str, str], existing_token: str | None) -> Participant | None:
-    """The participant a join link resumes (same PROLIFIC_PID, or this browser's cookie), if any."""
-    recruitment_id = _printable(params.get("PROLIFIC_PID") or "", MAX_PARAM_CHARS) or None
-    if recruitment_id:
-        return Participant.objects.filter(study=study, recruitment_id=recruitment_id).first()
+RESUME_REFUSED = (
+    "This Prolific id has already started this study in another browser or session, so it cannot be resumed "
+    "from this link. Please open the study again from Prolific in the browser you started in. If you changed "
+    "device, message the researchers on Prolific with your Prolific id: they can move your session to this "
+    "device. Your answers so far are kept.")
+
+
+def find_returning(model, *, study, params: dict[str, str], existing_token: str | None):
+    """The row (a participant, a judge) this visitor may resume in ``study``, or None for a newcomer.
+
+    Resumes with this browser's cookie (its token), unless the link names another PROLIFIC_PID; or with the same
+    PROLIFIC_PID *and* SESSION_ID as the row was created with. A PROLIFIC_PID that has a row, with any other (or
+    no) SESSION_ID, raises ``SubmissionError("recruitment_id_in_use")``: neither a second row nor the first
+    person's session. Re-linking a genuine change of device is the experimenter's (``relink``)."""
+    params = _clean_params(params)
+    recruitment_id = params.get("PROLIFIC_PID") or None
+    session_id = params.get("SESSION_ID") or ""
+    rows = model.objects.filter(study=study)
     if is_token(existing_token):
-        return Participant.objects.filter(study=study, token=existing_token).first()
+        found = rows.filter(token=existing_token).first()
+        if found is not None and (recruitment_id is None or found.recruitment_id == recruitment_id):
+            return found
+    if recruitment_id:
+        found = rows.filter(recruitment_id=recruitment_id).first()
+        if found is not None:
+            if session_id and found.recruitment_session_id == session_id:
+                return found
+            raise SubmissionError("recruitment_id_in_use", RESUME_REFUSED)
     return None
+
+
+def returning_participant(*, study: Study, params: dict[str, str], existing_token: str | None) -> Participant | None:
+    """The participant a join link resumes (``find_returning``)."""
+    return find_returning(Participant, study=study, params=params, existing_token=existing_token)
 
 
 def join_or_resume(model, *, study, params: dict[str, str], user_agent: str = "", existing_token: str | None = None,
                    defaults: dict | None = None):
-    """A new ``model`` row (a participant, a legibility judge) for ``study``, or the one this visitor already has.
-
-    By recruitment id (a reused PROLIFIC_PID resumes), else by the token of an earlier visit (a reload without
-    the id); a mangled token never reaches the query. Every URL parameter is kept, bounded. ``defaults``: more
-    fields for a new row only."""
+    """``(row, created)``: a new ``model`` row (a participant, a legibility judge) for ``study``, or the one this
+    visitor may resume (``find_returning``: raises ``SubmissionError`` for a PROLIFIC_PID already in use). Every
+    URL parameter is kept, bounded; a mangled token never reaches the query. ``defaults``: more fields for a new
+    row only."""
+    found = find_returning(model, study=study, params=params, existing_token=existing_token)
+    if found is not None:
+        return found, False
     params = _clean_params(params)
     recruitment_id = params.get("PROLIFIC_PID") or None
-    rows = model.objects.filter(study=study)
-    if recruitment_id:
-        found = rows.filter(recruitment_id=recruitment_id).first()
-    else:
-        found = rows.filter(token=existing_token).first() if is_token(existing_token) else None
-    if found:
-        return found
     fields = {attr: params.get(name, "") for name, attr in RECRUITMENT_PARAMS.items()}
     fields["recruitment_id"] = recruitment_id  # NULL, not "", without an id: unique only where given
     try:
         with transaction.atomic():
             return model.objects.create(study=study, url_params=params, user_agent=_printable(user_agent, 400),
-                                        **fields, **(defaults or {}))
-    except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once
-        return model.objects.get(study=study, recruitment_id=recruitment_id)
+                                        **fields, **(defaults or {})), True
+    except IntegrityError:  # two tabs joined with the same PROLIFIC_PID at once: the same rule decides
+        found = find_returning(model, study=study, params=params, existing_token=None)
+        if found is None:
+            raise
+        return found, False
+
+
+def relink(row):
+    """Move a participant's or judge's session to a new device: a new token, so the old browser's cookie and page
+    link stop working and the new link (``/p/TOKEN/``, ``/legibility/j/TOKEN/``) is the only way in. The admin
+    action (``participants.admin.RelinkMixin``) checks the permission and logs it."""
+    from .models import new_token
+
+    with transaction.atomic():
+        row = type(row).objects.select_for_update().get(pk=row.pk)
+        row.token = new_token()
+        row.save(update_fields=["token"])
+    logger.info("re-linked %s %s to a new device", type(row).__name__, row.pk)
+    return row
+
+
+# --- consent ------------------------------------------------------------------------------------
+def current_consent(study):
+    """The consent wording participants of ``study`` see now (a ``ConsentVersion`` / ``JudgeConsentVersion``):
+    the experimenter's text, verbatim, and the disclosure generated from the study's settings. A new version is
+    stored the first time a changed wording is shown; the same wording always gets the same version."""
+    from .consent import consent_sha256
+
+    text, disclosure = study.consent_text, study.consent_disclosure()
+    digest = consent_sha256(text, disclosure)
+    versions = study.consent_versions
+    for _ in range(5):
+        found = versions.filter(sha256=digest).first()
+        if found is not None:
+            return found
+        last = versions.order_by("-version").values_list("version", flat=True).first() or 0
+        try:
+            with transaction.atomic():
+                return versions.create(version=last + 1, experimenter_text=text, disclosure=disclosure,
+                                       sha256=digest)
+        except IntegrityError:  # another request stored this wording, or took the number, at the same time
+            continue
+    raise SubmissionError("busy", "The study is busy; please reload the page.")
+
+
+def _record_consent(row, consent, now: datetime) -> None:
+    row.consented_at = now
+    row.consent_version = consent.version
+    row.consent_sha256 = consent.sha256
 
 
 # --- simulated participants -----------------------------------------------------------------
@@ -147,30 +217,60 @@ def _joins_simulated(study: Study, token: object) -> bool:
     return True
 
 
-def participant_join(*, study: Study, params: dict[str, str], user_agent: str = "",
-                     existing_token: str | None = None) -> Participant:
-    """Idempotent on the recruitment id: a reused PROLIFIC_PID resumes the same participant. A valid
-    ``SIMULATED`` token (``simulated_join_token``) creates a simulated participant; the token is not stored."""
+def check_joinable(*, study: Study, params: dict[str, str]) -> bool:
+    """Raise ``SubmissionError`` when ``study`` takes no newcomer from this link; True for a simulated one."""
     if not study.is_active:
         raise SubmissionError("inactive", "This study is not accepting participants.")
     if not study.questions.exists():
         raise SubmissionError("no_questions", "This study is not ready yet (it has no questions).")
+    return _joins_simulated(study, params.get(SIMULATED_PARAM))
+
+
+def participant_join(*, study: Study, params: dict[str, str], user_agent: str = "",
+                     existing_token: str | None = None, consent=None) -> Participant:
+    """A new participant, or the one this visitor may resume (``find_returning``). With ``consent`` (the
+    ``ConsentVersion`` they agreed to: the join view passes it on the consent POST) a new row is created
+    consented, in the lobby, and matched; without it (code and tests), unconsented. A valid ``SIMULATED`` token
+    (``simulated_join_token``) creates a simulated participant; the token is not stored."""
     params = dict(params)
-    simulated = _joins_simulated(study, params.pop(SIMULATED_PARAM, None))
-    return join_or_resume(Participant, study=study, params=params, user_agent=user_agent,
-                          existing_token=existing_token, defaults={"is_simulated": True} if simulated else None)
-
-
-def participant_consent(*, participant: Participant) -> Participant:
+    simulated = check_joinable(study=study, params=params)
+    params.pop(SIMULATED_PARAM, None)
     now = timezone.now()
     with transaction.atomic():
-        participant = Participant.objects.select_for_update().get(pk=participant.pk)
+        participant, created = join_or_resume(Participant, study=study, params=params, user_agent=user_agent,
+                                              existing_token=existing_token,
+                                              defaults={"is_simulated": True} if simulated else None)
+        if consent is None:
+            return participant
+        if not created:  # an unconsented row from before: hold it, as participant_consent does
+            participant = Participant.objects.select_for_update().get(pk=participant.pk)
+        if participant.status != Participant.Status.JOINED:
+            return participant
+        _enter_lobby(participant, consent, now)
+    signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
+    participant.refresh_from_db()
+    return participant
+
+
+def _enter_lobby(participant: Participant, consent, now: datetime) -> None:
+    """Consent and enter the lobby (in the caller's transaction, on a row it holds or just created). The caller
+    sends ``signals.lobby_entered`` after the commit (``deliberation.lobby`` pushes the lobby and matches)."""
+    participant.status = Participant.Status.LOBBY
+    participant.lobby_entered_at = now
+    _record_consent(participant, consent, now)
+    participant.save(update_fields=["status", "consented_at", "lobby_entered_at", "consent_version",
+                                    "consent_sha256"])
+
+
+def participant_consent(*, participant: Participant, consent=None) -> Participant:
+    """Consent for a row that exists unconsented (code, tests, rows from before consent created the row);
+    ``consent``: the version agreed to, by default the study's current one."""
+    now = timezone.now()
+    with transaction.atomic():
+        participant = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
         if participant.status != Participant.Status.JOINED:
             return participant  # consenting twice (second tab, back button) changes nothing
-        participant.status = Participant.Status.LOBBY
-        participant.consented_at = now
-        participant.lobby_entered_at = now
-        participant.save(update_fields=["status", "consented_at", "lobby_entered_at"])
+        _enter_lobby(participant, consent or current_consent(participant.study), now)
     signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()
     return participant
@@ -189,6 +289,17 @@ def presence_ping(*, participant_id: int, channel_name: str) -> None:
     updated = Presence.objects.filter(channel_name=channel_name).update(last_seen=timezone.now())
     if not updated:  # the row was swept while the socket stayed open (e.g. a long sleep): re-register
         presence_connect(participant_id=participant_id, channel_name=channel_name)
+
+
+def presence_surplus(*, participant_id: int, keep: int, now: datetime | None = None) -> list[str]:
+    """The channel names of a participant's live sockets beyond the newest ``keep``, oldest first: the sockets
+    a new connection closes (``WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT``). The newest win, so a participant is never
+    locked out by tabs they left open or by sockets a network change left half-open."""
+    now = now or timezone.now()
+    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    live = list(Presence.objects.filter(participant_id=participant_id, last_seen__gte=horizon)
+                .order_by("-connected_at", "-id").values_list("channel_name", flat=True))
+    return live[keep:][::-1]
 
 
 def presence_disconnect(*, participant_id: int, channel_name: str) -> None:

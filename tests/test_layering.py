@@ -53,5 +53,5 @@ def test_the_functions_named_in_settings_exist():
     from django.conf import settings
     from django.utils.module_loading import import_string
 
-    for name in ("IN_PROCESS_GENERATE", "BEST_OF_N_SCORER", "CSV_QUERYSET_WRITER"):
+    for name in ("IN_PROCESS_GENERATE", "BEST_OF_N_SCORER", "CSV_QUERYSET_WRITER", "ASGI_SERVE"):
         assert callable(import_string(getattr(settings, name))), name

@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
 from pathlib import Path
-
-import httpx
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -69,3 +65,31 @@ def test_bandit_finds_no_medium_or_high_issues():
     findings = [f"{r['filename']}:{r['line_number']} {r['test_id']} {r['issue_text']}" for r in report["results"]]
     assert not findings, "bandit:\n" + "\n".join(findings)
     assert not report["errors"], report["errors"]
+
+
+ENV_FILES = (".env", "docker/.env", ".env.production", "deliberation/.env")
+
+
+def test_env_files_are_ignored_by_git():
+    """An .env holds SECRET_KEY and database passwords (docker/compose.yml reads one beside it): never committed."""
+    result = subprocess.run(["git", "check-ignore", "--no-index", "--verbose", *ENV_FILES], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert [line.split("\t")[-1] for line in result.stdout.splitlines()] == list(ENV_FILES)
+
+
+def test_env_files_are_kept_out_of_docker_images():
+    """``COPY . .`` in docker/Dockerfile copies whatever .dockerignore lets through. Docker's ``**/`` matches any
+    number of folders, none included (https://docs.docker.com/build/concepts/context/#dockerignore-files)."""
+    import fnmatch
+
+    patterns = [line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(path: str) -> bool:
+        name = path.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(path, p) or (p.startswith("**/") and fnmatch.fnmatchcase(name, p[3:]))
+                   for p in patterns if not p.startswith("!"))
+
+    assert all(ignored(path) for path in ENV_FILES), patterns
+    assert not ignored("config/settings/production.py") and not ignored("manage.py")

@@ -1,8 +1,11 @@
-"""Production settings refuse to start without their required environment."""
+"""Production settings refuse to start without their required environment; no process starts on settings it
+was not told to use."""
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,3 +73,57 @@ def test_workers_and_commands_keep_one_connection_without_a_pool():
     """One connection per process there; a bad database URL fails at once instead of after the pool's wait."""
     assert settings_in_subprocess("config.settings.production", PG, POOL) == "None 60"
     assert settings_in_subprocess("config.settings.test", PG, POOL) == "None 0"
+
+
+# --- no silent default settings (issue 15, item 9) ---------------------------------------------------------
+def without_settings(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE", "DELIBERATION_DEV")}
+    env.update(extra)
+    return env
+
+
+def test_manage_py_refuses_to_start_without_an_explicit_settings_module():
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=without_settings(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert "DJANGO_SETTINGS_MODULE is not set" in result.stderr and "DELIBERATION_DEV=1" in result.stderr
+    assert "Traceback" not in result.stderr  # a clear message, not a stack trace
+    assert "System check" not in result.stdout + result.stderr  # nothing ran
+
+
+def test_the_asgi_app_and_the_celery_app_refuse_to_load_without_it():
+    for command in ([sys.executable, "-c", "import config.asgi"],
+                    [sys.executable, "-c", "from config.celery_app import app"],
+                    [sys.executable, "-m", "celery", "-A", "config", "report"]):
+        result = subprocess.run(command, cwd=ROOT, env=without_settings(), capture_output=True, text=True,
+                                timeout=120)
+        assert result.returncode != 0, command
+        assert "DJANGO_SETTINGS_MODULE is not set" in result.stderr, (command, result.stderr[-2000:])
+
+
+def test_the_development_marker_or_an_explicit_module_starts(tmp_path):
+    dev = without_settings(DELIBERATION_DEV="1", DATABASE_URL=f"sqlite:///{tmp_path / 'dev.sqlite3'}")
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=dev, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    code = "import config.asgi; from django.conf import settings; print(settings.SETTINGS_MODULE)"
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dev, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "config.settings.local", result.stderr
+    explicit = without_settings(DJANGO_SETTINGS_MODULE="config.settings.test")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=explicit, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "config.settings.test", result.stderr
+
+
+def test_require_settings_module_rules():
+    from config.environment import SettingsModuleMissing, require_settings_module
+
+    assert require_settings_module({"DJANGO_SETTINGS_MODULE": "config.settings.production"}) == \
+        "config.settings.production"
+    environ = {"DELIBERATION_DEV": "1"}
+    assert require_settings_module(environ) == "config.settings.local"
+    assert environ["DJANGO_SETTINGS_MODULE"] == "config.settings.local"  # subprocesses inherit the choice
+    for environ in ({}, {"DELIBERATION_DEV": "0"}, {"DELIBERATION_DEV": ""}, {"DJANGO_SETTINGS_MODULE": " "}):
+        with pytest.raises(SettingsModuleMissing):
+            require_settings_module(environ)

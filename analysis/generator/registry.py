@@ -43,11 +43,14 @@ def checkpoint_directory(generator_model: GeneratorModel) -> Path:
 
 
 # --- selectors ------------------------------------------------------------------------------
-def study_sft_rows(*, study: Study, min_quality: float, winners_only: bool = False) -> list[dict]:
-    """The study's endorsed statements as SFT rows (human ratings only), ordered by candidate id."""
+def study_sft_rows(*, study: Study, min_quality: float, winners_only: bool = False,
+                   include_simulated: bool = False) -> list[dict]:
+    """The study's endorsed statements as SFT rows, ordered by candidate id: human ratings only, unless
+    ``include_simulated`` (simulated participants' ratings too; take-over bot answers never)."""
     from analysis.exports import sft_rows, study_tables
 
-    frame = sft_rows(study_tables(study), min_quality=min_quality, winners_only=winners_only)
+    frame = sft_rows(study_tables(study, include_simulated=include_simulated), min_quality=min_quality,
+                     winners_only=winners_only)
     return sorted(frame.to_dict("records"), key=lambda r: r["candidate_id"])
 
 
@@ -56,7 +59,8 @@ def training_data_check(*, study: Study, rows: list[dict], config: GeneratorConf
     groups = {r["group_id"] for r in rows}
     minimum = settings.GENERATOR_MIN_TRAINING_EXAMPLES
     if len(rows) < minimum or len(groups) < 2:
-        selection = f"mean human quality ≥ {config.min_quality}" + (", winners only" if config.winners_only else "")
+        raters = "human and simulated" if config.include_simulated else "human"
+        selection = f"mean {raters} quality ≥ {config.min_quality}" + (", winners only" if config.winners_only else "")
         raise TooLittleData(
             f"Study {study.slug!r} has too little data to fine-tune the generator: {len(rows)} statement(s) "
             f"({selection}) in {len(groups)} group(s); at least {minimum} statements in at least 2 groups are "
@@ -116,7 +120,7 @@ def generator_model_train(*, generator_model_id: int, progress: Progress | None 
             raise GeneratorModelError(f"Checkpoint folder {directory} already exists; it is not overwritten. "
                                       "Fine-tune a new version instead.")
         rows = study_sft_rows(study=generator_model.study, min_quality=config.min_quality,
-                              winners_only=config.winners_only)
+                              winners_only=config.winners_only, include_simulated=config.include_simulated)
         training_data_check(study=generator_model.study, rows=rows, config=config)
         train_rows, validation_rows, held_out = split_rows(rows, config)
         last_save = [0.0]

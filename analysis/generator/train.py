@@ -44,6 +44,8 @@ class GeneratorConfig:
     threads: int | None = None  # CPU threads; None: the embedded backend's default (half the cores, at most 4)
     min_quality: float = 5.0  # data selection, kept with the version so a retrain selects the same way
     winners_only: bool = False
+    # Simulated participants' ratings count as data (the closed-loop benchmark opts in; real studies never do).
+    include_simulated: bool = False
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:

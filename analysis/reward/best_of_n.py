@@ -17,6 +17,7 @@ def member_utilities(*, study, question: str, member_ids: list[int], opinions: l
     # The promoted version; an earlier promoted one if its checkpoint cannot be read (logged with the reason).
     version, model = reward_model_serving(study=study)
     # What the members rated so far in the study (earlier rounds, earlier groups): a hybrid model reads it.
-    history = study_rating_records(study=study, participant_ids=member_ids)
+    history = study_rating_records(study=study, participant_ids=member_ids,
+                                   include_simulated=bool(version.config.get("include_simulated")))
     u = score_matrix(model, question, opinions, texts, critiques=critiques, member_ids=member_ids, history=history)
     return version, u

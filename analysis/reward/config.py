@@ -5,6 +5,7 @@ small study. Every checkpoint stores the config it was trained with.
 """
 from __future__ import annotations
 
+import argparse
 from dataclasses import asdict, dataclass, field, fields
 
 ARCHITECTURES = ("hybrid", "cross", "bi")
@@ -40,6 +41,9 @@ class RewardConfig:
     max_grad_norm: float = _help("Gradient clipping norm.", 1.0)
     val_fraction: float = _help("Share of groups held out for validation (split by group, never by row).", 0.2)
     seed: int = _help("Seed for initialisation, data order, dropout and the group split.", 0)
+    include_simulated: bool = _help(
+        "Also train on simulated participants' ratings (run_bots, benchmarks/loop.py). Off for real studies; "
+        "take-over bot answers are never used.", False)
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -65,6 +69,11 @@ def add_config_arguments(parser, defaults: RewardConfig | None = None, *, skip: 
         if f.name in skip:
             continue
         default = getattr(defaults, f.name)
+        if str(f.type) == "bool":
+            parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f"config_{f.name}", default=default,
+                                action=argparse.BooleanOptionalAction,
+                                help=f"{f.metadata['help']} (default: {default})")
+            continue
         kind = {"int": int, "float": float, "str": str, "int | None": int}.get(str(f.type), str)
         parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f"config_{f.name}", metavar=f.name.upper(),
                             type=kind, default=default, help=f"{f.metadata['help']} (default: {default})")

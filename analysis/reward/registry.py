@@ -178,7 +178,7 @@ def reward_model_train(*, reward_model_id: int, progress: Progress | None = None
         if directory.exists() and any(directory.iterdir()):
             raise CheckpointError(f"Checkpoint folder {directory} already holds files; it is not overwritten. "
                                   "Train a new version instead.")
-        records = study_rating_records(study=reward_model.study)
+        records = study_rating_records(study=reward_model.study, include_simulated=config.include_simulated)
         training_data_check(study=reward_model.study, records=records)
         held_out = held_out_groups(group_holdout_units(group_ids={r.group_id for r in records},
                                                        holdout=reward_model.holdout),

@@ -162,7 +162,8 @@ def promotion_compare(*, new: RewardModel, current: RewardModel | None) -> dict:
     decision = {"compared_with": current.pk, "metric": "pairwise_accuracy"}
     groups = set(new.validation_group_ids) - reward_model_trained_group_ids(current)
     decision["group_ids"] = sorted(groups)
-    records = [r for r in study_rating_records(study=new.study) if r.group_id in groups]
+    records = [r for r in study_rating_records(
+        study=new.study, include_simulated=bool((new.config or {}).get("include_simulated"))) if r.group_id in groups]
     decision["n_ratings"] = len(records)
     if not records:
         return {**decision, "promoted": False,

@@ -160,6 +160,7 @@ IN_PROCESS_WORKER = env_bool("IN_PROCESS_WORKER", not REDIS_URL)
 IN_PROCESS_GENERATE = "generation.services.candidates_generate"  # deliberation/inprocess.py
 BEST_OF_N_SCORER = "analysis.reward.best_of_n.member_utilities"  # generation/services.py
 CSV_QUERYSET_WRITER = "analysis.exports.write_queryset_csv"  # core/csv_export.py (the admin's CSV action)
+ASGI_SERVE = "config.serve.run"  # deliberation/management/commands/demo.py (daphne with the websocket limits)
 # Hosts a study's OpenAI-compatible base URL may name (checked on the admin form and in the worker). The API key
 # is read from the variable a study names, which must be GENERATION_API_KEY or GENERATION_API_KEY_<SUFFIX>.
 GENERATION_ALLOWED_HOSTS = env_list("GENERATION_ALLOWED_HOSTS", "127.0.0.1,localhost")
@@ -179,6 +180,24 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 # A participant counts as connected while one of their websockets has pinged within this window.
 PRESENCE_TIMEOUT_SECONDS = 45
+
+# Websocket limits (docs/security.md). A frame larger than this is refused by the ASGI server before it is read
+# (close code 1009): config/serve.py passes it to daphne, and daphne's runserver reads the DAPHNE_* names below.
+# deliberation/messages.py MAX_MESSAGE_BYTES (the same 64 KiB) stays as the consumer's second line.
+WEBSOCKET_MAX_MESSAGE_BYTES = int(os.environ.get("WEBSOCKET_MAX_MESSAGE_BYTES", str(64 * 1024)))
+DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WEBSOCKET_MAX_MESSAGE_BYTES
+# autobahn applies the message limit to what the server sends as well (snapshots), so it stays at daphne's 1 MiB.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = max(WEBSOCKET_MAX_MESSAGE_BYTES, 1024 * 1024)
+# Per socket: (burst, tokens per second) for each kind of message; over it the message gets a `rate_limited`
+# error reply and the socket stays open. The page sends a draft at most every ~1 s and a ping every 15 s.
+WEBSOCKET_RATE_LIMITS = {
+    "draft": (20, 2.0),
+    "sync": (5, 0.5),
+    "ping": (5, 0.5),
+    "submit": (10, 1.0),  # submit_opinion, submit_critique, submit_ratings
+}
+# Open sockets per participant (tabs, devices); a new one beyond it closes the oldest (code 4409).
+WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT = int(os.environ.get("WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT", "3"))
 # Studies with bot takeover: a member away this long during an input phase is answered for by a bot.
 BOT_TAKEOVER_GRACE_SECONDS = float(os.environ.get("BOT_TAKEOVER_GRACE_SECONDS", "30"))
 

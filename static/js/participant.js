@@ -4,6 +4,13 @@
  * connection or a second tab shows exactly where the participant is. Everything typed is
  * kept locally and sent as a draft, so nothing is lost on errors or timeouts. All text from
  * the server or other people is inserted with textContent (never as HTML).
+ *
+ * Nothing typed is lost: what is typed and every message the server has not acknowledged yet
+ * (the newest draft per phase, a submission) are kept in this tab's sessionStorage, so they
+ * survive a reload, and are sent again on every (re)connect. Each message has a random ref; a
+ * submission sent again keeps its ref, and the server answers a ref it already stored with the
+ * original acknowledgement instead of storing it twice (deliberation/services.py
+ * submission_replay).
  */
 (function () {
   "use strict";
@@ -14,6 +21,8 @@
   var timerEl = document.getElementById("timer");
   var errorEl = document.getElementById("error");
   var connEl = document.getElementById("connection");
+  var maxBytes = JSON.parse(document.getElementById("ws-max-bytes").textContent);
+  var storeKey = "participant:" + wsPath;
 
   var socket = null;
   var snapshot = null;
@@ -22,9 +31,33 @@
   var reconnectDelay = 500;
   var pingTimer = null;
   var draftTimer = null;
-  var refCounter = 0;
-  // Unsent choices survive re-renders: keyed by phase+round.
+  // Unsent choices survive re-renders and reloads: keyed by phase+round.
   var local = { text: {}, ratings: {}, ranking: {} };
+  // Messages the server has not acknowledged: the newest draft per phase key, and one submission.
+  var outbox = { drafts: {}, submit: null };
+  restore();
+
+  function restore() {
+    try {
+      var saved = JSON.parse(window.sessionStorage.getItem(storeKey) || "null");
+      if (saved && saved.local && saved.outbox) { local = saved.local; outbox = saved.outbox; }
+    } catch (e) { /* no storage (private mode) or unreadable: start empty */ }
+  }
+
+  function persist() {
+    try { window.sessionStorage.setItem(storeKey, JSON.stringify({ local: local, outbox: outbox })); }
+    catch (e) { /* full or unavailable: the page still works, only a reload would lose unsent text */ }
+  }
+
+  function newRef() {
+    var c = window.crypto;
+    if (c && typeof c.randomUUID === "function") return c.randomUUID();
+    // randomUUID needs a secure context (HTTPS or localhost); getRandomValues does not.
+    var bytes = new Uint8Array(16);
+    if (c && c.getRandomValues) c.getRandomValues(bytes);
+    else for (var i = 0; i < bytes.length; i++) bytes[i] = Math.floor(Math.random() * 256);
+    return Array.prototype.map.call(bytes, function (b) { return (b < 16 ? "0" : "") + b.toString(16); }).join("");
+  }
 
   function el(tag, attrs, children) {
     var node = document.createElement(tag);
@@ -38,14 +71,74 @@
     return node;
   }
 
-  function send(message) {
-    if (!socket || socket.readyState !== WebSocket.OPEN) {
-      showError("Not connected — reconnecting. Your text is kept; please try again in a moment.");
-      return false;
-    }
-    message.ref = message.ref || "m" + (++refCounter);
+  function isOpen() { return socket !== null && socket.readyState === WebSocket.OPEN; }
+
+  function transmit(message) {
+    if (!isOpen()) return false;
     socket.send(JSON.stringify(message));
     return true;
+  }
+
+  function tooBig(message) {
+    var data = JSON.stringify(message);
+    var bytes = window.TextEncoder ? new TextEncoder().encode(data).length : unescape(encodeURIComponent(data)).length;
+    if (bytes <= maxBytes) return false;
+    showError("Your text is too long to send; please shorten it. It is kept here.");
+    return true;
+  }
+
+  // A draft is kept until acknowledged, so one typed while disconnected goes out on reconnect.
+  function sendDraft(key, message) {
+    message.ref = newRef();
+    if (tooBig(message)) return;
+    outbox.drafts[key] = message;
+    persist();
+    transmit(message);
+  }
+
+  // A submission is kept (with its ref) until the server answers it; sent again on every reconnect.
+  function submit(key, message) {
+    message.ref = newRef();
+    if (tooBig(message)) return;
+    outbox.submit = { key: key, message: message };
+    persist();
+    if (!transmit(message)) {
+      showError("Not connected — reconnecting. Your answer is kept and will be sent as soon as the connection is back.");
+    }
+    refreshButtons();
+  }
+
+  // On every (re)connect: whatever the server has not acknowledged, drafts first.
+  function flush() {
+    Object.keys(outbox.drafts).forEach(function (key) { transmit(outbox.drafts[key]); });
+    if (outbox.submit) transmit(outbox.submit.message);
+    refreshButtons();
+  }
+
+  function pendingFor(ref) {
+    if (!ref) return null;
+    if (outbox.submit && outbox.submit.message.ref === ref) return { submit: true, message: outbox.submit.message };
+    var keys = Object.keys(outbox.drafts);
+    for (var i = 0; i < keys.length; i++) {
+      if (outbox.drafts[keys[i]].ref === ref) return { submit: false, key: keys[i], message: outbox.drafts[keys[i]] };
+    }
+    return null;
+  }
+
+  function forget(pending) {
+    if (!pending) return;
+    if (pending.submit) outbox.submit = null;
+    else delete outbox.drafts[pending.key];
+    persist();
+  }
+
+  // A submit button is disabled while its submission is on its way (or its form is incomplete), and comes
+  // back when the connection drops, the server answers, or a reconnect has nothing left to send.
+  function refreshButtons() {
+    app.querySelectorAll("button[data-submit]").forEach(function (b) {
+      var inFlight = outbox.submit !== null && outbox.submit.key === b.getAttribute("data-key") && isOpen();
+      b.disabled = inFlight || b.getAttribute("data-incomplete") === "1";
+    });
   }
 
   function showError(message) {
@@ -62,33 +155,66 @@
       connEl.className = "pill ok";
       clearInterval(pingTimer);
       pingTimer = setInterval(function () {
-        send({ type: "ping", version: snapshot ? snapshot.version : null });
+        transmit({ type: "ping", version: snapshot ? snapshot.version : null });
       }, 15000);
+      flush();
     };
     socket.onmessage = function (event) {
       var message;
       try { message = JSON.parse(event.data); } catch (e) { return; }
       if (message.type === "snapshot") { applySnapshot(message); }
       else if (message.type === "error") { onServerError(message); }
-      else if (message.type === "ack") { showError(""); }
+      else if (message.type === "ack") { onAck(message); }
     };
     socket.onclose = function (event) {
       clearInterval(pingTimer);
       connEl.textContent = "reconnecting…";
       connEl.className = "pill bad";
+      refreshButtons();
       if (event.code === 4404) {
         app.replaceChildren(el("p", { class: "error", text: "This link is not valid." }));
         return;
+      }
+      if (event.code === 4409) {  // a newer window or tab of this participant took over (the server's socket cap)
+        connEl.textContent = "in another window";
+        screenKey = null;
+        app.replaceChildren(el("section", { class: "card", id: "replaced" }, [
+          el("p", { text: "This study was opened in another window or tab. Nothing you entered was lost." }),
+          el("button", { id: "use-here", text: "Use this window", onclick: function () { showError(""); connect(); } })
+        ]));
+        return;
+      }
+      if (event.code === 1009) {  // the server refused a message as too large: sending it again would not help
+        outbox = { drafts: {}, submit: null };
+        persist();
+        showError("Your text was too long to send; please shorten it. It is kept here.");
       }
       setTimeout(connect, reconnectDelay);
       reconnectDelay = Math.min(reconnectDelay * 2, 10000);
     };
   }
 
+  function onAck(message) {
+    forget(pendingFor(message.ref));
+    showError("");
+    refreshButtons();
+  }
+
   function onServerError(message) {
+    var pending = pendingFor(message.ref);
+    if (pending && message.code === "rate_limited") {  // nothing was stored: the same message again, later
+      setTimeout(function () { if (pendingFor(pending.message.ref)) transmit(pending.message); },
+        1000 * (message.retry_after || 1) + 100);
+      return;
+    }
+    forget(pending);
+    if (pending && pending.submit && message.code === "wrong_phase") {
+      // A submission resent after the group moved on (the deadline stored the draft): the snapshot shows it.
+      refreshButtons();
+      return;
+    }
     showError(message.message || "Something went wrong.");
-    var buttons = app.querySelectorAll("button[data-submit]");
-    buttons.forEach(function (b) { b.disabled = false; });
+    refreshButtons();
   }
 
   function phaseKey() {
@@ -168,6 +294,7 @@
       nodes.push(phaseView(g, p));
     }
     app.replaceChildren.apply(app, nodes);
+    refreshButtons();
   }
 
   function finishedCard(message) {
@@ -219,7 +346,9 @@
     var children = [];
     if (kind === "opinion") {
       children.push(el("h2", { text: "What do you think?" }));
-      children.push(el("p", { text: "Write your opinion on the question in a few sentences. Other members will not see it; the AI mediator uses everyone's opinions to write statements for the group." }));
+      children.push(el("p", { text: "Write your opinion on the question in a few sentences." }));
+      // Who sees the opinion depends on the study's settings; the server writes this line (participants/consent.py).
+      children.push(el("p", { class: "muted", id: "opinion-notice", text: snapshot.study.opinion_notice || "" }));
     } else {
       children.push(el("h2", { text: "Critique the chosen statement" }));
       children.push(el("p", { class: "statement card", id: "winner-statement", text: g.winner ? g.winner.text : "" }));
@@ -228,13 +357,14 @@
     var area = el("textarea", { id: kind + "-text", maxlength: String(max * 2), "aria-label": kind });
     area.value = initial;
     var counter = el("div", { class: "counter", id: kind + "-counter" });
-    var button = el("button", { id: kind + "-submit", "data-submit": "1", text: "Submit" });
+    var button = el("button", { id: kind + "-submit", "data-submit": "1", "data-key": key, text: "Submit" });
     function update() {
       local.text[key] = area.value;
+      persist();
       counter.textContent = area.value.length + " / " + max;
       counter.className = area.value.length > max ? "counter over" : "counter";
       clearTimeout(draftTimer);
-      draftTimer = setTimeout(function () { send({ type: "draft", phase: g.phase, text: area.value }); }, 1200);
+      draftTimer = setTimeout(function () { sendDraft(key, { type: "draft", phase: g.phase, text: area.value }); }, 1200);
     }
     area.addEventListener("input", update);
     button.addEventListener("click", function () {
@@ -243,8 +373,10 @@
         return;
       }
       if (!area.value.trim()) { showError("Please write something first."); return; }
-      button.disabled = true;
-      send({ type: kind === "opinion" ? "submit_opinion" : "submit_critique", text: area.value });
+      // The draft goes first, so the server holds the newest text even if the submission is refused.
+      clearTimeout(draftTimer);
+      sendDraft(key, { type: "draft", phase: g.phase, text: area.value });
+      submit(key, { type: kind === "opinion" ? "submit_opinion" : "submit_critique", text: area.value });
     });
     children.push(area, counter, button);
     var section = el("section", { class: "card", id: kind + "-form" }, children);
@@ -276,15 +408,22 @@
     }
     var byId = {};
     g.candidates.forEach(function (c) { byId[c.id] = c; });
-    var button = el("button", { id: "ratings-submit", "data-submit": "1", text: "Submit ratings and ranking" });
+    var button = el("button", { id: "ratings-submit", "data-submit": "1", "data-key": key,
+      text: "Submit ratings and ranking" });
+
+    function markComplete() {
+      var complete = ids.every(function (id) { var r = ratings[id]; return r && r.agreement && r.quality; });
+      button.setAttribute("data-incomplete", complete ? "0" : "1");
+      refreshButtons();
+    }
 
     function saveDraft() {
+      persist();
       clearTimeout(draftTimer);
       draftTimer = setTimeout(function () {
-        send({ type: "draft", phase: g.phase, ratings: ratings, ranking: ranking });
+        sendDraft(key, { type: "draft", phase: g.phase, ratings: ratings, ranking: ranking });
       }, 800);
-      var complete = ids.every(function (id) { var r = ratings[id]; return r && r.agreement && r.quality; });
-      button.disabled = !complete;
+      markComplete();
     }
 
     var cards = g.candidates.map(function (c, i) {
@@ -324,8 +463,9 @@
     }
     drawRanking();
     button.addEventListener("click", function () {
-      button.disabled = true;
-      send({
+      clearTimeout(draftTimer);
+      sendDraft(key, { type: "draft", phase: g.phase, ratings: ratings, ranking: ranking });
+      submit(key, {
         type: "submit_ratings", round: g.round, ranking: ranking.slice(),
         ratings: ids.map(function (id) {
           return { candidate_id: id, agreement: ratings[id].agreement, quality: ratings[id].quality };
@@ -342,6 +482,7 @@
       button
     ]));
     var complete = ids.every(function (id) { var r = ratings[id]; return r && r.agreement && r.quality; });
+    button.setAttribute("data-incomplete", complete ? "0" : "1");
     button.disabled = !complete;
     return section;
   }

@@ -198,3 +198,20 @@ def test_admin_registry_queue_and_serve_actions(admin_client, models_dir, sim_st
     study_page = admin_client.get(reverse("admin:deliberation_study_change", args=[sim_study.pk])).content.decode()
     assert 'name="generator_model"' in study_page and "tuned v1" in study_page
     assert admin_client.get(reverse("admin:deliberation_study_add")).status_code == 200
+
+
+def test_simulated_ratings_count_only_when_the_version_opts_in(models_dir, sim_study):
+    """The closed-loop benchmark trains on simulated participants explicitly; a real study's fine-tune never does."""
+    from analysis.generator.registry import study_sft_rows
+
+    from participants.models import Participant
+
+    kept = len(study_sft_rows(study=sim_study, min_quality=1))
+    Participant.objects.filter(study=sim_study).update(is_simulated=True)
+    assert kept > 0 and study_sft_rows(study=sim_study, min_quality=1) == []
+    assert len(study_sft_rows(study=sim_study, min_quality=1, include_simulated=True)) == kept
+    with pytest.raises(CommandError, match="0 statement.*mean human quality"):
+        call_command("finetune_generator", "--study", sim_study.slug, "--min-quality", "1", stdout=io.StringIO())
+    config = GeneratorConfig(min_quality=1, include_simulated=True)
+    version = generator_model_create(study=sim_study, config=config)
+    assert GeneratorConfig.from_dict(version.config).include_simulated  # recorded with the version

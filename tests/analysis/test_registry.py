@@ -163,3 +163,19 @@ def test_import_polis_is_complete_and_idempotent_split_into_groups_of_whole_part
     assert len(study_rating_records(study=study)) == len(conversation.votes)
     with pytest.raises(CommandError, match="was imported with 4 group"):
         call_command("import_polis", str(LONDON), stdout=StringIO(), stderr=StringIO())
+
+
+def test_simulated_ratings_train_a_reward_model_only_when_asked(tmp_path, settings):
+    """``--include-simulated`` (RewardConfig.include_simulated) is the explicit opt-in of the closed-loop benchmark;
+    without it a study of simulated participants has nothing to train on."""
+    settings.REWARD_MODELS_DIR = tmp_path
+    study = make_rated_study(slug="simulated-only")
+    Participant.objects.filter(study=study).update(is_simulated=True)
+    with pytest.raises(CommandError, match="no ratings"):
+        call_command("train_reward_model", "--study", study.slug, *TINY, stdout=StringIO(), stderr=StringIO())
+    out = StringIO()
+    call_command("train_reward_model", "--study", study.slug, "--include-simulated", *TINY, stdout=out,
+                 stderr=StringIO())
+    reward_model = RewardModel.objects.get(pk=json.loads(out.getvalue())["reward_model_id"])
+    assert reward_model.status == "done" and reward_model.config["include_simulated"] is True
+    assert reward_model.training_ratings.count() > 0

@@ -139,11 +139,17 @@ async def test_every_member_receives_a_snapshot_after_each_commit_and_full_flow_
     for ws in sockets:
         snap = await next_of(ws, "snapshot", where=phase_is("critique"))
         assert snap["group"]["winner"]["id"] in ids
-    # A double submission (second tab, retry) is acknowledged as not created, and nothing is duplicated.
+    # A double submission (second tab, retry) is acknowledged as not created, and nothing is duplicated;
+    # different ratings sent again get a clear error and change nothing.
     await sockets[0].send_to(text_data=json.dumps({
         "type": "submit_ratings", "round": 1, "ranking": ids,
-        "ratings": [{"candidate_id": i, "agreement": 1, "quality": 1} for i in ids]}))
+        "ratings": [{"candidate_id": i, "agreement": 6, "quality": 5} for i in ids]}))
     assert (await next_of(sockets[0], "ack"))["created"] is False
+    await sockets[0].send_to(text_data=json.dumps({
+        "type": "submit_ratings", "round": 1, "ranking": ids, "ref": "again",
+        "ratings": [{"candidate_id": i, "agreement": 1, "quality": 1} for i in ids]}))
+    reply = await next_of(sockets[0], "error")
+    assert reply["code"] == "already_submitted" and reply["ref"] == "again"
     assert await adb(Rating.objects.count)() == 3 * len(ids)
     assert await adb(lambda: set(Rating.objects.values_list("agreement", flat=True)))() == {6}
     await close_all(sockets)
@@ -156,9 +162,16 @@ async def test_second_tab_gets_the_same_state_and_resubmission_is_idempotent():
     tab2 = await open_socket(people[0])
     snap = await next_of(tab2, "snapshot")
     assert snap["group"]["submitted"] is True and snap["group"]["my_opinion"] == OPINIONS[0]
-    await tab2.send_to(text_data=json.dumps({"type": "submit_opinion", "text": "another text from tab two"}))
+    await tab2.send_to(text_data=json.dumps({"type": "submit_opinion", "text": OPINIONS[0]}))
     assert (await next_of(tab2, "ack"))["created"] is False
+    # A different text: first the stored state, then a clear error; the stored opinion is unchanged.
+    await tab2.send_to(text_data=json.dumps({"type": "submit_opinion", "text": "another text from tab two",
+                                             "ref": "t2"}))
+    assert (await next_of(tab2, "snapshot"))["group"]["my_opinion"] == OPINIONS[0]
+    reply = await next_of(tab2, "error")
+    assert reply["code"] == "already_submitted" and reply["ref"] == "t2" and "not stored" in reply["message"]
     assert await adb(Opinion.objects.count)() == 1
+    assert await adb(lambda: Opinion.objects.get().text)() == OPINIONS[0]
     await tab2.disconnect()
     await close_all(sockets)
 

@@ -41,14 +41,17 @@ def rate_all(member, round_=1):
                           ratings={cid: {"agreement": 5, "quality": 4} for cid in ids}, ranking=ids)
 
 
-def test_reused_prolific_id_resumes_the_same_participant_and_keeps_url_params():
+def test_same_prolific_id_and_session_resume_the_same_participant_and_keep_url_params():
     study = make_study()
     first = participant_join(study=study, params={"PROLIFIC_PID": "abc", "STUDY_ID": "s1", "SESSION_ID": "x1",
                                                   "utm_source": "mail"})
-    again = participant_join(study=study, params={"PROLIFIC_PID": "abc", "SESSION_ID": "x2"})
+    again = participant_join(study=study, params={"PROLIFIC_PID": "abc", "SESSION_ID": "x1"})
     assert again.pk == first.pk
     assert first.recruitment_study_id == "s1" and first.url_params["utm_source"] == "mail"
     assert len(first.token) >= 32 and Participant.objects.count() == 1
+    with pytest.raises(SubmissionError) as refused:  # the id alone, or with another session, is not enough
+        participant_join(study=study, params={"PROLIFIC_PID": "abc", "SESSION_ID": "x2"})
+    assert refused.value.code == "recruitment_id_in_use" and Participant.objects.count() == 1
 
 
 def test_database_refuses_a_second_participant_with_the_same_recruitment_id():
@@ -124,8 +127,11 @@ def test_full_round_trip_through_every_phase_with_extractive_backend():
 def test_resubmissions_are_idempotent():
     group, members = make_group(n=3)
     assert opinion_submit(participant=members[0], text=OPINIONS[0]).created
-    again = opinion_submit(participant=members[0], text="A different text now, trying again")
+    again = opinion_submit(participant=members[0], text=OPINIONS[0])
     assert not again.created
+    with pytest.raises(SubmissionError) as exc:  # a different text says so (test_submission_integrity.py)
+        opinion_submit(participant=members[0], text="A different text now, trying again")
+    assert exc.value.code == "already_submitted"
     assert Opinion.objects.get(participant=members[0]).text == OPINIONS[0]
 
 

@@ -35,15 +35,19 @@ def phone_pages(browser, n: int):
 
 
 def join_and_consent(pages, base: str, slug: str, prefix: str = "p") -> None:
+    """Open the join link (the consent page: nothing is stored yet) and consent (that creates the participant)."""
     for i, page in enumerate(pages):
         page.goto(f"{base}/s/{slug}/?PROLIFIC_PID={prefix}-{i}&STUDY_ID=S1&SESSION_ID=X{i}")
+        assert "Everything you write and rate is stored" in page.inner_text("#consent-disclosure")
         page.check("#consent-box")
         page.click("#consent-submit")
+        page.wait_for_url("**/p/*/")
 
 
 def write_opinions(pages) -> None:
     for page, text in zip(pages, OPINIONS):
         page.wait_for_selector("#opinion-form", timeout=60_000)
+        assert "What you type is saved as you type." in page.inner_text("#opinion-notice")
         page.fill("#opinion-text", text)
         page.click("#opinion-submit")
 

@@ -47,8 +47,8 @@ class Stack:
 
     def start(self, name: str) -> subprocess.Popen:
         args = {
-            "daphne": [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                       "config.asgi:application"],
+            # config.serve: daphne with the settings' websocket limits, as in production
+            "daphne": [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(self.port)],
             "celery": [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "celery,generation",
                        "--pool=solo", "--loglevel=INFO", "-s", str(self.log_dir / "celerybeat-schedule")],
         }[name]

@@ -20,7 +20,7 @@ def test_demo_command_runs_a_whole_study_on_the_embedded_default(tmp_path):
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")}
     env.update({"DATABASE_URL": f"sqlite:///{tmp_path / 'demo.sqlite3'}", "DEMO_ADMIN_PASSWORD": "demo-pass-123",
-                "PYTHONUNBUFFERED": "1"})
+                "PYTHONUNBUFFERED": "1", "DELIBERATION_DEV": "1"})  # as scripts/demo runs it
     log = open(tmp_path / "demo.log", "w+")
     proc = subprocess.Popen([sys.executable, "manage.py", "demo", "--port", str(port), "--backend", "extractive"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

@@ -26,6 +26,8 @@ def test_one_judge_with_a_timeout_in_chromium(tmp_path, monkeypatch):
             chromium() as browser:
         page = phone_pages(browser, 1)[0]
         page.goto(f"{base}/legibility/s/judge-e2e/?PROLIFIC_PID=judge-1&STUDY_ID=S1&SESSION_ID=X1")
+        assert "Your answers (true or false)" in page.inner_text("#consent-disclosure")
+        assert not JudgeSession.objects.exists()  # the consent POST creates the judge, not opening the link
         page.check("#consent-box")
         page.click("#consent-submit")
 

@@ -7,6 +7,7 @@ holds more connections than the pool allows."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -40,8 +41,10 @@ async def arrive(client: httpx.AsyncClient, base: str, slug: str, index: int) ->
                                                          "STUDY_ID": "burst", "SESSION_ID": f"s{index}"})
     if joined.status_code != 200 or 'name="consent"' not in joined.text:
         return joined.status_code, 0
-    page = str(joined.url)
-    consent = await client.post(page, data={"csrfmiddlewaretoken": client.cookies.get("csrftoken"), "consent": "yes"},
+    page = str(joined.url)  # the join link itself: its consent POST creates the participant
+    digest = re.search(r'name="consent_sha256" value="([0-9a-f]{64})"', joined.text)
+    consent = await client.post(page, data={"csrfmiddlewaretoken": client.cookies.get("csrftoken"), "consent": "yes",
+                                            "consent_sha256": digest.group(1) if digest else ""},
                                 headers={"Referer": page, "Origin": base})
     return joined.status_code, consent.status_code
 

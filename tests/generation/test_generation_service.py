@@ -6,7 +6,7 @@ import json
 import pytest
 import redis
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from deliberation.dispatch import enqueue_generation
 from deliberation.models import Candidate, GroupEvent
@@ -118,3 +118,46 @@ def test_http_backend_down_then_back_group_waits_monitor_shows_error_then_contin
     group.refresh_from_db()
     assert group.phase == "rating" and group.generation_status == ""
     assert set(Candidate.objects.filter(group=group).values_list("backend", flat=True)) == {"openai"}
+
+
+def test_a_requeued_task_stands_down_while_another_claim_writes_the_round():
+    """The sweeper re-queues a round whose task waited over GENERATION_REQUEUE_SECONDS in a long queue. The copy
+    must not generate the same statements a second time while the first task is writing them; a retry or a
+    redelivery of the same task (same claim) goes on, and so does anyone once the first claim failed or expired."""
+
+
+    group, members = make_group(n=3)
+    opinions_in(group, members)
+    GroupEvent.objects.create(group=group, kind="generation_started", payload={"round": 1, "claim": "task-a"})
+    backend = FlakyBackend(bad_attempts=0)
+    assert candidates_generate(group_id=group.pk, round=1, backend=backend, claim="task-b") == 0
+    assert backend.calls == [] and not Candidate.objects.filter(group=group).exists()
+    # the same claim (a Celery retry or a redelivery after the worker died) carries on
+    assert candidates_generate(group_id=group.pk, round=1, backend=backend, claim="task-a") == 2
+    assert len(backend.calls) == 1
+
+
+def test_a_failed_or_expired_claim_does_not_block_the_next_task(settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    group, members = make_group(n=3)
+    opinions_in(group, members)
+    with pytest.raises(GenerationFailed):
+        candidates_generate(group_id=group.pk, round=1, backend=FlakyBackend(bad_attempts=99), claim="task-a")
+    backend = FlakyBackend(bad_attempts=0)
+    assert candidates_generate(group_id=group.pk, round=1, backend=backend, claim="task-b") == 2  # a failed claim
+
+    other, others = make_group(group.study, n=3)
+    opinions_in(other, others)
+    stale = GroupEvent.objects.create(group=other, kind="generation_started", payload={"round": 1, "claim": "dead"})
+    old = timezone.now() - timedelta(seconds=settings.GENERATION_SOFT_TIME_LIMIT + 120)
+    with connection.cursor() as cursor:
+        # the event log is append-only (a trigger refuses UPDATE); backdate this one row with the trigger off
+        cursor.execute("ALTER TABLE deliberation_groupevent DISABLE TRIGGER USER")
+        try:
+            GroupEvent.objects.filter(pk=stale.pk).update(created_at=old)
+        finally:
+            cursor.execute("ALTER TABLE deliberation_groupevent ENABLE TRIGGER USER")
+    assert candidates_generate(group_id=other.pk, round=1, backend=FlakyBackend(bad_attempts=0), claim="new") == 2

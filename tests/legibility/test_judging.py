@@ -16,6 +16,7 @@ from legibility import services
 from legibility.judging import Candidate, build_queue, judge_flagged
 from legibility.models import JudgeItem, JudgeSession
 
+from ..joining import consent_hash, join_and_consent
 from .factories import judge, make_study
 
 pytestmark = pytest.mark.django_db
@@ -89,17 +90,22 @@ def test_consent_builds_a_balanced_queue_once():
     assert session.items.count() == 8
 
 
-def test_join_is_idempotent_on_prolific_id_and_refuses_inactive_studies():
+def test_the_consent_post_creates_the_judge_who_resumes_with_id_and_session_and_inactive_studies_refuse():
     study = make_study()
     client = Client()
-    response = client.get(reverse("legibility:join", kwargs={"slug": study.slug}) + "?PROLIFIC_PID=abc&STUDY_ID=S1")
+    link = reverse("legibility:join", kwargs={"slug": study.slug}) + "?PROLIFIC_PID=abc&STUDY_ID=S1&SESSION_ID=X1"
+    page = client.get(link)
+    assert page.status_code == 200 and b"consent-box" in page.content and b"How it works" in page.content
+    assert not JudgeSession.objects.exists()  # opening the link stores nothing
+    response = client.post(link, {"consent": "yes", "consent_sha256": consent_hash(page)})
     assert response.status_code == 302
     session = JudgeSession.objects.get(recruitment_id="abc")
     assert session.recruitment_study_id == "S1" and response.url.endswith(f"/j/{session.token}/")
-    again = Client().get(reverse("legibility:join", kwargs={"slug": study.slug}) + "?PROLIFIC_PID=abc")
+    assert session.status == "judging" and session.items.count() == study.items_per_session
+    assert session.consent_version == 1 and len(session.consent_sha256) == 64
+    again = Client().get(link)  # another browser, the same PROLIFIC_PID and SESSION_ID
     assert again.url == response.url and JudgeSession.objects.count() == 1
-    page = client.get(response.url)
-    assert b"consent-box" in page.content
+    assert b"answer-form" in client.get(response.url).content
     study.is_active = False
     study.save()
     assert Client().get(reverse("legibility:join", kwargs={"slug": study.slug})).status_code == 409
@@ -287,6 +293,6 @@ def test_mangled_tokens_are_a_404_or_a_new_judge_never_a_server_error():
             response = client.get(f"/legibility/j/{token}/" + ("" if name == "judge" else f"{name}/"))
             assert response.status_code in (404, 405), (name, token, response.status_code)
     client.cookies[f"leg_j_{study.pk}"] = "bad\x00cookie"
-    response = client.get(reverse("legibility:join", kwargs={"slug": study.slug}))
-    assert response.status_code in (200, 302)
+    response = join_and_consent(client, reverse("legibility:join", kwargs={"slug": study.slug}))
+    assert response.status_code == 302
     assert JudgeSession.objects.filter(study=study).count() == 1

@@ -33,6 +33,7 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
+@pytest.mark.django_db(transaction=True, reset_sequences=True)  # each judge's queue is seeded with its row id
 def test_command_answers_every_item_through_the_services_and_flags_coin_judges():
     study = make_study(n_problems=24, items_per_session=20, gold_share=0.2)
     out = io.StringIO()

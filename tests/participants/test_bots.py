@@ -59,6 +59,8 @@ def test_six_bots_finish_two_groups_and_every_write_is_stored_once(tmp_path):
     people = list(Participant.objects.filter(study=study))
     assert len(people) == 6 and {p.recruitment_id[:4] for p in people} == {"bot-"}
     assert all(p.is_simulated and "SIMULATED" not in p.url_params for p in people)  # run_bots marks its bots
+    # each bot was created by its consent POST, with the consent version and hash it was shown
+    assert all(p.consent_version == 1 and len(p.consent_sha256) == 64 for p in people)
     assert all(p.status == "completed" and p.completion_code == "DONE123" for p in people)
     assert {b["completion_page_code"] for b in summary["bots"]} == {"DONE123"}
     assert summary["completion_codes"] == {"DONE123": 6}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from urllib.parse import urlencode
 
 import pytest
 from channels.db import database_sync_to_async as adb
@@ -21,6 +22,7 @@ from participants.models import Participant
 from participants.services import client_ip, join_rate_allowed
 
 from ..factories import make_group, make_study
+from ..joining import consent_hash, join_and_consent
 
 OPINIONS = ["Food taxes hit poor families hardest, so removing them is fair.",
             "We need the revenue for schools and hospitals, keep the taxes.",
@@ -42,16 +44,16 @@ def test_guessed_and_altered_tokens_find_nobody(client):
 def test_a_cookie_from_another_study_or_participant_does_not_resume_them(client):
     first = make_study(slug="first")
     second = make_study(slug="second")
-    victim_page = client.get("/s/first/?PROLIFIC_PID=victim")["Location"]
+    victim_page = join_and_consent(client, "/s/first/?PROLIFIC_PID=victim&SESSION_ID=v1")["Location"]
     victim = Participant.objects.get(recruitment_id="victim")
     # The attacker's browser carries the victim's token under the second study's cookie name.
     attacker = Client()
     attacker.cookies[f"dlb_p_{second.pk}"] = victim.token
-    landed = attacker.get("/s/second/")["Location"]
+    landed = join_and_consent(attacker, "/s/second/")["Location"]
     assert landed != victim_page
     assert Participant.objects.get(token=landed.split("/")[2]).study == second
-    # ... and a PROLIFIC_PID of the first study, used on the second, is a different participant.
-    assert attacker.get("/s/second/?PROLIFIC_PID=victim")["Location"] != victim_page
+    # ... and a PROLIFIC_PID (and SESSION_ID) of the first study, used on the second, is a different participant.
+    assert join_and_consent(Client(), "/s/second/?PROLIFIC_PID=victim&SESSION_ID=v1")["Location"] != victim_page
     assert Participant.objects.filter(recruitment_id="victim").count() == 2
     assert first.participants.count() == 1
 
@@ -90,15 +92,16 @@ def test_the_monitor_and_admin_refuse_participants(client):
 def test_consent_form_needs_the_csrf_token():
     make_study(slug="s1")
     browser = Client(enforce_csrf_checks=True)
-    page = browser.get("/s/s1/?PROLIFIC_PID=p1")["Location"]
-    form = browser.get(page)
+    link = "/s/s1/?PROLIFIC_PID=p1&SESSION_ID=se"
+    form = browser.get(link)
     assert b'name="csrfmiddlewaretoken"' in form.content
+    fields = {"consent": "yes", "consent_sha256": consent_hash(form)}
     forged = Client(enforce_csrf_checks=True)  # another site posting on the participant's behalf
-    assert forged.post(page, {"consent": "yes"}).status_code == 403
-    assert browser.post(page, {"consent": "yes"}).status_code == 403  # cookie alone is not enough
-    assert Participant.objects.get().status == "joined"
+    assert forged.post(link, fields).status_code == 403
+    assert browser.post(link, fields).status_code == 403  # cookie alone is not enough
+    assert not Participant.objects.exists()
     token = browser.cookies["csrftoken"].value
-    assert browser.post(page, {"consent": "yes", "csrfmiddlewaretoken": token}).status_code == 302
+    assert browser.post(link, {**fields, "csrfmiddlewaretoken": token}).status_code == 302
     assert Participant.objects.get().status == "lobby"
 
 
@@ -106,25 +109,26 @@ def test_consent_form_needs_the_csrf_token():
 @pytest.mark.django_db
 def test_overlong_join_parameters_are_bounded_not_fatal(client):
     make_study(slug="s1")
-    response = client.get("/s/s1/", {"PROLIFIC_PID": "p" * 5000, "x" * 500: "y" * 5000})
+    link = "/s/s1/?" + urlencode({"PROLIFIC_PID": "p" * 5000, "SESSION_ID": "s" * 5000, "x" * 500: "y" * 5000})
+    response = join_and_consent(client, link)
     assert response.status_code == 302
     participant = Participant.objects.get()
     assert len(participant.recruitment_id) == 128
     assert all(len(k) <= 64 and len(v) <= 128 for k, v in participant.url_params.items())
-    # the same over-long id resumes the same participant
-    assert client.get("/s/s1/", {"PROLIFIC_PID": "p" * 5000})["Location"] == response["Location"]
+    # the same over-long ids resume the same participant, also from another browser
+    assert Client().get(link)["Location"] == response["Location"]
 
 
 @pytest.mark.django_db
 def test_control_characters_in_links_and_cookies_are_harmless(client):
     study = make_study(slug="s1")
     for query in ("?PROLIFIC_PID=%00", "?a%00=b%00", "?STUDY_ID=%00x&PROLIFIC_PID=p%00q"):
-        assert client.get("/s/s1/" + query).status_code == 302, query
+        assert join_and_consent(Client(), "/s/s1/" + query).status_code == 302, query
     assert Participant.objects.filter(recruitment_id="pq").exists()
     assert not any("\x00" in json.dumps(p.url_params) for p in Participant.objects.all())
     other = Client(HTTP_USER_AGENT="bot\x00agent")
     other.cookies[f"dlb_p_{study.pk}"] = "abc\x00def"
-    assert other.get("/s/s1/").status_code == 302
+    assert join_and_consent(other, "/s/s1/").status_code == 302
     assert Participant.objects.filter(user_agent="botagent").exists()
 
 
@@ -233,23 +237,23 @@ def test_joins_over_the_limit_get_429_but_returning_participants_resume(settings
     settings.TRUSTED_PROXY_COUNT = 1
     make_study(slug="s1")
     behind_proxy = {"REMOTE_ADDR": "10.0.0.2"}
-    first = Client(**behind_proxy, HTTP_X_FORWARDED_FOR="203.0.113.7")
-    resumed = first.get("/s/s1/?PROLIFIC_PID=early")["Location"]
+
+    def browser(forwarded="203.0.113.7"):
+        return Client(**behind_proxy, HTTP_X_FORWARDED_FOR=forwarded)
+
+    first = browser()
+    resumed = join_and_consent(first, "/s/s1/?PROLIFIC_PID=early&SESSION_ID=e")["Location"]
     for i in range(2):
-        assert Client(**behind_proxy, HTTP_X_FORWARDED_FOR="203.0.113.7").get(
-            f"/s/s1/?PROLIFIC_PID=n{i}").status_code == 302
-    blocked = Client(**behind_proxy, HTTP_X_FORWARDED_FOR="203.0.113.7").get("/s/s1/?PROLIFIC_PID=late")
+        assert join_and_consent(browser(), f"/s/s1/?PROLIFIC_PID=n{i}&SESSION_ID=s").status_code == 302
+    blocked = join_and_consent(browser(), "/s/s1/?PROLIFIC_PID=late&SESSION_ID=s")
     assert blocked.status_code == 429 and blocked["Retry-After"] == "60"
     assert b"wait a minute" in blocked.content and b"progress is kept" in blocked.content
     assert not Participant.objects.filter(recruitment_id="late").exists()
     # a client writing its own X-Forwarded-For cannot escape: our proxy's hop is the one counted
-    spoofed = Client(**behind_proxy, HTTP_X_FORWARDED_FOR="1.2.3.4, 203.0.113.7").get("/s/s1/?PROLIFIC_PID=x")
-    assert spoofed.status_code == 429
-    # returning participants are not blocked: same PROLIFIC_PID from anywhere, or the same browser's cookie
-    assert Client(**behind_proxy, HTTP_X_FORWARDED_FOR="203.0.113.7").get(
-        "/s/s1/?PROLIFIC_PID=early")["Location"] == resumed
+    assert join_and_consent(browser("1.2.3.4, 203.0.113.7"), "/s/s1/?PROLIFIC_PID=x&SESSION_ID=s").status_code == 429
+    # returning participants are not blocked: same PROLIFIC_PID and SESSION_ID from anywhere, or the cookie
+    assert browser().get("/s/s1/?PROLIFIC_PID=early&SESSION_ID=e")["Location"] == resumed
     assert first.get("/s/s1/")["Location"] == resumed
     # another address still gets in
-    assert Client(**behind_proxy, HTTP_X_FORWARDED_FOR="198.51.100.4").get("/s/s1/?PROLIFIC_PID=else") \
-        .status_code == 302
+    assert join_and_consent(browser("198.51.100.4"), "/s/s1/?PROLIFIC_PID=else&SESSION_ID=s").status_code == 302
     assert Participant.objects.count() == 4

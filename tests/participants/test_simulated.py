@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import random
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from participants.models import Participant
 from participants.services import SIMULATED_SALT, simulated_join_token
 
 from ..factories import make_study
+from ..joining import join_and_consent
 
 pytestmark = pytest.mark.django_db
 
@@ -23,12 +25,12 @@ pytestmark = pytest.mark.django_db
 def test_a_signed_bot_token_marks_the_participant_simulated_and_is_not_stored(client):
     make_study(slug="s1")
     token = simulated_join_token("s1")
-    response = client.get("/s/s1/", {"PROLIFIC_PID": "bot-1", "SIMULATED": token})
+    response = join_and_consent(client, "/s/s1/?" + urlencode({"PROLIFIC_PID": "bot-1", "SIMULATED": token}))
     assert response.status_code == 302
     bot = Participant.objects.get()
     assert bot.is_simulated and "SIMULATED" not in bot.url_params
     client.cookies.clear()
-    client.get("/s/s1/?PROLIFIC_PID=person-1")
+    join_and_consent(client, "/s/s1/?PROLIFIC_PID=person-1")
     assert not Participant.objects.get(recruitment_id="person-1").is_simulated
     assert list(Participant.objects.human().values_list("recruitment_id", flat=True)) == ["person-1"]
     assert Participant.objects.human(include_simulated=True).count() == 2
@@ -42,8 +44,11 @@ def test_a_signed_bot_token_marks_the_participant_simulated_and_is_not_stored(cl
 def test_a_forged_or_foreign_token_is_refused_and_nobody_is_created(client, forged):
     make_study(slug="s1")
     value = forged() if callable(forged) else forged
-    response = client.get("/s/s1/", {"PROLIFIC_PID": "p1", "SIMULATED": value})
+    link = "/s/s1/?" + urlencode({"PROLIFIC_PID": "p1", "SIMULATED": value})
+    response = client.get(link)
     assert response.status_code == 403 and b"simulated-participant token" in response.content
+    posted = client.post(link, {"consent": "yes"})  # straight to the consent POST: refused the same way
+    assert posted.status_code == 403 and b"simulated-participant token" in posted.content
     assert not Participant.objects.exists()
 
 
@@ -53,6 +58,7 @@ def test_an_expired_token_is_refused(client):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr("participants.services.SIMULATED_TOKEN_MAX_AGE", -1)
         assert client.get("/s/s1/", {"SIMULATED": token}).status_code == 403
+        assert client.post("/s/s1/?" + urlencode({"SIMULATED": token}), {"consent": "yes"}).status_code == 403
     assert not Participant.objects.exists()
 
 

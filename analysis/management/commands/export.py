@@ -18,9 +18,11 @@ class Command(BaseCommand):
             "completion). hf: Hugging Face datasets folders (Dataset.save_to_disk) under DIR/hf: preference_pairs "
             "(prompt = question + the member's opinion, chosen = the candidate that member ranked higher, rejected; "
             "TRL RewardTrainer's format) and sft (conversational prompt/completion of candidates whose mean quality "
-            "rating is at least --min-quality). Participant tokens are never exported; recruitment ids only with "
-            "--include-recruitment-ids. Human data only: answers the take-over bot wrote and simulated participants "
-            "(run_bots) only with --include-bots / --include-simulated; answer rows carry by_bot, participant rows "
+            "rating is at least --min-quality). Participant tokens are never exported; recruitment ids and the "
+            "join link's parameters only with --include-recruitment-ids. CSV cells a spreadsheet would run as a "
+            "formula (starting with = + - @, tab or CR) get a leading single quote. Human data only: answers the "
+            "take-over bot wrote and simulated participants (run_bots) only with --include-bots / "
+            "--include-simulated; answer rows carry by_bot, participant rows "
             "is_simulated. Writes manifest.json with the row counts.")
 
     def add_arguments(self, parser):
@@ -32,7 +34,8 @@ class Command(BaseCommand):
                             help="SFT set: keep candidates whose mean quality rating (1-7) is at least this "
                                  f"(default {DEFAULT_MIN_QUALITY:g}).")
         parser.add_argument("--include-recruitment-ids", action="store_true",
-                            help="Also export PROLIFIC_PID / STUDY_ID / SESSION_ID (off by default).")
+                            help="Also export PROLIFIC_PID / STUDY_ID / SESSION_ID and the join link's other "
+                                 "parameters (url_params; off by default).")
         parser.add_argument("--include-bots", action="store_true",
                             help="Also export the answers the take-over bot wrote for dropped members (by_bot).")
         parser.add_argument("--include-simulated", action="store_true",

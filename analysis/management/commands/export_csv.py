@@ -9,7 +9,9 @@ from deliberation.models import Study
 
 class Command(BaseCommand):
     help = ("Write one CSV per entity (participants, groups, opinions, candidates, ratings, critiques, events) "
-            "of a study into DIR; every column, timestamps in ISO 8601. Participant tokens are never exported. "
+            "of a study into DIR; every column, timestamps in ISO 8601. Participant tokens are never exported, "
+            "recruitment ids and the join link's parameters neither; cells a spreadsheet would run as a formula "
+            "get a leading quote. "
             "The same export as 'manage.py export --format csv' without the wide table; see that command for "
             "Parquet, JSON lines and training sets.")
 

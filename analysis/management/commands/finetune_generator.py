@@ -29,6 +29,9 @@ class Command(BaseCommand):
                             help=f"Lowest mean quality rating (1-7) of a statement kept (default {DEFAULT_MIN_QUALITY}"
                                  ", as export).")
         parser.add_argument("--winners-only", action="store_true", help="Only statements that won their round.")
+        parser.add_argument("--include-simulated", action="store_true",
+                            help="Also count simulated participants' quality ratings (run_bots, benchmarks/loop.py). "
+                                 "Never for a real study's generator; recorded in the version's config.")
         parser.add_argument("--lora", action="store_true",
                             help="Train a LoRA adapter (a few MB, merged at load) instead of every weight.")
         parser.add_argument("--lora-r", type=int, default=DEFAULTS.lora_r)
@@ -68,14 +71,15 @@ class Command(BaseCommand):
             max_length=options["max_length"], max_train_examples=options["max_train_examples"],
             max_validation_examples=options["max_validation_examples"], val_fraction=options["val_fraction"],
             seed=options["seed"], threads=options["threads"], min_quality=options["min_quality"],
-            winners_only=options["winners_only"])
+            winners_only=options["winners_only"], include_simulated=options["include_simulated"])
         parent = None
         if options["parent"] is not None:
             parent = GeneratorModel.objects.filter(pk=options["parent"], study=study_obj).first()
             if parent is None:
                 raise CommandError(f"Study {study!r} has no generator model {options['parent']}")
         try:
-            rows = study_sft_rows(study=study_obj, min_quality=config.min_quality, winners_only=config.winners_only)
+            rows = study_sft_rows(study=study_obj, min_quality=config.min_quality, winners_only=config.winners_only,
+                                  include_simulated=config.include_simulated)
             training_data_check(study=study_obj, rows=rows, config=config)
             version = generator_model_create(study=study_obj, config=config, name=options["name"], parent=parent)
         except GeneratorModelError as exc:

@@ -50,7 +50,8 @@ class Command(BaseCommand):
         if study_obj is None:
             raise CommandError(f"No study with slug {study!r}")
         try:
-            training_data_check(study=study_obj, records=study_rating_records(study=study_obj))
+            training_data_check(study=study_obj, records=study_rating_records(
+                study=study_obj, include_simulated=bool(options.get("config_include_simulated"))))
             reward_model = reward_model_create(study=study_obj, config=config_from_options(options), name=name,
                                                holdout=holdout)
         except (RewardModelError, ValueError) as exc:

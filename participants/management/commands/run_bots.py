@@ -29,8 +29,10 @@ class Command(BaseCommand):
         parser.add_argument("--think", default="1:4", help="Think time MIN:MAX seconds before each action.")
         parser.add_argument("--opinions", default="question",
                             help="'question' (built from the question text and a stance), 'polis:DIR' "
-                                 "(comments.csv of a Polis conversation under ../shared/data/polis/), or 'persona' "
-                                 "(written by a generation backend in the voice of a random persona).")
+                                 "(comments.csv of a Polis conversation under ../shared/data/polis/), 'persona' "
+                                 "(written by a generation backend in the voice of a random persona) or "
+                                 "'hidden:SEED' (each bot's stance and the values it cares about, from its hidden "
+                                 "profile in participants/preferences.py).")
         parser.add_argument("--persona-backend", choices=("embedded", "openai"), default=None,
                             help="Backend that writes persona opinions. Default: the study's own backend when this "
                                  "database has the study and it is embedded or openai (openai uses the study's "
@@ -41,7 +43,9 @@ class Command(BaseCommand):
                             help="How bots rate and rank statements: 'similarity' (word overlap with the bot's "
                                  "opinion), 'random', 'embedding' (all-MiniLM-L6-v2 cosine similarity to the bot's "
                                  "opinion) or 'reward:ID' / 'reward:DIR' (a trained reward model's predicted "
-                                 "agreement; ID of a registered model or a checkpoint folder).")
+                                 "agreement; ID of a registered model or a checkpoint folder) or 'hidden:SEED' (each "
+                                 "bot's hidden, consistent taste: values, style and idiosyncrasy, never seen by the "
+                                 "system; participants/preferences.py).")
         parser.add_argument("--timeout", type=float, default=1800.0, help="Give up on a bot after this many seconds.")
         parser.add_argument("--stagger", type=float, default=0.2, help="Seconds between bot arrivals.")
         parser.add_argument("--ping", type=float, default=15.0, help="Seconds between pings.")

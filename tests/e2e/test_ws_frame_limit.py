@@ -1,0 +1,99 @@
+"""The ASGI server's own frame limit, against a real daphne started the way production starts it (config.serve):
+a frame over WEBSOCKET_MAX_MESSAGE_BYTES is refused from its header (close 1009) before its payload is read, and
+the consumer never sees it; a frame under the limit still reaches the consumer, whose own MAX_MESSAGE_BYTES check
+stays as the second line."""
+from __future__ import annotations
+
+import json
+import os
+import struct
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from participants.services import participant_consent, participant_join
+
+from ..factories import make_study
+from .stack import Stack, database_url
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+
+def client_frame_header(length: int) -> tuple[bytes, bytes]:
+    """A masked text frame's header announcing ``length`` payload bytes (RFC 6455 5.2), and its mask."""
+    mask = os.urandom(4)
+    if length < 126:
+        return struct.pack("!BB", 0x81, 0x80 | length) + mask, mask
+    if length < 2 ** 16:
+        return struct.pack("!BBH", 0x81, 0x80 | 126, length) + mask, mask
+    return struct.pack("!BBQ", 0x81, 0x80 | 127, length) + mask, mask
+
+
+def masked(data: bytes, mask: bytes) -> bytes:
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
+def test_daphne_refuses_an_oversized_frame_from_its_header_before_the_consumer_reads_it(tmp_path):
+    limit = settings.WEBSOCKET_MAX_MESSAGE_BYTES
+    assert limit == 64 * 1024  # the default the consumer's MAX_MESSAGE_BYTES matches
+    study = make_study(slug="frames", min_group_size=3, max_group_size=3)
+    participant = participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": "f-1"}))
+    stack = Stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path, worker=False)
+    with stack:
+        url = f"ws://127.0.0.1:{stack.port}/ws/p/{participant.token}/"
+        origin = f"http://127.0.0.1:{stack.port}"
+
+        # Under the limit: read, and answered by the consumer (here: text longer than any field allows).
+        with connect(url, origin=origin, max_size=2 ** 22) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+            ws.send(json.dumps({"type": "draft", "phase": "opinion", "text": "a" * (limit - 200), "ref": "big"}))
+            reply = json.loads(ws.recv(timeout=10))
+            assert reply["type"] == "error" and reply["ref"] == "big" and reply["code"] == "invalid"
+
+        # Over the limit (well under daphne's 1 MiB default): only the header and 1 KiB of the payload are sent.
+        # The server must close with 1009 at once, without waiting for (reading) the rest, and without a reply
+        # from the consumer (which would answer "too_large" and keep the socket open).
+        with connect(url, origin=origin, max_size=2 ** 22) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+            header, mask = client_frame_header(4 * limit)
+            ws.socket.sendall(header + masked(b'{"type": "draft", "text": "' + b"x" * 1000, mask))
+            with pytest.raises(ConnectionClosed) as closed:
+                got = ws.recv(timeout=10)
+                pytest.fail(f"the consumer answered an oversized frame: {got[:200]}")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+        # The server is fine afterwards: a new socket works.
+        with connect(url, origin=origin) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+            ws.send(json.dumps({"type": "ping", "version": "stale", "ref": "p"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+    log = (tmp_path / "daphne.log").read_text()
+    assert "Traceback" not in log and "too_large" not in log
+
+
+def test_every_place_that_starts_daphne_goes_through_config_serve():
+    """One setting, one launcher: the Docker image, compose, the demo, the browser-test stack and the benchmark."""
+    from pathlib import Path
+
+    from config.serve import daphne_args
+
+    root = Path(__file__).resolve().parents[2]
+    assert '"-m", "config.serve"' in (root / "docker/Dockerfile").read_text()
+    assert "python -m config.serve" in (root / "docker/compose.yml").read_text()
+    for path in ("docker/Dockerfile", "docker/compose.yml", "tests/e2e/stack.py", "scripts/demo",
+                 "deliberation/management/commands/demo.py", "benchmarks/load.py"):
+        text = (root / path).read_text()
+        assert "daphne -b" not in text and '"-m", "daphne"' not in text, path
+    assert "from config.serve import run" in (root / "benchmarks/load.py").read_text()
+    # The demo command (deliberation, below config) names the launcher in settings instead of importing it.
+    assert "import_string(settings.ASGI_SERVE)" in (root / "deliberation/management/commands/demo.py").read_text()
+    assert settings.ASGI_SERVE == "config.serve.run"
+    args = daphne_args(["-b", "127.0.0.1", "-p", "8000"])
+    assert args[args.index("--websocket-max-frame-size") + 1] == str(settings.WEBSOCKET_MAX_MESSAGE_BYTES)
+    assert args[-1] == "config.asgi:application"
+    assert daphne_args(["-p", "1", "benchmarks.raw_consumer:application"])[-1] == "benchmarks.raw_consumer:application"
+    with pytest.raises(SystemExit):
+        daphne_args(["--websocket-max-frame-size", "999999999"])

@@ -75,7 +75,7 @@ def test_unknown_policies_and_missing_checkpoints_are_refused_clearly(tmp_path):
         make_scorer(f"reward:{tmp_path / 'nothing'}")
     with pytest.raises(ValueError, match="cannot write persona opinions"):
         opinion_source("persona", persona_backend="extractive")
-    with pytest.raises(ValueError, match="'question', 'polis:DIR' or 'persona'"):
+    with pytest.raises(ValueError, match="'question', 'polis:DIR', 'persona' or 'hidden:SEED'"):
         opinion_source("poetry")
 
 

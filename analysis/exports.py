@@ -42,7 +42,7 @@ def queryset_frame(queryset, exclude: Iterable[str] = ()) -> pd.DataFrame:
     Object dtype keeps ids as ints next to missing values (no float coercion) and times as aware datetimes.
     JSON fields are kept as Python values here; the writers serialise them.
     """
-    from deliberation.csv_export import field_names
+    from core.csv_export import field_names
 
     names = [n for n in field_names(queryset.model) if n not in set(exclude) | set(SECRET_FIELDS)]
     rows = list(queryset.order_by("pk").values_list(*names).iterator(chunk_size=2000))
@@ -245,6 +245,14 @@ def write_jsonl_frame(frame: pd.DataFrame, path: Path) -> int:
         for row in frame.to_dict("records"):
             handle.write(json.dumps({k: _iso(v) for k, v in row.items()}, ensure_ascii=False, default=str) + "\n")
     return len(frame)
+
+
+def write_queryset_csv(queryset, out: IO[str], exclude: Iterable[str] = (), *,
+                       include_recruitment_ids: bool = False) -> int:
+    """The admin's CSV action (``core.csv_export.write_csv`` through ``settings.CSV_QUERYSET_WRITER``): recruitment
+    ids and the join link's parameters only when asked for."""
+    hidden = (*exclude, *(() if include_recruitment_ids else RECRUITMENT_FIELDS))
+    return write_csv_frame(queryset_frame(queryset, hidden), out)
 
 
 WRITERS = {"csv": write_csv_frame, "parquet": write_parquet_frame, "jsonl": write_jsonl_frame}

@@ -9,7 +9,7 @@ Offline: for finished groups, statements are regenerated once per member with th
 out, and a reward model predicts every member's agreement with each; ``offline_loo`` aggregates those
 predictions into the predicted drop of the left-out member vs the others.
 
-Both give group-bootstrap intervals (``analysis.metrics.cluster_bootstrap``); differences are paired
+Both give group-bootstrap intervals (``core.metrics.cluster_bootstrap``); differences are paired
 within the same resampled groups. Django-free: plain frames in, plain frames out.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from .metrics import cluster_bootstrap, ratings_with_context
+from core.metrics import cluster_bootstrap, ratings_with_context
 
 DISSENT_AT_MOST = 3  # "somewhat disagree" or less on the 7-point scale
 RESULT_COLUMNS = ["round", "measure", "role", "estimate", "low", "high", "n", "groups"]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import nnls
 
-from .metrics import cluster_bootstrap
+from core.metrics import cluster_bootstrap
 
 RESULT_COLUMNS = ["group_id", "round", "condition", "members", "minority_members", "minority_share",
                   "minority_weight", "winner_position", "fit_error"]

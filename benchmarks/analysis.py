@@ -34,10 +34,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis.loo import offline_loo, online_loo, winner_ratings_frame  # noqa: E402
-from analysis.metrics import StudyData  # noqa: E402
 from analysis.reports.build import build_report  # noqa: E402
 from analysis.reports.render import render_standalone  # noqa: E402
 from analysis.representation import group_representation  # noqa: E402
+from core.metrics import StudyData  # noqa: E402
 
 TARGET_S = 3.0
 CANDIDATES = 4
@@ -163,6 +163,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "analysis")
     args = parser.parse_args()
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record()
     meta = {"machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
                         "load_average_at_start": [round(x, 2) for x in os.getloadavg()]},
             "bootstrap_resamples": args.bootstrap, "repeats": args.repeats, "target_s": TARGET_S,
@@ -202,6 +205,7 @@ def main() -> None:
                  "seconds": round(rep_s, 3), "result": "includes generating the random vectors"})
     meta["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {**run.finish(), **meta}
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
     table = markdown(rows, meta)
     args.out.with_suffix(".md").write_text(table)

@@ -27,7 +27,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from generation.backends import GenerationRequest, get_backend  # noqa: E402
 from generation.backends.embedded import find_gguf  # noqa: E402
 from generation.prompts import CONSENSUS, STOP_SEQUENCES, render_consensus  # noqa: E402
-from tests.e2e.stack import free_port, wait_until_serving  # noqa: E402
+from tests.e2e.stack import free_port  # noqa: E402
+from tests.waiting import wait_until_serving  # noqa: E402
 
 QUESTIONS = json.loads((ROOT.parent / "shared" / "data" / "habermas" / "230118_chinchilla_questions.json").read_text())
 
@@ -137,6 +138,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 4, 8])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "generation")
     args = parser.parse_args()
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record()
     groups = [group_requests(g, args.candidates, args.max_new_tokens) for g in range(args.groups)]
     rows = [run_embedded(groups, "sequential"), run_embedded(groups, "batched"), run_embedded(groups, "coalesced")]
     rows += run_llama_server(groups, args.concurrency)
@@ -153,7 +157,7 @@ def main() -> None:
     if overhead:
         rows.append(overhead)
         ratios["orchestration overhead (queued→stored+pushed minus backend) / backend"] = overhead["overhead_ratio"]
-    meta = {"groups": args.groups, "candidates": args.candidates, "max_new_tokens": args.max_new_tokens,
+    meta = {**run.finish(), "groups": args.groups, "candidates": args.candidates, "max_new_tokens": args.max_new_tokens,
             "cpus": os.cpu_count(), "ratios": ratios, "torch_threads_env": os.environ.get("EMBEDDED_NUM_THREADS")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.waiting import wait_port  # noqa: E402 (the shared wait-for-server loop)
+
 RESULTS = ROOT / "benchmarks" / "results"
 GROUP_SIZE = 5
 TARGET_P99_MS = 100.0
@@ -85,21 +87,6 @@ def latency_summary(seconds: list[float]) -> dict:
     ms = [s * 1000 for s in seconds]
     return {"count": len(ms), **{f"p{q}_ms": (round(percentile(ms, q), 1) if ms else None) for q in (50, 95, 99)},
             "max_ms": round(max(ms), 1) if ms else None}
-
-
-def wait_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"port {port} did not open within {timeout:.0f} s:\n{log.read_text()[-2000:]}")
 
 
 # --- server side: query counting inside daphne and the Celery worker ----------------------------
@@ -811,6 +798,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="PostgreSQL server; a fresh database is created on it and dropped afterwards.")
     parser.add_argument("--out", default=str(RESULTS / "load"), help="Output path without extension.")
     args = parser.parse_args(argv)
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record(argv)
     ns = [100, 500] if args.quick else [int(x) for x in args.n.split(",") if x.strip()]
     procs_list = [int(x) for x in args.procs.split(",") if x.strip()]
     fd_limit = raise_fd_limit()
@@ -877,6 +867,7 @@ def main(argv: list[str] | None = None) -> None:
         "runs": runs,
     }
     report["targets"] = targets(runs)
+    report.update({k: v for k, v in run.finish().items() if k != "command"})
     table = markdown(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

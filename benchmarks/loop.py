@@ -91,6 +91,8 @@ def bootstrap_difference(a: list[float], b: list[float], *, reps: int = 2000, se
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
     import httpx
 
+    if not url.startswith("http://127.0.0.1:"):
+        raise ValueError(f"wait_http only polls the local server it started, not {url!r}")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -46,7 +46,7 @@ from analysis.reward.data import member_batches, member_text, preference_pairs  
 from analysis.reward.model import MINILM, build_model, load_tokenizer, minilm_path  # noqa: E402
 from analysis.reward.score import LoadedRewardModel, score_matrix  # noqa: E402
 from analysis.reward.train import train  # noqa: E402
-from analysis.social_choice import schulze, schulze_winners  # noqa: E402
+from core.social_choice import schulze, schulze_winners  # noqa: E402
 
 POLIS = ROOT.parent / "shared" / "data" / "polis" / "brexit-consensus"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -366,7 +366,7 @@ def markdown(result: dict) -> str:
     if "schulze" in result:
         s = result["schulze"]
         lines += ["| Schulze, 16 candidates x 10,000 ballots | ms (median) |", "|---|---|",
-                  f"| analysis.social_choice.schulze (pairwise counts + paths + TBRC) | {s['ours_ms']} |",
+                  f"| core.social_choice.schulze (pairwise counts + paths + TBRC) | {s['ours_ms']} |",
                   f"| pref_voting Profile(ballots) | {s['pref_voting_profile_build_ms']} |",
                   f"| pref_voting beat_path(profile) | {s['pref_voting_beat_path_ms']} |",
                   f"| pref_voting total | {s['pref_voting_total_ms']} |", "",
@@ -389,6 +389,9 @@ def main() -> None:
                         help="Run only these parts (training = this project's trainer and TRL's side by side).")
     parser.add_argument("--out", type=Path, default=RESULTS, help="Folder for reward.json and reward.md.")
     args = parser.parse_args()
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record()
     if args.threads:
         torch.set_num_threads(args.threads)
     conversation = load_conversation(POLIS)
@@ -407,6 +410,7 @@ def main() -> None:
         result["schulze"] = bench_schulze(args.repeats)
     result["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     args.out.mkdir(parents=True, exist_ok=True)
+    result.update(run.finish())
     (args.out / "reward.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     (args.out / "reward.md").write_text(table)

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/topics.py [--k 110] [--seed 0] [--runs 30] [--threads 2] [--no-baseline]
 
-Runs what ``manage.py cluster_questions`` runs (``deliberation.corpus``: MiniLM embeddings of question +
+Runs what ``manage.py cluster_questions`` runs (``analysis.corpus``: MiniLM embeddings of question +
 affirming statement, PCA, TF-IDF/LSA word features, a k-means ensemble and average linkage on the
 co-association; design in that module's docstring) on the 5,645 questions of
 ../shared/data/habermas/230118_chinchilla_questions.json, without a database. The topic ids are read only to
@@ -81,7 +81,7 @@ def main(argv=None) -> dict:
     import torch
     from sklearn.cluster import KMeans
 
-    from deliberation.corpus import ENSEMBLE_RUNS, agreement, cluster_embeddings, embed_questions
+    from analysis.corpus import ENSEMBLE_RUNS, agreement, cluster_embeddings, embed_questions
 
     torch.set_num_threads(args.threads)
     runs = args.runs or ENSEMBLE_RUNS

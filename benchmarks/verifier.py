@@ -179,6 +179,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2", help="Seeds of the default variant, comma-separated (default "
                                                          "0,1,2; the other variants use seed 0).")
     args = parser.parse_args()
+    from provenance import run_record  # command, commit and times for the result file
+
+    run = run_record()
     torch.set_num_threads(args.threads)
     cache_encoder_features()
     cache_error_models()
@@ -206,6 +209,7 @@ def main() -> None:
               "error_model_references": "gsm8k/train.jsonl less the import's prover half (rounds.reference_bank)",
               "seconds": round(time.perf_counter() - started, 1), "rows": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
+    result.update(run.finish())
     (RESULTS / "verifier.json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(rows)
     (RESULTS / "verifier.md").write_text(

@@ -3,7 +3,7 @@ from django.shortcuts import render
 from django.urls import include, path
 
 from deliberation import monitor
-from participants import views as participant_views
+from deliberation import views as participant_views
 
 urlpatterns = [
     path("", lambda request: render(request, "home.html"), name="home"),

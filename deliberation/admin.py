@@ -4,53 +4,14 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
-from .csv_export import write_csv
+from core.admin import CsvExportAdmin, ReadOnlyAdmin
+
 from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
 from .question_import import ImportFormatError, parse_questions, questions_import
-
-
-def _csv_response(queryset, *, include_recruitment_ids: bool) -> HttpResponse:
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    name = queryset.model._meta.model_name + ("-with-recruitment-ids" if include_recruitment_ids else "")
-    response["Content-Disposition"] = f'attachment; filename="{name}.csv"'
-    write_csv(queryset, response, exclude=("token",), include_recruitment_ids=include_recruitment_ids)
-    return response
-
-
-@admin.action(description="Export selected rows as CSV")
-def export_csv(modeladmin, request, queryset):
-    """Without recruitment ids (PROLIFIC_PID, STUDY_ID, SESSION_ID) and the join link's parameters."""
-    return _csv_response(queryset, include_recruitment_ids=False)
-
-
-@admin.action(description="Export selected rows as CSV, with recruitment ids (Prolific PID, study, session) and "
-                          "link parameters")
-def export_csv_with_recruitment_ids(modeladmin, request, queryset):
-    """The explicit option, on the admins of recruited people (participants, legibility judges) only."""
-    return _csv_response(queryset, include_recruitment_ids=True)
-
-
-class CsvExportAdmin(admin.ModelAdmin):
-    actions = [export_csv]
-
-
-class ReadOnlyAdmin(CsvExportAdmin):
-    """Collected data is evidence: viewable and exportable, never edited or deleted by hand (not even by a
-    superuser: a withdrawal is a deliberate, recorded database operation, not an admin click)."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Study)
@@ -90,10 +51,9 @@ class StudyAdmin(CsvExportAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "generator_model":
-            from analysis.models import GeneratorModel
-
             # Only finished versions can be served (Study.clean checks it too); a study's own versions when editing.
-            versions = GeneratorModel.objects.filter(status=GeneratorModel.Status.DONE)
+            # The model is analysis's (above deliberation): reached through the foreign key, not imported.
+            versions = db_field.related_model.objects.filter(status="done")
             study_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
             kwargs["queryset"] = versions.filter(study_id=study_id) if study_id else versions.none()
         return super().formfield_for_foreignkey(db_field, request, **kwargs)

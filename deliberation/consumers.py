@@ -120,9 +120,11 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(realtime.participant_channel(participant.pk), self.channel_name)
         await self.channel_layer.group_add(realtime.lobby_channel(participant.study_id), self.channel_name)
         self.in_lobby = True
+        # The snapshot first: registering the socket moves the group on (presence), which waits for the group's
+        # row lock; a submission in flight may hold it (a reload mid-submit), and the page must show its form.
+        await self.send_snapshot()
         for older in await db(_connect)(participant.pk, self.channel_name):
             await self.channel_layer.send(older, {"type": "socket.replaced"})
-        await self.send_snapshot()
 
     async def socket_replaced(self, event: dict) -> None:
         await self.send_json(m.error_reply("replaced", REPLACED_MESSAGE))

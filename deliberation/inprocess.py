@@ -2,7 +2,8 @@
 
 Only for ``IN_PROCESS_WORKER`` (no Redis: SQLite and the in-memory channel layer, whose
 pushes must come from the server's own event loop). Production and tests use Celery.
-Started lazily by the first websocket connection.
+Started lazily by the first websocket connection. Generation sits above deliberation
+(docs/architecture.md): the function that generates is named by ``settings.IN_PROCESS_GENERATE``.
 """
 from __future__ import annotations
 
@@ -10,6 +11,10 @@ import asyncio
 import logging
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+from . import dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +31,7 @@ def ensure_started() -> None:
     _queue = asyncio.Queue()
     _loop.create_task(_sweep_forever())
     _loop.create_task(_generate_forever())
+    dispatch.register_in_process_worker(submit_generation)
     logger.info("in-process worker started (demo mode)")
 
 
@@ -49,8 +55,7 @@ async def _sweep_forever() -> None:
 
 
 async def _generate_forever() -> None:
-    from generation.services import candidates_generate
-
+    candidates_generate = import_string(settings.IN_PROCESS_GENERATE)
     while True:
         group_id, round_ = await _queue.get()
         for attempt in range(3):

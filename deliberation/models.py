@@ -10,7 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from .flow import FlowConfig, Phase
+from core.flow import FlowConfig, Phase
 
 
 class Question(models.Model):
@@ -172,7 +172,7 @@ class Study(models.Model):
                 raise ValidationError({"generator_model": "Only a finished (done) generator version can be served."})
             if self.generation_backend != self.Backend.EMBEDDED:
                 raise ValidationError({"generator_model": "A fine-tuned generator is served by the embedded backend."})
-        from generation.endpoints import endpoint_problems
+        from .endpoints import endpoint_problems
 
         problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         if problems:
@@ -192,12 +192,12 @@ class Study(models.Model):
         """Keyword options for ``generation.backends.get_backend``: the fine-tuned generator version the embedded
         backend serves, or the HTTP backend's connection.
 
-        Raises ``GenerationError`` when the server or key variable is not allowed (``generation.endpoints``)."""
+        Raises ``GenerationError`` when the server or key variable is not allowed (``deliberation.endpoints``)."""
         if self.generation_backend == self.Backend.EMBEDDED and self.generator_model_id:
             return {"checkpoint": self.generator_model.checkpoint_path, "version": self.generator_model_id}
         if self.generation_backend != self.Backend.OPENAI:
             return {}
-        from generation.endpoints import endpoint_check
+        from .endpoints import endpoint_check
 
         endpoint_check(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         return {"base_url": self.generation_base_url, "model": self.generation_model,

@@ -17,6 +17,8 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from .selectors import read_group_shared_state
+
 logger = logging.getLogger(__name__)
 
 STATE_CHANGED = {"type": "state.changed"}
@@ -37,8 +39,6 @@ def lobby_channel(study_id: int) -> str:
 def group_message(group_id: int) -> dict:
     """The push for a group: its shared state, or (if that cannot be read) the bare signal, after which every
     member's socket reads its snapshot from the database."""
-    from .selectors import read_group_shared_state  # selectors import services, which import this module
-
     try:
         shared = read_group_shared_state(group_id)
     except Exception:  # the database is the truth; a push is an optimisation

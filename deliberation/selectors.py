@@ -10,21 +10,44 @@ import json
 import random
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import JSONField, OuterRef, Subquery
 from django.utils import timezone
 
+from core import flow
+from core.flow import Phase
+from core.seeds import derive_seed
 from participants.consent import opinion_notice
-from participants.models import Participant
+from participants.models import Participant, Presence
 
-from . import flow
-from .flow import Phase
 from .models import Candidate, Critique, Draft, Group, Opinion, Rating
-from .services import connected_participant_ids, derive_seed, submitted_participant_ids
 
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
+
+
+# --- who is here, who has answered (also read by services.group_state) -------------------------------
+def connected_participant_ids(participant_ids: list[int], now: datetime) -> set[int]:
+    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
+    return set(
+        Presence.objects.filter(participant_id__in=participant_ids, last_seen__gte=horizon)
+        .values_list("participant_id", flat=True)
+    )
+
+
+def submitted_participant_ids(group: Group) -> set[int]:
+    phase = Phase(group.phase)
+    if phase is Phase.OPINION:
+        qs = Opinion.objects.filter(group=group)
+    elif phase in (Phase.RATING, Phase.FINAL_RATING):
+        qs = Rating.objects.filter(group=group, round=flow.round_of(phase), by_timeout=False)
+    elif phase is Phase.CRITIQUE:
+        qs = Critique.objects.filter(group=group)
+    else:
+        return set()
+    return set(qs.values_list("participant_id", flat=True))
 
 
 def completion_url(participant: Participant) -> str | None:

@@ -2,29 +2,30 @@
 
 Every change runs in one transaction under a row lock on the group, writes an event row,
 bumps ``Group.version`` and pushes after commit (``realtime.push_after_commit``). The flow
-rules themselves live in the pure ``deliberation.flow`` module.
+rules themselves live in the pure ``core.flow`` module.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
 import unicodedata
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from analysis.social_choice import elect
-from participants.models import Participant, Presence
+from core import flow
+from core.errors import SubmissionError
+from core.flow import Phase
+from core.seeds import derive_seed
+from core.social_choice import elect
+from participants.models import Participant
 
-from . import flow, realtime
-from .flow import Phase
+from . import realtime
 from .models import (
     Candidate,
     Critique,
@@ -37,17 +38,9 @@ from .models import (
     Study,
     SubmissionReceipt,
 )
+from .selectors import connected_participant_ids, submitted_participant_ids
 
 logger = logging.getLogger(__name__)
-
-
-class SubmissionError(ValueError):
-    """A submission that cannot be accepted; ``code`` goes to the client with the message."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)
@@ -74,27 +67,6 @@ def clean_text(text: str, *, max_chars: int, what: str, min_words: int = 1) -> s
 
 
 # --- group state ----------------------------------------------------------------------------
-def connected_participant_ids(participant_ids: list[int], now: datetime) -> set[int]:
-    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    return set(
-        Presence.objects.filter(participant_id__in=participant_ids, last_seen__gte=horizon)
-        .values_list("participant_id", flat=True)
-    )
-
-
-def submitted_participant_ids(group: Group) -> set[int]:
-    phase = Phase(group.phase)
-    if phase is Phase.OPINION:
-        qs = Opinion.objects.filter(group=group)
-    elif phase in (Phase.RATING, Phase.FINAL_RATING):
-        qs = Rating.objects.filter(group=group, round=flow.round_of(phase), by_timeout=False)
-    elif phase is Phase.CRITIQUE:
-        qs = Critique.objects.filter(group=group)
-    else:
-        return set()
-    return set(qs.values_list("participant_id", flat=True))
-
-
 def _usable_draft(phase: Phase, payload: Any) -> bool:
     if not isinstance(payload, dict):
         return False
@@ -155,7 +127,7 @@ def _carry_out(group: Group, effect: flow.Effect, previous: flow.GroupState, now
     if isinstance(effect, flow.StoreTimedOutDrafts):
         store_timed_out_drafts(group, effect.phase, previous, now)
     elif isinstance(effect, flow.EnqueueGeneration):
-        from generation.dispatch import enqueue_generation  # generation depends on deliberation, not back
+        from .dispatch import enqueue_generation
 
         group.generation_status = ""
         group.save(update_fields=["generation_status"])
@@ -526,11 +498,6 @@ def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict,
 
 
 # --- winners and finishing ------------------------------------------------------------------
-def derive_seed(*parts: object) -> int:
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
 def winner_choose(group: Group, round_: int) -> Candidate | None:
     """The round's winner among the shown model statements by the study's rule over the members' rankings.
 

@@ -14,10 +14,11 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import flow
 from participants.models import Participant
-from participants.services import lobby_match, presence_sweep
+from participants.services import presence_sweep
 
-from . import flow
+from .lobby import lobby_match
 from .models import Group
 from .services import group_apply, log_event
 from .takeover import takeover_sweep
@@ -75,7 +76,7 @@ def stalled_generation(now: datetime) -> list[int]:
 
 
 def generation_requeue(*, group_id: int, now: datetime) -> bool:
-    from generation.dispatch import enqueue_generation  # generation depends on deliberation, not back
+    from .dispatch import enqueue_generation
 
     with transaction.atomic():
         group = Group.objects.select_for_update().get(pk=group_id)

@@ -27,11 +27,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from core import flow
+from core.flow import Phase
 from participants.bots import QuestionOpinions, critique_text, rate
 from participants.models import Participant
 
-from . import flow, realtime
-from .flow import Phase
+from . import realtime
 from .models import Candidate, Draft, Group, Opinion
 from .services import (
     SubmissionError,

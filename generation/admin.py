@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.db.models import Max
 
-from deliberation.admin import CsvExportAdmin
+from core.admin import CsvExportAdmin
 
 from .models import PromptTemplate
 

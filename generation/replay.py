@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
+from django.apps import apps
+
 from deliberation.models import Candidate
 
 from .backends import get_backend
@@ -39,8 +41,8 @@ def backend_options_from(candidate: Candidate, backend_name: str) -> dict:
     version = params.get("generator_version")
     if backend_name != "embedded" or version is None:
         return {}
-    from analysis.models import GeneratorModel
-
+    # The registry is analysis's model (above generation): named by string, like a foreign key.
+    GeneratorModel = apps.get_model("analysis", "GeneratorModel")  # noqa: N806
     registered = GeneratorModel.objects.filter(pk=version).values_list("checkpoint_path", flat=True).first()
     return {"checkpoint": registered or params.get("generator_checkpoint"), "version": version}
 

@@ -15,9 +15,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
-from deliberation import flow
-from deliberation.flow import Phase
+from core import flow
+from core.flow import Phase
 from deliberation.models import Candidate, Critique, Group, Opinion, Prediction
 from deliberation.services import _apply, _touch, derive_seed, log_event
 
@@ -177,24 +178,20 @@ def _claim_generation(group: Group, round_: int, claim: str | None, *, backend: 
 
 def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     """Score every candidate for every member with the study's reward model; show the top K by welfare."""
-    from analysis.reward.registry import reward_model_serving, study_rating_records
-    from analysis.reward.score import score_matrix
-    from analysis.welfare import welfare
+    from core.welfare import welfare
 
     study = group.study
     leave_out = left_out_ids(group)
     every = list(Opinion.objects.filter(group=group).order_by("participant__position"))
     opinions = [o for o in every if o.participant_id not in leave_out] or every
     critiques = {c.participant_id: c.text for c in Critique.objects.filter(group=group)} if round_ == 2 else {}
-    # The promoted version; an earlier promoted one if its checkpoint cannot be read (logged with the reason).
-    version, model = reward_model_serving(study=study)
     members = [o.participant_id for o in opinions]
-    # What the members rated so far in the study (earlier rounds, earlier groups): a hybrid model reads it.
-    history = study_rating_records(study=study, participant_ids=members,
-                                   include_simulated=bool(version.config.get("include_simulated")))
-    u = score_matrix(model, group.question.text, [o.text for o in opinions], [s.text for s in slots],
-                     critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None,
-                     member_ids=members, history=history)
+    # The reward model lives in analysis, above generation: its scorer is named in settings, not imported.
+    member_utilities = import_string(settings.BEST_OF_N_SCORER)
+    version, u = member_utilities(
+        study=study, question=group.question.text, member_ids=members, opinions=[o.text for o in opinions],
+        texts=[s.text for s in slots],
+        critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None)
     scores = welfare(u, study.welfare_method, alpha=study.welfare_alpha)
     top = sorted(range(len(slots)), key=lambda i: (-scores[i], i))[:study.num_candidates]
     for i, slot in enumerate(slots):

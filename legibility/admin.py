@@ -9,7 +9,7 @@ from django.db.models import Max
 from django.urls import reverse
 from django.utils.html import format_html
 
-from deliberation.admin import export_csv, export_csv_with_recruitment_ids
+from core.admin import export_csv, export_csv_with_recruitment_ids
 from participants.admin import RelinkMixin
 
 from .models import JudgeConsentVersion, JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution, Verifier

@@ -72,7 +72,7 @@ class LegibilityStudy(models.Model):
         return self.title
 
     def clean(self) -> None:
-        from generation.endpoints import endpoint_problems
+        from deliberation.endpoints import endpoint_problems
 
         problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         if problems:
@@ -87,10 +87,10 @@ class LegibilityStudy(models.Model):
     def backend_options(self) -> dict:
         """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection).
 
-        Raises ``GenerationError`` when the server or key variable is not allowed (``generation.endpoints``)."""
+        Raises ``GenerationError`` when the server or key variable is not allowed (``deliberation.endpoints``)."""
         if self.generation_backend != "openai":
             return {}
-        from generation.endpoints import endpoint_check
+        from deliberation.endpoints import endpoint_check
 
         endpoint_check(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
         return {"base_url": self.generation_base_url, "model": self.generation_model,

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from deliberation.services import SubmissionError
+from deliberation.views import JoinFlow, consent_join, consent_problem
 from participants.services import current_consent, find_returning, is_token
-from participants.views import JoinFlow, consent_join, consent_problem
 
 from . import services
 from .grading import strip_calculator
@@ -40,7 +40,7 @@ def _message(request: HttpRequest, title: str, message: str, status: int) -> Htt
 @require_http_methods(["GET", "POST"])
 def join(request: HttpRequest, slug: str) -> HttpResponse:
     """The link experimenters share, e.g. /legibility/s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...
-    Same rules as a deliberation study's link (``participants.views.consent_join``): the judge's row is created by
+    Same rules as a deliberation study's link (``deliberation.views.consent_join``): the judge's row is created by
     the consent POST, resumed with the cookie or the same PROLIFIC_PID and SESSION_ID, and new joins are
     rate-limited per client address."""
     study = get_object_or_404(LegibilityStudy, slug=slug)

@@ -3,7 +3,7 @@ from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from deliberation.admin import ReadOnlyAdmin, export_csv, export_csv_with_recruitment_ids
+from core.admin import ReadOnlyAdmin, export_csv, export_csv_with_recruitment_ids
 
 from .models import ConsentVersion, Participant, Presence
 from .services import relink

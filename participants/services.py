@@ -1,4 +1,4 @@
-"""Participant writes: join from a link, consent, lobby matching, presence, lobby timeouts."""
+"""Participant writes: join from a link, consent, presence. Lobby matching is ``deliberation.lobby``."""
 from __future__ import annotations
 
 import logging
@@ -6,6 +6,7 @@ import re
 import time
 import unicodedata
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import signing
@@ -14,12 +15,13 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from deliberation import flow, realtime
-from deliberation.models import Group, Study
-from deliberation.services import SubmissionError, group_apply, group_create
+from core.errors import SubmissionError
 
-from .matching import Waiting, match_lobby
+from . import signals
 from .models import Participant, Presence
+
+if TYPE_CHECKING:
+    from deliberation.models import Study
 
 logger = logging.getLogger(__name__)
 
@@ -245,19 +247,19 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
         if participant.status != Participant.Status.JOINED:
             return participant
         _enter_lobby(participant, consent, now)
-    lobby_match(study_id=participant.study_id, now=now)
+    signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()
     return participant
 
 
 def _enter_lobby(participant: Participant, consent, now: datetime) -> None:
-    """Consent and enter the lobby (in the caller's transaction, on a row it holds or just created)."""
+    """Consent and enter the lobby (in the caller's transaction, on a row it holds or just created). The caller
+    sends ``signals.lobby_entered`` after the commit (``deliberation.lobby`` pushes the lobby and matches)."""
     participant.status = Participant.Status.LOBBY
     participant.lobby_entered_at = now
     _record_consent(participant, consent, now)
     participant.save(update_fields=["status", "consented_at", "lobby_entered_at", "consent_version",
                                     "consent_sha256"])
-    realtime.push_after_commit(lobbies=[participant.study_id], participants=[participant.pk])
 
 
 def participant_consent(*, participant: Participant, consent=None) -> Participant:
@@ -269,37 +271,9 @@ def participant_consent(*, participant: Participant, consent=None) -> Participan
         if participant.status != Participant.Status.JOINED:
             return participant  # consenting twice (second tab, back button) changes nothing
         _enter_lobby(participant, consent or current_consent(participant.study), now)
-    lobby_match(study_id=participant.study_id, now=now)
+    signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()
     return participant
-
-
-def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
-    """Form groups by arrival and time out lone waiters. Safe to call from any process."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
-        waiting_rows = list(
-            Participant.objects.filter(study=study, status=Participant.Status.LOBBY)
-            .values_list("id", "lobby_entered_at")
-        )
-        if not waiting_rows:
-            return []
-        from deliberation.services import connected_participant_ids
-
-        connected = connected_participant_ids([pid for pid, _ in waiting_rows], now)
-        decision = match_lobby(
-            [Waiting(pid, entered, pid in connected) for pid, entered in waiting_rows], now,
-            min_size=study.min_group_size, max_size=study.max_group_size,
-            timeout_seconds=study.lobby_timeout_seconds,
-        )
-        groups = [group_create(study=study, participant_ids=ids, now=now) for ids in decision.groups]
-        if decision.timed_out:
-            Participant.objects.filter(pk__in=decision.timed_out, status=Participant.Status.LOBBY).update(
-                status=Participant.Status.LOBBY_TIMEOUT,
-                completion_code=study.completion_code("lobby_timeout"), finished_at=now)
-            realtime.push_after_commit(participants=decision.timed_out, lobbies=[study.pk])
-    return groups
 
 
 # --- presence -------------------------------------------------------------------------------
@@ -337,10 +311,7 @@ def presence_disconnect(*, participant_id: int, channel_name: str) -> None:
 
 def _presence_changed(participant_id: int) -> None:
     participant = Participant.objects.only("group_id", "status", "study_id").get(pk=participant_id)
-    if participant.group_id and participant.status == Participant.Status.IN_GROUP:
-        group_apply(group_id=participant.group_id, event=flow.PresenceChanged())
-    elif participant.status == Participant.Status.LOBBY:
-        lobby_match(study_id=participant.study_id)
+    signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
 
 
 def presence_sweep(*, now: datetime | None = None) -> set[int]:

@@ -5,9 +5,10 @@ import secrets
 
 from django.utils import timezone
 
+from deliberation.lobby import lobby_match
 from deliberation.models import Question, Study
 from participants.models import Participant, Presence
-from participants.services import lobby_match, participant_consent, participant_join
+from participants.services import participant_consent, participant_join
 
 
 def make_study(slug: str = "demo", **fields) -> Study:

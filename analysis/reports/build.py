@@ -12,8 +12,8 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analysis.loo import online_loo, winner_ratings_frame
-from analysis.metrics import StudyData, study_metrics
 from analysis.representation import pooled_representation
+from core.metrics import StudyData, study_metrics
 
 from . import figures
 

@@ -1,4 +1,4 @@
-"""One study from the database into the plain frames the reports use (``analysis.metrics.StudyData``).
+"""One study from the database into the plain frames the reports use (``core.metrics.StudyData``).
 
 Each table is read with one ``values_list`` query (no model instances), so a study with 100k ratings
 loads in a few queries. Human data only by default: neither the take-over bot's answers nor simulated
@@ -12,8 +12,8 @@ from collections.abc import Iterable
 import pandas as pd
 from django.db.models import F
 
-from analysis.metrics import OPTIONAL_RATING_COLUMNS, SCHEMAS, StudyData
 from analysis.representation import GroupTexts
+from core.metrics import OPTIONAL_RATING_COLUMNS, SCHEMAS, StudyData
 from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating, Study
 from participants.models import Participant
 

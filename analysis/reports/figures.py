@@ -1,4 +1,4 @@
-"""One builder per report figure: summary frames in (see ``analysis.metrics.SUMMARY_COLUMNS``,
+"""One builder per report figure: summary frames in (see ``core.metrics.SUMMARY_COLUMNS``,
 ``analysis.loo.RESULT_COLUMNS``, ``analysis.representation``), a plotly figure out.
 
 Every builder copes with missing data by returning a figure that says "no data yet", so a study that has
@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analysis.metrics import INPUT_PHASES, LIKERT
+from core.metrics import INPUT_PHASES, LIKERT
 
 ROUND_NAMES = {1: "first winner", 2: "revised winner"}
 PHASE_NAMES = {"opinion": "opinion", "generating": "writing statements", "rating": "rating",

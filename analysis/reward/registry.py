@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from analysis.models import RewardModel
-from deliberation.models import Critique, Group, Opinion, Question, Rating, Study
+from deliberation.models import Critique, Group, Opinion, Rating, Study
 
 from .config import RewardConfig
 from .data import RatingRecord, data_hash, usable
@@ -100,14 +100,17 @@ def group_holdout_units(*, group_ids, holdout: str) -> dict:
         return {g: g for g in group_ids}
     if holdout not in RewardModel.Holdout.values:
         raise RewardModelError(f"unknown holdout {holdout!r}; use one of {', '.join(RewardModel.Holdout.values)}")
-    topic_field = "subtopic" if any(f.name == "subtopic" for f in Question._meta.get_fields()) else "topic"
     units = {}
-    for group_id, question_id, topic in Group.objects.filter(pk__in=list(group_ids)).values_list(
-            "id", "question_id", f"question__{topic_field}"):
-        if holdout == RewardModel.Holdout.QUESTION or topic in (None, ""):
+    for group_id, question_id, subtopic, topic in Group.objects.filter(pk__in=list(group_ids)).values_list(
+            "id", "question_id", "question__subtopic", "question__topic"):
+        if holdout == RewardModel.Holdout.QUESTION:
             units[group_id] = ("question", question_id)
+        elif subtopic not in (None, ""):
+            units[group_id] = ("subtopic", subtopic)
+        elif topic not in (None, ""):
+            units[group_id] = ("topic", topic)
         else:
-            units[group_id] = (topic_field, topic)
+            units[group_id] = ("question", question_id)
     return units
 
 

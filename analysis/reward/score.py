@@ -2,7 +2,7 @@
 
     rm = load_reward_model("var/reward_models/3-my-study")      # cached per folder
     u = score_matrix(rm, question, opinions, candidates)        # members x candidates
-    best = analysis.welfare.welfare_winner(u, "isoelastic", alpha=1.0)
+    best = core.welfare.welfare_winner(u, "isoelastic", alpha=1.0)
 
 ``analysis.reward.registry.reward_model_load(model_id)`` does the same for a model registered in
 the database. Pairs are sorted by length before batching so little compute goes to padding.

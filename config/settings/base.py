@@ -155,6 +155,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Generation runs in a Celery worker on queue "generation". In the embedded demo (no Redis)
 # the ASGI process runs it on a background thread instead: see deliberation/inprocess.py.
 IN_PROCESS_WORKER = env_bool("IN_PROCESS_WORKER", not REDIS_URL)
+# Calls up the layers (docs/architecture.md): where a lower app must run a higher one's function, the function
+# is named here, never imported (Celery tasks are sent by name instead).
+IN_PROCESS_GENERATE = "generation.services.candidates_generate"  # deliberation/inprocess.py
+BEST_OF_N_SCORER = "analysis.reward.best_of_n.member_utilities"  # generation/services.py
+CSV_QUERYSET_WRITER = "analysis.exports.write_queryset_csv"  # core/csv_export.py (the admin's CSV action)
+ASGI_SERVE = "config.serve.run"  # deliberation/management/commands/demo.py (daphne with the websocket limits)
 # Hosts a study's OpenAI-compatible base URL may name (checked on the admin form and in the worker). The API key
 # is read from the variable a study names, which must be GENERATION_API_KEY or GENERATION_API_KEY_<SUFFIX>.
 GENERATION_ALLOWED_HOSTS = env_list("GENERATION_ALLOWED_HOSTS", "127.0.0.1,localhost")

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from core.errors import GenerationError  # noqa: F401 (the backends' error; core so that lower layers raise it)
+
 
 @dataclass(frozen=True)
 class ChatMessage:
@@ -37,10 +39,6 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     extra: dict = field(default_factory=dict)
-
-
-class GenerationError(RuntimeError):
-    """The backend could not produce output (model missing, server down...)."""
 
 
 class Backend(Protocol):

@@ -152,10 +152,10 @@ def test_bad_arguments_are_refused(tmp_path):
 
 def test_report_of_an_imported_polis_conversation(tmp_path):
     """The real votes through the analyst report: agreement distribution = the conversation's vote shares."""
-    from analysis.metrics import study_metrics
     from analysis.polis import AGREEMENT_FOR_VOTE
     from analysis.reports.build import FIGURE_KEYS
     from analysis.reports.data import load_study
+    from core.metrics import study_metrics
     from deliberation.models import Study
 
     call_command("import_polis", str(LONDON), "--slug", "london-report", stdout=StringIO(), stderr=StringIO())

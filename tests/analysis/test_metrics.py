@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.metrics import StudyData, cluster_bootstrap, metric_table, study_metrics, summarize
+from core.metrics import StudyData, cluster_bootstrap, metric_table, study_metrics, summarize
 
 
 def two_group_study() -> StudyData:
@@ -128,7 +128,7 @@ def test_summarize_counts_groups_without_rows_in_the_resampling():
 
 
 def test_preference_between_conditions_by_hand():
-    from analysis.metrics import condition_preference
+    from core.metrics import condition_preference
 
     data = two_group_study()
     data.groups.loc[data.groups["group_id"] == 2, "condition"] = "leave_one_out"

@@ -309,6 +309,18 @@ def test_holdout_by_question_and_by_topic_keeps_every_group_of_a_held_out_unit_t
         group_holdout_units(group_ids=group_ids, holdout="moon")
 
 
+def test_a_question_without_a_subtopic_is_held_out_by_its_topic():
+    """Regression: once ``Question.subtopic`` existed, questions without one were held out one by one, not by
+    ``topic``, so two questions of one topic could land on both sides (seen with other primary keys)."""
+    study, questions = questions_and_topics_study()
+    units = group_holdout_units(group_ids=list(study.groups.values_list("id", flat=True)), holdout="topic")
+    topic_of = dict(study.groups.values_list("id", "question__topic"))
+    assert units == {g: ("topic", topic_of[g]) for g in units}
+    Question.objects.filter(pk=questions[0].pk).update(subtopic=7)
+    units = group_holdout_units(group_ids=list(units), holdout="topic")
+    assert sorted(set(units.values())) == [("subtopic", 7), ("topic", 1), ("topic", 2), ("topic", 3)]
+
+
 def test_train_command_holds_out_whole_topics(tmp_path):
     study, _questions = questions_and_topics_study()
     out = StringIO()

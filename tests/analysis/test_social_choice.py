@@ -4,7 +4,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from analysis.social_choice import pairwise_preferences, schulze, schulze_winners
+from core.social_choice import pairwise_preferences, schulze, schulze_winners
 
 
 def profile(*groups):
@@ -72,7 +72,7 @@ def test_random_profiles_winner_beats_or_ties_everyone_by_paths():
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from analysis.social_choice import (  # noqa: E402
+from core.social_choice import (  # noqa: E402
     borda_scores,
     borda_winners,
     break_tie,

@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from analysis.social_choice import welfare_winner as reexported
-from analysis.welfare import isoelastic, rawlsian, utilitarian, welfare, welfare_winner
+from core.social_choice import welfare_winner as reexported
+from core.welfare import isoelastic, rawlsian, utilitarian, welfare, welfare_winner
 
 # Two members; candidate 0 pleases one a lot, candidate 1 both moderately.
 U = np.array([[7.0, 5.0], [1.0, 4.0]])

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deliberation import flow
-from deliberation.flow import (
+from core import flow
+from core.flow import (
     CandidatesReady,
     ChooseWinner,
     EnqueueGeneration,

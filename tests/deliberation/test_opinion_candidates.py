@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.metrics import PREFERENCE_OTHER_OPINIONS, PREFERENCE_OTHERS, PREFERENCE_OWN_OPINION, study_metrics
 from analysis.reports.data import load_study
+from core.metrics import PREFERENCE_OTHER_OPINIONS, PREFERENCE_OTHERS, PREFERENCE_OWN_OPINION, study_metrics
 from deliberation.models import Candidate, Group
 from deliberation.selectors import participant_snapshot
 from deliberation.services import SubmissionError, opinion_submit, ratings_submit

@@ -8,7 +8,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from deliberation import flow
+from core import flow
 from deliberation.models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Rating
 from deliberation.selectors import participant_snapshot
 from deliberation.services import (

@@ -17,23 +17,10 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..waiting import wait_for
 from .stack import free_port
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True) + [Path("/usr/local/bin")]
-
-
-def _wait(predicate, timeout: float, what: str, log: Path | None = None) -> float:
-    """Poll until ``predicate()`` is true; return the seconds it took."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - started
-        except Exception:
-            pass
-        time.sleep(0.1)
-    tail = log.read_text()[-2000:] if log and log.exists() else ""
-    raise RuntimeError(f"{what} did not come up within {timeout:.0f} s\n{tail}")
 
 
 class PrivateRedis:
@@ -54,7 +41,7 @@ class PrivateRedis:
         self.proc = subprocess.Popen(args, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
         try:
-            return _wait(client.ping, 20, f"redis on port {self.port}", self.log)
+            return wait_for(client.ping, 20, f"redis on port {self.port}", ignore=(Exception,), log=self.log)
         finally:
             client.close()
 

@@ -6,10 +6,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..waiting import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,24 +18,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until_serving(url: str, proc: subprocess.Popen, log_path: Path | None = None,
-                       timeout: float = 120.0) -> None:
-    """Poll ``url`` until it answers; fail with the log's tail if the process exits or time runs out."""
-    def tail() -> str:
-        return log_path.read_text()[-2000:] if log_path and log_path.exists() else ""
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{tail()}") from None
-            time.sleep(0.25)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{tail()}")
 
 
 def database_url(settings_dict: dict) -> str:

@@ -9,8 +9,9 @@ import sys
 
 import pytest
 
+from ..waiting import wait_until_serving
 from .browser import chromium, critique, finish, join_and_consent, phone_pages, rate_everything, write_opinions
-from .stack import ROOT, free_port, wait_until_serving
+from .stack import ROOT, free_port
 
 pytestmark = [pytest.mark.browser]
 

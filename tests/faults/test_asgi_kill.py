@@ -20,21 +20,13 @@ from participants.models import Participant
 
 from ..e2e.stack import Stack, database_url
 from ..factories import make_study
+from ..waiting import wait_for
 from .ledger import compare
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 BOTS = 100
 GROUP_SIZE = 5
 PHASE_SECONDS = 180  # far beyond the test: nothing may be stored by a deadline
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.1, explain=lambda: "") -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; {explain()}")
 
 
 def state_of(study, stack: Stack) -> str:

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 import psycopg
 import pytest
@@ -19,6 +18,7 @@ from participants.bots import BotConfig, run_bots
 
 from ..e2e.services import private_postgres
 from ..e2e.stack import ROOT, Stack
+from ..waiting import wait_for as _wait_for
 from .ledger import compare
 
 pytestmark = [pytest.mark.slow]
@@ -32,6 +32,11 @@ print(s.pk)
 """
 
 
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
+    """``tests.waiting.wait_for`` that keeps polling while PostgreSQL is down."""
+    return _wait_for(predicate, timeout, what, poll=poll, ignore=(psycopg.OperationalError,))
+
+
 def manage(db_url: str, *args: str) -> str:
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": db_url,
            "REDIS_URL": settings.REDIS_URL}
@@ -39,18 +44,6 @@ def manage(db_url: str, *args: str) -> str:
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            if predicate():
-                return time.monotonic() - started
-        except psycopg.OperationalError:  # the server is down: keep polling
-            pass
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_session_survives_a_postgres_restart(tmp_path):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -21,19 +20,11 @@ from participants.bots import BotConfig, run_bots
 from ..e2e.services import private_redis
 from ..e2e.stack import Stack, database_url
 from ..factories import make_group, make_study
+from ..waiting import wait_for
 from .ledger import compare
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 BOTS = 6
-
-
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.1) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def test_session_survives_a_redis_restart(tmp_path):

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from analysis.models import RewardModel
 from analysis.reward.registry import reward_model_load
 from analysis.reward.score import score_matrix
-from analysis.welfare import welfare
+from core.welfare import welfare
 from deliberation.models import Candidate, Prediction
 from deliberation.selectors import participant_snapshot
 from deliberation.services import opinion_submit

@@ -8,11 +8,11 @@ import redis
 from django.conf import settings
 from django.db import connection, transaction
 
+from deliberation.dispatch import enqueue_generation
 from deliberation.models import Candidate, GroupEvent
 from deliberation.services import opinion_submit
 from generation.backends.base import GenerationResult
 from generation.backends.extractive import ExtractiveBackend
-from generation.dispatch import enqueue_generation
 from generation.services import GenerationFailed, candidates_generate
 
 from ..factories import make_group

@@ -15,7 +15,8 @@ from generation.backends.base import ChatMessage
 from generation.backends.embedded import find_gguf
 from generation.prompts import CONSENSUS, render_consensus
 
-from ..e2e.stack import free_port, wait_until_serving
+from ..e2e.stack import free_port
+from ..waiting import wait_until_serving
 
 MESSAGES = render_consensus(CONSENSUS, "Should our city make public transport free?", [
     "Free transport would help low-income families and cut traffic.",

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from deliberation.flow import Phase
+from core.flow import Phase
 from deliberation.models import Candidate, Opinion
 from generation.backends import GenerationError, GenerationRequest, backend_names, get_backend
-from generation.backends.recorded import DEFAULT_RECORDING, RecordedBackend, load_recording, record_statements
+from generation.backends.recorded import DEFAULT_RECORDING, RecordedBackend, load_recording
 from generation.prompts import CONSENSUS, STOP_SEQUENCES, render_consensus
+from generation.recording import record_statements
 from generation.services import candidates_generate
 
 from ..factories import make_group

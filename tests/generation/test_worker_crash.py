@@ -17,6 +17,7 @@ from deliberation.services import opinion_submit
 
 from ..e2e.stack import ROOT, database_url
 from ..factories import make_group, make_study
+from ..waiting import wait_for
 
 pytestmark = [pytest.mark.model, pytest.mark.django_db(transaction=True)]
 OPINIONS = [
@@ -34,15 +35,6 @@ def start_worker(log_path):
                              "--pool=solo", "--loglevel=INFO", "--without-heartbeat", "--without-mingle",
                              "--without-gossip"], cwd=ROOT, env=env, stdout=open(log_path, "w"),
                             stderr=subprocess.STDOUT)
-
-
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
 
 
 def test_killed_worker_task_reruns_without_a_second_set_of_candidates(tmp_path):

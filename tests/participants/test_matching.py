@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from participants.matching import Waiting, match_lobby
+from core.matching import Waiting, match_lobby
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.utils.module_loading import import_string
 
 from deliberation.models import Question, Study
 from deliberation.question_import import import_file
@@ -99,10 +100,11 @@ class Command(BaseCommand):
                                        "-s", str(schedule)])
             self.stdout.write(f"Celery worker + beat started (pid {worker.pid}).")
         self.stdout.write(f"Serving on http://{host}:{port}/ — press Ctrl+C to stop.")
-        from config.serve import run  # daphne with the websocket limits from the settings, as in production
-
+        # daphne with the websocket limits from the settings, as in production (config.serve.run): config sits
+        # above every app (docs/architecture.md), so the launcher is named in settings, not imported.
+        serve = import_string(settings.ASGI_SERVE)
         try:
-            run(["-b", host, "-p", str(port), "--access-log", os.devnull])
+            serve(["-b", host, "-p", str(port), "--access-log", os.devnull])
         finally:
             if worker is not None:
                 worker.send_signal(signal.SIGTERM)

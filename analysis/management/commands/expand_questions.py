@@ -2,7 +2,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from deliberation.corpus import DEFAULT_THRESHOLD, CorpusError, questions_expand
+from analysis.corpus import DEFAULT_THRESHOLD, CorpusError, questions_expand
 from deliberation.models import Study
 from generation.backends import backend_names
 

@@ -4,7 +4,7 @@ from collections import Counter
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from deliberation.corpus import CorpusError, subtopic_split
+from analysis.corpus import CorpusError, subtopic_split
 from deliberation.models import Question
 
 

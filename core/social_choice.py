@@ -13,7 +13,7 @@ A ranking is a list of candidate ids, best first. Candidates a voter left out ar
 below every candidate the voter listed, and tied among themselves.
 
 Welfare functions over a members x candidates matrix of predicted agreement live in
-``analysis.welfare`` and are re-exported here.
+``core.welfare`` and are re-exported here.
 """
 from __future__ import annotations
 

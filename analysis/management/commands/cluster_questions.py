@@ -5,14 +5,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
-from deliberation.corpus import DEFAULT_K, ENSEMBLE_RUNS, CorpusError, agreement, cluster_embeddings, embed_questions
+from analysis.corpus import DEFAULT_K, ENSEMBLE_RUNS, CorpusError, agreement, cluster_embeddings, embed_questions
 from deliberation.models import Question
 
 
 class Command(BaseCommand):
     help = ("Embed every question in the database (MiniLM: question and affirming statement) and cluster them "
             "plus TF-IDF/LSA word features into K subtopics by consensus clustering (k-means ensemble, then "
-            "average linkage; design in deliberation/corpus.py); stores "
+            "average linkage; design in analysis/corpus.py); stores "
             "Question.subtopic. Question.topic is read only to print NMI/ARI against it where it exists.")
 
     def add_arguments(self, parser):

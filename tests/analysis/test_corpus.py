@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from deliberation.corpus import (
+from analysis.corpus import (
     CorpusError,
     agreement,
     cluster_embeddings,
@@ -262,7 +262,10 @@ def test_reward_model_topic_holdout_uses_subtopics():
     question.topic, question.subtopic = 5, 42
     question.save()
     assert group_holdout_units(group_ids=[group.pk], holdout="topic") == {group.pk: ("subtopic", 42)}
-    question.subtopic = None
+    question.subtopic = None  # not clustered: held out with its topic (registry.group_holdout_units)
+    question.save()
+    assert group_holdout_units(group_ids=[group.pk], holdout="topic") == {group.pk: ("topic", 5)}
+    question.topic = None  # neither: a unit of its own
     question.save()
     assert group_holdout_units(group_ids=[group.pk], holdout="topic") == {group.pk: ("question", question.pk)}
 

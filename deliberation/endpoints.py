@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 
-from .backends.base import GenerationError
+from core.errors import GenerationError
 
 API_KEY_ENV_PATTERN = re.compile(r"^GENERATION_API_KEY(_[A-Z0-9_]+)?$")
 

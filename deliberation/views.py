@@ -1,4 +1,4 @@
-"""Participant pages: join link, consent, the live study page, completion."""
+"""Participant pages of a deliberation study: join link, consent, the live study page, completion."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -12,12 +12,9 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
-from deliberation.models import Study
-from deliberation.selectors import completion_url
-from deliberation.services import SubmissionError
-
-from .models import Participant
-from .services import (
+from core.errors import SubmissionError
+from participants.models import Participant
+from participants.services import (
     check_joinable,
     client_ip,
     current_consent,
@@ -27,6 +24,9 @@ from .services import (
     participant_join,
     returning_participant,
 )
+
+from .models import Study
+from .selectors import completion_url
 
 COOKIE_MAX_AGE = 60 * 60 * 24 * 7
 CONSENT_TICK = "Please tick the box to give your consent, or close this page to leave."

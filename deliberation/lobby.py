@@ -1,0 +1,63 @@
+"""The lobby: people who consented wait here until the study's groups form (by arrival) or they time out.
+
+``participants`` sits below deliberation (docs/architecture.md) and knows nothing of groups: it announces a
+consent (``participants.signals.lobby_entered``) or a presence change (``presence_changed``), and the
+receivers here (connected in ``DeliberationConfig.ready``) form groups or move a group on.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.db import transaction
+from django.dispatch import receiver
+from django.utils import timezone
+
+from core import flow
+from core.matching import Waiting, match_lobby
+from participants.models import Participant
+from participants.signals import lobby_entered, presence_changed
+
+from . import realtime
+from .models import Group, Study
+from .selectors import connected_participant_ids
+from .services import group_apply, group_create
+
+
+def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
+    """Form groups by arrival and time out lone waiters. Safe to call from any process."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
+        waiting_rows = list(
+            Participant.objects.filter(study=study, status=Participant.Status.LOBBY)
+            .values_list("id", "lobby_entered_at")
+        )
+        if not waiting_rows:
+            return []
+        connected = connected_participant_ids([pid for pid, _ in waiting_rows], now)
+        decision = match_lobby(
+            [Waiting(pid, entered, pid in connected) for pid, entered in waiting_rows], now,
+            min_size=study.min_group_size, max_size=study.max_group_size,
+            timeout_seconds=study.lobby_timeout_seconds,
+        )
+        groups = [group_create(study=study, participant_ids=ids, now=now) for ids in decision.groups]
+        if decision.timed_out:
+            Participant.objects.filter(pk__in=decision.timed_out, status=Participant.Status.LOBBY).update(
+                status=Participant.Status.LOBBY_TIMEOUT,
+                completion_code=study.completion_code("lobby_timeout"), finished_at=now)
+            realtime.push_after_commit(participants=decision.timed_out, lobbies=[study.pk])
+    return groups
+
+
+@receiver(lobby_entered, dispatch_uid="deliberation.lobby.on_lobby_entered")
+def on_lobby_entered(sender, *, participant: Participant, now: datetime, **kwargs) -> None:
+    realtime.push_after_commit(lobbies=[participant.study_id], participants=[participant.pk])
+    lobby_match(study_id=participant.study_id, now=now)
+
+
+@receiver(presence_changed, dispatch_uid="deliberation.lobby.on_presence_changed")
+def on_presence_changed(sender, *, participant: Participant, **kwargs) -> None:
+    if participant.group_id and participant.status == Participant.Status.IN_GROUP:
+        group_apply(group_id=participant.group_id, event=flow.PresenceChanged())
+    elif participant.status == Participant.Status.LOBBY:
+        lobby_match(study_id=participant.study_id)

@@ -38,23 +38,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+BENCHMARKS = ROOT / "benchmarks"
+if str(BENCHMARKS) not in sys.path:
+    sys.path.insert(0, str(BENCHMARKS))
+
+from load import create_database, drop_database  # noqa: E402 (a fresh PostgreSQL database per run)
+from provenance import run_record  # noqa: E402 (command, commit and times of the run)
+
+from tests.e2e.stack import free_port  # noqa: E402
+from tests.waiting import wait_until_serving  # noqa: E402 (the shared wait-for-server loop)
+
 RESULTS = ROOT / "benchmarks" / "results"
 QUESTIONS_FILE = ROOT.parent / "shared" / "data" / "habermas" / "230118_chinchilla_questions.json"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 # --- statistics (pure) ------------------------------------------------------------------------
@@ -88,23 +89,6 @@ def bootstrap_difference(a: list[float], b: list[float], *, reps: int = 2000, se
 
 
 # --- the stack ----------------------------------------------------------------------------------
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
-    import httpx
-
-    if not url.startswith("http://127.0.0.1:"):
-        raise ValueError(f"wait_http only polls the local server it started, not {url!r}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1, trust_env=False)
-            return
-        except httpx.TransportError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{proc.args[:4]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
 class Stack:
     """daphne and a Celery worker (threads pool, generation batching on; beat for deadlines) as child processes."""
 
@@ -123,9 +107,10 @@ class Stack:
         self.start("celery", [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q",
                               "celery,generation", "--pool=threads", "--concurrency=4", "--loglevel=INFO",
                               "-s", str(self.work / "celerybeat-schedule")])
-        proc, log = self.start("daphne", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                                          "config.asgi:application"])
-        wait_http(f"http://127.0.0.1:{self.port}/", proc, log)
+        # config.serve: daphne with the settings' websocket limits, as in production
+        proc, log = self.start("daphne", [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p",
+                                          str(self.port)])
+        wait_until_serving(f"http://127.0.0.1:{self.port}/", proc, log)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -139,32 +124,6 @@ class Stack:
                 proc.kill()
                 proc.wait()
             log.close()
-
-
-def create_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [name])
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                     "AND pid <> pg_backend_pid()", [name])
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- studies (Django) -----------------------------------------------------------------------------
@@ -394,6 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.best_of_n < args.candidates:
         raise SystemExit("--best-of-n must be at least --candidates")
     started = time.monotonic()
+    record = run_record(argv)
     db_name = f"bench_loop_{os.getpid()}"
     admin = args.postgres.rstrip("/") + "/postgres"
     db_url = f"{args.postgres.rstrip('/')}/{db_name}"
@@ -432,8 +392,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"kept database {db_name} and work folder {work}", file=sys.stderr)
     seconds = time.monotonic() - started
     report["meta"] = {
-        "command": "python benchmarks/loop.py" + ("" if not argv else " " + " ".join(argv)),
-        "commit": commit(), "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **record.finish(),
         "seconds": round(seconds, 1), "phase_seconds": timings, "cpus": os.cpu_count(),
         "groups_a": args.groups_a, "groups_b": args.groups_b, "group_size": args.group_size,
         "questions_per_phase": args.questions, "candidates": args.candidates, "best_of_n": args.best_of_n,

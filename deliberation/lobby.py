@@ -18,6 +18,7 @@ from participants.models import Participant
 from participants.signals import lobby_entered, presence_changed
 
 from . import realtime
+from .caps import study_close_if_full
 from .models import Group, Study
 from .selectors import connected_participant_ids
 from .services import group_apply, group_create
@@ -28,6 +29,8 @@ def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
     now = now or timezone.now()
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
+        if study.paused_at is not None:  # paused: no new groups, nobody times out (deliberation/pause.py)
+            return []
         waiting_rows = list(
             Participant.objects.filter(study=study, status=Participant.Status.LOBBY)
             .values_list("id", "lobby_entered_at")
@@ -40,7 +43,9 @@ def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
             min_size=study.min_group_size, max_size=study.max_group_size,
             timeout_seconds=study.lobby_timeout_seconds,
         )
-        groups = [group_create(study=study, participant_ids=ids, now=now) for ids in decision.groups]
+        formed = (group_create(study=study, participant_ids=ids, now=now) for ids in decision.groups)
+        groups = [group for group in formed if group is not None]  # None: a cap left no room (deliberation/caps.py)
+        study_close_if_full(study=study)
         if decision.timed_out:
             Participant.objects.filter(pk__in=decision.timed_out, status=Participant.Status.LOBBY).update(
                 status=Participant.Status.LOBBY_TIMEOUT,

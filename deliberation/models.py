@@ -5,6 +5,9 @@ Models hold fields, constraints and small derived properties; workflows live in
 """
 from __future__ import annotations
 
+import dataclasses
+from decimal import Decimal
+
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -41,6 +44,42 @@ class Question(models.Model):
 
     def __str__(self) -> str:
         return self.text[:80]
+
+
+NON_NEGATIVE_AMOUNT = MinValueValidator(Decimal("0"), "A bonus amount cannot be negative.")
+
+# The settings an arm holds (StudyArm); the study's own fields of these names are the template for the first arm
+# (``StudyArm.from_study``, migration 0013) and are not read while a group runs.
+ARM_SETTINGS = ("generation_backend", "generation_base_url", "generation_model", "generation_params",
+                "generator_model", "consensus_template", "revision_template", "best_of_n", "reward_model",
+                "critique_round", "opinions_as_candidates", "leave_one_out_share")
+
+
+def _attname(field: str) -> str:
+    return f"{field}_id" if field in ("generator_model", "consensus_template", "revision_template",
+                                      "reward_model") else field
+
+
+def generation_settings_problems(settings, study) -> dict[str, str]:
+    """What is wrong with a study's or an arm's generation settings, by field (empty when nothing is)."""
+    from .endpoints import endpoint_problems
+
+    problems: dict[str, str] = {}
+    if settings.best_of_n:
+        if settings.best_of_n < study.num_candidates:
+            problems["best_of_n"] = (f"Generate at least as many candidates as are shown ({study.num_candidates}), "
+                                     "or 0 for off.")
+        elif settings.reward_model_id is None and study.reward_model_id is None:
+            problems["reward_model"] = "Best-of-N needs a trained reward model."
+    if settings.generator_model_id:
+        if settings.generator_model.status != "done" or not settings.generator_model.checkpoint_path:
+            problems["generator_model"] = "Only a finished (done) generator version can be served."
+        elif settings.generation_backend != Study.Backend.EMBEDDED:
+            problems["generator_model"] = "A fine-tuned generator is served by the embedded backend."
+    # The key variable is the study's (one per study); an arm names only its server.
+    problems.update(endpoint_problems(base_url=settings.generation_base_url,
+                                      api_key_env=study.generation_api_key_env if settings is study else ""))
+    return problems
 
 
 class Study(models.Model):
@@ -147,6 +186,31 @@ class Study(models.Model):
     completion_code_dropped = models.CharField(max_length=64, blank=True)
     prolific_redirect = models.BooleanField(default=False,
                                             help_text="Send participants to Prolific's completion URL with their code.")
+
+    # Quotas and caps (docs/experimenter.md#quotas): reaching one closes the study (is_active off, closed_reason).
+    max_participants = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1, "A cap must be at least 1 (empty = no cap).")],
+        help_text="Close the study once this many people have consented. Empty = no cap.")
+    max_groups = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1, "A cap must be at least 1 (empty = no cap).")],
+        help_text="Close the study once this many groups have formed. Empty = no cap.")
+    closed_reason = models.CharField(max_length=200, blank=True,
+                                     help_text="Why the study closed itself (a cap reached); shown on the join page. "
+                                               "Cleared when you tick 'is active' again.")
+    # Pause (docs/experimenter.md#pause): set and cleared by the monitor's Pause / Resume buttons.
+    paused_at = models.DateTimeField(null=True, blank=True,
+                                     help_text="Paused since: new joins are refused and running groups' deadlines "
+                                               "are frozen until the monitor resumes the study.")
+    # Bonuses (docs/experimenter.md#bonuses; core.bonuses computes them, manage.py bonus_csv writes them).
+    bonus_per_completion = models.DecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("0"), validators=[NON_NEGATIVE_AMOUNT],
+        help_text="Bonus for finishing the study (outcome completed), in the Prolific currency.")
+    bonus_per_lobby_minute = models.DecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("0"), validators=[NON_NEGATIVE_AMOUNT],
+        help_text="Bonus per minute waited in the lobby (from entering it to the group forming or the lobby timeout).")
+    bonus_per_phase = models.DecimalField(
+        max_digits=8, decimal_places=2, default=Decimal("0"), validators=[NON_NEGATIVE_AMOUNT],
+        help_text="Bonus per phase completed (opinion, rating, critique, final rating answered in time, not by a bot).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -162,21 +226,16 @@ class Study(models.Model):
     def clean(self) -> None:
         if self.min_group_size > self.max_group_size:
             raise ValidationError({"min_group_size": "Must not exceed the maximum group size."})
-        if self.best_of_n:
-            if self.best_of_n < self.num_candidates:
-                raise ValidationError({"best_of_n": "Generate at least as many candidates as are shown."})
-            if self.reward_model_id is None:
-                raise ValidationError({"reward_model": "Best-of-N needs a trained reward model."})
-        if self.generator_model_id:
-            if self.generator_model.status != "done" or not self.generator_model.checkpoint_path:
-                raise ValidationError({"generator_model": "Only a finished (done) generator version can be served."})
-            if self.generation_backend != self.Backend.EMBEDDED:
-                raise ValidationError({"generator_model": "A fine-tuned generator is served by the embedded backend."})
-        from .endpoints import endpoint_problems
-
-        problems = endpoint_problems(base_url=self.generation_base_url, api_key_env=self.generation_api_key_env)
+        if self.max_participants and self.max_participants < self.min_group_size:
+            raise ValidationError({"max_participants": f"A cap of {self.max_participants} participant(s) cannot fill "
+                                                       f"one group of at least {self.min_group_size}."})
+        problems = generation_settings_problems(self, self)
         if problems:
             raise ValidationError(problems)
+
+    @property
+    def is_paused(self) -> bool:
+        return self.paused_at is not None
 
     @property
     def flow_config(self) -> FlowConfig:
@@ -208,10 +267,15 @@ class Study(models.Model):
         """What this study's settings may do with a participant's text (``participants.consent``)."""
         from participants.consent import DeliberationUse
 
+        # Every arm's use counts: a participant consents before they know which arm their group will be in.
+        arms = list(self.arms.all()) if self.pk else []
+        settings = arms or [self]
+        http = next((a for a in settings if a.generation_backend == self.Backend.OPENAI), settings[0])
         return DeliberationUse(
-            opinions_as_candidates=self.opinions_as_candidates, backend=self.generation_backend,
-            generation_base_url=self.generation_base_url, leave_one_out=self.leave_one_out_share > 0,
-            bot_takeover=self.bot_takeover, reward_model=bool(self.best_of_n))
+            opinions_as_candidates=any(a.opinions_as_candidates for a in settings), backend=http.generation_backend,
+            generation_base_url=http.generation_base_url,
+            leave_one_out=any(a.leave_one_out_share > 0 for a in settings),
+            bot_takeover=self.bot_takeover, reward_model=any(bool(a.best_of_n) for a in settings))
 
     def consent_disclosure(self) -> str:
         """The paragraph the toolkit adds below the experimenter's consent text."""
@@ -225,6 +289,110 @@ class Study(models.Model):
             "lobby_timeout": self.completion_code_lobby_timeout,
             "dropped": self.completion_code_dropped,
         }.get(outcome, "")
+
+
+class StudyArm(models.Model):
+    """One arm of a study: the generation settings its groups run with. Groups are assigned to arms at formation
+    by seeded permuted blocks (``services.assign_arm``), each arm ``weight`` times per block. Study-wide settings
+    (group sizes, timing, candidates shown, winner rule, seeds, the API key variable) stay on the study."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="arms")
+    name = models.CharField(max_length=64, help_text="Shown on the monitor, in exports and in the report.")
+    weight = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1, "An arm's weight must be a whole number of at least 1."),
+                               MaxValueValidator(100)],
+        help_text="How many times the arm appears in each block of group assignments (1 = equal share).")
+
+    generation_backend = models.CharField(max_length=32, choices=Study.Backend.choices,
+                                          default=Study.Backend.EMBEDDED)
+    generation_base_url = models.URLField(blank=True, help_text="OpenAI-compatible server, e.g. http://gpu-host:8000/v1")
+    generation_model = models.CharField(max_length=200, blank=True,
+                                        help_text="Model name the server expects (OpenAI-compatible backend).")
+    generation_params = models.JSONField(default=dict, blank=True,
+                                         help_text='e.g. {"temperature": 0.8, "top_p": 0.95, "max_new_tokens": 160}')
+    generator_model = models.ForeignKey(
+        "analysis.GeneratorModel", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="Fine-tuned generator version (embedded backend). Empty: the study's generator version, if any.")
+    consensus_template = models.ForeignKey("generation.PromptTemplate", null=True, blank=True,
+                                           on_delete=models.PROTECT, related_name="+",
+                                           limit_choices_to={"kind": "consensus"},
+                                           help_text="Empty: the latest consensus template.")
+    revision_template = models.ForeignKey("generation.PromptTemplate", null=True, blank=True,
+                                          on_delete=models.PROTECT, related_name="+",
+                                          limit_choices_to={"kind": "revision"},
+                                          help_text="Empty: the latest revision template.")
+    best_of_n = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(64)],
+        help_text="Best-of-N: generate this many, show the study's number of candidates with the highest welfare. "
+                  "0 = off.")
+    reward_model = models.ForeignKey("analysis.RewardModel", null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="+", help_text="Reward model version for best-of-N. Empty: the "
+                                     "study's (the promoted version when retraining is on).")
+    critique_round = models.BooleanField(default=True)
+    opinions_as_candidates = models.BooleanField(default=False, help_text="Round 1 also shows the members' opinions "
+                                                                          "as statements to rate (comparators).")
+    leave_one_out_share = models.FloatField(
+        default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Share of this arm's groups in the leave-one-out condition (blocks within the arm).")
+    max_participants = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1, "A cap must be at least 1 (empty = no cap).")],
+        help_text="No more groups for this arm once its groups hold this many members. Empty = no cap.")
+    max_groups = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1, "A cap must be at least 1 (empty = no cap).")],
+        help_text="No more groups for this arm once it has this many. Empty = no cap.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "name"], name="one_arm_name_per_study"),
+            models.CheckConstraint(condition=Q(weight__gte=1), name="arm_weight_at_least_1"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def from_study(cls, study: Study, name: str = "default") -> StudyArm:
+        """An (unsaved) arm with the study's own settings: the first arm of a study made in code."""
+        return cls(study=study, name=name, weight=1, **{_attname(f): getattr(study, _attname(f))
+                                                        for f in ARM_SETTINGS})
+
+    def clean(self) -> None:
+        if self.study_id is None:
+            return
+        if self.max_participants and self.max_participants < self.study.min_group_size:
+            raise ValidationError({"max_participants": f"A cap of {self.max_participants} member(s) cannot fill one "
+                                                       f"group of at least {self.study.min_group_size}."})
+        problems = generation_settings_problems(self, self.study)
+        if problems:
+            raise ValidationError(problems)
+
+    @property
+    def reward_model_version_id(self) -> int | None:
+        """The reward model best-of-N uses: the arm's own, else the study's."""
+        return self.reward_model_id or self.study.reward_model_id
+
+    def backend_options(self) -> dict:
+        """Keyword options for ``generation.backends.get_backend`` (see ``Study.backend_options``)."""
+        generator = self.generator_model if self.generator_model_id else self.study.generator_model
+        if self.generation_backend == Study.Backend.EMBEDDED and generator is not None:
+            return {"checkpoint": generator.checkpoint_path, "version": generator.pk}
+        if self.generation_backend != Study.Backend.OPENAI:
+            return {}
+        from .endpoints import endpoint_check
+
+        study = self.study
+        endpoint_check(base_url=self.generation_base_url, api_key_env=study.generation_api_key_env)
+        return {"base_url": self.generation_base_url, "model": self.generation_model,
+                "api_key_env": study.generation_api_key_env, "concurrency": study.generation_concurrency,
+                "timeout": float(study.generation_timeout_seconds)}
+
+    def provenance(self) -> dict:
+        """The arm's settings as stored with a group (``group_formed`` event) and in exports."""
+        return {"arm_id": self.pk, "arm": self.name, "weight": self.weight,
+                **{f: getattr(self, _attname(f)) for f in ARM_SETTINGS}}
+
 
 
 class Group(models.Model):
@@ -244,6 +412,12 @@ class Group(models.Model):
     excluded_participant = models.ForeignKey(
         "participants.Participant", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
         help_text="Leave-one-out condition: the member whose opinion was left out of the prompt (never shown).")
+    arm = models.ForeignKey(StudyArm, null=True, blank=True, on_delete=models.PROTECT, related_name="groups",
+                            help_text="The study arm whose settings this group runs with (assigned at formation).")
+    paused_seconds_left = models.FloatField(
+        null=True, blank=True,
+        help_text="While its study is paused: the time the phase had left (the deadline is cleared, so nothing times "
+                  "out); resuming sets the deadline to now + this.")
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -252,6 +426,18 @@ class Group(models.Model):
 
     def __str__(self) -> str:
         return f"Group {self.pk} ({self.phase})"
+
+    @property
+    def arm_settings(self) -> StudyArm:
+        """The arm this group runs with; a group made without one (imported, or by hand) runs with the study's
+        first arm, else an unsaved arm of the study's own settings."""
+        if self.arm_id is not None:
+            return self.arm
+        return self.study.arms.order_by("id").first() or StudyArm.from_study(self.study)
+
+    @property
+    def flow_config(self) -> FlowConfig:
+        return dataclasses.replace(self.study.flow_config, critique_round=self.arm_settings.critique_round)
 
 
 class AnswerQuerySet(models.QuerySet):

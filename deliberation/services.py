@@ -19,6 +19,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from core import flow
+from core.blocks import block_rank, weighted_block_choice
 from core.errors import SubmissionError
 from core.flow import Phase
 from core.seeds import derive_seed
@@ -26,6 +27,7 @@ from core.social_choice import elect
 from participants.models import Participant
 
 from . import realtime
+from .caps import arm_is_full, study_close_if_full
 from .models import (
     Candidate,
     Critique,
@@ -36,6 +38,7 @@ from .models import (
     Question,
     Rating,
     Study,
+    StudyArm,
     SubmissionReceipt,
 )
 from .selectors import connected_participant_ids, submitted_participant_ids
@@ -93,6 +96,13 @@ def group_state(group: Group, now: datetime) -> flow.GroupState:
     return flow.GroupState(phase=Phase(group.phase), deadline=group.deadline, members=members)
 
 
+def group_freeze(group: Group, now: datetime) -> None:
+    """Pause: move a locked group's deadline into ``paused_seconds_left`` (the caller saves the group)."""
+    if group.deadline is not None:
+        group.paused_seconds_left = max(0.0, (group.deadline - now).total_seconds())
+        group.deadline = None
+
+
 def log_event(group: Group, kind: str, participant: Participant | None = None, **payload: Any) -> None:
     GroupEvent.objects.create(group=group, kind=kind, participant=participant, payload=payload)
 
@@ -109,14 +119,17 @@ def _touch(group: Group, **fields: Any) -> None:
 def _apply(group: Group, event: flow.Event, now: datetime) -> flow.Transition:
     """Run the pure state machine on a locked group and carry out its effects."""
     state = group_state(group, now)
-    transition = flow.advance(state, event, now, group.study.flow_config)
+    transition = flow.advance(state, event, now, group.flow_config)
     if transition.changed:
         log_event(group, "phase_changed", from_phase=group.phase, to_phase=transition.state.phase.value,
                   reason=transition.reason)
         group.phase = transition.state.phase.value
         group.deadline = transition.state.deadline
         group.phase_started_at = now
-        group.save(update_fields=["phase", "deadline", "phase_started_at"])
+        group.paused_seconds_left = None
+        if group.study.paused_at is not None:  # a paused study's groups keep their time (deliberation/pause.py)
+            group_freeze(group, now)
+        group.save(update_fields=["phase", "deadline", "phase_started_at", "paused_seconds_left"])
         for effect in transition.effects:
             _carry_out(group, effect, state, now)
     _touch(group)
@@ -173,36 +186,87 @@ def next_question(study: Study) -> Question:
     return question
 
 
-def assign_condition(study: Study, ordinal: int, participant_ids: tuple[int, ...]) -> tuple[str, int | None]:
-    """Leave-one-out condition by permuted blocks: of every block of ``d`` consecutive groups of a study, exactly
-    ``n`` (share ≈ n/d) are leave-one-out, which ones drawn from the study seed; the excluded member likewise.
-    Reproducible from (seed, the group's ordinal in the study, seat), independent of database ids."""
-    share = study.leave_one_out_share or 0.0
+def assign_condition(study: Study, ordinal: int, participant_ids: tuple[int, ...],
+                     arm: StudyArm | None = None) -> tuple[str, int | None]:
+    """Leave-one-out condition by permuted blocks: of every block of ``d`` consecutive groups of an arm (of the
+    study, without ``arm``), exactly ``n`` (share ≈ n/d) are leave-one-out, which ones drawn from the study seed;
+    the excluded member likewise. Reproducible from (seed, the group's ordinal in its arm, seat), independent of
+    database ids. The study's first arm draws with the seeds a study without arms always had."""
+    share = (arm.leave_one_out_share if arm is not None else study.leave_one_out_share) or 0.0
     if share <= 0 or len(participant_ids) < 2:
         return "standard", None
     fraction = Fraction(share).limit_denominator(20)
-    block, slot = divmod(ordinal, fraction.denominator)
-    order = list(range(fraction.denominator))
-    random.Random(derive_seed(study.generation_seed, "condition", block)).shuffle(order)
-    if order.index(slot) >= fraction.numerator:
+    label = "condition" if arm is None or _is_first_arm(arm) else ("condition", "arm", arm.pk)
+    if block_rank(seed=study.generation_seed, label=label, ordinal=ordinal,
+                  size=fraction.denominator) >= fraction.numerator:
         return "standard", None
-    seat = random.Random(derive_seed(study.generation_seed, "excluded", ordinal)).randrange(len(participant_ids))
+    seat_label = ("excluded",) if arm is None or _is_first_arm(arm) else ("excluded", "arm", arm.pk)
+    seat = random.Random(derive_seed(study.generation_seed, *seat_label, ordinal)).randrange(len(participant_ids))
     return "leave_one_out", participant_ids[seat]
 
 
-def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetime) -> Group:
-    """Form a group from lobby members (caller holds the study lock)."""
+def _is_first_arm(arm: StudyArm) -> bool:
+    return not StudyArm.objects.filter(study_id=arm.study_id, pk__lt=arm.pk).exists()
+
+
+def study_arms_ensure(study: Study) -> list[StudyArm]:
+    """The study's arms; a study made in code without any gets one from its own settings (``from_study``)."""
+    arms = list(StudyArm.objects.filter(study=study).order_by("id"))
+    if not arms:
+        arm = StudyArm.from_study(study)
+        arm.save()
+        arms = [arm]
+    return arms
+
+
+def assign_arm(study: Study, ordinal: int, *, group_size: int = 0,
+               arms: list[StudyArm] | None = None) -> StudyArm | None:
+    """The arm of the study's ``ordinal``-th group, by seeded permuted blocks (``core.blocks``): each arm appears
+    ``weight`` times in every block. An arm at its cap is skipped: the next slots of the sequence decide, so the
+    remaining arms keep their ratio. None when every arm is full."""
+    arms = arms if arms is not None else study_arms_ensure(study)
+    usage = {row["arm"]: row for row in Group.objects.filter(study=study, arm__in=arms).values("arm")
+             .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))}
+    open_arms = [a for a in arms if not arm_is_full(a, groups=usage.get(a.pk, {}).get("groups", 0),
+                                                    members=usage.get(a.pk, {}).get("members", 0),
+                                                    joining=group_size)]
+    if not open_arms:
+        return None
+    choices = [(arm.pk, arm.weight) for arm in arms]
+    by_id = {arm.pk: arm for arm in open_arms}
+    size = sum(arm.weight for arm in arms)
+    for step in range(size * 2):  # every arm appears in any run of two blocks' length
+        arm_id = weighted_block_choice(choices, seed=study.generation_seed, label="arm", ordinal=ordinal + step)
+        if arm_id in by_id:
+            return by_id[arm_id]
+    return open_arms[0]  # pragma: no cover - unreachable: every open arm appears within two blocks
+
+
+def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetime) -> Group | None:
+    """Form a group from lobby members (caller holds the study lock). None, and the study closes itself, when a
+    cap leaves no room for it (``deliberation.caps``)."""
+    arms = study_arms_ensure(study)
+    ordinal = Group.objects.filter(study=study).count()
+    if study.max_groups is not None and ordinal >= study.max_groups:
+        study_close_if_full(study=study)
+        return None
+    arm = assign_arm(study, ordinal, group_size=len(participant_ids), arms=arms)
+    if arm is None:
+        study_close_if_full(study=study)
+        return None
     question = next_question(study)
     state = flow.initial_state(tuple(flow.MemberView(pid, connected=True) for pid in participant_ids),
                                now, study.flow_config)
-    condition, excluded = assign_condition(study, Group.objects.filter(study=study).count(), participant_ids)
+    condition, excluded = assign_condition(study, Group.objects.filter(arm=arm).count(), participant_ids, arm=arm)
     group = Group.objects.create(study=study, question=question, phase=state.phase.value,
                                  deadline=state.deadline, phase_started_at=now, condition=condition,
-                                 excluded_participant_id=excluded)
+                                 excluded_participant_id=excluded, arm=arm)
     for position, pid in enumerate(participant_ids, start=1):
         Participant.objects.filter(pk=pid).update(group=group, position=position, status=Participant.Status.IN_GROUP)
-    log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk, condition=condition)
+    log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk, condition=condition,
+              arm=arm.provenance())
     realtime.push_after_commit(participants=participant_ids, lobbies=[study.pk])
+    study_close_if_full(study=study)
     return group
 
 

@@ -53,16 +53,18 @@ class _Slot:
     reward_model_id: int | None = None  # the version that predicted them
 
 
-def generation_params(study) -> dict:
+def generation_params(settings_from) -> dict:
+    """The sampling parameters of an arm (``Group.arm_settings``; a study's own for offline tools)."""
     params = dict(DEFAULT_PARAMS)
-    params.update({k: v for k, v in (study.generation_params or {}).items() if k in DEFAULT_PARAMS})
+    params.update({k: v for k, v in (settings_from.generation_params or {}).items() if k in DEFAULT_PARAMS})
     return params
 
 
-def template_for(study, round_: int) -> PromptTemplate:
+def template_for(settings_from, round_: int) -> PromptTemplate:
+    """The arm's template for the round (a study's own for offline tools), else the latest version."""
     if round_ == 1:
-        return study.consensus_template or PromptTemplate.latest("consensus")
-    return study.revision_template or PromptTemplate.latest("revision")
+        return settings_from.consensus_template or PromptTemplate.latest("consensus")
+    return settings_from.revision_template or PromptTemplate.latest("revision")
 
 
 def left_out_ids(group: Group) -> set[int]:
@@ -81,7 +83,7 @@ def build_slots(group: Group, round_: int, template: PromptTemplate, *, leave_ou
     slots to build (default all), so one slot can be rebuilt with the seeds it had. ``previous``: the statement
     the revision round revises (default: the round-1 winner).
     """
-    study = group.study
+    study, arm = group.study, group.arm_settings
     spec = template.spec()
     leave_out = left_out_ids(group) if leave_out is None else leave_out
     opinions = list(Opinion.objects.filter(group=group).order_by("participant__position", "id"))
@@ -91,7 +93,7 @@ def build_slots(group: Group, round_: int, template: PromptTemplate, *, leave_ou
     critiques = [c.text for c in Critique.objects.filter(group=group).order_by("participant__position")
                  if c.participant_id not in leave_out]
     slots = []
-    for index in range(study.best_of_n or study.num_candidates) if indices is None else indices:
+    for index in range(arm.best_of_n or study.num_candidates) if indices is None else indices:
         order = list(kept)
         random.Random(derive_seed(study.generation_seed, group.pk, round_, index, "shuffle")).shuffle(order)
         texts = [o.text for o in order]
@@ -110,16 +112,16 @@ def candidates_generate(*, group_id: int, round: int, backend=None, claim: str |
     ``claim`` names the task run (the Celery task id: a retry or a redelivery after a worker died keeps it). A
     second task for the same round — the sweeper re-queues a round whose task waited in a long queue — returns at
     once while another claim is writing it, instead of generating the same statements twice."""
-    group = Group.objects.select_related("study", "question", "winner_round1").get(pk=group_id)
+    group = Group.objects.select_related("study", "question", "winner_round1", "arm").get(pk=group_id)
     expected = Phase.GENERATING if round == 1 else Phase.REVISING
     if Candidate.objects.filter(group=group, round=round).exists() or group.phase != expected:
         _advance_if_ready(group_id, round)
         return 0
-    study = group.study
-    if not _claim_generation(group, round, claim, backend=study.generation_backend):
+    study, arm = group.study, group.arm_settings  # the arm's generation settings (deliberation.models.StudyArm)
+    if not _claim_generation(group, round, claim, backend=arm.generation_backend, arm=arm.name):
         return 0
-    params = generation_params(study)
-    template = template_for(study, round)
+    params = generation_params(arm)
+    template = template_for(arm, round)
     slots = build_slots(group, round, template)
     left_out = left_out_ids(group)
     if left_out and any(o.participant_id in left_out for s in slots for o in s.opinions):
@@ -128,9 +130,9 @@ def candidates_generate(*, group_id: int, round: int, backend=None, claim: str |
         log_event(group, "exclusion_not_held", None, round=round, participant_id=sorted(left_out)[0])
     try:
         if backend is None:
-            options = study.backend_options()  # refuses a server or key variable the policy does not allow
-            backend = coalescer_for(study.generation_backend, options,
-                                    lambda: get_backend(study.generation_backend, **options),
+            options = arm.backend_options()  # refuses a server or key variable the policy does not allow
+            backend = coalescer_for(arm.generation_backend, options,
+                                    lambda: get_backend(arm.generation_backend, **options),
                                     settings.GENERATION_BATCH_WINDOW_MS / 1000)
         for attempt in range(1, MAX_OUTPUT_ATTEMPTS + 1):
             pending = [s for s in slots if s.text is None]
@@ -152,12 +154,12 @@ def candidates_generate(*, group_id: int, round: int, backend=None, claim: str |
     except (GenerationError, GenerationFailed) as exc:
         generation_error_record(group_id=group_id, message=str(exc))
         raise GenerationFailed(str(exc)) from exc
-    if study.best_of_n:
+    if arm.best_of_n:
         best_of_n_select(group, round, slots)
     return _store(group_id, round, slots, backend, params, template)
 
 
-def _claim_generation(group: Group, round_: int, claim: str | None, *, backend: str) -> bool:
+def _claim_generation(group: Group, round_: int, claim: str | None, *, backend: str, arm: str = "") -> bool:
     """Record that ``claim`` writes this round (``generation_started``), unless another claim started it within the
     generation time limit and has not failed since. Under the group's row lock, so two tasks never both win."""
     with transaction.atomic():
@@ -171,13 +173,13 @@ def _claim_generation(group: Group, round_: int, claim: str | None, *, backend: 
             logger.info("group %s round %s: generation already claimed by %s; task %s stands down",
                         group.pk, round_, latest.payload.get("claim"), claim)
             return False
-        log_event(locked, "generation_started", None, round=round_, backend=backend,
+        log_event(locked, "generation_started", None, round=round_, backend=backend, arm=arm,
                   **({"claim": claim} if claim else {}))
     return True
 
 
 def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
-    """Score every candidate for every member with the study's reward model; show the top K by welfare."""
+    """Score every candidate for every member with the arm's reward model; show the top K by welfare."""
     from core.welfare import welfare
 
     study = group.study
@@ -191,7 +193,8 @@ def best_of_n_select(group: Group, round_: int, slots: list[_Slot]) -> None:
     version, u = member_utilities(
         study=study, question=group.question.text, member_ids=members, opinions=[o.text for o in opinions],
         texts=[s.text for s in slots],
-        critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None)
+        critiques=[critiques.get(o.participant_id, "") for o in opinions] if round_ == 2 else None,
+        reward_model_id=group.arm_settings.reward_model_version_id)
     scores = welfare(u, study.welfare_method, alpha=study.welfare_alpha)
     top = sorted(range(len(slots)), key=lambda i: (-scores[i], i))[:study.num_candidates]
     for i, slot in enumerate(slots):
@@ -226,7 +229,7 @@ def _store(group_id: int, round_: int, slots: list[_Slot], backend, params: dict
                                    candidate=candidate, predicted_agreement=value)
                         for pid, value in slot.predictions.items()])
             created = len(slots)
-            if round_ == 1 and group.study.opinions_as_candidates:
+            if round_ == 1 and group.arm_settings.opinions_as_candidates:
                 created += _store_opinion_candidates(group, first_index=max(s.index for s in slots) + 1)
             log_event(group, "candidates_stored", None, round=round_, count=created,
                       backend=getattr(backend, "backend", backend).name,

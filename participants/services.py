@@ -217,10 +217,26 @@ def _joins_simulated(study: Study, token: object) -> bool:
     return True
 
 
+STUDY_FULL = ("This study is full: it already has all the participants it needs. Thank you for your interest — you "
+              "do not need to do anything else.")
+
+
+def _check_participant_cap(study: Study) -> None:
+    """The study's participant cap (``Study.max_participants``): everyone who consented counts."""
+    if study.max_participants is not None and Participant.objects.filter(study=study).exclude(
+            status=Participant.Status.JOINED).count() >= study.max_participants:
+        raise SubmissionError("inactive", STUDY_FULL)
+
+
 def check_joinable(*, study: Study, params: dict[str, str]) -> bool:
     """Raise ``SubmissionError`` when ``study`` takes no newcomer from this link; True for a simulated one."""
     if not study.is_active:
-        raise SubmissionError("inactive", "This study is not accepting participants.")
+        # A study that closed itself at a cap says so (deliberation/caps.py); one closed by hand, the plain message.
+        raise SubmissionError("inactive", study.closed_reason or "This study is not accepting participants.")
+    if study.paused_at is not None:
+        raise SubmissionError("paused", "This study is paused for a few minutes. Please open the link again a little "
+                                        "later; nothing has been stored for you yet.")
+    _check_participant_cap(study)
     if not study.questions.exists():
         raise SubmissionError("no_questions", "This study is not ready yet (it has no questions).")
     return _joins_simulated(study, params.get(SIMULATED_PARAM))
@@ -246,6 +262,10 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
             participant = Participant.objects.select_for_update().get(pk=participant.pk)
         if participant.status != Participant.Status.JOINED:
             return participant
+        if study.max_participants is not None:
+            # Count again under the study's row lock, so simultaneous consents cannot pass the cap.
+            type(study).objects.select_for_update().filter(pk=study.pk).first()
+            _check_participant_cap(study)
         _enter_lobby(participant, consent, now)
     signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()

@@ -12,10 +12,12 @@ from .score import score_matrix
 
 
 def member_utilities(*, study, question: str, member_ids: list[int], opinions: list[str], texts: list[str],
-                     critiques: list[str] | None = None) -> tuple[object, np.ndarray]:
-    """(the reward-model version used, members × candidates predicted agreement)."""
+                     critiques: list[str] | None = None,
+                     reward_model_id: int | None = None) -> tuple[object, np.ndarray]:
+    """(the reward-model version used, members × candidates predicted agreement). ``reward_model_id``: the
+    group's arm's version (``StudyArm.reward_model_version_id``); default the study's."""
     # The promoted version; an earlier promoted one if its checkpoint cannot be read (logged with the reason).
-    version, model = reward_model_serving(study=study)
+    version, model = reward_model_serving(study=study, reward_model_id=reward_model_id)
     # What the members rated so far in the study (earlier rounds, earlier groups): a hybrid model reads it.
     history = study_rating_records(study=study, participant_ids=member_ids,
                                    include_simulated=bool(version.config.get("include_simulated")))

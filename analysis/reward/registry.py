@@ -257,20 +257,21 @@ def reward_model_load(model_id: int, *, precision: str = "fp32"):
         raise CheckpointError(f"Reward model {model_id}: {exc}") from exc
 
 
-def reward_model_serving(*, study: Study, precision: str = "fp32"):
-    """(version, loaded model) that best-of-N uses: the study's promoted version, or, if its checkpoint cannot be
-    loaded (reported in the log with the reason), the latest earlier promoted version that can."""
-    if not study.reward_model_id:
+def reward_model_serving(*, study: Study, precision: str = "fp32", reward_model_id: int | None = None):
+    """(version, loaded model) that best-of-N uses: ``reward_model_id`` (an arm's own version) or the study's
+    promoted version, or, if its checkpoint cannot be loaded (reported in the log with the reason), the latest
+    earlier promoted version that can."""
+    wanted = reward_model_id or study.reward_model_id
+    if not wanted:
         raise RewardModelError(f"Study {study.slug!r} has no reward model; train one and set it on the study.")
     try:
-        return RewardModel.objects.get(pk=study.reward_model_id), reward_model_load(study.reward_model_id,
-                                                                                   precision=precision)
+        return RewardModel.objects.get(pk=wanted), reward_model_load(wanted, precision=precision)
     except RewardModelError as exc:
         problem = exc
     logger.error("study %s: its reward model cannot be used (%s); falling back to an earlier promoted version",
                  study.slug, problem)
     earlier = (RewardModel.objects.filter(study=study, status=RewardModel.Status.DONE, promoted_at__isnull=False)
-               .exclude(pk=study.reward_model_id).order_by("-promoted_at"))
+               .exclude(pk=wanted).order_by("-promoted_at"))
     for version in earlier:
         try:
             return version, reward_model_load(version.pk, precision=precision)

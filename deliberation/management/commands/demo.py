@@ -72,6 +72,7 @@ class Command(BaseCommand):
         if not created and study.generation_backend != opts["backend"]:
             study.generation_backend = opts["backend"]
             study.save(update_fields=["generation_backend"])
+            study.arms.update(generation_backend=opts["backend"])
         if not study.questions.exists():
             if opts["questions"] and Path(opts["questions"]).exists():
                 import_file(Path(opts["questions"]), study=study, split="iid_test", limit=20)

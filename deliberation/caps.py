@@ -1,0 +1,59 @@
+"""Quotas and caps: a study closes itself when it has the participants or groups it asked for.
+
+Caps live on the study (``max_participants``, ``max_groups``) and on each arm (same names). Closing goes through
+``Study.is_active`` (off) with ``Study.closed_reason`` set, so the join page tells newcomers why
+(``participants.services.check_joinable``); ticking "is active" again in admin clears the reason.
+"""
+from __future__ import annotations
+
+from django.db.models import Count
+
+from participants.models import Participant
+from participants.services import STUDY_FULL
+
+from .models import Group, Study, StudyArm
+
+FULL_MESSAGE = STUDY_FULL
+
+
+def arm_is_full(arm: StudyArm, *, groups: int, members: int, joining: int = 0) -> bool:
+    """True when the arm takes no more groups: its group cap is reached, or this group's members would pass
+    its participant cap."""
+    return ((arm.max_groups is not None and groups >= arm.max_groups)
+            or (arm.max_participants is not None and members + joining > arm.max_participants))
+
+
+def consented_count(study: Study) -> int:
+    """People who consented (every status but ``joined``), simulated ones included: they take seats too."""
+    return Participant.objects.filter(study=study).exclude(status=Participant.Status.JOINED).count()
+
+
+def study_full_reason(study: Study) -> str:
+    """Which cap is reached ('' when none is)."""
+    if study.max_participants is not None and consented_count(study) >= study.max_participants:
+        return f"participant cap of {study.max_participants} reached"
+    groups = Group.objects.filter(study=study).count()
+    if study.max_groups is not None and groups >= study.max_groups:
+        return f"group cap of {study.max_groups} reached"
+    arms = list(StudyArm.objects.filter(study=study))
+    if arms:
+        usage = {row["arm"]: row for row in Group.objects.filter(study=study).values("arm")
+                 .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))}
+        if all(arm_is_full(arm, groups=usage.get(arm.pk, {}).get("groups", 0),
+                           members=usage.get(arm.pk, {}).get("members", 0), joining=study.min_group_size)
+               for arm in arms):
+            return "every arm reached its cap"
+    return ""
+
+
+def study_close_if_full(*, study: Study) -> bool:
+    """Close the study (is_active off, closed_reason) if a cap is reached; True if it closed now. The caller holds
+    the study's row lock (the lobby matcher, or the join)."""
+    if not study.is_active:
+        return False
+    reason = study_full_reason(study)
+    if not reason:
+        return False
+    Study.objects.filter(pk=study.pk).update(is_active=False, closed_reason=f"{FULL_MESSAGE} ({reason})")
+    study.is_active, study.closed_reason = False, f"{FULL_MESSAGE} ({reason})"
+    return True

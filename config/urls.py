@@ -17,4 +17,6 @@ urlpatterns = [
     path("monitor/study/<int:study_id>/", monitor.study_monitor, name="monitor_study"),
     path("monitor/study/<int:study_id>/state.json", monitor.study_state, name="monitor_study_state"),
     path("monitor/group/<int:group_id>/advance/", monitor.group_advance, name="monitor_group_advance"),
+    path("monitor/study/<int:study_id>/pause/", monitor.study_pause_view, name="monitor_study_pause"),
+    path("monitor/study/<int:study_id>/resume/", monitor.study_resume_view, name="monitor_study_resume"),
 ]

@@ -3,43 +3,126 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin import CsvExportAdmin, ReadOnlyAdmin
 
-from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
+from core.bonuses import BonusRuleError
+
+from .bonuses import study_bonus_file
+from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study, StudyArm
 from .question_import import ImportFormatError, parse_questions, questions_import
+
+
+def _done_generator_versions(db_field, request):
+    """Only finished generator versions can be served (the model's clean checks it too); a study's own versions
+    when editing. The model is analysis's (above deliberation): reached through the foreign key, not imported."""
+    versions = db_field.related_model.objects.filter(status="done")
+    study_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
+    return versions.filter(study_id=study_id) if study_id else versions.none()
+
+
+class StudyArmFormSet(forms.BaseInlineFormSet):
+    """At least one arm; an arm that already has groups cannot be deleted (they ran with its settings)."""
+
+    def _construct_form(self, i, **kwargs):
+        form = super()._construct_form(i, **kwargs)
+        form.instance.study = self.instance  # StudyArm.clean checks the arm against the study being saved
+        return form
+
+    def clean(self):
+        super().clean()
+        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
+        if not kept:
+            raise ValidationError("A study needs at least one arm: add one (its generation settings are what the "
+                                  "groups run with).")
+        for form in self.forms:
+            arm = form.instance
+            if form.cleaned_data.get("DELETE") and arm.pk and Group.objects.filter(arm=arm).exists():
+                raise ValidationError(f"Arm {arm.name!r} already has groups and cannot be deleted; set its caps "
+                                      "to stop new groups instead.")
+
+
+class StudyArmInline(admin.StackedInline):
+    model = StudyArm
+    formset = StudyArmFormSet
+    extra = 0
+    min_num = 1
+    fieldsets = (
+        (None, {"fields": (("name", "weight"), ("max_groups", "max_participants"))}),
+        ("Generation", {"fields": ("generation_backend", "generator_model", "generation_base_url",
+                                   "generation_model", "generation_params", "consensus_template",
+                                   "revision_template")}),
+        ("Deliberation", {"fields": ("critique_round", "opinions_as_candidates", "leave_one_out_share",
+                                      "best_of_n", "reward_model")}),
+    )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "generator_model":
+            kwargs["queryset"] = _done_generator_versions(db_field, request)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+@admin.action(description="Download the Prolific bonus file (one study)")
+def download_bonus_file(modeladmin, request, queryset):
+    """The same file as ``manage.py bonus_csv``: no header, PROLIFIC_PID,amount per line."""
+    if not request.user.has_perm("participants.view_participant"):
+        modeladmin.message_user(request, "The bonus file lists Prolific ids: it needs the permission to view "
+                                         "participants.", messages.ERROR)
+        return None
+    if queryset.count() != 1:
+        modeladmin.message_user(request, "Select exactly one study for its bonus file.", messages.ERROR)
+        return None
+    study = queryset.get()
+    try:
+        bonus = study_bonus_file(study)
+    except BonusRuleError as exc:
+        modeladmin.message_user(request, f"{study.slug}: invalid bonus rule: {exc}", messages.ERROR)
+        return None
+    response = HttpResponse(bonus.csv_text(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="bonus-{study.slug}.csv"'
+    response["X-Bonus-Skipped-Without-Prolific-Id"] = str(bonus.skipped_without_id)
+    return response
 
 
 @admin.register(Study)
 class StudyAdmin(CsvExportAdmin):
-    list_display = ("title", "slug", "is_active", "group_sizes", "num_candidates", "critique_round",
-                    "generation_backend", "links")
+    list_display = ("title", "slug", "is_active", "paused_at", "group_sizes", "num_candidates", "arm_names",
+                    "links")
     prepopulated_fields = {"slug": ("title",)}
     filter_horizontal = ("questions",)
+    inlines = [StudyArmInline]
+    actions = [*CsvExportAdmin.actions, download_bonus_file]
+    readonly_fields = ("closed_reason", "paused_at")
+    # The settings an arm holds (models.ARM_SETTINGS) are edited on the arms below, not here; the study keeps
+    # its reward model and generator versions, which arms that name none use (retraining promotes into them).
     fieldsets = (
-        (None, {"fields": ("title", "slug", "is_active", "consent_text", "questions",
+        (None, {"fields": ("title", "slug", "is_active", "closed_reason", "paused_at", "consent_text", "questions",
                            "questions_from_train_split")}),
         ("Groups and timing", {"fields": ("min_group_size", "max_group_size", "lobby_timeout_seconds",
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),
-        ("Deliberation", {"fields": ("num_candidates", "critique_round", "aggregation_method",
-                                      "opinions_as_candidates", "leave_one_out_share")}),
-        ("Best-of-N with a reward model", {"fields": ("best_of_n", "reward_model", "reward_retrain_every",
-                                                     "reward_retrain_config", "welfare_method",
-                                                     "welfare_alpha")}),
-        ("Generation", {"fields": ("generation_backend", "generator_model", "generation_base_url", "generation_model",
-                                   "generation_api_key_env", "generation_concurrency", "generation_timeout_seconds",
-                                   "generation_params", "generation_seed", "consensus_template",
-                                   "revision_template")}),
+        ("Quotas and caps", {"fields": ("max_participants", "max_groups")}),
+        ("Deliberation", {"fields": ("num_candidates", "aggregation_method", "bot_takeover")}),
+        ("Reward model (best-of-N is set per arm)", {"fields": ("reward_model", "reward_retrain_every",
+                                                               "reward_retrain_config", "welfare_method",
+                                                               "welfare_alpha")}),
+        ("Generation (study-wide; backend, model and templates are set per arm)", {
+            "fields": ("generator_model", "generation_api_key_env", "generation_concurrency",
+                       "generation_timeout_seconds", "generation_seed")}),
         ("Completion codes", {"fields": ("completion_code_completed", "completion_code_lobby_timeout",
                                          "completion_code_dropped", "prolific_redirect")}),
+        ("Bonuses (Prolific bulk bonus)", {"fields": ("bonus_per_completion", "bonus_per_lobby_minute",
+                                                      "bonus_per_phase")}),
     )
 
     def save_model(self, request, obj, form, change):
+        if obj.is_active and "is_active" in form.changed_data:
+            obj.closed_reason = ""  # opened again by hand: the cap message no longer applies
         if change and "reward_model" not in form.changed_data:
             # Retraining may have promoted a new version while this form was open: saving other settings keeps it.
             obj.reward_model_id = Study.objects.filter(pk=obj.pk).values_list("reward_model_id", flat=True).first()
@@ -51,12 +134,12 @@ class StudyAdmin(CsvExportAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "generator_model":
-            # Only finished versions can be served (Study.clean checks it too); a study's own versions when editing.
-            # The model is analysis's (above deliberation): reached through the foreign key, not imported.
-            versions = db_field.related_model.objects.filter(status="done")
-            study_id = request.resolver_match.kwargs.get("object_id") if request.resolver_match else None
-            kwargs["queryset"] = versions.filter(study_id=study_id) if study_id else versions.none()
+            kwargs["queryset"] = _done_generator_versions(db_field, request)
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    @admin.display(description="arms")
+    def arm_names(self, obj):
+        return ", ".join(f"{arm.name} ×{arm.weight}" for arm in obj.arms.all())
 
     @admin.display(description="group size")
     def group_sizes(self, obj):
@@ -122,9 +205,9 @@ class EventInline(admin.TabularInline):
 
 @admin.register(Group)
 class GroupAdmin(ReadOnlyAdmin):
-    list_display = ("id", "study", "phase", "condition", "excluded_participant", "deadline", "outcome",
+    list_display = ("id", "study", "arm", "phase", "condition", "excluded_participant", "deadline", "outcome",
                     "generation_status", "created_at")
-    list_filter = ("study", "phase", "outcome", "condition")
+    list_filter = ("study", "arm", "phase", "outcome", "condition")
     inlines = [EventInline]
 
 

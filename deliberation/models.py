@@ -359,12 +359,14 @@ class StudyArm(models.Model):
                                                         for f in ARM_SETTINGS})
 
     def clean(self) -> None:
-        if self.study_id is None:
+        try:
+            study = self.study
+        except Study.DoesNotExist:  # no study yet: the inline form sets it (admin.StudyArmFormSet)
             return
-        if self.max_participants and self.max_participants < self.study.min_group_size:
+        if self.max_participants and self.max_participants < study.min_group_size:
             raise ValidationError({"max_participants": f"A cap of {self.max_participants} member(s) cannot fill one "
-                                                       f"group of at least {self.study.min_group_size}."})
-        problems = generation_settings_problems(self, self.study)
+                                                       f"group of at least {study.min_group_size}."})
+        problems = generation_settings_problems(self, study)
         if problems:
             raise ValidationError(problems)
 

@@ -14,12 +14,13 @@ from django.views.decorators.http import require_POST
 from participants.models import Participant
 
 from .models import Group, Study
+from .pause import study_pause, study_resume
 from .services import connected_participant_ids, group_force_advance, submitted_participant_ids
 
 
 def study_monitor_state(study: Study) -> dict:
     now = timezone.now()
-    groups = list(Group.objects.filter(study=study).select_related("question").order_by("-id")[:200])
+    groups = list(Group.objects.filter(study=study).select_related("question", "arm").order_by("-id")[:200])
     members = list(Participant.objects.filter(group__in=groups)
                    .values_list("id", "group_id", "position", "status", "taken_over_at"))
     connected = connected_participant_ids([m[0] for m in members], now)
@@ -29,16 +30,23 @@ def study_monitor_state(study: Study) -> dict:
         group_members = [m for m in members if m[1] == group.pk]
         rows.append({
             "id": group.pk, "phase": group.phase, "question": group.question.text[:120],
+            "arm": group.arm.name if group.arm_id else "", "condition": group.condition,
             "deadline": group.deadline.isoformat() if group.deadline else None,
             "seconds_left": int((group.deadline - now).total_seconds()) if group.deadline else None,
+            "paused_seconds_left": (int(group.paused_seconds_left) if group.paused_seconds_left is not None
+                                    else None),
             "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,
                          "status": status, "bot": taken is not None}
                         for pid, _, pos, status, taken in sorted(group_members, key=lambda m: m[2])],
             "generation_error": group.generation_status, "outcome": group.outcome,
         })
     statuses = Counter(Participant.objects.filter(study=study).values_list("status", flat=True))
+    arms = Counter(g.arm.name if g.arm_id else "" for g in groups)
     return {
-        "study": {"id": study.pk, "slug": study.slug, "title": study.title},
+        "study": {"id": study.pk, "slug": study.slug, "title": study.title, "is_active": study.is_active,
+                  "closed_reason": study.closed_reason,
+                  "paused_at": study.paused_at.isoformat() if study.paused_at else None},
+        "groups_by_arm": {arm.name: arms.get(arm.name, 0) for arm in study.arms.order_by("id")},
         "participants_by_status": dict(statuses),
         "groups_by_phase": dict(Counter(g.phase for g in groups)),
         "groups": rows,
@@ -73,3 +81,25 @@ def group_advance(request: HttpRequest, group_id: int) -> HttpResponse:
     messages.info(request, f"Group {group.pk}: {transition.reason or 'no change'} "
                            f"(now {transition.state.phase.value}).")
     return redirect("monitor_study", study_id=group.study_id)
+
+
+@staff_member_required
+@permission_required("deliberation.change_study", raise_exception=True)
+@require_POST
+def study_pause_view(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    frozen = study_pause(study_id=study.pk, user=request.user.get_username())
+    messages.info(request, f"Paused: new joins are refused and {frozen} running group(s) are frozen."
+                  if frozen or Study.objects.filter(pk=study.pk, paused_at__isnull=False).exists()
+                  else "The study was paused already.")
+    return redirect("monitor_study", study_id=study.pk)
+
+
+@staff_member_required
+@permission_required("deliberation.change_study", raise_exception=True)
+@require_POST
+def study_resume_view(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    resumed = study_resume(study_id=study.pk, user=request.user.get_username())
+    messages.info(request, f"Resumed: {resumed} group(s) continue with the time they had left.")
+    return redirect("monitor_study", study_id=study.pk)

@@ -168,6 +168,8 @@ def group_shared_state(group: Group, now: datetime | None = None) -> dict[str, A
         "phase": phase.value,
         "deadline": _iso(group.deadline),
         "phase_started_at": _iso(group.phase_started_at),
+        # The study is paused (deliberation/pause.py): the deadline is cleared and this is the time left.
+        "paused_seconds_left": (int(group.paused_seconds_left) if group.paused_seconds_left is not None else None),
         "generation_error": bool(group.generation_status),
         "outcome": group.outcome or None,
         "question": group.question.text,
@@ -209,6 +211,8 @@ def _group_part(participant_id: int, shared: dict[str, Any], own: dict[str, Any]
         "deadline": shared["deadline"],
         "phase_started_at": shared["phase_started_at"],  # server clock; lets load tests time push delivery
         "seconds_left": max(0, int((deadline - now).total_seconds())) if deadline else None,
+        "paused": shared["paused_seconds_left"] is not None,
+        "paused_seconds_left": shared["paused_seconds_left"],
         "question": shared["question"],
         "members": [{"position": pos, "connected": pid in connected, "submitted": pid in submitted,
                      "is_me": pid == participant_id} for pid, pos, _ in shared["members"]],

@@ -249,6 +249,13 @@
 
   function tick() {
     var g = snapshot && snapshot.group;
+    if (g && g.paused && g.phase !== "done") {  // the study is paused: the deadline is frozen on the server
+      timerEl.hidden = false;
+      timerEl.className = "timer paused";
+      timerEl.textContent = "Paused by the research team — your time is kept (" + Math.floor(g.paused_seconds_left / 60) +
+        ":" + String(g.paused_seconds_left % 60).padStart(2, "0") + " left). You can keep writing.";
+      return;
+    }
     if (!g || !g.deadline || g.phase === "done") { timerEl.hidden = true; return; }
     var left = Math.max(0, Math.round((Date.parse(g.deadline) - (Date.now() + clockOffsetMs)) / 1000));
     timerEl.hidden = false;

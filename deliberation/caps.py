@@ -1,7 +1,7 @@
 """Quotas and caps: a study closes itself when it has the participants or groups it asked for.
 
 Caps live on the study (``max_participants``, ``max_groups``) and on each arm (same names). Closing goes through
-``Study.is_active`` (off) with ``Study.closed_reason`` set, so the join page tells newcomers why
+``Study.is_active`` (off) with ``Study.closed_reason`` set (for the experimenter), so the join page tells newcomers the study is full
 (``participants.services.check_joinable``); ticking "is active" again in admin clears the reason.
 """
 from __future__ import annotations
@@ -9,11 +9,9 @@ from __future__ import annotations
 from django.db.models import Count
 
 from participants.models import Participant
-from participants.services import STUDY_FULL
 
 from .models import Group, Study, StudyArm
 
-FULL_MESSAGE = STUDY_FULL
 
 
 def arm_is_full(arm: StudyArm, *, groups: int, members: int, joining: int = 0) -> bool:
@@ -54,6 +52,7 @@ def study_close_if_full(*, study: Study) -> bool:
     reason = study_full_reason(study)
     if not reason:
         return False
-    Study.objects.filter(pk=study.pk).update(is_active=False, closed_reason=f"{FULL_MESSAGE} ({reason})")
-    study.is_active, study.closed_reason = False, f"{FULL_MESSAGE} ({reason})"
+    closed = f"Closed itself: {reason}."
+    Study.objects.filter(pk=study.pk).update(is_active=False, closed_reason=closed)
+    study.is_active, study.closed_reason = False, closed
     return True

@@ -231,8 +231,10 @@ def _check_participant_cap(study: Study) -> None:
 def check_joinable(*, study: Study, params: dict[str, str]) -> bool:
     """Raise ``SubmissionError`` when ``study`` takes no newcomer from this link; True for a simulated one."""
     if not study.is_active:
-        # A study that closed itself at a cap says so (deliberation/caps.py); one closed by hand, the plain message.
-        raise SubmissionError("inactive", study.closed_reason or "This study is not accepting participants.")
+        # A study that closed itself at a cap says it is full (deliberation/caps.py); one closed by hand, the plain
+        # message.
+        raise SubmissionError("inactive", STUDY_FULL if study.closed_reason else "This study is not accepting "
+                                                                                 "participants.")
     if study.paused_at is not None:
         raise SubmissionError("paused", "This study is paused for a few minutes. Please open the link again a little "
                                         "later; nothing has been stored for you yet.")

@@ -27,7 +27,7 @@ def _done_generator_versions(db_field, request):
 
 
 class StudyArmFormSet(forms.BaseInlineFormSet):
-    """At least one arm; an arm that already has groups cannot be deleted (they ran with its settings)."""
+    """At least one arm. (An arm that has groups cannot be deleted: the admin refuses it, the groups PROTECT it.)"""
 
     def _construct_form(self, i, **kwargs):
         form = super()._construct_form(i, **kwargs)
@@ -36,15 +36,9 @@ class StudyArmFormSet(forms.BaseInlineFormSet):
 
     def clean(self):
         super().clean()
-        kept = [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]
-        if not kept:
+        if not [f for f in self.forms if f.cleaned_data and not f.cleaned_data.get("DELETE")]:
             raise ValidationError("A study needs at least one arm: add one (its generation settings are what the "
                                   "groups run with).")
-        for form in self.forms:
-            arm = form.instance
-            if form.cleaned_data.get("DELETE") and arm.pk and Group.objects.filter(arm=arm).exists():
-                raise ValidationError(f"Arm {arm.name!r} already has groups and cannot be deleted; set its caps "
-                                      "to stop new groups instead.")
 
 
 class StudyArmInline(admin.StackedInline):

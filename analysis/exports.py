@@ -27,7 +27,7 @@ import pandas as pd
 
 from deliberation.spreadsheet import safe_cell
 
-ENTITIES = ("participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")
+ENTITIES = ("arms", "participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")
 FORMATS = ("csv", "parquet", "jsonl", "hf")
 SECRET_FIELDS = ("token",)
 # Hidden unless asked for (``include_recruitment_ids``), here and in the admin's CSV action.
@@ -52,12 +52,13 @@ def queryset_frame(queryset, exclude: Iterable[str] = ()) -> pd.DataFrame:
 def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: bool = False,
                  include_simulated: bool = False) -> dict[str, pd.DataFrame]:
     """The study's long tables, one per entity in ``ENTITIES``; human answers only unless asked."""
-    from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating
+    from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating, StudyArm
     from participants.models import Participant
 
     hidden = () if include_recruitment_ids else RECRUITMENT_FIELDS
     who = {"include_bots": include_bots, "include_simulated": include_simulated}
     tables = {
+        "arms": queryset_frame(StudyArm.objects.filter(study=study)),  # each arm's settings (provenance)
         "participants": queryset_frame(
             Participant.objects.filter(study=study).human(include_simulated=include_simulated), hidden),
         "groups": queryset_frame(Group.objects.filter(study=study)),
@@ -76,6 +77,8 @@ def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: 
     candidates["included_opinion_ids"] = [included.get(cid, []) for cid in candidates["id"]]
     questions = dict(Group.objects.filter(study=study).values_list("question_id", "question__text"))
     tables["groups"]["question_text"] = [questions.get(q, "") for q in tables["groups"]["question_id"]]
+    arm_names = dict(StudyArm.objects.filter(study=study).values_list("id", "name"))
+    tables["groups"]["arm"] = [arm_names.get(a, "") for a in tables["groups"]["arm_id"]]
     return tables
 
 
@@ -86,7 +89,7 @@ def _by(frame: pd.DataFrame, *keys: str) -> dict:
 
 
 def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per participant: who, which group and condition, their opinion, their ratings of each round's
+    """One row per participant: who, which group, arm and condition, their opinion, their ratings of each round's
     winner, their critique and how they finished."""
     groups = _by(tables["groups"], "id")
     opinions = _by(tables["opinions"], "group_id", "participant_id")
@@ -106,7 +109,7 @@ def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
             "consented_at": p["consented_at"], "consent_version": p.get("consent_version"),
             "consent_sha256": p.get("consent_sha256"), "finished_at": p["finished_at"], "group_id": p["group_id"],
             "position": p["position"], "question_id": group.get("question_id"),
-            "question": group.get("question_text"), "condition": group.get("condition"),
+            "question": group.get("question_text"), "arm": group.get("arm"), "condition": group.get("condition"),
             "excluded": bool(group) and group.get("excluded_participant_id") == p["id"],
             "group_outcome": group.get("outcome"), "opinion": opinion.get("text"),
             "opinion_by_timeout": opinion.get("by_timeout"), "opinion_by_bot": opinion.get("by_bot"),

@@ -6,7 +6,7 @@ None to leave that figure saying it was not computed.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,7 +18,7 @@ from core.metrics import StudyData, study_metrics
 from . import figures
 
 # Stable keys: the page and the standalone file put each figure in <div id="fig-KEY">.
-FIGURE_KEYS = ("agreement", "quality", "endorsement", "preference", "change", "time", "dropout", "loo",
+FIGURE_KEYS = ("agreement", "quality", "endorsement", "preference", "change", "time", "dropout", "arms", "loo",
                "loo_offline", "representation")
 
 
@@ -41,6 +41,17 @@ class Report:
     representation: pd.DataFrame | None
     offline_loo: pd.DataFrame | None = None
     counts: dict = field(default_factory=dict)
+    arms: pd.DataFrame | None = None  # every metric per study arm (``arm_metrics``); None with one arm
+
+
+def arm_metrics(data: StudyData, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame | None:
+    """Every metric per study arm, with the same group bootstrap as the rest of the report (the same groups
+    resampled with the same seed): the arm takes the place of the condition, so the head-to-head preference
+    compares arms too. None when the groups have fewer than two arms (``groups['arm']``, from ``load_study``)."""
+    if "arm" not in data.groups.columns or data.groups["arm"].nunique() < 2:
+        return None
+    return study_metrics(replace(data, groups=data.groups.assign(condition=data.groups["arm"].astype(str))),
+                         n_boot=n_boot, seed=seed)
 
 
 def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
@@ -56,6 +67,7 @@ def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
     loo = online_loo(winner_ratings_frame(data.ratings, data.groups), dissent_at_most=dissent_at_most,
                      n_boot=n_boot, seed=seed)
     pooled = pooled_representation(representation, n_boot=n_boot, seed=seed) if representation is not None else None
+    arms = arm_metrics(data, n_boot=n_boot, seed=seed)
     built = {
         "agreement": figures.distribution_figure(summary, "agreement"),
         "quality": figures.distribution_figure(summary, "quality"),
@@ -64,6 +76,7 @@ def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
         "change": figures.change_figure(summary),
         "time": figures.time_figure(summary),
         "dropout": figures.dropout_figure(summary),
+        "arms": figures.arms_figure(arms),
         "loo": figures.loo_figure(loo),
         "loo_offline": figures.offline_loo_figure(offline_loo, note=offline_loo_note),
         "representation": figures.representation_figure(representation, pooled, note=representation_note),
@@ -75,5 +88,8 @@ def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,
         "ratings": len(data.ratings),
         "leave-one-out groups": int((data.groups["condition"] == "leave_one_out").sum()) if len(data.groups) else 0,
     }
+    if "arm" in data.groups.columns and len(data.groups):
+        counts.update({f"arm {name}": int(n) for name, n in data.groups["arm"].value_counts(sort=False)
+                       .sort_index().items()})
     return Report(title=data.title, figures=[ReportFigure(k, built[k]) for k in FIGURE_KEYS], summary=summary,
-                  loo=loo, representation=representation, offline_loo=offline_loo, counts=counts)
+                  loo=loo, representation=representation, offline_loo=offline_loo, counts=counts, arms=arms)

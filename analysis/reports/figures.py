@@ -108,6 +108,15 @@ def endorsement_figure(summary: pd.DataFrame) -> go.Figure:
     return _by_round_bars(rows, title, "share of members") if len(rows) else empty_figure(title)
 
 
+def arms_figure(arm_summary: pd.DataFrame | None) -> go.Figure:
+    """Endorsement of the winner per study arm (``build.arm_metrics``: the arms take the place of conditions)."""
+    title = "Arms compared<br><sup>endorsement of the winner per arm; intervals from resampling groups</sup>"
+    if arm_summary is None:
+        return empty_figure(title, "One arm only: nothing to compare")
+    rows = _select(arm_summary, "endorsement")
+    return _by_round_bars(rows, title, "share of members") if len(rows) else empty_figure(title)
+
+
 def preference_figure(summary: pd.DataFrame) -> go.Figure:
     """Share of head-to-head comparisons the winner won, per comparator: the other candidates, the members'
     own and the other members' opinions (where shown as candidates), and the winners of another condition."""

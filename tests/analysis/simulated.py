@@ -21,7 +21,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from deliberation.models import Candidate, Group, Question, Study
+from deliberation.models import Candidate, Group, Question, Study, StudyArm
 from deliberation.services import critique_submit, opinion_submit, ratings_submit
 from generation.backends.extractive import ExtractiveBackend
 from generation.services import candidates_generate
@@ -104,7 +104,8 @@ def _rate(member: Participant, group: Group, round_: int, own: str, other: str, 
 
 def build_simulated_study(slug: str = "sim", groups: int = 4, group_size: int = 4, seed: int = 0,
                           leave_one_out_share: float = 0.5, *, num_candidates: int = 3, minority: int = 1,
-                          dropout_share: float = 0.25, critique_round: bool = True) -> Study:
+                          dropout_share: float = 0.25, critique_round: bool = True,
+                          arms: tuple[str, ...] = ()) -> Study:
     """Run ``groups`` groups of ``group_size`` simulated members through a whole study; returns the study.
 
     ``minority`` members per group hold the opposite position to the rest. A share ``dropout_share`` of
@@ -131,6 +132,8 @@ def build_simulated_study(slug: str = "sim", groups: int = 4, group_size: int = 
             "source": str(HABERMAS_FILE)})
         questions.append(question)
     study.questions.add(*questions)
+    for name in arms:  # arms with the study's settings (weight 1 each): groups are assigned by permuted blocks
+        StudyArm.from_study(study, name=name).save()
     backend = ExtractiveBackend()
 
     for g in range(groups):

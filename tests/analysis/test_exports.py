@@ -12,7 +12,7 @@ from django.core.management.base import CommandError
 
 from analysis.exports import ENTITIES, export_study, sft_rows, study_tables
 from analysis.polis import load_conversation
-from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating
+from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating, StudyArm
 from participants.models import Participant
 
 from .simulated import build_simulated_study
@@ -20,13 +20,13 @@ from .simulated import build_simulated_study
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LONDON = Path(__file__).resolve().parents[3] / "shared" / "data" / "polis" / "london.youth.policing"
-MODELS = {"participants": Participant, "groups": Group, "opinions": Opinion, "candidates": Candidate,
+MODELS = {"arms": StudyArm, "participants": Participant, "groups": Group, "opinions": Opinion, "candidates": Candidate,
           "ratings": Rating, "critiques": Critique, "events": GroupEvent}
 
 
 def db_count(study, entity):
     model = MODELS[entity]
-    return model.objects.filter(**({"study": study} if entity in ("participants", "groups") else
+    return model.objects.filter(**({"study": study} if entity in ("arms", "participants", "groups") else
                                    {"group__study": study})).count()
 
 

@@ -53,10 +53,9 @@ def load_study(study: Study, *, include_bots: bool = False, include_simulated: b
     who = {"include_bots": include_bots, "include_simulated": include_simulated}
     groups = _frame(Group.objects.filter(study=study).order_by("id").values_list(
         "id", "condition", "excluded_participant_id", "question_id", "phase", "outcome", "winner_round1_id",
-        "winner_round2_id"), SCHEMAS["groups"])
+        "winner_round2_id", "arm__name"), [*SCHEMAS["groups"], "arm"])
     # The study arm of each group (deliberation.models.StudyArm): the report compares arms (build.arm_metrics).
-    arms = dict(Group.objects.filter(study=study).values_list("id", "arm__name"))
-    groups["arm"] = pd.Series([arms.get(gid) or "" for gid in groups["group_id"]], index=groups.index, dtype=object)
+    groups["arm"] = groups["arm"].fillna("").astype(object)
     broken = exclusion_not_held(study)
     if broken and len(groups):
         groups.loc[groups["group_id"].isin(broken), "condition"] = EXCLUSION_NOT_HELD

@@ -132,3 +132,30 @@ def test_a_phase_that_starts_during_the_pause_is_frozen_with_its_full_time():
     study_resume(study_id=study.pk)
     group.refresh_from_db()
     assert (group.deadline - timezone.now()).total_seconds() == pytest.approx(200, abs=5)
+
+
+def test_monitor_state_shows_arms_and_the_pause_buttons_need_the_change_permission(client, admin_client):
+    from django.contrib.auth.models import Permission, User
+
+    study = make_study(slug="monitored")
+    StudyArm.objects.create(study=study, name="only-arm", generation_backend="extractive")
+    group, _ = make_group(study, n=3)
+    state = admin_client.get(f"/monitor/study/{study.pk}/state.json").json()
+    assert state["groups"][0]["arm"] == "only-arm" and state["groups_by_arm"] == {"only-arm": 1}
+    assert state["study"]["paused_at"] is None and state["study"]["is_active"] is True
+
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_study"))
+    client.force_login(viewer)
+    assert client.post(f"/monitor/study/{study.pk}/pause/").status_code == 403
+    assert client.get(f"/monitor/study/{study.pk}/pause/").status_code in (403, 405)
+    assert Study.objects.get(pk=study.pk).paused_at is None
+
+    response = admin_client.post(f"/monitor/study/{study.pk}/pause/", follow=True)
+    assert "1 running group(s) are frozen" in response.content.decode()
+    state = admin_client.get(f"/monitor/study/{study.pk}/state.json").json()
+    assert state["study"]["paused_at"] and state["groups"][0]["paused_seconds_left"] > 0
+    response = admin_client.post(f"/monitor/study/{study.pk}/resume/", follow=True)
+    assert "1 group(s) continue" in response.content.decode()
+    assert Group.objects.get(pk=group.pk).deadline is not None
+    assert admin_client.post("/monitor/study/999999/pause/").status_code == 404

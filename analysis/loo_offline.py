@@ -120,11 +120,11 @@ def loo_group_rows(group: Group, *, backend, reward_model) -> tuple[list[dict], 
     ``analysis.loo.offline_loo`` aggregates."""
     from analysis.reward.score import score_matrix
 
-    study = group.study
+    arm = group.arm_settings  # the group's own arm: its templates and sampling parameters
     winner = group.winner_round2 or group.winner_round1
     round_ = winner.round
-    template = winner.template or template_for(study, round_)
-    params = generation_params(study)
+    template = winner.template or template_for(arm, round_)
+    params = generation_params(arm)
     # Members are the humans: a bot's or simulated participant's opinion stays in every prompt it was in (the
     # slots are rebuilt from the stored provenance) but is neither left out nor scored.
     opinions = list(Opinion.objects.filter(group=group).human().order_by("participant__position", "id"))
@@ -135,7 +135,7 @@ def loo_group_rows(group: Group, *, backend, reward_model) -> tuple[list[dict], 
         previous = None
         if round_ == 2:  # the revised statement revises a round-1 statement that left the member out too
             first = group.winner_round1
-            slot = build_slots(group, 1, first.template or template_for(study, 1), leave_out=leave_out,
+            slot = build_slots(group, 1, first.template or template_for(arm, 1), leave_out=leave_out,
                                indices=[first.index])[0]
             previous, _raw = _generate(backend, slot.messages, first.seed, params, group.question.text)
         slot = build_slots(group, round_, template, leave_out=leave_out, indices=[winner.index], previous=previous)[0]

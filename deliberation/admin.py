@@ -10,7 +10,6 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin import CsvExportAdmin, ReadOnlyAdmin
-
 from core.bonuses import BonusRuleError
 
 from .bonuses import study_bonus_file

@@ -1,8 +1,9 @@
 """Quotas and caps: a study closes itself when it has the participants or groups it asked for.
 
 Caps live on the study (``max_participants``, ``max_groups``) and on each arm (same names). Closing goes through
-``Study.is_active`` (off) with ``Study.closed_reason`` set (for the experimenter), so the join page tells newcomers the study is full
-(``participants.services.check_joinable``); ticking "is active" again in admin clears the reason.
+``Study.is_active`` (off) with ``Study.closed_reason`` set (for the experimenter), so the join page tells
+newcomers the study is full (``participants.services.check_joinable``); ticking "is active" again in admin
+clears the reason.
 """
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from django.db.models import Count
 from participants.models import Participant
 
 from .models import Group, Study, StudyArm
-
 
 
 def arm_is_full(arm: StudyArm, *, groups: int, members: int, joining: int = 0) -> bool:

@@ -270,7 +270,10 @@ class Study(models.Model):
         # Every arm's use counts: a participant consents before they know which arm their group will be in.
         arms = list(self.arms.all()) if self.pk else []
         settings = arms or [self]
-        http = next((a for a in settings if a.generation_backend == self.Backend.OPENAI), settings[0])
+        # The most far-reaching backend speaks for all: an outside server, else a model, else copied sentences.
+        reach = [self.Backend.OPENAI, self.Backend.EMBEDDED, self.Backend.RECORDED, self.Backend.EXTRACTIVE]
+        http = min(settings, key=lambda a: reach.index(a.generation_backend)
+                   if a.generation_backend in reach else len(reach))
         return DeliberationUse(
             opinions_as_candidates=any(a.opinions_as_candidates for a in settings), backend=http.generation_backend,
             generation_base_url=http.generation_base_url,

@@ -126,3 +126,16 @@ def test_data_migration_gives_each_existing_study_one_arm_from_its_settings():
     assert list(StudyArm.objects.filter(study=other)) == [kept]  # a study with arms is left alone
     migration.default_arms(apps, None)  # again: nothing new
     assert StudyArm.objects.filter(study=study).count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_consent_disclosure_covers_every_arm():
+    study = make_study(slug="consent-arms", opinions_as_candidates=False, leave_one_out_share=0.0)
+    StudyArm.objects.create(study=study, name="plain", generation_backend="extractive")
+    before = study.consent_disclosure()
+    assert "shown word for word" not in before and "not given to the AI mediator" not in before
+    StudyArm.objects.create(study=study, name="rich", generation_backend="embedded", opinions_as_candidates=True,
+                            leave_one_out_share=0.5)
+    after = study.consent_disclosure()
+    assert "shown word for word" in after and "not given to the AI mediator" in after
+    assert "AI mediator runs on the study's own servers" in after  # the model arm, not the extractive one

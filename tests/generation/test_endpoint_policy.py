@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from deliberation.models import GroupEvent, Study
+from deliberation.models import GroupEvent, Study, StudyArm
 from generation.backends import GenerationError
 from generation.services import GenerationFailed, candidates_generate
 from legibility.models import LegibilityStudy
@@ -48,7 +48,9 @@ def test_the_worker_refuses_a_study_saved_around_the_form_records_it_and_sends_n
               "generation_api_key_env": "SECRET_KEY" if refused == "variable" else "GENERATION_API_KEY"}
     if refused == "host":
         settings.GENERATION_ALLOWED_HOSTS = ["localhost"]  # the stub listens on 127.0.0.1
-    Study.objects.filter(pk=group.study_id).update(**fields)  # as a bulk update or the shell would: no clean()
+    # As a bulk update or the shell would: no clean(). The server is the group's arm's, the key variable the study's.
+    Study.objects.filter(pk=group.study_id).update(generation_api_key_env=fields.pop("generation_api_key_env"))
+    StudyArm.objects.filter(pk=group.arm_id).update(**fields)
     with pytest.raises(GenerationFailed, match="refused by policy"):
         candidates_generate(group_id=group.pk, round=1)
     assert Flaky.calls == []  # no request, so no secret left the server

@@ -73,8 +73,8 @@ def test_record_statements_writes_what_a_backend_produced(tmp_path):
 def test_service_stores_recorded_candidates_with_provenance():
     group, members = make_group(n=3)
     study = group.study
-    study.generation_backend = "recorded"
-    study.save()
+    group.arm.generation_backend = "recorded"  # generation reads the group's arm (deliberation.models.StudyArm)
+    group.arm.save()
     for member in members:
         Opinion.objects.create(group=group, participant=member, text="We should help people pay for food.",
                                response_seconds=1.0)

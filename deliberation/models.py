@@ -230,6 +230,11 @@ class Study(models.Model):
             raise ValidationError({"max_participants": f"A cap of {self.max_participants} participant(s) cannot fill "
                                                        f"one group of at least {self.min_group_size}."})
         problems = generation_settings_problems(self, self)
+        if self.pk and self.arms.exists():
+            # The arms hold the generation settings and are checked on their own forms; the study's fields of those
+            # names are not used (nor on the admin form). Only what the study itself still serves is checked here.
+            problems = {k: v for k, v in problems.items() if k == "generation_api_key_env"
+                        or (k == "generator_model" and "finished" in v)}
         if problems:
             raise ValidationError(problems)
 

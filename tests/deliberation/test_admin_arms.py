@@ -80,3 +80,22 @@ def test_change_form_keeps_an_arm_that_has_groups(admin_client):
     data["arms-0-weight"] = 3
     response = admin_client.post(f"/admin/deliberation/study/{study.pk}/change/", data)
     assert response.status_code == 302 and StudyArm.objects.get(pk=arm.pk).weight == 3
+
+
+def test_an_old_study_with_arms_saves_even_if_its_unused_template_fields_would_not_pass(admin_client):
+    """The study's own generation fields are not on the form once it has arms: they must not block a save."""
+    study = make_study(slug="legacy", title="Legacy", num_candidates=2, best_of_n=2)
+    make_group(study, n=3)  # gives the study its first arm from those fields
+    Study.objects.filter(pk=study.pk).update(generation_base_url="http://not-allowed.example/v1")
+    arm = StudyArm.objects.get(study=study)
+    data = study_form(slug="legacy", title="Legacy", num_candidates=3, **{
+        "arms-TOTAL_FORMS": 1, "arms-INITIAL_FORMS": 1, "arms-0-id": arm.pk, "arms-0-study": study.pk,
+        "arms-0-name": arm.name, "arms-0-best_of_n": 0})
+    data = {k: v for k, v in data.items() if not k.startswith("arms-1-")}
+    response = admin_client.post(f"/admin/deliberation/study/{study.pk}/change/", data)
+    assert response.status_code == 302
+    assert Study.objects.get(pk=study.pk).num_candidates == 3
+    data["arms-0-best_of_n"] = 2  # now the arm would generate fewer than are shown: its own form says so
+    response = admin_client.post(f"/admin/deliberation/study/{study.pk}/change/", data)
+    assert response.status_code == 200 and "Generate at least as many candidates as are shown (3)" in \
+        response.content.decode()

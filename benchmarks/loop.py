@@ -470,6 +470,8 @@ def run_loop(server: str, args, report: dict, timings: dict) -> dict:
     learning.refresh_from_db()
     if rm_info.get("status") == RewardModel.Status.DONE:
         Study.objects.filter(pk=learning.pk).update(best_of_n=args.best_of_n, reward_model_id=rm.pk)
+        # Groups run with their study arm's settings (docs/experimenter.md#arms): phase A's arm turns best-of-N on.
+        learning.arms.update(best_of_n=args.best_of_n)
     set_questions(learning, questions_b)
     control = make_study("loop-control", "Closed loop: control arm (phase B)", questions_b, args)
 

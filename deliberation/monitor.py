@@ -88,10 +88,11 @@ def group_advance(request: HttpRequest, group_id: int) -> HttpResponse:
 @require_POST
 def study_pause_view(request: HttpRequest, study_id: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=study_id)
-    frozen = study_pause(study_id=study.pk, user=request.user.get_username())
-    messages.info(request, f"Paused: new joins are refused and {frozen} running group(s) are frozen."
-                  if frozen or Study.objects.filter(pk=study.pk, paused_at__isnull=False).exists()
-                  else "The study was paused already.")
+    if study.paused_at is not None:
+        messages.info(request, "The study was paused already.")
+    else:
+        frozen = study_pause(study_id=study.pk, user=request.user.get_username())
+        messages.info(request, f"Paused: new joins are refused and {frozen} running group(s) are frozen.")
     return redirect("monitor_study", study_id=study.pk)
 
 
@@ -100,6 +101,9 @@ def study_pause_view(request: HttpRequest, study_id: int) -> HttpResponse:
 @require_POST
 def study_resume_view(request: HttpRequest, study_id: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=study_id)
-    resumed = study_resume(study_id=study.pk, user=request.user.get_username())
-    messages.info(request, f"Resumed: {resumed} group(s) continue with the time they had left.")
+    if study.paused_at is None:
+        messages.info(request, "The study is not paused.")
+    else:
+        resumed = study_resume(study_id=study.pk, user=request.user.get_username())
+        messages.info(request, f"Resumed: {resumed} group(s) continue with the time they had left.")
     return redirect("monitor_study", study_id=study.pk)

@@ -139,3 +139,25 @@ def test_the_consent_disclosure_covers_every_arm():
     after = study.consent_disclosure()
     assert "shown word for word" in after and "not given to the AI mediator" in after
     assert "AI mediator runs on the study's own servers" in after  # the model arm, not the extractive one
+
+
+@pytest.mark.django_db(transaction=True)
+def test_data_migration_through_the_migration_executor():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = ("deliberation", "0013_study_arms_quotas_pause_bonuses"), ("deliberation", "0014_default_arms")
+    executor = MigrationExecutor(connection)
+    executor.migrate([before])
+    old = executor.loader.project_state([before]).apps
+    OldStudy, OldGroup, OldQuestion = (old.get_model("deliberation", n) for n in ("Study", "Group", "Question"))
+    study = OldStudy.objects.create(slug="pre-arms", title="Before arms", best_of_n=0, critique_round=False,
+                                    generation_backend="extractive", leave_one_out_share=0.5)
+    question = OldQuestion.objects.create(text="Should the voting age be lowered to 16?")
+    group = OldGroup.objects.create(study=study, question=question, phase="done", phase_started_at=study.created_at)
+    executor = MigrationExecutor(connection)  # a fresh loader sees the rolled-back state
+    executor.migrate([after])
+    arm = StudyArm.objects.get(study_id=study.pk)
+    assert (arm.name, arm.critique_round, arm.leave_one_out_share, arm.generation_backend) == (
+        "default", False, 0.5, "extractive")
+    assert Group.objects.get(pk=group.pk).arm_id == arm.pk

@@ -155,6 +155,7 @@ def test_monitor_state_shows_arms_and_the_pause_buttons_need_the_change_permissi
     assert "1 running group(s) are frozen" in response.content.decode()
     state = admin_client.get(f"/monitor/study/{study.pk}/state.json").json()
     assert state["study"]["paused_at"] and state["groups"][0]["paused_seconds_left"] > 0
+    assert "monitored, paused)" in admin_client.get("/monitor/").content.decode()
     again = admin_client.post(f"/monitor/study/{study.pk}/pause/", follow=True)  # a second click, another tab
     assert "The study was paused already." in again.content.decode()
     assert GroupEvent.objects.filter(group=group, kind="paused").count() == 1

@@ -9,6 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from core.admin import CsvExportAdmin, ReadOnlyAdmin
+from participants.admin import QuestionnaireItemInline, ScreeningQuestionInline, add_demographics
 
 from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study
 from .question_import import ImportFormatError, parse_questions, questions_import
@@ -20,6 +21,8 @@ class StudyAdmin(CsvExportAdmin):
                     "generation_backend", "links")
     prepopulated_fields = {"slug": ("title",)}
     filter_horizontal = ("questions",)
+    inlines = [ScreeningQuestionInline, QuestionnaireItemInline]
+    actions = [*CsvExportAdmin.actions, add_demographics]
     fieldsets = (
         (None, {"fields": ("title", "slug", "is_active", "consent_text", "questions",
                            "questions_from_train_split")}),
@@ -36,7 +39,9 @@ class StudyAdmin(CsvExportAdmin):
                                    "generation_params", "generation_seed", "consensus_template",
                                    "revision_template")}),
         ("Completion codes", {"fields": ("completion_code_completed", "completion_code_lobby_timeout",
-                                         "completion_code_dropped", "prolific_redirect")}),
+                                         "completion_code_dropped", "completion_code_screened_out",
+                                         "prolific_redirect")}),
+        ("Withdrawal", {"fields": ("withdrawal_policy",)}),
     )
 
     def save_model(self, request, obj, form, change):

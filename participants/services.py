@@ -287,6 +287,8 @@ def participant_consent(*, participant: Participant, consent=None) -> Participan
 # --- presence -------------------------------------------------------------------------------
 def presence_connect(*, participant_id: int, channel_name: str) -> None:
     now = timezone.now()
+    if Participant.objects.filter(pk=participant_id, status=Participant.Status.WITHDRAWN).exists():
+        return  # a tab left open after withdrawing must not count as a member present (participants.withdrawal)
     Presence.objects.update_or_create(channel_name=channel_name,
                                       defaults={"participant_id": participant_id, "last_seen": now})
     Participant.objects.filter(pk=participant_id).update(last_seen_at=now)

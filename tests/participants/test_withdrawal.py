@@ -123,3 +123,33 @@ def test_with_bot_takeover_the_bot_answers_in_the_withdrawn_seat(client):
     assert group.phase == "generating"
     assert Opinion.objects.get(participant=leaving).by_bot
     assert Participant.objects.get(pk=leaving.pk).status == "withdrawn"  # the bot does not un-withdraw them
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_over_real_websockets_the_withdrawn_page_and_the_others_are_told():
+    """The withdrawn member's open page learns it is finished; the others see their seat as away and can
+    finish the phase without them."""
+    import json
+
+    from channels.db import database_sync_to_async as adb
+
+    from participants.withdrawal import participant_withdraw
+
+    from ..deliberation.test_consumers import close_all, grouped, next_of
+
+    study, people, sockets = await grouped(3)
+    await adb(participant_withdraw)(participant=people[2])
+    mine = await next_of(sockets[2], "snapshot", where=lambda m: m["participant"]["status"] == "withdrawn")
+    assert mine["participant"]["completion_url"] is None
+    seen = await next_of(sockets[0], "snapshot",
+                         where=lambda m: [s["connected"] for s in m["group"]["members"]] == [True, True, False])
+    assert seen["participant"]["status"] == "in_group"
+    for ws, text in zip(sockets[:2], OPINIONS):
+        await ws.send_to(text_data=json.dumps({"type": "submit_opinion", "text": text, "ref": "r" * 16}))
+    await sockets[2].send_to(text_data=json.dumps({"type": "ping", "version": "stale"}))  # a tab left open
+    await next_of(sockets[2], "snapshot")
+    assert not await adb(Presence.objects.filter(participant_id=people[2].pk).exists)()
+    moved = await next_of(sockets[0], "snapshot", where=lambda m: m["group"]["phase"] != "opinion", timeout=10)
+    assert moved["group"]["phase"] == "generating"
+    await close_all(sockets)

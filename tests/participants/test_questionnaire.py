@@ -131,3 +131,25 @@ def test_misconfigured_items_are_refused_with_a_clear_message(fields, error_fiel
     with pytest.raises(ValidationError) as caught:
         item.full_clean()
     assert error_field in caught.value.message_dict
+
+
+def test_answers_are_exported_long_and_wide(client, tmp_path):
+    import csv
+
+    from analysis.exports import export_study
+
+    study = study_with_items()
+    first, second = completed(study, "p1"), completed(study, "p2")
+    client.post(f"/p/{first.token}/questionnaire/", GOOD)
+    export_study(study, tmp_path, ("csv",))
+    with open(tmp_path / "questionnaire_answers.csv", newline="") as handle:
+        long_rows = list(csv.DictReader(handle))
+    assert [(int(r["participant_id"]), r["item_key"], r["value"]) for r in long_rows] == [
+        (first.pk, "trust", "4"), (first.pk, "device", "Phone"), (first.pk, "apps", '["Mail", "News"]'),
+        (first.pk, "hours", "3.5"), (first.pk, "comments", "Nice <b>study</b>")]
+    with open(tmp_path / "participants_wide.csv", newline="") as handle:
+        wide = {int(r["participant_id"]): r for r in csv.DictReader(handle)}
+    assert wide[first.pk]["q_trust"] == "4" and wide[first.pk]["q_apps"] == "Mail; News"
+    assert wide[first.pk]["q_hours"] == "3.5" and wide[second.pk]["q_trust"] == ""
+    with open(tmp_path / "questionnaire_items.csv", newline="") as handle:
+        assert [r["key"] for r in csv.DictReader(handle)] == ["trust", "device", "apps", "hours", "comments"]

@@ -61,7 +61,8 @@ class LegibilityStudy(models.Model):
 
     completion_code_completed = models.CharField(max_length=64, blank=True)
     completion_code_excluded = models.CharField(
-        max_length=64, blank=True, help_text="For judges at chance level (see chance alpha). Empty: the completed code.")
+        max_length=64, blank=True,
+        help_text="For judges at chance level (see chance alpha). Empty: the completed code.")
     completion_code_timed_out = models.CharField(
         max_length=64, blank=True, help_text="For judges who let more than the timeout share of their items time "
                                              "out. Empty: the completed code.")

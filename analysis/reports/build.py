@@ -41,6 +41,7 @@ class Report:
     representation: pd.DataFrame | None
     offline_loo: pd.DataFrame | None = None
     counts: dict = field(default_factory=dict)
+    questionnaire: pd.DataFrame | None = None  # analysis.questionnaire.questionnaire_summary, one row per item
 
 
 def build_report(data: StudyData, *, representation: pd.DataFrame | None = None,

@@ -153,3 +153,21 @@ def test_answers_are_exported_long_and_wide(client, tmp_path):
     assert wide[first.pk]["q_hours"] == "3.5" and wide[second.pk]["q_trust"] == ""
     with open(tmp_path / "questionnaire_items.csv", newline="") as handle:
         assert [r["key"] for r in csv.DictReader(handle)] == ["trust", "device", "apps", "hours", "comments"]
+
+
+def test_the_analyst_report_summarises_the_questionnaire(client, admin_client):
+    from analysis.questionnaire import questionnaire_summary
+
+    study = study_with_items()
+    for pid, data in (("p1", GOOD), ("p2", {**GOOD, "trust": "2", "apps": ["Chat"], "hours": "7"})):
+        participant = completed(study, pid)
+        client.post(f"/p/{participant.token}/questionnaire/", data)
+    page = admin_client.get(f"/analysis/study/{study.slug}/report/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="questionnaire-summary"' in html
+    assert "mean 3.00, median 3, range 2–4" in html  # trust: 4 and 2
+    assert "Mail: 1, Chat: 1, News: 1" in html and "Phone: 2, Laptop: 0" in html
+    assert "Nice <b>" not in html  # free texts stay in the exports; and everything is escaped
+    frame = questionnaire_summary([{"key": "x", "text": "<i>", "kind": "number", "options": []}], [])
+    assert frame.to_dict("records") == [{"key": "x", "text": "<i>", "kind": "number", "answered": 0, "summary": ""}]

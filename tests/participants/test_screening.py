@@ -133,7 +133,7 @@ def test_admin_inline_shows_the_error_and_saves_nothing(admin_client):
     page = admin_client.get(url)
     assert page.status_code == 200 and b"screening_questions-TOTAL_FORMS" in page.content
     form = page.context["adminform"].form
-    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, (list, dict))}
+    data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, list | dict)}
     data.update({k: ("on" if v else "") for k, v in form.initial.items() if isinstance(v, bool)})
     data = {k: v for k, v in data.items() if v != ""}
     data["questions"] = [q.pk for q in study.questions.all()]

@@ -5,6 +5,37 @@ import django.db.models.deletion
 from django.db import migrations, models
 
 
+# Participant events are evidence, like the group event log (deliberation 0010): on PostgreSQL a trigger refuses
+# UPDATE and DELETE of any row, whoever sends it. TRUNCATE (flush) fires no row trigger.
+FUNCTION = "participants_participantevent_append_only"
+CREATE = f"""
+CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger AS $$
+BEGIN
+    RAISE EXCEPTION 'participants_participantevent is append-only: % refused', TG_OP
+        USING ERRCODE = 'restrict_violation';
+END;
+$$ LANGUAGE plpgsql;
+DROP TRIGGER IF EXISTS {FUNCTION} ON participants_participantevent;
+CREATE TRIGGER {FUNCTION} BEFORE UPDATE OR DELETE ON participants_participantevent
+    FOR EACH ROW EXECUTE FUNCTION {FUNCTION}();
+"""
+DROP = f"""
+DROP TRIGGER IF EXISTS {FUNCTION} ON participants_participantevent;
+DROP FUNCTION IF EXISTS {FUNCTION}();
+"""
+
+
+def create_trigger(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(CREATE, params=None)
+
+
+def drop_trigger(apps, schema_editor):
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute(DROP, params=None)
+
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -107,4 +138,5 @@ class Migration(migrations.Migration):
             model_name='screeninganswer',
             constraint=models.UniqueConstraint(fields=('participant', 'question', 'attempt'), name='one_screening_answer_per_attempt'),
         ),
+        migrations.RunPython(create_trigger, drop_trigger),
     ]

@@ -3,6 +3,7 @@ and the group goes on (fewer members, or the take-over bot)."""
 from __future__ import annotations
 
 import pytest
+from django.db import IntegrityError, transaction
 
 from deliberation.models import Candidate, GroupEvent, Opinion
 from deliberation.services import SubmissionError, draft_save, opinion_submit
@@ -54,6 +55,8 @@ def test_withdrawing_from_the_lobby_removes_ids_keeps_the_row_and_an_audit_event
     assert ParticipantEvent.objects.filter(participant=participant).count() == 1
     with pytest.raises(Exception, match="append-only"):
         event.delete()
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic():  # the database refuses too
+        ParticipantEvent.objects.filter(pk=event.pk).update(kind="edited")
 
 
 @pytest.mark.django_db(transaction=True)

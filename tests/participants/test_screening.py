@@ -127,10 +127,9 @@ def test_admin_refuses_a_question_whose_correct_answer_is_not_an_option():
         assert "options" in caught.value.message_dict
 
 
-def test_admin_inline_shows_the_error_and_saves_nothing(admin_client):
-    study = make_study(slug="inl")
-    url = f"/admin/deliberation/study/{study.pk}/change/"
-    page = admin_client.get(url)
+def study_form_data(admin_client, study) -> dict:
+    """The study's admin change form as the browser would post it, with both inlines empty."""
+    page = admin_client.get(f"/admin/deliberation/study/{study.pk}/change/")
     assert page.status_code == 200 and b"screening_questions-TOTAL_FORMS" in page.content
     form = page.context["adminform"].form
     data = {k: v for k, v in form.initial.items() if v is not None and not isinstance(v, list | dict)}
@@ -142,6 +141,13 @@ def test_admin_inline_shows_the_error_and_saves_nothing(admin_client):
     for prefix in ("screening_questions", "questionnaire_items"):
         data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0",
                      f"{prefix}-MAX_NUM_FORMS": "1000"})
+    return data
+
+
+def test_admin_inline_shows_the_error_and_saves_nothing(admin_client):
+    study = make_study(slug="inl")
+    url = f"/admin/deliberation/study/{study.pk}/change/"
+    data = study_form_data(admin_client, study)
     data.update({"screening_questions-TOTAL_FORMS": "1", "screening_questions-0-order": "1",
                  "screening_questions-0-text": "Pick yes", "screening_questions-0-options": '["Yes", "No"]',
                  "screening_questions-0-correct_option": "Maybe", "screening_questions-0-attempts_allowed": "1"})
@@ -153,3 +159,26 @@ def test_admin_inline_shows_the_error_and_saves_nothing(admin_client):
     response = admin_client.post(url, data)
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else ""
     assert ScreeningQuestion.objects.get().correct_option == "Yes"
+
+
+def test_admin_questionnaire_inline_refuses_bad_items_with_clear_errors(admin_client):
+    from participants.models import QuestionnaireItem
+
+    study = make_study(slug="qinl")
+    url = f"/admin/deliberation/study/{study.pk}/change/"
+    data = study_form_data(admin_client, study)
+    item = {"order": "1", "text": "Device?", "kind": "single", "options": '["Phone", "Laptop"]', "scale_points": "7",
+            "required": "on"}
+    data["questionnaire_items-TOTAL_FORMS"] = "2"
+    for i in (0, 1):
+        data.update({f"questionnaire_items-{i}-{k}": v for k, v in {**item, "key": "device"}.items()})
+    response = admin_client.post(url, data)
+    assert response.status_code == 200 and b"Please correct the duplicate data for" in response.content
+    data["questionnaire_items-1-key"] = "device2"
+    data["questionnaire_items-1-options"] = "Phone, Laptop"  # not JSON
+    response = admin_client.post(url, data)
+    assert response.status_code == 200 and b"Enter a valid JSON" in response.content
+    assert not QuestionnaireItem.objects.exists()
+    data["questionnaire_items-1-options"] = '["Phone", "Laptop"]'
+    assert admin_client.post(url, data).status_code == 302
+    assert QuestionnaireItem.objects.filter(study=study).count() == 2

@@ -2,7 +2,9 @@
 
 One code path for every export (the ``export`` and ``export_csv`` commands and the admin's CSV action):
 ``study_tables`` reads the database into plain frames (one per entity, every concrete column, foreign keys as
-ids); everything after that is pure pandas: ``wide_table`` (one row per participant, oTree style),
+ids; screening answers per attempt, questionnaire items and answers, participant events: screening outcomes,
+withdrawals); everything after that is pure pandas: ``wide_table`` (one row per participant, oTree style, with
+a ``q_<key>`` column per questionnaire item),
 ``preference_pairs`` (prompt/chosen/rejected from each member's ranking, the format TRL's RewardTrainer
 reads), ``sft_rows`` (a candidate's prompt and text, kept when its mean quality rating reaches a threshold)
 and the writers (CSV with ISO 8601 times, Parquet, JSON lines, Hugging Face ``datasets`` folders).
@@ -28,6 +30,8 @@ import pandas as pd
 from deliberation.spreadsheet import safe_cell
 
 ENTITIES = ("arms", "participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")
+# Written beside them, empty for a study without screening, questionnaire or withdrawals (docs/experimenter.md).
+PARTICIPANT_ENTITIES = ("screening_answers", "questionnaire_items", "questionnaire_answers", "participant_events")
 FORMATS = ("csv", "parquet", "jsonl", "hf")
 SECRET_FIELDS = ("token",)
 # Hidden unless asked for (``include_recruitment_ids``), here and in the admin's CSV action.
@@ -53,7 +57,13 @@ def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: 
                  include_simulated: bool = False) -> dict[str, pd.DataFrame]:
     """The study's long tables, one per entity in ``ENTITIES``; human answers only unless asked."""
     from deliberation.models import Candidate, Critique, Group, GroupEvent, Opinion, Rating, StudyArm
-    from participants.models import Participant
+    from participants.models import (
+        Participant,
+        ParticipantEvent,
+        QuestionnaireAnswer,
+        QuestionnaireItem,
+        ScreeningAnswer,
+    )
 
     hidden = () if include_recruitment_ids else RECRUITMENT_FIELDS
     who = {"include_bots": include_bots, "include_simulated": include_simulated}
@@ -68,6 +78,15 @@ def study_tables(study, *, include_recruitment_ids: bool = False, include_bots: 
         "critiques": queryset_frame(Critique.objects.filter(group__study=study).human(**who)),
         "events": queryset_frame(GroupEvent.objects.filter(group__study=study)),
     }
+    people = Participant.objects.filter(study=study).human(include_simulated=include_simulated)
+    tables["screening_answers"] = queryset_frame(ScreeningAnswer.objects.filter(participant__in=people))
+    tables["participant_events"] = queryset_frame(ParticipantEvent.objects.filter(participant__in=people))
+    answers = QuestionnaireAnswer.objects.filter(participant__in=people)
+    tables["questionnaire_answers"] = pd.DataFrame(
+        list(answers.order_by("participant_id", "item__order", "item_id")
+             .values_list("participant_id", "item_id", "item__key", "item__kind", "value", "answered_at")),
+        columns=["participant_id", "item_id", "item_key", "item_kind", "value", "answered_at"], dtype=object)
+    tables["questionnaire_items"] = queryset_frame(QuestionnaireItem.objects.filter(study=study))  # the codebook
     included: dict[int, list[int]] = {}
     through = Candidate.included_opinions.through
     for candidate_id, opinion_id in (through.objects.filter(candidate__group__study=study)
@@ -95,6 +114,12 @@ def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     opinions = _by(tables["opinions"], "group_id", "participant_id")
     critiques = _by(tables["critiques"], "group_id", "participant_id")
     ratings = _by(tables["ratings"], "participant_id", "candidate_id")
+    items = tables.get("questionnaire_items")
+    questionnaire_keys = [] if items is None or items.empty else \
+        [i["key"] for i in sorted(items.to_dict("records"), key=lambda i: (i["order"], i["id"]))]
+    answers = tables.get("questionnaire_answers")
+    questionnaire = {} if answers is None else {(a["participant_id"], a["item_key"]): a["value"]
+                                                 for a in answers.to_dict("records")}
     rows = []
     for p in tables["participants"].to_dict("records"):
         group = groups.get(p["group_id"]) or {}
@@ -123,6 +148,10 @@ def wide_table(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
                 row[f"r{round_}_winner_{key}"] = rating.get(key)
         row["critique"] = critique.get("text")
         row["critique_by_bot"] = critique.get("by_bot")
+        row["withdrawn_at"] = p.get("withdrawn_at")
+        for key in questionnaire_keys:  # one text column per questionnaire item, q_<key> (a list joined by "; ")
+            value = questionnaire.get((p["id"], key))
+            row[f"q_{key}"] = None if value is None else "; ".join(value) if isinstance(value, list) else str(value)
         rows.append(row)
     return pd.DataFrame(rows, dtype=object)
 

@@ -13,8 +13,8 @@ from django.utils import timezone
 from deliberation.models import Study
 
 from .reports.build import build_report
-from .reports.data import load_group_texts, load_offline_loo, load_study
-from .reports.render import render_fragment, render_standalone
+from .reports.data import load_group_texts, load_offline_loo, load_questionnaire, load_study
+from .reports.render import questionnaire_table, render_fragment, render_standalone
 
 ANALYST_GROUP = "analyst"
 
@@ -48,8 +48,10 @@ def study_report_data(study: Study, *, representation: bool, dissent_at_most: in
         except (RuntimeError, OSError) as exc:  # the embedding model is not installed or unreadable
             note = f"Could not embed the texts: {exc}"[:300]
     offline, offline_note = load_offline_loo(study)
-    return build_report(load_study(study), representation=frame, representation_note=note, offline_loo=offline,
-                        offline_loo_note=offline_note, seed=study.pk, dissent_at_most=dissent_at_most)
+    report = build_report(load_study(study), representation=frame, representation_note=note, offline_loo=offline,
+                          offline_loo_note=offline_note, seed=study.pk, dissent_at_most=dissent_at_most)
+    report.questionnaire = load_questionnaire(study)
+    return report
 
 
 @analyst_required
@@ -68,4 +70,4 @@ def study_report(request: HttpRequest, slug: str) -> HttpResponse:
         return response
     return render(request, "analysis/report.html", {
         "study": study, "report": report, "figures_html": render_fragment(report.figures),
-        "representation": representation})
+        "questionnaire_html": questionnaire_table(report), "representation": representation})

@@ -13,6 +13,7 @@ urlpatterns = [
     path("s/<slug:slug>/", participant_views.join, name="join"),
     path("p/<str:token>/", participant_views.participant_page, name="participant_page"),
     path("p/<str:token>/complete/", participant_views.complete, name="participant_complete"),
+    path("", include("participants.urls")),  # screening, questionnaire, withdrawal
     path("monitor/", monitor.index, name="monitor"),
     path("monitor/study/<int:study_id>/", monitor.study_monitor, name="monitor_study"),
     path("monitor/study/<int:study_id>/state.json", monitor.study_state, name="monitor_study_state"),

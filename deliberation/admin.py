@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from core.admin import CsvExportAdmin, ReadOnlyAdmin
 from core.bonuses import BonusRuleError
+from participants.admin import QuestionnaireItemInline, ScreeningQuestionInline, add_demographics
 
 from .bonuses import study_bonus_file
 from .models import Candidate, Critique, Draft, Group, GroupEvent, Opinion, Question, Rating, Study, StudyArm
@@ -88,8 +89,8 @@ class StudyAdmin(CsvExportAdmin):
                     "links")
     prepopulated_fields = {"slug": ("title",)}
     filter_horizontal = ("questions",)
-    inlines = [StudyArmInline]
-    actions = [*CsvExportAdmin.actions, download_bonus_file]
+    inlines = [StudyArmInline, ScreeningQuestionInline, QuestionnaireItemInline]
+    actions = [*CsvExportAdmin.actions, download_bonus_file, add_demographics]
     readonly_fields = ("closed_reason", "paused_at")
     # The settings an arm holds (models.ARM_SETTINGS) are edited on the arms below, not here; the study keeps
     # its reward model and generator versions, which arms that name none use (retraining promotes into them).
@@ -108,9 +109,11 @@ class StudyAdmin(CsvExportAdmin):
             "fields": ("generator_model", "generation_api_key_env", "generation_concurrency",
                        "generation_timeout_seconds", "generation_seed")}),
         ("Completion codes", {"fields": ("completion_code_completed", "completion_code_lobby_timeout",
-                                         "completion_code_dropped", "prolific_redirect")}),
+                                         "completion_code_dropped", "completion_code_screened_out",
+                                         "prolific_redirect")}),
         ("Bonuses (Prolific bulk bonus)", {"fields": ("bonus_per_completion", "bonus_per_lobby_minute",
                                                       "bonus_per_phase")}),
+        ("Withdrawal", {"fields": ("withdrawal_policy",)}),
     )
 
     def save_model(self, request, obj, form, change):

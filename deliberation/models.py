@@ -184,6 +184,16 @@ class Study(models.Model):
     completion_code_completed = models.CharField(max_length=64, blank=True)
     completion_code_lobby_timeout = models.CharField(max_length=64, blank=True)
     completion_code_dropped = models.CharField(max_length=64, blank=True)
+    completion_code_screened_out = models.CharField(
+        max_length=64, blank=True, help_text="For participants who fail the screening questions.")
+
+    class WithdrawalPolicy(models.TextChoices):
+        ANONYMISE = "anonymise", "Keep their texts, remove their recruitment ids, URL parameters and browser"
+        BLANK = "blank", "Blank their texts too (opinions, critiques, drafts); ratings are kept"
+
+    withdrawal_policy = models.CharField(
+        max_length=16, choices=WithdrawalPolicy.choices, default=WithdrawalPolicy.ANONYMISE,
+        help_text="What happens to a participant's data when they withdraw (the row and event log are kept).")
     prolific_redirect = models.BooleanField(default=False,
                                             help_text="Send participants to Prolific's completion URL with their code.")
 
@@ -296,6 +306,7 @@ class Study(models.Model):
             "completed": self.completion_code_completed,
             "lobby_timeout": self.completion_code_lobby_timeout,
             "dropped": self.completion_code_dropped,
+            "screened_out": self.completion_code_screened_out,
         }.get(outcome, "")
 
 

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import SubmissionError
 from participants.models import Participant
+from participants.questionnaire import questionnaire_pending
 from participants.services import (
     check_joinable,
     client_ip,
@@ -142,10 +143,13 @@ def participant_page(request: HttpRequest, token: str) -> HttpResponse:
         return redirect("participant_page", token=token)
     if request.method == "POST":  # consent again (second tab, back button): nothing changes
         return redirect("participant_page", token=token)
+    if participant.status == Participant.Status.SCREENING:
+        return redirect("participant_screening", token=token)
     return render(request, "participants/study.html", {
         "participant": participant, "study": participant.study,
         "ws_path": f"/ws/p/{participant.token}/",
         "complete_url": reverse("participant_complete", kwargs={"token": token}),
+        "withdraw_url": reverse("participant_withdraw", kwargs={"token": token}),
         "ws_max_bytes": settings.WEBSOCKET_MAX_MESSAGE_BYTES,  # the page refuses to send more than the server reads
     })
 
@@ -154,6 +158,8 @@ def complete(request: HttpRequest, token: str) -> HttpResponse:
     participant = _participant_or_404(token)
     if not participant.is_finished:
         return redirect("participant_page", token=token)
+    if questionnaire_pending(participant=participant):
+        return redirect("participant_questionnaire", token=token)
     return render(request, "participants/complete.html", {
         "participant": participant, "study": participant.study, "completion_code": participant.completion_code,
         "redirect_url": completion_url(participant),

@@ -147,13 +147,13 @@ class JudgeItemInline(admin.TabularInline):
 
 @admin.register(JudgeSession)
 class JudgeSessionAdmin(RelinkMixin, admin.ModelAdmin):
-    list_display = ("id", "recruitment_id", "study", "status", "consent_version", "accuracy", "gold_accuracy",
-                    "timeouts", "median_seconds", "chance_flag", "created_at")
-    list_filter = ("study", "status")
+    list_display = ("id", "recruitment_id", "study", "status", "outcome", "consent_version", "accuracy",
+                    "gold_accuracy", "timeouts", "median_seconds", "chance_flag", "created_at")
+    list_filter = ("study", "status", "outcome")
     search_fields = ("recruitment_id",)
     readonly_fields = ("token", "url_params", "user_agent", "consented_at", "consent_version", "consent_sha256",
-                       "finished_at", "completion_code", "accuracy", "gold_accuracy", "timeouts", "median_seconds",
-                       "chance_flag")
+                       "finished_at", "outcome", "completion_code", "accuracy", "gold_accuracy", "timeouts",
+                       "median_seconds", "chance_flag")
     inlines = [JudgeItemInline]
     actions = [export_csv, export_csv_with_recruitment_ids, "relink"]
     relink_url_name = "legibility:judge"

@@ -106,3 +106,12 @@ def judge_flagged(*, n_right: int, n_answered: int, gold_right: int, gold_answer
     if gold_answered >= min_testable(alpha):
         return at_chance_level(gold_right, gold_answered, alpha)
     return gold_answered > 0 and gold_right * 2 <= gold_answered
+
+
+def judge_outcome(*, n_items: int, n_timed_out: int, flagged: bool, max_timeout_share: float) -> str:
+    """How a judge finished, which decides their completion code: ``timed_out`` when more than
+    ``max_timeout_share`` of their items timed out, else ``excluded`` when flagged at chance level
+    (``judge_flagged``), else ``completed``."""
+    if n_items and n_timed_out > max_timeout_share * n_items:
+        return "timed_out"
+    return "excluded" if flagged else "completed"

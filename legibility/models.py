@@ -60,6 +60,15 @@ class LegibilityStudy(models.Model):
                                          help_text='e.g. {"temperature": 0.7, "max_new_tokens": 256}')
 
     completion_code_completed = models.CharField(max_length=64, blank=True)
+    completion_code_excluded = models.CharField(
+        max_length=64, blank=True,
+        help_text="For judges at chance level (see chance alpha). Empty: the completed code.")
+    completion_code_timed_out = models.CharField(
+        max_length=64, blank=True, help_text="For judges who let more than the timeout share of their items time "
+                                             "out. Empty: the completed code.")
+    max_timeout_share = models.FloatField(
+        default=0.5, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="A judge whose share of timed-out items exceeds this finishes as 'timed out'.")
     prolific_redirect = models.BooleanField(default=False,
                                             help_text="Send judges to Prolific's completion URL with their code.")
     created_at = models.DateTimeField(auto_now_add=True)
@@ -70,6 +79,12 @@ class LegibilityStudy(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    def completion_code(self, outcome: str) -> str:
+        """The code a judge finishing with ``outcome`` (``judging.judge_outcome``) gets; the completed code where
+        the outcome's own is empty."""
+        own = {"excluded": self.completion_code_excluded, "timed_out": self.completion_code_timed_out}.get(outcome)
+        return own or self.completion_code_completed
 
     def clean(self) -> None:
         from deliberation.endpoints import endpoint_problems
@@ -216,7 +231,14 @@ class JudgeSession(Recruited):
     study = models.ForeignKey(LegibilityStudy, on_delete=models.PROTECT, related_name="sessions")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.JOINED, db_index=True)
     consented_at = models.DateTimeField(null=True, blank=True)
+    class Outcome(models.TextChoices):
+        COMPLETED = "completed"
+        EXCLUDED = "excluded", "Excluded (at chance level)"
+        TIMED_OUT = "timed_out", "Timed out"
+
     completion_code = models.CharField(max_length=64, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True, db_index=True,
+                               help_text="How the judge finished; decides the completion code.")
     finished_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 

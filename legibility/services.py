@@ -18,7 +18,7 @@ from deliberation.selectors import PROLIFIC_COMPLETE_URL
 from deliberation.services import SubmissionError, derive_seed
 from participants.services import current_consent, join_or_resume
 
-from .judging import Candidate, build_queue, judge_flagged
+from .judging import Candidate, build_queue, judge_flagged, judge_outcome
 from .models import JudgeItem, JudgeSession, LegibilityStudy, Problem, Solution
 
 # The one clock of this module; tests replace it to move time without sleeping.
@@ -93,10 +93,13 @@ def _expire(session: JudgeSession, now: datetime) -> None:
 
 
 def _finish(session: JudgeSession, now: datetime) -> None:
+    stats = session_stats(session)
+    session.outcome = judge_outcome(n_items=stats.n_items, n_timed_out=stats.n_timed_out, flagged=stats.flagged,
+                                    max_timeout_share=session.study.max_timeout_share)
     session.status = JudgeSession.Status.COMPLETED
-    session.completion_code = session.study.completion_code_completed
+    session.completion_code = session.study.completion_code(session.outcome)
     session.finished_at = now
-    session.save(update_fields=["status", "completion_code", "finished_at"])
+    session.save(update_fields=["status", "outcome", "completion_code", "finished_at"])
 
 
 def session_current_item(*, session: JudgeSession, now: datetime | None = None) -> JudgeItem | None:

@@ -5,7 +5,17 @@ from django.urls import reverse
 
 from core.admin import ReadOnlyAdmin, export_csv, export_csv_with_recruitment_ids
 
-from .models import ConsentVersion, Participant, Presence
+from .models import (
+    ConsentVersion,
+    Participant,
+    ParticipantEvent,
+    Presence,
+    QuestionnaireAnswer,
+    QuestionnaireItem,
+    ScreeningAnswer,
+    ScreeningQuestion,
+)
+from .questionnaire import questionnaire_add_demographics
 from .services import relink
 
 
@@ -57,3 +67,46 @@ class ConsentVersionAdmin(ReadOnlyAdmin):
 @admin.register(Presence)
 class PresenceAdmin(ReadOnlyAdmin):
     list_display = ("participant", "channel_name", "connected_at", "last_seen")
+
+
+# --- screening and questionnaire: inlines on the study admin (deliberation.admin.StudyAdmin) ----------------
+class ScreeningQuestionInline(admin.TabularInline):
+    """Comprehension or attention checks shown before the lobby; ``ScreeningQuestion.clean`` refuses a question
+    whose correct answer is not one of its options."""
+
+    model = ScreeningQuestion
+    extra = 0
+    fields = ("order", "text", "options", "correct_option", "attempts_allowed")
+
+
+class QuestionnaireItemInline(admin.TabularInline):
+    model = QuestionnaireItem
+    extra = 0
+    fields = ("order", "key", "text", "kind", "options", "scale_points", "min_value", "max_value", "required")
+
+
+@admin.action(description="Add the demographics questionnaire items (age band, gender, education, country)")
+def add_demographics(modeladmin, request, queryset):
+    for study in queryset:
+        added = questionnaire_add_demographics(study=study)
+        modeladmin.message_user(request, f"{study}: {added} demographics item{'s' if added != 1 else ''} added.")
+
+
+@admin.register(ScreeningAnswer)
+class ScreeningAnswerAdmin(ReadOnlyAdmin):
+    list_display = ("participant", "question", "attempt", "answer", "correct", "answered_at")
+    list_filter = ("question__study", "correct")
+
+
+@admin.register(QuestionnaireAnswer)
+class QuestionnaireAnswerAdmin(ReadOnlyAdmin):
+    list_display = ("participant", "item", "value", "answered_at")
+    list_filter = ("item__study",)
+
+
+@admin.register(ParticipantEvent)
+class ParticipantEventAdmin(ReadOnlyAdmin):
+    """Screening outcomes, questionnaires and withdrawals; append-only."""
+
+    list_display = ("participant", "kind", "payload", "created_at")
+    list_filter = ("kind", "participant__study")

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import secrets
 
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
@@ -74,8 +76,11 @@ class Participant(Recruited):
         COMPLETED = "completed"
         LOBBY_TIMEOUT = "lobby_timeout"
         DROPPED = "dropped"
+        SCREENING = "screening"  # consented, answering the study's screening questions before the lobby
+        SCREENED_OUT = "screened_out"  # failed screening: finished with the study's screened-out code
+        WITHDRAWN = "withdrawn"  # withdrew from the study (participants.services.participant_withdraw)
 
-    FINISHED = (Status.COMPLETED, Status.LOBBY_TIMEOUT, Status.DROPPED)
+    FINISHED = (Status.COMPLETED, Status.LOBBY_TIMEOUT, Status.DROPPED, Status.SCREENED_OUT, Status.WITHDRAWN)
 
     study = models.ForeignKey("deliberation.Study", on_delete=models.PROTECT, related_name="participants")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.JOINED, db_index=True)
@@ -93,6 +98,9 @@ class Participant(Recruited):
         help_text="Dropped out mid-group; a simulated participant answered for them from then on (bot takeover).")
     is_simulated = models.BooleanField(
         default=False, help_text="A simulated participant (run_bots) joined with a signed bot token; never human data.")
+    withdrawn_at = models.DateTimeField(
+        null=True, blank=True, help_text="Withdrew from the study; their texts were handled per the study's "
+                                         "withdrawal policy (the row itself is kept: the event log names it).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     objects = ParticipantQuerySet.as_manager()
@@ -120,3 +128,132 @@ class Presence(models.Model):
     channel_name = models.CharField(max_length=200, unique=True)
     connected_at = models.DateTimeField(auto_now_add=True)
     last_seen = models.DateTimeField(db_index=True)
+
+
+class ParticipantEvent(models.Model):
+    """Append-only audit log of what happened to one participant outside a group's own log (``GroupEvent``):
+    screening passed or failed, questionnaire submitted, withdrawal. ``save()`` / ``delete()`` refuse changes."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="events")
+    kind = models.CharField(max_length=48)
+    payload = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValidationError("Participant events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValidationError("Participant events are append-only.")
+
+
+def _options_problem(options: object) -> str | None:
+    if not isinstance(options, list) or not all(isinstance(o, str) and o.strip() for o in options):
+        return "Give the options as a JSON list of non-empty strings, e.g. [\"red\", \"green\"]."
+    if len({o.strip() for o in options}) != len(options):
+        return "Each option must be different."
+    return None
+
+
+class ScreeningQuestion(models.Model):
+    """A comprehension or attention check shown after consent and before the lobby. A participant who has used up
+    ``attempts_allowed`` on a question without choosing ``correct_option`` is screened out."""
+
+    study = models.ForeignKey("deliberation.Study", on_delete=models.CASCADE, related_name="screening_questions")
+    order = models.PositiveSmallIntegerField(default=0)
+    text = models.TextField()
+    options = models.JSONField(default=list, help_text='The choices, as a JSON list: ["Yes", "No", "Not sure"].')
+    correct_option = models.CharField(max_length=300, help_text="Exactly one of the options.")
+    attempts_allowed = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1),
+                                                                                MaxValueValidator(10)])
+
+    class Meta:
+        ordering = ["study", "order", "id"]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+    def clean(self) -> None:
+        if problem := _options_problem(self.options):
+            raise ValidationError({"options": problem})
+        if len(self.options) < 2:
+            raise ValidationError({"options": "Give at least two options."})
+        if self.correct_option not in self.options:
+            raise ValidationError({"correct_option": "The correct answer must be one of the options, exactly as "
+                                                     "written there."})
+
+
+class ScreeningAnswer(models.Model):
+    """One answer to one screening question, per attempt (attempt 1, 2, ...)."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="screening_answers")
+    question = models.ForeignKey(ScreeningQuestion, on_delete=models.PROTECT, related_name="answers")
+    attempt = models.PositiveSmallIntegerField()
+    answer = models.CharField(max_length=300)
+    correct = models.BooleanField()
+    answered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["participant", "question", "attempt"]
+        constraints = [models.UniqueConstraint(fields=["participant", "question", "attempt"],
+                                               name="one_screening_answer_per_attempt")]
+
+
+class QuestionnaireItem(models.Model):
+    """One item of the questionnaire shown after the final rating."""
+
+    class Kind(models.TextChoices):
+        LIKERT = "likert", "Likert scale (1 to N)"
+        SINGLE = "single", "Single choice"
+        MULTIPLE = "multiple", "Multiple choice"
+        TEXT = "text", "Free text"
+        NUMBER = "number", "Number"
+
+    study = models.ForeignKey("deliberation.Study", on_delete=models.CASCADE, related_name="questionnaire_items")
+    order = models.PositiveSmallIntegerField(default=0)
+    key = models.SlugField(max_length=64, help_text="Column name in exports (unique within the study).")
+    text = models.TextField()
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.LIKERT)
+    options = models.JSONField(default=list, blank=True,
+                               help_text="Single/multiple choice: the choices as a JSON list. Likert: optional "
+                                         "labels of the two ends, e.g. [\"Strongly disagree\", \"Strongly agree\"].")
+    scale_points = models.PositiveSmallIntegerField(default=7, validators=[MinValueValidator(2), MaxValueValidator(11)],
+                                                    help_text="Likert: number of points.")
+    min_value = models.FloatField(null=True, blank=True, help_text="Number: smallest accepted.")
+    max_value = models.FloatField(null=True, blank=True, help_text="Number: largest accepted.")
+    required = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["study", "order", "id"]
+        constraints = [models.UniqueConstraint(fields=["study", "key"], name="one_questionnaire_key_per_study")]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def clean(self) -> None:
+        if self.kind in (self.Kind.SINGLE, self.Kind.MULTIPLE):
+            if problem := _options_problem(self.options):
+                raise ValidationError({"options": problem})
+            if len(self.options) < 2:
+                raise ValidationError({"options": "A choice item needs at least two options."})
+        elif self.kind == self.Kind.LIKERT and self.options:
+            if (problem := _options_problem(self.options)) or len(self.options) != 2:
+                raise ValidationError({"options": problem or "Give two end labels, or none."})
+        if self.min_value is not None and self.max_value is not None and self.min_value > self.max_value:
+            raise ValidationError({"min_value": "Must not exceed the largest accepted value."})
+
+
+class QuestionnaireAnswer(models.Model):
+    """A participant's answer to one questionnaire item: a number, a string, a list of strings, or null (skipped)."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="questionnaire_answers")
+    item = models.ForeignKey(QuestionnaireItem, on_delete=models.PROTECT, related_name="answers")
+    value = models.JSONField(null=True)
+    answered_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["participant", "item"], name="one_questionnaire_answer")]

@@ -268,20 +268,27 @@ def participant_join(*, study: Study, params: dict[str, str], user_agent: str = 
             # Count again under the study's row lock, so simultaneous consents cannot pass the cap.
             type(study).objects.select_for_update().filter(pk=study.pk).first()
             _check_participant_cap(study)
-        _enter_lobby(participant, consent, now)
-    signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
+        in_lobby = _enter_lobby(participant, consent, now)
+    if in_lobby:
+        signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()
     return participant
 
 
-def _enter_lobby(participant: Participant, consent, now: datetime) -> None:
-    """Consent and enter the lobby (in the caller's transaction, on a row it holds or just created). The caller
-    sends ``signals.lobby_entered`` after the commit (``deliberation.lobby`` pushes the lobby and matches)."""
-    participant.status = Participant.Status.LOBBY
-    participant.lobby_entered_at = now
+def _enter_lobby(participant: Participant, consent, now: datetime) -> bool:
+    """Consent and enter the lobby, or the screening questions first when the study has any (in the caller's
+    transaction, on a row it holds or just created). True when they are in the lobby: the caller then sends
+    ``signals.lobby_entered`` after the commit (``deliberation.lobby`` pushes the lobby and matches);
+    ``participants.screening.screening_submit`` does that for those who pass."""
+    from .models import ScreeningQuestion
+
+    screening = ScreeningQuestion.objects.filter(study_id=participant.study_id).exists()
+    participant.status = Participant.Status.SCREENING if screening else Participant.Status.LOBBY
+    participant.lobby_entered_at = None if screening else now
     _record_consent(participant, consent, now)
     participant.save(update_fields=["status", "consented_at", "lobby_entered_at", "consent_version",
                                     "consent_sha256"])
+    return not screening
 
 
 def participant_consent(*, participant: Participant, consent=None) -> Participant:
@@ -292,8 +299,9 @@ def participant_consent(*, participant: Participant, consent=None) -> Participan
         participant = Participant.objects.select_for_update().select_related("study").get(pk=participant.pk)
         if participant.status != Participant.Status.JOINED:
             return participant  # consenting twice (second tab, back button) changes nothing
-        _enter_lobby(participant, consent or current_consent(participant.study), now)
-    signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
+        in_lobby = _enter_lobby(participant, consent or current_consent(participant.study), now)
+    if in_lobby:
+        signals.lobby_entered.send(sender=Participant, participant=participant, now=now)  # deliberation.lobby
     participant.refresh_from_db()
     return participant
 
@@ -301,6 +309,8 @@ def participant_consent(*, participant: Participant, consent=None) -> Participan
 # --- presence -------------------------------------------------------------------------------
 def presence_connect(*, participant_id: int, channel_name: str) -> None:
     now = timezone.now()
+    if Participant.objects.filter(pk=participant_id, status=Participant.Status.WITHDRAWN).exists():
+        return  # a tab left open after withdrawing must not count as a member present (participants.withdrawal)
     Presence.objects.update_or_create(channel_name=channel_name,
                                       defaults={"participant_id": participant_id, "last_seen": now})
     Participant.objects.filter(pk=participant_id).update(last_seen_at=now)

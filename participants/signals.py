@@ -10,3 +10,7 @@ from django.dispatch import Signal
 lobby_entered = Signal()
 # Sent after a websocket of ``participant`` connected or went away (fields read: group_id, status, study_id).
 presence_changed = Signal()
+# Sent inside the withdrawal's transaction (``participants.withdrawal.participant_withdraw``) with
+# ``participant`` (status withdrawn, row locked), ``previous_status``, ``policy`` and ``now``: the receiver in
+# ``deliberation.withdrawal`` handles their texts per the policy and lets their group continue.
+participant_withdrawn = Signal()

@@ -42,6 +42,7 @@ class Report:
     offline_loo: pd.DataFrame | None = None
     counts: dict = field(default_factory=dict)
     arms: pd.DataFrame | None = None  # every metric per study arm (``arm_metrics``); None with one arm
+    questionnaire: pd.DataFrame | None = None  # analysis.questionnaire.questionnaire_summary, one row per item
 
 
 def arm_metrics(data: StudyData, *, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame | None:

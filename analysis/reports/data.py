@@ -117,3 +117,14 @@ def load_offline_loo(study: Study) -> tuple[pd.DataFrame | None, str | None]:
         return None, f"Not run yet: python manage.py loo_offline --study {study.slug}"
     rows = (job.result or {}).get("summary") or []
     return pd.DataFrame(rows, columns=RESULT_COLUMNS), f"job #{job.pk}, {job.done} groups"
+
+
+def load_questionnaire(study: Study, *, include_simulated: bool = False) -> pd.DataFrame:
+    """The questionnaire summary (``analysis.questionnaire``) of the study's participants."""
+    from analysis.questionnaire import questionnaire_summary
+    from participants.models import QuestionnaireAnswer, QuestionnaireItem
+
+    items = QuestionnaireItem.objects.filter(study=study).values("key", "text", "kind", "options")
+    people = Participant.objects.filter(study=study).human(include_simulated=include_simulated)
+    answers = QuestionnaireAnswer.objects.filter(participant__in=people).values("item__key", "value")
+    return questionnaire_summary(list(items), [{"item_key": a["item__key"], "value": a["value"]} for a in answers])

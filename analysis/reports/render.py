@@ -22,6 +22,19 @@ def render_fragment(figures: Sequence[ReportFigure]) -> str:
     return "\n".join(f'<section class="card report-figure">{figure_html(f)}</section>' for f in figures)
 
 
+def questionnaire_table(report: Report) -> str:
+    """The questionnaire summary as an HTML table in a card ('' without a questionnaire); every cell escaped."""
+    frame = report.questionnaire
+    if frame is None or frame.empty:
+        return ""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ("item", "question", "kind", "answered", "summary"))
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(row[c]))}</td>" for c in
+                                    ("key", "text", "kind", "answered", "summary")) + "</tr>"
+                   for row in frame.to_dict("records"))
+    return (f'<section class="card" id="questionnaire-summary"><h2>Questionnaire</h2>'
+            f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table></section>")
+
+
 STANDALONE_CSS = """
 body { margin: 0; font: 16px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d2733;
        background: #f4f6f8; }
@@ -43,5 +56,5 @@ def render_standalone(report: Report, *, generated: str = "") -> str:
         f"<h1>{title}</h1>\n<p class=\"muted\">{html.escape(counts)}"
         f"{' · generated ' + html.escape(generated) if generated else ''}. Error bars: 95% intervals from "
         "resampling groups.</p>\n"
-        f"{render_fragment(report.figures)}\n</main>\n</body>\n</html>\n"
+        f"{render_fragment(report.figures)}\n{questionnaire_table(report)}\n</main>\n</body>\n</html>\n"
     )

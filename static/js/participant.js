@@ -35,6 +35,7 @@
   var local = { text: {}, ratings: {}, ranking: {} };
   // Messages the server has not acknowledged: the newest draft per phase key, and one submission.
   var outbox = { drafts: {}, submit: null };
+  var lastStatus = null;  // the status last shown: lobby -> in_group is the moment a group formed
   restore();
 
   function restore() {
@@ -223,8 +224,11 @@
   }
 
   function applySnapshot(next) {
+    var formed = lastStatus === "lobby" && next.participant.status === "in_group";
+    lastStatus = next.participant.status;
     snapshot = next;
     clockOffsetMs = Date.parse(next.server_time) - Date.now();
+    if (formed) groupFormed();
     var g = next.group;
     var key = [next.participant.status, g ? g.id : 0, g ? g.phase : "", g ? g.submitted : "",
       g && g.candidates ? g.candidates.length : 0, g && g.winner ? g.winner.id : ""].join("|");
@@ -261,6 +265,8 @@
     timerEl.hidden = false;
     timerEl.textContent = "Time left: " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
     timerEl.className = left <= 30 ? "timer urgent" : "timer";
+    var ready = document.getElementById("group-ready");
+    if (ready) ready.textContent = "Your group is ready. Time left for this step: " + timeLeftText();
   }
   setInterval(tick, 1000);
 
@@ -280,6 +286,111 @@
       : "The AI mediator is writing statements from your group's opinions…";
   }
 
+  // --- lobby alert: a participant waiting in a background tab is told when their group forms ----------------
+  // The title flashes with the time left to write their opinion; a short tone plays (Web Audio API, no file)
+  // when they ticked the box; a notification appears when they allowed notifications. Both choices are asked
+  // for in the lobby, by a click, because browsers allow sound and the permission prompt only after one.
+  var alertPrefs = { sound: false, notify: false };
+  try { alertPrefs = JSON.parse(localStorage.getItem("lobby-alert") || "null") || alertPrefs; } catch (e) { /* private mode */ }
+  var audio = null;
+  var flashTimer = null;
+  var pageTitle = document.title;
+  var groupReadyUntil = 0;
+
+  function savePrefs() {
+    try { localStorage.setItem("lobby-alert", JSON.stringify(alertPrefs)); } catch (e) { /* private mode */ }
+  }
+
+  function unlockAudio() {
+    var Ctx = window.AudioContext || window.webkitAudioContext;
+    if (!Ctx) return null;
+    if (!audio) audio = new Ctx();
+    if (audio.state === "suspended") audio.resume();
+    return audio;
+  }
+
+  function tone() {
+    var ctx = unlockAudio();
+    if (!ctx) return;
+    [0, 0.35].forEach(function (start) {
+      var osc = ctx.createOscillator();
+      var gain = ctx.createGain();
+      osc.frequency.value = 880;
+      gain.gain.value = 0.2;
+      osc.connect(gain);
+      gain.connect(ctx.destination);
+      osc.start(ctx.currentTime + start);
+      osc.stop(ctx.currentTime + start + 0.25);
+    });
+  }
+
+  function timeLeftText() {
+    var g = snapshot && snapshot.group;
+    if (!g || !g.deadline) return "";
+    var left = Math.max(0, Math.round((Date.parse(g.deadline) - (Date.now() + clockOffsetMs)) / 1000));
+    return Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+  }
+
+  function stopFlash() {
+    clearInterval(flashTimer);
+    flashTimer = null;
+    document.title = pageTitle;
+  }
+
+  function groupFormed() {
+    groupReadyUntil = Date.now() + 60000;  // the banner on the page, for a minute
+    if (!document.hidden) return;
+    var on = false;
+    clearInterval(flashTimer);
+    flashTimer = setInterval(function () {
+      on = !on;
+      document.title = on ? "(" + timeLeftText() + ") Your group is ready!" : pageTitle;
+    }, 1000);
+    document.title = "(" + timeLeftText() + ") Your group is ready!";
+    if (alertPrefs.sound) tone();
+    if (alertPrefs.notify && window.Notification && Notification.permission === "granted") {
+      try {
+        var note = new Notification("Your group is ready", { body: "Please come back to the study page." });
+        note.onclick = function () { window.focus(); note.close(); };
+      } catch (e) { /* some mobile browsers allow notifications only from a service worker */ }
+    }
+  }
+
+  document.addEventListener("visibilitychange", function () { if (!document.hidden) stopFlash(); });
+  window.addEventListener("focus", stopFlash);
+
+  function lobbyAlertControls() {
+    var sound = el("input", { type: "checkbox", id: "alert-sound" });
+    sound.checked = !!alertPrefs.sound;
+    sound.addEventListener("change", function () {
+      alertPrefs.sound = sound.checked;
+      savePrefs();
+      if (sound.checked) unlockAudio();  // this click lets the page play the tone later
+    });
+    var nodes = [el("label", { class: "check" }, [sound, document.createTextNode(" Play a sound when my group is ready")])];
+    if (window.Notification && Notification.permission !== "denied") {
+      var notify = el("input", { type: "checkbox", id: "alert-notify" });
+      notify.checked = !!alertPrefs.notify && Notification.permission === "granted";
+      notify.addEventListener("change", function () {
+        alertPrefs.notify = notify.checked;
+        savePrefs();
+        if (notify.checked && Notification.permission === "default") {
+          Notification.requestPermission().then(function (answer) {
+            if (answer !== "granted") { notify.checked = false; alertPrefs.notify = false; savePrefs(); }
+          });
+        }
+      });
+      nodes.push(el("label", { class: "check" }, [notify, document.createTextNode(" Show a notification too")]));
+    }
+    nodes.push(el("p", { class: "muted", text: "If this page is in the background, its title will flash when your group is ready." }));
+    return el("div", { id: "lobby-alert" }, nodes);
+  }
+
+  function groupReadyBanner() {
+    return el("p", { class: "notice", id: "group-ready", role: "status",
+      text: "Your group is ready. Time left for this step: " + timeLeftText() });
+  }
+
   function render() {
     var p = snapshot.participant;
     var g = snapshot.group;
@@ -288,11 +399,17 @@
       nodes.push(el("section", { class: "card", id: "lobby" }, [
         el("h2", { text: "Waiting for other participants" }),
         el("p", { text: "You will be put into a group as soon as enough people have arrived. Please keep this page open." }),
-        el("p", { class: "muted", id: "lobby-count", text: lobbyText(snapshot.lobby) })
+        el("p", { class: "muted", id: "lobby-count", text: lobbyText(snapshot.lobby) }),
+        lobbyAlertControls()
       ]));
     } else if (p.status === "lobby_timeout" || ((p.status === "dropped") && !g)) {
       nodes.push(finishedCard("Not enough participants arrived to form a group. Thank you for waiting."));
+    } else if (p.status === "withdrawn") {
+      nodes.push(finishedCard("You have withdrawn from the study."));
+    } else if (p.status === "screened_out" || p.status === "screening") {
+      window.location.href = completeUrl;  // the server sends them to their screening or completion page
     } else if (g) {
+      if (p.status === "in_group" && Date.now() < groupReadyUntil) nodes.push(groupReadyBanner());
       nodes.push(el("section", { class: "card" }, [
         el("p", { class: "muted", text: "Question" }),
         el("p", { class: "question", id: "question", text: g.question }),
@@ -301,6 +418,8 @@
       nodes.push(phaseView(g, p));
     }
     app.replaceChildren.apply(app, nodes);
+    var withdrawLink = document.getElementById("withdraw-link");
+    if (withdrawLink) withdrawLink.hidden = p.status === "withdrawn" || !!p.completion_code;
     refreshButtons();
   }
 

@@ -116,7 +116,8 @@ def test_export_csv_command_writes_one_file_per_entity(tmp_path):
     call_command("export_csv", "--study", group.study.slug, "--out", str(tmp_path), stdout=io.StringIO(),
                  verbosity=0)
     assert {p.name for p in tmp_path.iterdir()} == {f"{n}.csv" for n in (
-        "arms", "participants", "groups", "opinions", "candidates", "ratings", "critiques", "events")}
+        "arms", "participants", "groups", "opinions", "candidates", "ratings", "critiques", "events",
+        "screening_answers", "questionnaire_items", "questionnaire_answers", "participant_events")}
     opinions = list(csv.DictReader((tmp_path / "opinions.csv").open()))
     assert opinions[0]["text"] == "Taxes on food should go, I think." and opinions[0]["submitted_at"]
     assert "token" not in (tmp_path / "participants.csv").read_text().splitlines()[0]

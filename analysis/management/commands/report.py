@@ -37,7 +37,7 @@ class Command(BaseCommand):
                seed: int | None, dissent_at_most: int = 3, include_bots: bool = False,
                include_simulated: bool = False, **options):
         from analysis.reports.build import build_report
-        from analysis.reports.data import load_group_texts, load_offline_loo, load_study
+        from analysis.reports.data import load_group_texts, load_offline_loo, load_questionnaire, load_study
         from analysis.reports.render import render_standalone
 
         found = Study.objects.filter(slug=study).first()
@@ -71,6 +71,7 @@ class Command(BaseCommand):
             report = build_report(data, representation=representation, representation_note=note,
                                   offline_loo=offline, offline_loo_note=offline_note, n_boot=bootstrap,
                                   seed=found.pk if seed is None else seed, dissent_at_most=dissent_at_most)
+            report.questionnaire = load_questionnaire(found, include_simulated=include_simulated)
             bar.update()
             bar.set_postfix_str(steps[3])
             out.write_text(render_standalone(report, generated=timezone.now().isoformat(timespec="seconds")),

@@ -24,6 +24,9 @@ def study_form(**overrides) -> dict:
         "bonus_per_phase": "0.10", "max_participants": "", "max_groups": "",
         "arms-TOTAL_FORMS": 2, "arms-INITIAL_FORMS": 0, "arms-MIN_NUM_FORMS": 1, "arms-MAX_NUM_FORMS": 1000,
     }
+    for prefix in ("screening_questions", "questionnaire_items"):  # the study page's other inlines, left empty
+        data.update({f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0, f"{prefix}-MIN_NUM_FORMS": 0,
+                     f"{prefix}-MAX_NUM_FORMS": 1000})
     for i, (name, weight) in enumerate([("control", 1), ("treatment", 2)]):
         data.update({f"arms-{i}-name": name, f"arms-{i}-weight": weight, f"arms-{i}-generation_backend": "extractive",
                      f"arms-{i}-generation_params": "{}", f"arms-{i}-best_of_n": 0,

@@ -128,7 +128,8 @@ def test_admin_refuses_a_question_whose_correct_answer_is_not_an_option():
 
 
 def study_form_data(admin_client, study) -> dict:
-    """The study's admin change form as the browser would post it, with both inlines empty."""
+    """The study's admin change form as the browser would post it: one new arm (a study needs one), both other
+    inlines empty."""
     page = admin_client.get(f"/admin/deliberation/study/{study.pk}/change/")
     assert page.status_code == 200 and b"screening_questions-TOTAL_FORMS" in page.content
     form = page.context["adminform"].form
@@ -141,6 +142,10 @@ def study_form_data(admin_client, study) -> dict:
     for prefix in ("screening_questions", "questionnaire_items"):
         data.update({f"{prefix}-TOTAL_FORMS": "0", f"{prefix}-INITIAL_FORMS": "0", f"{prefix}-MIN_NUM_FORMS": "0",
                      f"{prefix}-MAX_NUM_FORMS": "1000"})
+    data.update({"arms-TOTAL_FORMS": "1", "arms-INITIAL_FORMS": "0", "arms-MIN_NUM_FORMS": "1",
+                 "arms-MAX_NUM_FORMS": "1000", "arms-0-name": "default", "arms-0-weight": "1",
+                 "arms-0-generation_backend": "extractive", "arms-0-generation_params": "{}", "arms-0-best_of_n": "0",
+                 "arms-0-leave_one_out_share": "0.0", "arms-0-critique_round": "on"})
     return data
 
 

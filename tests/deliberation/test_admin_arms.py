@@ -21,7 +21,7 @@ def study_form(**overrides) -> dict:
         "num_candidates": 2, "aggregation_method": "schulze", "welfare_method": "utilitarian", "welfare_alpha": 1.0,
         "reward_retrain_config": "{}", "generation_concurrency": 4, "generation_timeout_seconds": 120,
         "generation_seed": 0, "bonus_per_completion": "1.00", "bonus_per_lobby_minute": "0.00",
-        "bonus_per_phase": "0.10", "max_participants": "", "max_groups": "",
+        "bonus_per_phase": "0.10", "max_participants": "", "max_groups": "", "withdrawal_policy": "anonymise",
         "arms-TOTAL_FORMS": 2, "arms-INITIAL_FORMS": 0, "arms-MIN_NUM_FORMS": 1, "arms-MAX_NUM_FORMS": 1000,
     }
     for prefix in ("screening_questions", "questionnaire_items"):  # the study page's other inlines, left empty

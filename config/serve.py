@@ -27,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -209,6 +210,7 @@ def run_daphne_workers(o: Options) -> None:
         for i, worker in enumerate(workers):
             if worker.pid == pid and not stopping:
                 worker.returncode = -1
+                time.sleep(0.5)  # a worker that cannot start at all must not spin the machine
                 workers[i] = subprocess.Popen(command, pass_fds=[fd])  # a crashed worker is replaced
     for worker in workers:
         worker.wait()

@@ -77,6 +77,31 @@ def test_the_server_closes_an_oversized_message_with_1009_before_the_consumer_re
     assert "Traceback" not in log and "too_large" not in log
 
 
+@pytest.mark.parametrize("server", [
+    "uvicorn", "daphne",
+    pytest.param("granian", marks=pytest.mark.xfail(strict=True, reason=(
+        "granian 2.8.7 does not carry out a websocket.close sent from a channel-layer handler: the error reply "
+        "arrives, the close frame never does (why granian is not config.serve's default)"))),
+])
+def test_a_close_sent_by_the_application_reaches_the_client(tmp_path, server):
+    """The socket cap as a client sees it: a second socket of the same participant makes the consumer send the
+    first one an error reply and close it with 4409 from a channel-layer handler."""
+    study = make_study(slug="closes", min_group_size=3, max_group_size=3)
+    participant = participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": "c-1"}))
+    with Stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path, worker=False, server=server,
+               env={"WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT": "1"}) as stack:
+        url = f"ws://127.0.0.1:{stack.port}/ws/p/{participant.token}/"
+        origin = f"http://127.0.0.1:{stack.port}"
+        with connect(url, origin=origin) as first:
+            assert json.loads(first.recv(timeout=10))["type"] == "snapshot"
+            with connect(url, origin=origin) as second:
+                assert json.loads(second.recv(timeout=10))["type"] == "snapshot"
+                assert json.loads(first.recv(timeout=10))["code"] == "replaced"
+                with pytest.raises(ConnectionClosed) as closed:
+                    first.recv(timeout=10)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4409
+
+
 def test_every_place_that_starts_the_server_goes_through_config_serve():
     """One setting, one launcher: the Docker image, compose, the demo, the browser-test stack and the benchmarks."""
     from pathlib import Path

@@ -9,7 +9,7 @@ Stack per run: daphne (1 or 2 processes on two ports; bots split their connectio
 SO_REUSEPORT: daphne/twisted has no such option), the Redis channel layer (production settings: capacity
 1000), PostgreSQL (a fresh benchmark database, dropped at the end) and a Celery worker with beat (the deadline
 sweeper) running the ``recorded`` generation backend, i.e. real SmolLM2 statements replayed, so generation
-time is not what is measured. Bots are ``participants.bots.Bot`` (the browser protocol), in 1-2 processes of
+time is not what is measured. Bots are ``bots.client.Bot`` (the browser protocol), in 1-2 processes of
 their own; their CPU is measured too.
 
 Measured:
@@ -165,7 +165,7 @@ def _epoch(iso: str) -> float:
 
 
 def make_timed_bot_class():
-    from participants.bots import Bot
+    from bots.client import Bot
 
     class TimedBot(Bot):
         """A protocol bot that times phase-change pushes and counts pushes repaired by a stale ping."""
@@ -230,7 +230,8 @@ def make_timed_bot_class():
 async def _run_protocol_bots(spec: dict) -> dict:
     import httpx
 
-    from participants.bots import BotConfig, opinion_source
+    from bots.client import BotConfig
+    from bots.sources import opinion_source
 
     TimedBot = make_timed_bot_class()
     config = BotConfig(server=spec["servers"][0], study=spec["study"], participants=len(spec["indices"]),

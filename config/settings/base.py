@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "generation",
     "analysis",
     "legibility",
+    "bots",
 ]
 
 MIDDLEWARE = [

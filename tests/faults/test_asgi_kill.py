@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from bots.client import BotConfig, run_bots
 from deliberation.models import Group, Rating
-from participants.bots import BotConfig, run_bots
 from participants.models import Participant
 
 from ..e2e.stack import Stack, database_url

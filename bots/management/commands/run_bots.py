@@ -1,6 +1,6 @@
 """Simulated participants against a running server: ``manage.py run_bots --study SLUG --participants N``.
 
-The bots use HTTP and websockets exactly like a browser (see ``participants.bots``); the server
+The bots use HTTP and websockets exactly like a browser (see ``bots.client``); the server
 may be this project running elsewhere, with the same ``SECRET_KEY``: each bot's join link carries a token
 signed with it, which marks the participant simulated (``participants.services.simulated_join_token``); a
 server with another key refuses the bots. ``--json`` prints the summary as JSON on stdout.
@@ -12,7 +12,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from participants.bots import BotConfig, parse_think, run_bots
+from bots.client import BotConfig, parse_think, run_bots
 from participants.services import simulated_join_token
 
 

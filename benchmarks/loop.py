@@ -48,8 +48,8 @@ BENCHMARKS = ROOT / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from load import create_database, drop_database  # noqa: E402 (a fresh PostgreSQL database per run)
 from provenance import run_record  # noqa: E402 (command, commit and times of the run)
+from stack import create_database, drop_database  # noqa: E402 (a fresh PostgreSQL database per run)
 
 from tests.e2e.stack import free_port  # noqa: E402
 from tests.waiting import wait_until_serving  # noqa: E402 (the shared wait-for-server loop)

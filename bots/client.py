@@ -63,6 +63,12 @@ class BotConfig:
     persona_options: dict = field(default_factory=dict)
     persona_max_tokens: int = 60
     ping_seconds: float = PING_SECONDS
+    # The typing model: drafts sent while writing a text or rating, one per pause (static/js/participant.js sends a
+    # draft 1.2 s after typing stops, 0.8 s after a rating changes): a number drawn from MIN..MAX per step, each
+    # with the text (or ratings) so far. With ``draft_on_submit`` the whole answer goes as a draft right before the
+    # submission, as the page's Submit button does. (1, 1) without it is the fast load pace of old.
+    typing_pauses: tuple[int, int] = (1, 1)
+    draft_on_submit: bool = False
     timeout: float = 1800.0  # give up on a bot after this many seconds
     stagger: float = 0.2  # seconds between bot arrivals
     progress: bool = True
@@ -263,6 +269,9 @@ class Bot:
             message = json.loads(raw)
         except ValueError:
             return
+        await self.on_parsed(message)
+
+    async def on_parsed(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "snapshot":
             self.result.snapshots += 1
@@ -367,10 +376,16 @@ class Bot:
         with contextlib.suppress(Exception):
             await self.ws.close()
 
+    def typing_pause_count(self) -> int:
+        low, high = self.config.typing_pauses
+        return low if low >= high else self.rng.randint(low, high)
+
     async def act(self, group: dict, max_chars: int, key: tuple) -> None:
+        """One step: read, type (a draft at each pause), pause, submit. The step takes one think time in all."""
         phase = group["phase"]
         retry = self.failed[key] > 0
-        await self.think(0.5)
+        pauses = max(1, self.typing_pause_count())
+        await self.think(0.5 / pauses)
         if phase in ("opinion", "critique"):
             if phase == "opinion":
                 if self.opinion is None or retry:
@@ -384,8 +399,14 @@ class Bot:
             else:
                 text = critique_text((group.get("winner") or {}).get("text", ""), self.opinion or "", self.rng)
             text = text[:max_chars] if not retry else text[: max(20, max_chars // 2)]
-            await self.send({"type": "draft", "phase": phase, "text": text[: max(1, len(text) // 2)]}, "draft")
+            for pause in range(1, pauses + 1):  # what was typed by each pause
+                if pause > 1:
+                    await self.think(0.5 / pauses)
+                typed = text[: max(1, len(text) * pause // (pauses + 1))]
+                await self.send({"type": "draft", "phase": phase, "text": typed}, "draft")
             await self.think(0.5)
+            if self.config.draft_on_submit:
+                await self.send({"type": "draft", "phase": phase, "text": text}, "draft")
             await self.send({"type": f"submit_{phase}", "text": text}, phase, key, 1)
             if phase == "opinion" and self.opinion is not None:
                 self.opinion = text
@@ -401,8 +422,14 @@ class Bot:
                     rate, candidates, self.opinion or group["question"], self.config.rating_policy, self.rng,
                     question=group["question"])
             draft = {str(r["candidate_id"]): {"agreement": r["agreement"], "quality": r["quality"]} for r in ratings}
-            await self.send({"type": "draft", "phase": phase, "ratings": draft, "ranking": ranking}, "draft")
+            for pause in range(1, pauses + 1):  # the candidates rated by each pause
+                if pause > 1:
+                    await self.think(0.5 / pauses)
+                done = dict(list(draft.items())[: max(1, -(-len(draft) * pause // pauses))])
+                await self.send({"type": "draft", "phase": phase, "ratings": done, "ranking": ranking}, "draft")
             await self.think(0.5)
+            if self.config.draft_on_submit:
+                await self.send({"type": "draft", "phase": phase, "ratings": draft, "ranking": ranking}, "draft")
             await self.send({"type": "submit_ratings", "round": group["round"], "ratings": ratings,
                              "ranking": ranking}, phase, key, len(ratings))
 
@@ -492,3 +519,15 @@ def parse_think(value: str) -> tuple[float, float]:
     if low_f < 0 or high_f < low_f:
         raise ValueError("--think takes MIN:MAX seconds with 0 <= MIN <= MAX")
     return low_f, high_f
+
+
+def parse_typing_pauses(value: str) -> tuple[int, int]:
+    low, _, high = value.partition(":")
+    try:
+        low_i = int(low)
+        high_i = int(high) if high else low_i
+    except ValueError:
+        raise ValueError("--typing-pauses takes MIN:MAX whole numbers of drafts, like 2:5") from None
+    if low_i < 1 or high_i < low_i or high_i > 50:
+        raise ValueError("--typing-pauses takes MIN:MAX drafts with 1 <= MIN <= MAX <= 50")
+    return low_i, high_i

@@ -1,41 +1,174 @@
-"""Start the ASGI server (daphne) with the project's websocket limits: the one way every script, the demo,
-the Docker image and the tests start it.
+"""Start the ASGI server with the project's websocket limits: the one way every script, the demo, the Docker
+image, the tests and the benchmarks start it.
 
-    python -m config.serve -b 0.0.0.0 -p 8000 [--proxy-headers] [any other daphne option]
+    python -m config.serve [--server uvicorn|granian|daphne] [--workers N] [-b HOST] [-p PORT] [--proxy-headers]
+                           [--access-log] [module.path:application]
 
-Adds daphne's own ``--websocket-max-frame-size`` / ``--websocket-max-message-size`` from the settings
-(``WEBSOCKET_MAX_MESSAGE_BYTES``, see config/settings/base.py): a frame over the limit is refused by the server
-from its header, before any of its payload is read or reaches the application. daphne's autobahn factory would
-then drop the TCP connection (``failByDrop``, so the browser sees only 1006); the server class here sets the
-factory's documented ``failByDrop=False`` option, so the client gets a close frame with 1009 ("message too big")
-and the page can tell the participant why. The application is ``config.asgi:application`` unless one is given.
-Settings are chosen exactly as ``config.asgi`` chooses them.
+The default server is the fastest measured here (benchmarks/servers.py, docs/benchmarks.md): uvicorn with uvloop,
+httptools and the websockets protocol. ``--workers N`` runs N worker processes that accept on ONE listening
+socket (uvicorn's and granian's own workers; for daphne, N copies adopting one socket bound here), so a proxy and
+clients see one address; a worker that dies is started again. Workers share nothing but the Redis channel layer
+and PostgreSQL.
+
+The websocket message limit is ``WEBSOCKET_MAX_MESSAGE_BYTES`` from the settings (config/settings/base.py):
+- uvicorn: ``ws_max_size``; the websockets protocol reads the frame header, refuses a frame over the limit
+  before reading its payload and closes with 1009 ("message too big");
+- daphne: ``--websocket-max-frame-size`` / ``--websocket-max-message-size``, with autobahn's ``failByDrop``
+  off so the client gets the 1009 close frame instead of a dropped connection;
+- granian has no such option: the application is wrapped in :class:`MessageLimit`, which closes the socket with
+  1009 when a message over the limit arrives (granian has read it by then; its own cap is tungstenite's).
 """
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import signal
+import socket
+import subprocess
 import sys
+from dataclasses import dataclass
+from importlib import import_module
 
-APPLICATION_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # module.path:attribute
 APPLICATION = "config.asgi:application"
-LIMIT_OPTIONS = ("--websocket-max-frame-size", "--websocket-max-message-size")
+SERVERS = ("uvicorn", "granian", "daphne")
+DEFAULT_SERVER = "uvicorn"  # fastest in benchmarks/results/servers.json
+APPLICATION_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # module.path:attribute
+CLOSE_MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1
 
 
-def daphne_args(args: list[str]) -> list[str]:
-    """The daphne command line for ``args``, with the limits from the settings."""
+@dataclass(frozen=True)
+class Options:
+    server: str
+    workers: int
+    host: str
+    port: int
+    proxy_headers: bool
+    access_log: bool
+    application: str
+    fd: int | None = None  # daphne workers: a listening socket inherited from the parent
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def application_path(text: str) -> str:
+    if not APPLICATION_PATH.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not module.path:attribute")
+    return text
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m config.serve", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 2)[2],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER, help=f"default: {DEFAULT_SERVER}")
+    p.add_argument("--workers", type=positive, default=1, help="worker processes on the one port (default 1)")
+    p.add_argument("-b", "--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("-p", "--port", type=int, default=8000, help="port to listen on (default 8000)")
+    p.add_argument("--proxy-headers", action="store_true",
+                   help="take the client address and scheme from X-Forwarded-For/-Proto (behind nginx)")
+    p.add_argument("--access-log", action="store_true", help="log every request (off by default)")
+    p.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+    p.add_argument("application", nargs="?", default=APPLICATION, type=application_path,
+                   help=f"the ASGI application (default {APPLICATION})")
+    return p
+
+
+def parse(argv: list[str]) -> Options:
+    a = parser().parse_args(argv)
+    return Options(server=a.server, workers=a.workers, host=a.bind, port=a.port, proxy_headers=a.proxy_headers,
+                   access_log=a.access_log, application=a.application, fd=a.fd)
+
+
+def load(application: str):
+    """Import the application (Django is set up on the way: config.asgi, or a benchmark app's own settings)."""
+    module, attribute = application.split(":")
+    return getattr(import_module(module), attribute)
+
+
+def setting(name: str) -> int:
+    """A limit from the loaded settings (an application with settings of its own, like the benchmarks' raw
+    consumer, gets the base settings' value)."""
     from django.conf import settings
 
-    for option in LIMIT_OPTIONS:
-        if any(a == option or a.startswith(option + "=") for a in args):
-            raise SystemExit(f"{option} comes from the settings (WEBSOCKET_MAX_MESSAGE_BYTES); do not pass it.")
-    limits = ["--websocket-max-frame-size", str(settings.DAPHNE_WEBSOCKET_MAX_FRAME_SIZE),
-              "--websocket-max-message-size", str(settings.DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE)]
-    application = [] if args and APPLICATION_PATH.match(args[-1]) else [APPLICATION]
-    return [*limits, *args, *application]
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    from config.settings import base
+
+    return getattr(base, name)
 
 
-def command_line():
-    """daphne's command line with a server whose websocket factory fails connections with a close frame."""
+def message_limit() -> int:
+    return setting("WEBSOCKET_MAX_MESSAGE_BYTES")
+
+
+class MessageLimit:
+    """ASGI middleware: a websocket message over ``limit`` bytes closes the socket with 1009; the application
+    sees a disconnect, never the message."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "websocket":
+            return await self.app(scope, receive, send)
+
+        async def limited_receive():
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                size = len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
+                if size > self.limit:
+                    await send({"type": "websocket.close", "code": CLOSE_MESSAGE_TOO_BIG})
+                    return {"type": "websocket.disconnect", "code": CLOSE_MESSAGE_TOO_BIG}
+            return message
+
+        return await self.app(scope, limited_receive, send)
+
+
+def granian_application():
+    """granian's application factory (each worker calls it): the limited app, behind the proxy-header wrapper."""
+    from granian.utils.proxies import wrap_asgi_with_proxy_headers
+
+    app = MessageLimit(load(os.environ["CONFIG_SERVE_APPLICATION"]), message_limit())
+    return wrap_asgi_with_proxy_headers(app, "*") if os.environ.get("CONFIG_SERVE_PROXY_HEADERS") else app
+
+
+def run_uvicorn(o: Options) -> None:
+    import uvicorn
+
+    uvicorn.run(o.application, host=o.host, port=o.port, workers=o.workers, loop="uvloop", http="httptools",
+                ws="websockets-sansio", ws_max_size=message_limit(), lifespan="off", access_log=o.access_log,
+                proxy_headers=o.proxy_headers, forwarded_allow_ips="*" if o.proxy_headers else None,
+                log_level="info" if o.access_log else "warning")
+
+
+def run_granian(o: Options) -> None:
+    from granian import Granian
+
+    os.environ["CONFIG_SERVE_APPLICATION"] = o.application
+    if o.proxy_headers:
+        os.environ["CONFIG_SERVE_PROXY_HEADERS"] = "1"
+    Granian("config.serve:granian_application", factory=True, address=o.host, port=o.port, interface="asginl",
+            workers=o.workers, loop="uvloop", websockets=True, log_access=o.access_log, log_level="warning",
+            respawn_failed_workers=True, respawn_interval=0.5).serve()
+
+
+def daphne_args(o: Options) -> list[str]:
+    """daphne's command line for one process, with the limits from the settings."""
+    where = ["--fd", str(o.fd)] if o.fd is not None else ["-b", o.host, "-p", str(o.port)]
+    return ["--websocket-max-frame-size", str(setting("DAPHNE_WEBSOCKET_MAX_FRAME_SIZE")),
+            "--websocket-max-message-size", str(setting("DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE")), *where,
+            *(["--proxy-headers"] if o.proxy_headers else []),
+            "--access-log", "-" if o.access_log else os.devnull, o.application]
+
+
+def run_daphne(o: Options) -> None:
+    """One daphne process whose websocket factory fails connections with a close frame, not a dropped one."""
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
     from twisted.internet import reactor
@@ -49,25 +182,54 @@ def command_line():
     class LimitedCommandLine(CommandLineInterface):
         server_class = LimitedServer
 
-    return LimitedCommandLine()
+    LimitedCommandLine().run(daphne_args(o))
 
 
-def run(args: list[str]) -> None:
-    """Serve until stopped: ``args`` as daphne's command line, with the limits added."""
-    command_line().run(daphne_args(args))
+def run_daphne_workers(o: Options) -> None:
+    """daphne has no workers of its own: bind one socket here and keep N daphne processes adopting it."""
+    listener = socket.create_server((o.host, o.port), backlog=2048)
+    fd = listener.fileno()
+    command = [sys.executable, "-m", "config.serve", "--server", "daphne", "--fd", str(fd),
+               *(["--proxy-headers"] if o.proxy_headers else []), *(["--access-log"] if o.access_log else []),
+               o.application]
+    workers: list[subprocess.Popen] = []
+    stopping = False
+
+    def stop(signum, frame):
+        nonlocal stopping
+        stopping = True
+        for worker in workers:
+            worker.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    workers += [subprocess.Popen(command, pass_fds=[fd]) for _ in range(o.workers)]
+    while not stopping:
+        pid, _ = os.wait()
+        for i, worker in enumerate(workers):
+            if worker.pid == pid and not stopping:
+                worker.returncode = -1
+                workers[i] = subprocess.Popen(command, pass_fds=[fd])  # a crashed worker is replaced
+    for worker in workers:
+        worker.wait()
+
+
+def run(argv: list[str]) -> None:
+    """Serve until stopped (the demo command calls this through settings.ASGI_SERVE)."""
+    o = parse(argv)
+    load(o.application)  # settings and the application as the workers will load them; a bad path fails here
+    if o.server == "uvicorn":
+        run_uvicorn(o)
+    elif o.server == "granian":
+        run_granian(o)
+    elif o.workers > 1 and o.fd is None:
+        run_daphne_workers(o)
+    else:
+        run_daphne(o)
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    if "-h" in argv or "--help" in argv:
-        print(__doc__)
-        from daphne.cli import CommandLineInterface
-
-        CommandLineInterface().run(["--help"])
-        return
-    import config.asgi  # noqa: F401 - settings and the application, as the server will load them
-
-    run(argv)
+    run(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

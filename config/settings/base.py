@@ -27,7 +27,6 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -161,7 +160,7 @@ IN_PROCESS_WORKER = env_bool("IN_PROCESS_WORKER", not REDIS_URL)
 IN_PROCESS_GENERATE = "generation.services.candidates_generate"  # deliberation/inprocess.py
 BEST_OF_N_SCORER = "analysis.reward.best_of_n.member_utilities"  # generation/services.py
 CSV_QUERYSET_WRITER = "analysis.exports.write_queryset_csv"  # core/csv_export.py (the admin's CSV action)
-ASGI_SERVE = "config.serve.run"  # deliberation/management/commands/demo.py (daphne with the websocket limits)
+ASGI_SERVE = "config.serve.run"  # deliberation/management/commands/demo.py (the ASGI server with the websocket limits)
 # Hosts a study's OpenAI-compatible base URL may name (checked on the admin form and in the worker). The API key
 # is read from the variable a study names, which must be GENERATION_API_KEY or GENERATION_API_KEY_<SUFFIX>.
 GENERATION_ALLOWED_HOSTS = env_list("GENERATION_ALLOWED_HOSTS", "127.0.0.1,localhost")
@@ -183,7 +182,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 PRESENCE_TIMEOUT_SECONDS = 45
 
 # Websocket limits (docs/security.md). A frame larger than this is refused by the ASGI server before it is read
-# (close code 1009): config/serve.py passes it to daphne, and daphne's runserver reads the DAPHNE_* names below.
+# (close code 1009): config/serve.py passes it to every server it starts; daphne's runserver (development settings)
+# reads the DAPHNE_* names below.
 # deliberation/messages.py MAX_MESSAGE_BYTES (the same 64 KiB) stays as the consumer's second line.
 WEBSOCKET_MAX_MESSAGE_BYTES = int(os.environ.get("WEBSOCKET_MAX_MESSAGE_BYTES", str(64 * 1024)))
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WEBSOCKET_MAX_MESSAGE_BYTES

@@ -1,5 +1,5 @@
-"""The production-style stack for browser tests: daphne and a Celery worker (with beat) as real
-processes, on the test database and the machine's Redis."""
+"""The production-style stack for browser and fault tests: the ASGI server (config.serve, as production starts
+it) and a Celery worker (with beat) as real processes, on the test database and the machine's Redis."""
 from __future__ import annotations
 
 import os
@@ -28,14 +28,16 @@ def database_url(settings_dict: dict) -> str:
 
 
 class Stack:
-    """daphne (and optionally a Celery worker with beat) as subprocesses that a test may kill -9 and
-    start again: daphne comes back on the same port, so clients reconnect to the same URL."""
+    """The ASGI server ("asgi": config.serve's default server, ``workers`` processes on one port) and optionally a
+    Celery worker with beat, as subprocesses that a test may kill -9 and start again: the server comes back on the
+    same port, so clients reconnect to the same URL."""
 
     def __init__(self, db_url: str, redis_url: str, log_dir: Path, *, worker: bool = True,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, server: str | None = None, workers: int = 1):
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
         self.worker = worker
+        self.serve_options = [*(["--server", server] if server else []), "--workers", str(workers)]
         self.env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "DATABASE_URL": db_url,
                     "REDIS_URL": redis_url, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "PYTHONUNBUFFERED": "1", **(env or {})}
@@ -47,8 +49,9 @@ class Stack:
 
     def start(self, name: str) -> subprocess.Popen:
         args = {
-            # config.serve: daphne with the settings' websocket limits, as in production
-            "daphne": [sys.executable, "-m", "config.serve", "-b", "127.0.0.1", "-p", str(self.port)],
+            # config.serve: the ASGI server with the settings' websocket limits, as in production
+            "asgi": [sys.executable, "-m", "config.serve", *self.serve_options, "-b", "127.0.0.1",
+                     "-p", str(self.port)],
             "celery": [sys.executable, "-m", "celery", "-A", "config", "worker", "-B", "-Q", "celery,generation",
                        "--pool=solo", "--loglevel=INFO", "-s", str(self.log_dir / "celerybeat-schedule")],
         }[name]
@@ -57,7 +60,7 @@ class Stack:
         log = open(self.log_dir / f"{name}{suffix}.log", "w")
         self._logs.append(log)
         self.procs[name] = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        if name == "daphne":
+        if name == "asgi":
             wait_until_serving(self.base + "/", self.procs[name], Path(log.name), timeout=30)
         return self.procs[name]
 
@@ -71,7 +74,7 @@ class Stack:
         try:
             if self.worker:
                 self.start("celery")
-            self.start("daphne")
+            self.start("asgi")
         except BaseException:
             self.__exit__()
             raise
@@ -93,6 +96,6 @@ class Stack:
 
 @contextmanager
 def running_stack(db_url: str, redis_url: str, log_dir: Path, *, worker: bool = True):
-    """Yield the base URL of a daphne server (and run a Celery worker + beat beside it)."""
+    """Yield the base URL of the ASGI server (and run a Celery worker + beat beside it)."""
     with Stack(db_url, redis_url, log_dir, worker=worker) as stack:
         yield stack.base

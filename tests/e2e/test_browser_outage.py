@@ -1,5 +1,5 @@
-"""Nothing typed is lost in the browser (issue 15 item 6), in real headless Chromium against daphne and a Celery
-worker: the server is killed (-9) in the middle of submissions and started again on the same port.
+"""Nothing typed is lost in the browser (issue 15 item 6), in real headless Chromium against the ASGI server and a
+Celery worker: the server is killed (-9) in the middle of submissions and started again on the same port.
 
 Four members of one group, each covering one way text was lost before:
 - A's opinion is stored, but the ack never reaches the page (dropped on its way, then the server dies): after the
@@ -118,7 +118,7 @@ def test_killed_server_mid_submit_nothing_lost_nothing_doubled_and_the_group_goe
             assert stored["outbox"]["submit"]["message"] == {"type": "submit_opinion", "text": TEXTS["C"], "ref": ref_c}
             assert c.input_value("#opinion-text") == TEXTS["C"]
             wait_for(c, lambda: lock_waiters(db_url) >= 2, 30, "the reloaded page's copy to wait behind the first")
-            stack.kill("daphne")
+            stack.kill("asgi")
             blocker.rollback()
         assert not Opinion.objects.filter(participant=people["C"]).exists()  # the killed transaction left nothing
 
@@ -133,7 +133,7 @@ def test_killed_server_mid_submit_nothing_lost_nothing_doubled_and_the_group_goe
         assert d.is_enabled("#opinion-submit")
         assert not Draft.objects.filter(participant=people["B"], payload__text=TEXTS["B"]).exists()
 
-        stack.start("daphne")  # same port; the pages reconnect by themselves
+        stack.start("asgi")  # same port; the pages reconnect by themselves
 
         wait_for(b, lambda: Draft.objects.filter(participant=people["B"], payload__text=TEXTS["B"]).exists(), 60,
                  "B's draft typed while disconnected to reach the server")

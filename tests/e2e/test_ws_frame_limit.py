@@ -1,7 +1,8 @@
-"""The ASGI server's own frame limit, against a real daphne started the way production starts it (config.serve):
-a frame over WEBSOCKET_MAX_MESSAGE_BYTES is refused from its header (close 1009) before its payload is read, and
-the consumer never sees it; a frame under the limit still reaches the consumer, whose own MAX_MESSAGE_BYTES check
-stays as the second line."""
+"""The ASGI server's own message limit, against each server config.serve can start, started the way production
+starts it: a frame over WEBSOCKET_MAX_MESSAGE_BYTES gets close 1009 and the consumer never sees it (uvicorn and
+daphne refuse it from its header, before its payload is read; granian reads it first, then config.serve's
+MessageLimit closes the socket); a frame under the limit still reaches the consumer, whose own MAX_MESSAGE_BYTES
+check stays as the second line."""
 from __future__ import annotations
 
 import json
@@ -36,12 +37,13 @@ def masked(data: bytes, mask: bytes) -> bytes:
     return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-def test_daphne_refuses_an_oversized_frame_from_its_header_before_the_consumer_reads_it(tmp_path):
+@pytest.mark.parametrize("server", ["uvicorn", "granian", "daphne"])
+def test_the_server_closes_an_oversized_message_with_1009_before_the_consumer_reads_it(tmp_path, server):
     limit = settings.WEBSOCKET_MAX_MESSAGE_BYTES
     assert limit == 64 * 1024  # the default the consumer's MAX_MESSAGE_BYTES matches
     study = make_study(slug="frames", min_group_size=3, max_group_size=3)
     participant = participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": "f-1"}))
-    stack = Stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path, worker=False)
+    stack = Stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path, worker=False, server=server)
     with stack:
         url = f"ws://127.0.0.1:{stack.port}/ws/p/{participant.token}/"
         origin = f"http://127.0.0.1:{stack.port}"
@@ -53,13 +55,14 @@ def test_daphne_refuses_an_oversized_frame_from_its_header_before_the_consumer_r
             reply = json.loads(ws.recv(timeout=10))
             assert reply["type"] == "error" and reply["ref"] == "big" and reply["code"] == "invalid"
 
-        # Over the limit (well under daphne's 1 MiB default): only the header and 1 KiB of the payload are sent.
-        # The server must close with 1009 at once, without waiting for (reading) the rest, and without a reply
-        # from the consumer (which would answer "too_large" and keep the socket open).
+        # Over the limit: uvicorn and daphne must close with 1009 at once from the header, so only the header and
+        # 1 KiB of the payload are sent; granian gets the whole frame. Either way without a reply from the
+        # consumer (which would answer "too_large" and keep the socket open).
         with connect(url, origin=origin, max_size=2 ** 22) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
             header, mask = client_frame_header(4 * limit)
-            ws.socket.sendall(header + masked(b'{"type": "draft", "text": "' + b"x" * 1000, mask))
+            payload = b'{"type": "draft", "text": "' + b"x" * (1000 if server != "granian" else 4 * limit - 27)
+            ws.socket.sendall(header + masked(payload, mask))
             with pytest.raises(ConnectionClosed) as closed:
                 got = ws.recv(timeout=10)
                 pytest.fail(f"the consumer answered an oversized frame: {got[:200]}")
@@ -70,30 +73,44 @@ def test_daphne_refuses_an_oversized_frame_from_its_header_before_the_consumer_r
             assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
             ws.send(json.dumps({"type": "ping", "version": "stale", "ref": "p"}))
             assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
-    log = (tmp_path / "daphne.log").read_text()
+    log = (tmp_path / "asgi.log").read_text()
     assert "Traceback" not in log and "too_large" not in log
 
 
-def test_every_place_that_starts_daphne_goes_through_config_serve():
-    """One setting, one launcher: the Docker image, compose, the demo, the browser-test stack and the benchmark."""
+def test_every_place_that_starts_the_server_goes_through_config_serve():
+    """One setting, one launcher: the Docker image, compose, the demo, the browser-test stack and the benchmarks."""
     from pathlib import Path
 
-    from config.serve import daphne_args
+    from config.serve import APPLICATION, DEFAULT_SERVER, daphne_args, parse
 
     root = Path(__file__).resolve().parents[2]
     assert '"-m", "config.serve"' in (root / "docker/Dockerfile").read_text()
     assert "python -m config.serve" in (root / "docker/compose.yml").read_text()
     for path in ("docker/Dockerfile", "docker/compose.yml", "tests/e2e/stack.py", "scripts/demo",
-                 "deliberation/management/commands/demo.py", "benchmarks/load.py"):
+                 "deliberation/management/commands/demo.py", "benchmarks/load.py", "benchmarks/servers.py"):
         text = (root / path).read_text()
-        assert "daphne -b" not in text and '"-m", "daphne"' not in text, path
-    assert "from config.serve import run" in (root / "benchmarks/load.py").read_text()
+        for direct in ("daphne -b", '"-m", "daphne"', "uvicorn ", '"-m", "uvicorn"', "granian ", '"-m", "granian"'):
+            assert direct not in text, (path, direct)
+    assert "config.serve" in (root / "benchmarks/servers.py").read_text()
     # The demo command (deliberation, below config) names the launcher in settings instead of importing it.
     assert "import_string(settings.ASGI_SERVE)" in (root / "deliberation/management/commands/demo.py").read_text()
     assert settings.ASGI_SERVE == "config.serve.run"
-    args = daphne_args(["-b", "127.0.0.1", "-p", "8000"])
+
+    options = parse(["-b", "0.0.0.0", "-p", "8000"])
+    assert (options.server, options.workers, options.application) == (DEFAULT_SERVER, 1, APPLICATION)
+    args = daphne_args(parse(["--server", "daphne", "-p", "8000"]))
     assert args[args.index("--websocket-max-frame-size") + 1] == str(settings.WEBSOCKET_MAX_MESSAGE_BYTES)
-    assert args[-1] == "config.asgi:application"
-    assert daphne_args(["-p", "1", "benchmarks.raw_consumer:application"])[-1] == "benchmarks.raw_consumer:application"
-    with pytest.raises(SystemExit):
-        daphne_args(["--websocket-max-frame-size", "999999999"])
+    assert args[-1] == APPLICATION
+    raw = "benchmarks.raw_consumer:application"
+    assert parse(["-p", "1", raw]).application == raw
+
+
+@pytest.mark.parametrize("argv", [["--workers", "0"], ["--server", "hypercorn"], ["-p", "eighty"],
+                                  ["not an application"], ["--websocket-max-frame-size", "999999999"]])
+def test_bad_options_are_refused_with_a_usage_message(argv, capsys):
+    from config.serve import parse
+
+    with pytest.raises(SystemExit) as refused:
+        parse(argv)
+    assert refused.value.code == 2
+    assert "usage: python -m config.serve" in capsys.readouterr().err

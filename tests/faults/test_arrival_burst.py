@@ -26,7 +26,7 @@ ARRIVALS = 150
 POOL_SIZE = 40  # config/asgi.py's default
 
 
-APP_NAME = "arrival-burst-daphne"  # daphne's sessions carry it (libpq's PGAPPNAME), so only they are counted
+APP_NAME = "arrival-burst-asgi"  # the ASGI server's sessions carry it (libpq's PGAPPNAME), so only they are counted
 
 
 def server_connections(cursor) -> int:
@@ -63,7 +63,7 @@ def test_a_burst_of_arrivals_all_join_within_the_connection_pool(tmp_path):
     with Stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path, worker=False,
                env={"PGAPPNAME": APP_NAME}) as stack:
         with connection.cursor() as cursor:
-            baseline = server_connections(cursor)  # daphne's idle pool
+            baseline = server_connections(cursor)  # the ASGI server's idle pool
         peak, stop = [baseline], threading.Event()
 
         def watch() -> None:
@@ -84,7 +84,7 @@ def test_a_burst_of_arrivals_all_join_within_the_connection_pool(tmp_path):
             stop.set()
             watcher.join(timeout=10)
         seconds = time.monotonic() - started
-        log = (tmp_path / "daphne.log").read_text()
+        log = (tmp_path / "asgi.log").read_text()
 
     failed = [(i, r) for i, r in enumerate(results) if r != (200, 200)]
     assert not failed, (failed[:10], log[-3000:])
@@ -93,7 +93,7 @@ def test_a_burst_of_arrivals_all_join_within_the_connection_pool(tmp_path):
     assert participants.count() == ARRIVALS
     assert set(participants.values_list("recruitment_id", flat=True)) == {f"burst{i:04d}" for i in range(ARRIVALS)}
     assert not participants.filter(consented_at__isnull=True).exists()
-    assert max(peak) > 0, "no session of daphne's was counted (PGAPPNAME not applied?)"
+    assert max(peak) > 0, "no session of the ASGI server's was counted (PGAPPNAME not applied?)"
     assert max(peak) <= POOL_SIZE, f"the server held {max(peak)} connections at once (pool: {POOL_SIZE})"
     print(f"\n{ARRIVALS} arrivals joined and consented in {seconds:.1f} s; the server held at most {max(peak)} "
           f"PostgreSQL connections (pool {POOL_SIZE}, {len(peak)} samples); 0 errors")

@@ -100,11 +100,12 @@ class Command(BaseCommand):
                                        "-s", str(schedule)])
             self.stdout.write(f"Celery worker + beat started (pid {worker.pid}).")
         self.stdout.write(f"Serving on http://{host}:{port}/ — press Ctrl+C to stop.")
-        # daphne with the websocket limits from the settings, as in production (config.serve.run): config sits
-        # above every app (docs/architecture.md), so the launcher is named in settings, not imported.
+        # The ASGI server with the websocket limits from the settings, as in production (config.serve.run), in one
+        # process (the in-memory channel layer of the embedded demo cannot span two): config sits above every app
+        # (docs/architecture.md), so the launcher is named in settings, not imported.
         serve = import_string(settings.ASGI_SERVE)
         try:
-            serve(["-b", host, "-p", str(port), "--access-log", os.devnull])
+            serve(["-b", host, "-p", str(port), "--workers", "1"])
         finally:
             if worker is not None:
                 worker.send_signal(signal.SIGTERM)

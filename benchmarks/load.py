@@ -11,12 +11,12 @@ sends; ``bot`` is the old fast pace (0.3-1 s per step, one draft), a stress figu
 and process count is followed by a raw-consumer run at the same N, processes and pace whose pushes per group per
 second are the ones the production bots received (``push_period_s``), so the two rows compare like with like.
 
-Stack per run (``benchmarks/stack.py`` starts and measures it): daphne (1 or 2 processes on two ports; bots split
-their connections round-robin), the Redis channel layer (production settings: capacity 1000), PostgreSQL (a fresh
-benchmark database, dropped at the end) and a Celery worker with beat (the deadline sweeper) running the
-``recorded`` generation backend, i.e. real SmolLM2 statements replayed, so generation time is not what is
-measured. Bots are ``bots.client.Bot`` (the browser protocol), in 1-2 processes of their own; their CPU is
-measured too (per message they send or receive).
+Stack per run (``benchmarks/stack.py`` starts and measures it): ``python -m config.serve --server S --workers
+PROCS`` (uvicorn by default; 1 or 2 worker processes on ONE port, so the bots use one address), the Redis
+channel layer (production settings: capacity 1000), PostgreSQL (a fresh benchmark database, dropped at the end)
+and a Celery worker with beat (the deadline sweeper) running the ``recorded`` generation backend, i.e. real SmolLM2
+statements replayed, so generation time is not what is measured. Bots are ``bots.client.Bot`` (the browser
+protocol), in 1-2 processes of their own; their CPU is measured too (per message they send or receive).
 
 Measured:
 - latency from a phase change (``phase_started_at``, the server's clock; same machine) to the arrival of the
@@ -24,8 +24,8 @@ Measured:
 - pushes detected as missed: a ping whose version was stale, answered with a snapshot (the snapshot protocol's
   repair); ``--drop-share`` makes bots ignore that share of pushes on purpose, to prove the repair;
 - messages/s received by the bots, errors (error replies, bot failures), reconnects;
-- database queries per participant action: every SQL statement the server processes (daphne and the Celery
-  worker) executed, counted by a Django ``execute_wrapper`` installed in those processes, divided by the
+- database queries per participant action: every SQL statement the server processes (the ASGI workers and the
+  Celery worker) executed, counted by a Django ``execute_wrapper`` installed in those processes, divided by the
   bots' actions (drafts + submissions + pings) -- snapshots fanned out per push, the sweeper and generation
   included, because they are what an action costs;
 - server CPU seconds and RSS growth per connection (psutil, sampled every second);
@@ -65,6 +65,7 @@ from stack import (  # noqa: E402 (the process manager: servers, bot processes, 
     QUERY_KEY,
     Sampler,
     Stack,
+    asgi_server,
     create_database,
     drop_database,
     over_capacity_lines,
@@ -77,12 +78,13 @@ from stack import (  # noqa: E402 (the process manager: servers, bot processes, 
 )
 
 from tests.e2e.stack import free_port  # noqa: E402
-from tests.waiting import wait_port  # noqa: E402 (the shared wait-for-server loop)
 
 __all__ = ["raise_fd_limit"]  # tests/test_load_smoke.py uses it from here
 
 RESULTS = ROOT / "benchmarks" / "results"
-SCRIPT = Path(__file__).resolve()
+SCRIPT = Path(__file__).resolve()  # the bot and publisher processes run this file (``_bots``, ``_push``)
+COUNTED_APPLICATION = "benchmarks.counted_asgi:application"  # config.asgi with its SQL statements counted
+RAW_APPLICATION = "benchmarks.raw_consumer:application"
 GROUP_SIZE = 5
 TARGET_P99_MS = 100.0
 
@@ -108,6 +110,13 @@ PACES = {
     "bot": Pace(think=(0.3, 1.0), ping_seconds=15.0, typing_pauses=(1, 1), draft_on_submit=False,
                 phase_seconds=30, timeout=75.0, raw_seconds=15.0, ladder=(100, 500)),
 }
+
+
+def default_server() -> str:
+    """config.serve's default ASGI server (imported late: the config package wants a settings module chosen)."""
+    from config.serve import DEFAULT_SERVER
+
+    return DEFAULT_SERVER
 
 
 # --- measures -----------------------------------------------------------------------------------
@@ -213,24 +222,26 @@ async def _run_protocol_bots(spec: dict) -> dict:
                        typing_pauses=tuple(spec["typing_pauses"]), draft_on_submit=spec["draft_on_submit"],
                        progress=False, rating_policy="random", seed=spec["seed"])
     source = opinion_source("question")
-    limits = httpx.Limits(max_connections=64)
     bots = []
 
-    async def one(order: int, index: int):
+    async def join(_client):  # participants were created and consented by the benchmark
+        return None
+
+    async def one(order: int, index: int, client):
         await asyncio.sleep(spec["start_at"] - time.time() + order * spec["stagger"])
         rng = random.Random(f"{spec['seed']}:{index}")
         bot_config = BotConfig(**{**config.__dict__, "server": spec["servers"][index % len(spec["servers"])]})
         bot = TimedBot(index, bot_config, source, rng, spec["run_id"], drop_share=spec["drop_share"])
         bot.result.token = spec["tokens"][str(index)]
+        bot.join = join
         bots.append(bot)
-        async with httpx.AsyncClient(timeout=30, trust_env=False, limits=limits) as client:
-            async def join(_client):  # participants were created and consented by the benchmark
-                return None
-            bot.join = join
-            await bot.run(client)
+        await bot.run(client)
         return bot
 
-    await asyncio.gather(*(one(order, index) for order, index in enumerate(spec["indices"])))
+    # One HTTP client for the process: the bots skip the join (no cookies to keep) and only read their completion
+    # page; a client per bot cost ~40 ms of CPU each just to load the CA bundle into its TLS context.
+    async with httpx.AsyncClient(timeout=30, trust_env=False, limits=httpx.Limits(max_connections=64)) as client:
+        await asyncio.gather(*(one(order, index, client) for order, index in enumerate(spec["indices"])))
     return {"bots": [{"index": b.index, "token": b.result.token, "status": b.result.status,
                       "failure": b.result.failure, "reconnects": b.result.reconnects,
                       "errors": dict(b.result.error_codes), "received": b.received, "pushes": b.pushes,
@@ -400,11 +411,13 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
                    think: tuple[float, float] | None = None, ping_seconds: float | None = None,
                    phase_seconds: int | None = None, critique_round: bool = True, timeout: float | None = None,
                    drop_share: float = 0.0, bot_procs: int | None = None, ramp_seconds: float | None = None,
-                   profile_dir: Path | None = None) -> dict:
-    """N protocol bots through a whole deliberation on daphne x ``procs``; Django must already point at ``db_url``.
+                   profile_dir: Path | None = None, server: str | None = None) -> dict:
+    """N protocol bots through a whole deliberation on ``server`` with ``procs`` worker processes on one port;
+    Django must already point at ``db_url``.
     ``pace`` (``PACES``) sets the bots' think times, pings, drafts, deadlines and time limit; the keyword
     arguments override single values (the tests run a toy deliberation in seconds)."""
     speed = PACES[pace]
+    server = server or default_server()
     think = tuple(think or speed.think)
     ping_seconds = ping_seconds or speed.ping_seconds
     phase_seconds = phase_seconds or speed.phase_seconds
@@ -420,24 +433,17 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     ramp = ramp_seconds if ramp_seconds is not None else min(20.0, max(2.0, n / 100))
     env = server_env(db_url, redis_url)
     with Stack(work / f"prod-{pace}-{n}x{procs}", env, SCRIPT) as stack:
-        ports, daphnes = [], []
-        for i in range(procs):
-            port = free_port()
-            ports.append(port)
-            daphnes.append(stack.start(f"daphne-{i}", ["_serve", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                                       "config.asgi:application"]))
+        port = free_port()
         celery = stack.start("celery", ["_serve", "celery", "-B", "-Q", "celery,generation", "--pool=solo",
                                         "--loglevel=INFO", "-s", str(stack.log_dir / "celerybeat-schedule")])
-        for i, (port, proc) in enumerate(zip(ports, daphnes)):
-            wait_port(port, proc, stack.log_dir / f"daphne-{i}.log")
-        time.sleep(1.0)
-        sampler = Sampler({"daphne": [p.pid for p in daphnes], "celery": [celery.pid]})
-        idle_rss = sampler.rss("daphne")
+        asgi = asgi_server(stack, "asgi", server=server, workers=procs, port=port, application=COUNTED_APPLICATION)
+        sampler = Sampler({"asgi": [asgi.pid], "celery": [celery.pid]})
+        idle_rss = sampler.rss("asgi")
         queries0 = read_query_count(redis_url)
-        cpu0 = {"daphne": sampler.cpu("daphne"), "celery": sampler.cpu("celery")}
+        cpu0 = {"asgi": sampler.cpu("asgi"), "celery": sampler.cpu("celery")}
         sampler.start()
         t0 = time.time()
-        spec = {"servers": [f"http://127.0.0.1:{p}" for p in ports], "study": slug, "think": list(think),
+        spec = {"servers": [f"http://127.0.0.1:{port}"], "study": slug, "think": list(think),
                 "ping_seconds": ping_seconds, "timeout": timeout, "seed": 7, "run_id": slug,
                 "tokens": {str(k): v for k, v in tokens.items()}, "start_at": t0 + 1.0, "stagger": ramp / n,
                 "drop_share": drop_share, "typing_pauses": list(speed.typing_pauses),
@@ -449,14 +455,14 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         sampler.close()
         cpu = {role: round(sampler.cpu(role) - cpu0[role], 2) for role in cpu0}
         queries = read_query_count(redis_url) - queries0
-        peak_rss = sampler.peak_rss["daphne"]
+        peak_rss = sampler.peak_rss["asgi"]
         results = []
         for proc, out in bots:
             if proc.returncode != 0 or not out.exists():
                 raise RuntimeError(f"bot process failed ({proc.returncode}):\n{stack.log_text('prod-bots')[-3000:]}")
             results.extend(json.loads(out.read_text())["bots"])
-        daphne_log = stack.log_text("daphne")
-        server_errors = sum(1 for line in daphne_log.splitlines() if " ERROR " in line)
+        server_log = stack.log_text("asgi")
+        server_errors = sum(1 for line in server_log.splitlines() if " ERROR " in line or "Traceback" in line)
     state = verify_state(study, results)
     latencies = [x for b in results for x in b["latencies"]]
     repair = [x for b in results for x in b["repair_latencies"]]
@@ -467,7 +473,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     timed_out = sum(1 for b in results if (b["failure"] or "").startswith("TimeoutError"))
     errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
     return {
-        "stack": "production", "pace": pace, "n": n, "procs": procs, "bot_processes": bot_procs,
+        "stack": "production", "pace": pace, "server": server, "n": n, "procs": procs, "bot_processes": bot_procs,
         "groups": n // GROUP_SIZE,
         "setup_s": round(setup_s, 1), "seconds": round(elapsed, 1), "ramp_s": ramp, "think_s": list(think),
         "ping_s": ping_seconds, "phase_s": phase_seconds,
@@ -483,13 +489,13 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "missed_pushes_repaired": sum(b["repaired"] for b in results),
         "stale_pings_answered_with_snapshot": sum(b["stale_pings"] for b in results),
         "pushes_dropped_on_purpose": sum(b["dropped_on_purpose"] for b in results),
-        "channel_over_capacity_log_lines": over_capacity_lines(daphne_log),
+        "channel_over_capacity_log_lines": over_capacity_lines(server_log),
         "db_queries": queries, "participant_actions": actions,
         "db_queries_per_action": round(queries / actions, 2) if actions else None,
         "server_cpu_s": cpu, "bots_cpu_s": round(bots_cpu, 2),
         "bots_cpu_ms_per_message": round(1000 * bots_cpu / (received + sent), 3) if received + sent else None,
-        "server_cpu_ms_per_connection": round(1000 * (cpu["daphne"] + cpu["celery"]) / n, 1),
-        "daphne_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "daphne_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
+        "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
+        "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
         "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
         "state": state,
     }
@@ -506,26 +512,25 @@ def _merge_counts(dicts) -> dict:
 
 # --- one ceiling run ----------------------------------------------------------------------------
 def run_raw(n: int, procs: int, *, redis_url: str, work: Path, duration: float = 20.0, period: float = 2.0,
-            bot_procs: int | None = None, pace: str = "bot", period_source: str = "given") -> dict:
-    """The raw consumer at N sockets on daphne x ``procs``: one group_send per group every ``period`` seconds."""
+            bot_procs: int | None = None, pace: str = "bot", period_source: str = "given",
+            server: str | None = None) -> dict:
+    """The raw consumer at N sockets on ``server`` with ``procs`` workers on one port: one group_send per group
+    every ``period`` seconds."""
+    server = server or default_server()
     bot_procs = bot_procs or (1 if n <= 200 else 2)
     ramp = min(10.0, max(1.0, n / 200))
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
+    # config.serve wants a settings choice; the raw consumer configures its own.
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", "DELIBERATION_DEV": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
     with Stack(work / f"raw-{pace}-{n}x{procs}", env, SCRIPT) as stack:
-        ports, daphnes = [], []
-        for i in range(procs):
-            port = free_port()
-            ports.append(port)
-            daphnes.append(stack.start(f"daphne-{i}", ["_serve", "raw", "-b", "127.0.0.1", "-p", str(port),
-                                                       "benchmarks.raw_consumer:application"]))
-        for i, (port, proc) in enumerate(zip(ports, daphnes)):
-            wait_port(port, proc, stack.log_dir / f"daphne-{i}.log")
-        sampler = Sampler({"daphne": [p.pid for p in daphnes]})
-        idle_rss = sampler.rss("daphne")
+        port = free_port()
+        asgi = asgi_server(stack, "asgi", server=server, workers=procs, port=port, application=RAW_APPLICATION)
+        sampler = Sampler({"asgi": [asgi.pid]})
+        idle_rss = sampler.rss("asgi")
         t0 = time.time()
         start_at, measure_from = t0 + 1.0, t0 + 1.0 + ramp + 2.0
         stop_at = measure_from + duration
-        base = {"servers": [f"http://127.0.0.1:{p}" for p in ports], "start_at": start_at, "stagger": ramp / n,
+        base = {"servers": [f"http://127.0.0.1:{port}"], "start_at": start_at, "stagger": ramp / n,
                 "measure_from": measure_from, "stop_at": stop_at}
         push_spec = stack.log_dir / "push.spec.json"
         push_spec.write_text(json.dumps({"redis_url": redis_url, "groups": n // GROUP_SIZE, "period": period,
@@ -534,36 +539,37 @@ def run_raw(n: int, procs: int, *, redis_url: str, work: Path, duration: float =
         bots = run_bot_processes(stack, "raw", n, bot_procs, base, stack.log_dir)
         pusher = stack.start("pusher", ["_push", str(push_spec)])
         time.sleep(max(0.0, measure_from - time.time()))
-        cpu0 = sampler.cpu("daphne")
+        cpu0 = sampler.cpu("asgi")
         sampler.start()
         bots_sampler = Sampler({"bots": [p.pid for p, _ in bots]})
         bot_cpu0 = bots_sampler.cpu("bots")  # the ramp's connects are not what the pushes cost
         bots_cpu = wait_for_bots(bots, kill_at=stop_at + 60) - bot_cpu0
         pusher.wait(timeout=60)
         sampler.close()
-        cpu = round(sampler.cpu("daphne") - cpu0, 2)
+        cpu = round(sampler.cpu("asgi") - cpu0, 2)
         results = []
         for proc, out in bots:
             if proc.returncode != 0 or not out.exists():
                 raise RuntimeError(f"raw bot process failed:\n{stack.log_text('raw-bots')[-3000:]}")
             results.append(json.loads(out.read_text()))
-        log = stack.log_text("daphne")
+        log = stack.log_text("asgi")
     latencies = [x for r in results for x in r["latencies"]]
     received = sum(r["received"] for r in results)
     lost = sum(r["lost"] for r in results)
     return {
-        "stack": "raw", "pace": pace, "n": n, "procs": procs, "bot_processes": bot_procs, "groups": n // GROUP_SIZE,
+        "stack": "raw", "pace": pace, "server": server, "n": n, "procs": procs, "bot_processes": bot_procs,
+        "groups": n // GROUP_SIZE,
         "seconds": duration, "push_period_s": period, "push_period_source": period_source,
         "latency": latency_summary(latencies),
         "messages_received": received, "messages_per_s": round(len(latencies) / duration, 1),
         "errors": sum(r["errors"] for r in results), "connected": sum(r["connected"] for r in results),
         "lost_messages": lost, "channel_over_capacity_log_lines": over_capacity_lines(log),
-        "server_cpu_s": {"daphne": cpu}, "bots_cpu_s": round(bots_cpu, 2),
+        "server_cpu_s": {"asgi": cpu}, "bots_cpu_s": round(bots_cpu, 2),
         "bots_cpu_ms_per_message": round(1000 * bots_cpu / received, 3) if received else None,
         "server_cpu_ms_per_connection": round(1000 * cpu / n, 1),
-        "daphne_rss_idle_mb": round(idle_rss / 2 ** 20, 1),
-        "daphne_rss_peak_mb": round(sampler.peak_rss["daphne"] / 2 ** 20, 1),
-        "rss_kb_per_connection": round((sampler.peak_rss["daphne"] - idle_rss) / 1024 / n, 1),
+        "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1),
+        "asgi_rss_peak_mb": round(sampler.peak_rss["asgi"] / 2 ** 20, 1),
+        "rss_kb_per_connection": round((sampler.peak_rss["asgi"] - idle_rss) / 1024 / n, 1),
         "state": {"lost_state": lost},
     }
 
@@ -630,16 +636,17 @@ def markdown(report: dict) -> str:
     def verdict(v):
         return "not measured" if v is None else "met" if v else "not met"
 
-    lines = ["| pace | stack | procs | N | p50 ms | p95 ms | p99 ms | push period s | msg/s | errors | reconnects | "
-             "stale pings → snapshot | unfinished groups | lost | DB queries/action | server CPU s (daphne+celery) | "
-             "bots CPU s | bots CPU ms/msg | RSS KB/conn |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| pace | server | stack | procs | N | p50 ms | p95 ms | p99 ms | push period s | msg/s | errors | "
+             "reconnects | stale pings → snapshot | unfinished groups | lost | DB queries/action | "
+             "server CPU s (ASGI+celery) | bots CPU s | bots CPU ms/msg | RSS KB/conn |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(report["runs"], key=lambda r: (r.get("pace", "bot"), r["stack"] != "production", r["procs"],
                                                    r["n"])):
         lat = r["latency"]
         cpu = r["server_cpu_s"]
         lines.append(
-            f"| {r.get('pace', 'bot')} | {r['stack']} | {r['procs']} | {r['n']} | {fmt(lat['p50_ms'])} | "
+            f"| {r.get('pace', 'bot')} | {r.get('server', 'daphne')} | {r['stack']} | {r['procs']} | {r['n']} | "
+            f"{fmt(lat['p50_ms'])} | "
             f"{fmt(lat['p95_ms'])} | {fmt(lat['p99_ms'])} | {fmt(r.get('push_period_s'))} | {r['messages_per_s']} | "
             f"{r['errors']} | {fmt(r.get('reconnects'))} | {fmt(r.get('stale_pings_answered_with_snapshot'))} | "
             f"{fmt(r['state'].get('unfinished_groups'))} | {r['state']['lost_state']} | "
@@ -668,6 +675,9 @@ def markdown(report: dict) -> str:
 
 # --- the sweep ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")  # what the benchmark serves
+    from config.serve import DEFAULT_SERVER, SERVERS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pace", default="human",
@@ -675,7 +685,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", default=None,
                         help="Bot counts (groups of 5), comma-separated. Default: the pace's ladder (human: "
                              "500,1000,2000; bot: 100,500).")
-    parser.add_argument("--procs", default="1,2", help="ASGI (daphne) process counts, comma-separated.")
+    parser.add_argument("--procs", default="1,2",
+                        help="ASGI worker process counts, comma-separated (config.serve --workers: one port).")
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                        help=f"ASGI server (python -m config.serve --server; default {DEFAULT_SERVER}).")
     parser.add_argument("--quick", action="store_true", help="N = 100 and 500 only.")
     parser.add_argument("--duration", type=float, default=None,
                         help="Measured seconds of each raw-consumer run (default: the pace's, human 60, bot 15).")
@@ -744,7 +757,8 @@ def main(argv: list[str] | None = None) -> None:
             bar.set_postfix_str(f"{pace} production N={n} procs={procs}")
             prod = run_production(n, procs, db_url=db_url, redis_url=args.redis_url, work=work, pace=pace,
                                   phase_seconds=args.phase_seconds, critique_round=not args.no_critique,
-                                  timeout=args.timeout, drop_share=args.drop_share, profile_dir=args.profile_bots)
+                                  timeout=args.timeout, drop_share=args.drop_share, profile_dir=args.profile_bots,
+                                  server=args.server)
             runs.append(prod)
             bar.update(1)
             done = [prod]
@@ -754,7 +768,8 @@ def main(argv: list[str] | None = None) -> None:
                 period, source = (prod["push_period_s"], "production run") if prod["push_period_s"] else \
                     (sum(speed.think) / 2 / (GROUP_SIZE + 1), "estimate: one push per submission and phase change")
                 done.append(run_raw(n, procs, redis_url=args.redis_url, work=work, pace=pace, period=period,
-                                    period_source=source, duration=args.duration or speed.raw_seconds))
+                                    period_source=source, duration=args.duration or speed.raw_seconds,
+                                    server=args.server))
                 runs.append(done[-1])
                 bar.update(1)
             partial = Path(args.out).with_suffix(".partial.json")  # survives an interrupted sweep
@@ -776,11 +791,11 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "fd_limit": fd_limit,
                     "note": "shared 2-core machine; other work ran beside the benchmark"},
         "setup": {"group_size": GROUP_SIZE, "generation_backend": "recorded (real SmolLM2 statements replayed)",
-                  "asgi": "daphne; 2 processes = two ports, bots split connections round-robin",
+                  "asgi": f"{args.server} via python -m config.serve --workers PROCS: one port, one address",
                   "channel_layer": "channels-redis, production settings (capacity 1000)",
                   "celery": "1 solo worker with beat (deadline sweeper every 2 s)",
                   "latency": "server phase_started_at -> snapshot arrival at each member (push arrivals only)",
-                  "db_queries": "SQL statements counted by a Django execute_wrapper in daphne and the worker, "
+                  "db_queries": "SQL statements counted by a Django execute_wrapper in the ASGI workers and Celery, "
                                 "divided by bot actions (drafts, submissions, pings)",
                   "paces": {p: PACES[p]._asdict() for p in paces},
                   "raw": "benchmarks/raw_consumer.py, one group_send per group every push_period_s (the period the "

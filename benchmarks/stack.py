@@ -1,11 +1,12 @@
 """Process manager for the load benchmarks: the servers, workers and bot processes of one run, their logs, CPU and
 memory, and the SQL statements they execute.
 
-    python benchmarks/stack.py _serve daphne -b 127.0.0.1 -p 8001 config.asgi:application   # one role (internal)
+    python benchmarks/stack.py _serve celery -Q celery,generation --pool=solo   # one role (internal)
 
-``Stack`` starts child processes (``python SCRIPT ROLE ...``) with a log each and stops them in reverse order;
-``Sampler`` samples their CPU seconds and RSS; ``serve`` runs one server role (``daphne``: ``config.serve`` with a
-query counter, ``raw``: plain daphne for the raw consumer, ``celery``: a worker with a query counter);
+``Stack`` starts child processes (``python SCRIPT ROLE ...``, or ``python -m config.serve ...`` for the ASGI
+servers: ``asgi_server``) with a log each and stops them in reverse order; ``Sampler`` samples the CPU seconds and
+RSS of their process trees (a server's workers included); ``serve`` runs the ``celery`` role (a worker with a
+query counter; the ASGI workers count theirs in ``benchmarks/counted_asgi.py``);
 ``run_bot_processes`` starts a benchmark's bot processes from spec files and ``wait_for_bots`` waits for them,
 measuring their CPU. ``create_database``/``drop_database`` give each benchmark a fresh PostgreSQL database.
 """
@@ -83,16 +84,7 @@ def install_query_counter(redis_url: str, name: str) -> None:
 
 def serve(role: str, args: list[str]) -> None:
     raise_fd_limit()
-    if role == "daphne":
-        install_query_counter(os.environ["REDIS_URL"], "daphne")
-        from config.serve import run  # daphne with the production websocket limits
-
-        run(args)
-    elif role == "raw":
-        from daphne.cli import CommandLineInterface
-
-        CommandLineInterface().run(args)
-    elif role == "celery":
+    if role == "celery":
         install_query_counter(os.environ["REDIS_URL"], "celery")
         from config.celery_app import app
 
@@ -116,14 +108,24 @@ class Sampler:
     def __init__(self, procs: dict[str, list[int]]):
         import psutil
 
-        self.handles = {role: [psutil.Process(pid) for pid in pids] for role, pids in procs.items()}
+        self.roots = {role: [psutil.Process(pid) for pid in pids] for role, pids in procs.items()}
         self.peak_rss: dict[str, int] = {role: 0 for role in procs}
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
 
+    def tree(self, role: str) -> list:
+        """The role's processes and their children (a server's workers), as they are now."""
+        found = []
+        for root in self.roots.get(role, []):
+            try:
+                found += [root, *root.children(recursive=True)]
+            except Exception:  # noqa: BLE001 - an exited process has no children
+                pass
+        return found
+
     def rss(self, role: str) -> int:
         total = 0
-        for p in self.handles.get(role, []):
+        for p in self.tree(role):
             try:
                 total += p.memory_info().rss
             except Exception:  # noqa: BLE001 - an exited process has no memory
@@ -132,7 +134,7 @@ class Sampler:
 
     def cpu(self, role: str) -> float:
         total = 0.0
-        for p in self.handles.get(role, []):
+        for p in self.tree(role):
             try:
                 t = p.cpu_times()
                 total += t.user + t.system
@@ -142,7 +144,7 @@ class Sampler:
 
     def _loop(self) -> None:
         while not self.stop.wait(1.0):
-            for role in self.handles:
+            for role in self.roots:
                 self.peak_rss[role] = max(self.peak_rss[role], self.rss(role))
 
     def start(self) -> None:
@@ -163,10 +165,11 @@ class Stack:
         self.procs: list[tuple[str, subprocess.Popen, object]] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, name: str, args: list[str]) -> subprocess.Popen:
-        """``python SCRIPT *args``; ``_serve ROLE ...`` always runs here (the script hands it to ``serve``)."""
+    def start(self, name: str, args: list[str], *, module: str | None = None) -> subprocess.Popen:
+        """``python SCRIPT *args``, or ``python -m MODULE *args``."""
         log = open(self.log_dir / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, str(self.script), *args], cwd=ROOT, env=self.env,
+        command = [sys.executable, *(["-m", module] if module else [str(self.script)]), *args]
+        proc = subprocess.Popen(command, cwd=ROOT, env=self.env,
                                 stdout=log, stderr=subprocess.STDOUT)
         self.procs.append((name, proc, log))
         return proc
@@ -192,6 +195,23 @@ class Stack:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def asgi_server(stack: Stack, name: str, *, server: str, workers: int, port: int, application: str,
+                timeout: float = 120.0) -> subprocess.Popen:
+    """``python -m config.serve --server S --workers W`` on ONE port, waited for until every worker is up."""
+    from tests.waiting import wait_for, wait_port
+
+    proc = stack.start(name, ["--server", server, "--workers", str(workers), "-b", "127.0.0.1", "-p", str(port),
+                              application], module="config.serve")
+    log = stack.log_dir / f"{name}.log"
+    wait_port(port, proc, log, timeout=timeout)
+    # A supervisor and W workers, or one process (granian always forks its workers).
+    least = 1 if (workers == 1 and server != "granian") else workers + 1
+    sampler = Sampler({"server": [proc.pid]})
+    wait_for(lambda: len(sampler.tree("server")) >= least, 60, f"{workers} {server} workers", proc=proc, log=log)
+    time.sleep(2.0 if least > 1 else 0.5)  # the late workers finish importing the application
+    return proc
 
 
 def server_env(db_url: str, redis_url: str) -> dict:

@@ -487,11 +487,14 @@ async def run_bots_async(config: BotConfig) -> dict[str, Any]:
 
         bar = tqdm(total=config.participants, desc="bots", unit="bot", file=sys.stderr)
     limits = httpx.Limits(max_connections=max(10, config.participants * 2))
+    # One TLS context for every bot: building one loads the CA bundle (~40 ms of CPU), which per bot was nearly all
+    # of a bot process's CPU in benchmarks/load.py --profile-bots. Each bot keeps a client of its own (its cookies).
+    tls = httpx.create_ssl_context()
 
     async def one(index: int) -> BotResult:
         await asyncio.sleep(index * config.stagger)
         rng = random.Random(f"{config.seed}:{run_id}:{index}")
-        async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits,
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits, verify=tls,
                                      headers={"User-Agent": "deliberation-bot/1.0"}) as client:
             result = await Bot(index, config, source, rng, run_id).run(client)
         if bar is not None:

@@ -1,4 +1,4 @@
-"""benchmarks/load.py end to end at toy size: 20 bots on the production-style stack (daphne, Redis layer,
+"""benchmarks/load.py end to end at toy size: 20 bots on the production-style stack (config.serve, Redis layer,
 PostgreSQL, Celery with the recorded backend) and the raw ceiling. No timing assertions: this checks that
 latencies get measured, that nothing is lost, and that pushes dropped on purpose are repaired by the
 snapshot protocol (stale ping -> fresh snapshot) so every group still finishes."""
@@ -36,21 +36,24 @@ def test_twenty_bots_lose_nothing_and_dropped_pushes_are_repaired(tmp_path):
     assert run["pushes_dropped_on_purpose"] > 0
     assert run["missed_pushes_repaired"] > 0 and run["repair_latency"]["count"] > 0
     assert run["db_queries"] > 0 and run["db_queries_per_action"] > 0
-    assert run["server_cpu_s"]["daphne"] > 0 and run["daphne_rss_peak_mb"] > 0
+    assert run["server_cpu_s"]["asgi"] > 0 and run["asgi_rss_peak_mb"] > 0
+    assert run["pushes_received"] > 0 and run["push_period_s"] > 0 and run["bots_cpu_ms_per_message"] > 0
 
-    raw = load.run_raw(20, 1, redis_url=settings.REDIS_URL, work=tmp_path, duration=2.0)
+    raw = load.run_raw(20, 1, redis_url=settings.REDIS_URL, work=tmp_path, duration=2.0,
+                       period=run["push_period_s"])
     assert raw["connected"] == 20 and raw["errors"] == 0 and raw["lost_messages"] == 0
     assert raw["latency"]["count"] >= 20
 
     report = {"runs": [run, raw]}
     report["targets"] = load.targets(report["runs"])
-    assert "| production | 1 | 20 |" in load.markdown(report)
+    assert f"| bot | {load.default_server()} | production | 1 | 20 |" in load.markdown(report)
 
 
 def _run(stack: str, pace: str, n: int, procs: int, p99: float, *, lost: int = 0, unfinished: int = 0,
          errors: int = 0) -> dict:
-    return {"stack": stack, "pace": pace, "n": n, "procs": procs, "errors": errors, "messages_per_s": 1.0,
-            "latency": {"p50_ms": p99 / 2, "p95_ms": p99, "p99_ms": p99}, "server_cpu_s": {"daphne": 1.0},
+    return {"stack": stack, "pace": pace, "server": "uvicorn", "n": n, "procs": procs, "errors": errors,
+            "messages_per_s": 1.0,
+            "latency": {"p50_ms": p99 / 2, "p95_ms": p99, "p99_ms": p99}, "server_cpu_s": {"asgi": 1.0},
             "bots_cpu_s": 1.0, "rss_kb_per_connection": 1.0,
             "state": {"lost_state": lost, "unfinished_groups": unfinished}}
 
@@ -84,6 +87,6 @@ def test_targets_judge_the_human_ladder_and_the_bot_pace_ratio():
     assert t["human"]["capacity"]["production_2"] == 500 and t["human"]["2000_on_2_procs"] is False
     assert t["human"]["2_procs_ge_1.5x_of_1"] is False and t["zero_lost_state_every_run"] is False
     table = load.markdown({"runs": runs, "targets": t})
-    assert "| human | production | 2 | 2000 |" in table and "≥ 2,000 on 2 processes: not met" in table
+    assert "| human | uvicorn | production | 2 | 2000 |" in table and "≥ 2,000 on 2 processes: not met" in table
     # Without a bot-pace run at N = 500 that target is not measured, not met.
     assert load.targets([_run("production", "bot", 100, 1, 50.0)])["bot"]["n500_p99_le_5x_raw"] is None

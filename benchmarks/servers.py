@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,24 +141,40 @@ def run_one(server: str, n: int, workers: int, *, redis_url: str, work: Path, du
     }
 
 
-def add_ratios(runs: list[dict]) -> None:
-    """Each run's p99 and CPU as a ratio to the best server's at the same N and workers."""
-    for run in runs:
-        peers = [r for r in runs if (r["n"], r["workers"]) == (run["n"], run["workers"])]
-        best_p99 = min((r["latency"]["p99_ms"] for r in peers if r["latency"]["p99_ms"]), default=None)
+def summarize(runs: list[dict]) -> list[dict]:
+    """One row per (server, workers, N): medians over the repeats, and p99 and CPU as ratios to the best
+    server's median at the same N and workers (best among the servers with no error and no lost push)."""
+    rows = []
+    for key in sorted({(r["server"], r["workers"], r["n"]) for r in runs}):
+        mine = [r for r in runs if (r["server"], r["workers"], r["n"]) == key]
+        p99s = [r["latency"]["p99_ms"] for r in mine if r["latency"]["p99_ms"] is not None]
+        rows.append({"server": key[0], "workers": key[1], "n": key[2], "repeats": len(mine),
+                     "p50_ms": median([r["latency"]["p50_ms"] for r in mine if r["latency"]["p50_ms"] is not None]),
+                     "p99_ms": median(p99s), "p99_ms_each": p99s,
+                     "server_cpu_s": median([r["server_cpu_s"] for r in mine]),
+                     "sockets_per_worker": mine[-1]["sockets_per_worker"],
+                     "lost_pushes": sum(r["lost_pushes"] for r in mine), "errors": sum(r["errors"] for r in mine)})
+    for row in rows:
+        # The best is among servers that kept every socket (a server whose sockets failed pushes to fewer).
+        peers = [r for r in rows if (r["n"], r["workers"]) == (row["n"], row["workers"])]
+        peers = [r for r in peers if not (r["errors"] or r["lost_pushes"])] or peers
+        best_p99 = min((r["p99_ms"] for r in peers if r["p99_ms"]), default=None)
         best_cpu = min((r["server_cpu_s"] for r in peers if r["server_cpu_s"]), default=None)
-        p99 = run["latency"]["p99_ms"]
-        run["p99_vs_best"] = round(p99 / best_p99, 2) if p99 and best_p99 else None
-        run["cpu_vs_best"] = round(run["server_cpu_s"] / best_cpu, 2) if best_cpu else None
+        row["p99_vs_best"] = round(row["p99_ms"] / best_p99, 2) if row["p99_ms"] and best_p99 else None
+        row["cpu_vs_best"] = round(row["server_cpu_s"] / best_cpu, 2) if best_cpu else None
+    return rows
 
 
-def fastest(runs: list[dict]) -> str | None:
-    """The server with the lowest geometric mean of p99 ratios over every (N, workers) it ran clean."""
-    import math
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
 
+
+def fastest(rows: list[dict]) -> str | None:
+    """The server with the lowest geometric mean of p99 ratios over every (N, workers), among those that lost
+    no push and had no connection error."""
     scores = {}
-    for server in {r["server"] for r in runs}:
-        mine = [r for r in runs if r["server"] == server]
+    for server in {r["server"] for r in rows}:
+        mine = [r for r in rows if r["server"] == server]
         if any(r["p99_vs_best"] is None or r["lost_pushes"] or r["errors"] for r in mine):
             continue
         scores[server] = math.exp(sum(math.log(r["p99_vs_best"]) for r in mine) / len(mine))
@@ -167,17 +185,19 @@ def markdown(report: dict) -> str:
     def fmt(v):
         return "–" if v is None else v
 
-    lines = ["| server | workers | N | p50 ms | p95 ms | p99 ms | p99 ÷ best | server CPU s | CPU ÷ best | "
-             "sockets per worker | lost pushes | errors |", "|" + "---|" * 12]
-    for r in sorted(report["runs"], key=lambda r: (r["workers"], r["n"], r["p99_vs_best"] or 1e9)):
-        lat = r["latency"]
-        lines.append(f"| {r['server']} | {r['workers']} | {r['n']} | {fmt(lat['p50_ms'])} | {fmt(lat['p95_ms'])} | "
-                     f"{fmt(lat['p99_ms'])} | {fmt(r['p99_vs_best'])} | {r['server_cpu_s']} | {fmt(r['cpu_vs_best'])} "
-                     f"| {'/'.join(map(str, r['sockets_per_worker'])) or '–'} | {r['lost_pushes']} | {r['errors']} |")
+    lines = ["| server | workers | N | p50 ms | p99 ms (median) | p99 ms of each run | p99 ÷ best | server CPU s | "
+             "CPU ÷ best | sockets per worker | lost pushes | errors |", "|" + "---|" * 12]
+    for r in sorted(report["summary"], key=lambda r: (r["workers"], r["n"], r["p99_vs_best"] or 1e9)):
+        lines.append(f"| {r['server']} | {r['workers']} | {r['n']} | {fmt(r['p50_ms'])} | {fmt(r['p99_ms'])} | "
+                     f"{', '.join(str(x) for x in r['p99_ms_each'])} | {fmt(r['p99_vs_best'])} | {r['server_cpu_s']} "
+                     f"| {fmt(r['cpu_vs_best'])} | {'/'.join(map(str, r['sockets_per_worker'])) or '–'} | "
+                     f"{r['lost_pushes']} | {r['errors']} |")
     setup = report["setup"]
     return ("\n".join(lines) + f"\n\nRaw Channels consumer, one push per group every {setup['push_period_s']} s for "
-            f"{setup['duration_s']} s measured; CPU is the whole server process tree in that window. Fastest "
-            f"(lowest mean p99 ratio, nothing lost): **{fmt(report['fastest'])}**.\n")
+            f"{setup['duration_s']} s measured per run, {setup['repeats']} run(s) per row with the servers' order "
+            f"rotated between repeats; medians; CPU is the whole server process tree in the measured window. Load "
+            f"average before / after: {setup['load_before']} / {setup['load_after']}. Fastest (lowest mean p99 "
+            f"ratio, nothing lost, no errors): **{fmt(report['fastest'])}**.\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,10 +207,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", default="1,2", help="Worker process counts, comma-separated.")
     parser.add_argument("--servers", default=",".join(SERVERS), help="Servers to compare, comma-separated.")
     parser.add_argument("--duration", type=float, default=15.0, help="Measured seconds per run.")
+    parser.add_argument("--repeat", type=int, default=2, help="Runs per (server, N, workers); medians are reported.")
     parser.add_argument("--period", type=float, default=2.0, help="Seconds between two pushes to one group.")
     parser.add_argument("--redis-url", default=os.environ.get("LOAD_REDIS_URL", "redis://127.0.0.1:6379/12"))
     parser.add_argument("--out", default=str(RESULTS / "servers"), help="Output path without extension.")
+    parser.add_argument("--render", action="store_true",
+                        help="Only recompute the summary and table from the existing --out JSON (no measuring).")
     args = parser.parse_args(argv)
+    if args.render:
+        write(Path(args.out), json.loads(Path(args.out).with_suffix(".json").read_text()))
+        return
     servers = [s for s in args.servers.split(",") if s]
     if unknown := set(servers) - set(SERVERS):
         parser.error(f"unknown server(s): {', '.join(sorted(unknown))}; choose from {', '.join(SERVERS)}")
@@ -203,7 +229,10 @@ def main(argv: list[str] | None = None) -> None:
     record = run_record(argv)
     fd_limit = raise_fd_limit()
     work = Path(tempfile.mkdtemp(prefix="servers-bench-"))
-    plan = [(s, n, w) for w in worker_counts for n in ns for s in servers]
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    # Repeats rotate the servers' order, so none always runs first (or last) within a configuration.
+    plan = [(servers[(i + rep) % len(servers)], n, w) for rep in range(args.repeat) for w in worker_counts
+            for n in ns for i in range(len(servers))]
     runs = []
     bar = tqdm(plan, desc="servers", unit="run", file=sys.stderr)
     for server, n, workers in bar:
@@ -215,17 +244,24 @@ def main(argv: list[str] | None = None) -> None:
         tqdm.write(f"{server} N={n} workers={workers}: p99 {run['latency']['p99_ms']} ms, cpu {run['server_cpu_s']} s, "
                    f"lost {run['lost_pushes']}, errors {run['errors']}, spread {run['sockets_per_worker']}",
                    file=sys.stderr)
-    add_ratios(runs)
     report = {
         "benchmark": "servers",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "fd_limit": fd_limit,
-                    "load_average": os.getloadavg(), "note": "shared machine; other work ran beside the benchmark"},
+                    "note": "shared machine; other work ran beside the benchmark"},
         "setup": {"application": RAW_APPLICATION, "group_size": GROUP_SIZE, "push_period_s": args.period,
-                  "duration_s": args.duration, "launcher": "python -m config.serve --server S --workers W (one port)",
+                  "duration_s": args.duration, "repeats": args.repeat, "load_before": load_before,
+                  "load_after": [round(x, 2) for x in os.getloadavg()],
+                  "launcher": "python -m config.serve --server S --workers W (one port)",
                   "channel_layer": "channels-redis, the project's layer settings"},
-        "runs": runs, "fastest": fastest(runs), **record.finish(),
+        "runs": runs, **record.finish(),
     }
-    out = Path(args.out)
+    write(Path(args.out), report)
+
+
+def write(out: Path, report: dict) -> None:
+    """The summary, the verdict and the table from the report's runs; JSON and markdown beside each other."""
+    report["summary"] = summarize(report["runs"])
+    report["fastest"] = fastest(report["summary"])
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=2))
     table = markdown(report)

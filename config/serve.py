@@ -1,13 +1,14 @@
 """Start the ASGI server with the project's websocket limits: the one way every script, the demo, the Docker
 image, the tests and the benchmarks start it.
 
-    python -m config.serve [--server uvicorn|granian|daphne] [--workers N] [-b HOST] [-p PORT] [--proxy-headers]
+    python -m config.serve [--server granian|uvicorn|daphne] [--workers N] [-b HOST] [-p PORT] [--proxy-headers]
                            [--access-log] [module.path:application]
 
-The default server is the fastest measured here (benchmarks/servers.py, docs/benchmarks.md): uvicorn with uvloop,
-httptools and the websockets protocol. ``--workers N`` runs N worker processes that accept on ONE listening
-socket (uvicorn's and granian's own workers; for daphne, N copies adopting one socket bound here), so a proxy and
-clients see one address; a worker that dies is started again. Workers share nothing but the Redis channel layer
+The default server is the fastest measured here (benchmarks/servers.py, docs/benchmarks.md): granian (Rust HTTP
+and websockets, the application on uvloop); uvicorn runs with uvloop, httptools and the websockets protocol.
+``--workers N`` runs N worker processes that accept on ONE listening socket (granian's and uvicorn's own workers;
+for daphne, N copies adopting one socket bound here), so a proxy and clients see one address; a worker that dies
+is started again. Workers share nothing but the Redis channel layer
 and PostgreSQL.
 
 The websocket message limit is ``WEBSOCKET_MAX_MESSAGE_BYTES`` from the settings (config/settings/base.py):
@@ -27,12 +28,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from importlib import import_module
 
 APPLICATION = "config.asgi:application"
-SERVERS = ("uvicorn", "granian", "daphne")
-DEFAULT_SERVER = "uvicorn"  # fastest in benchmarks/results/servers.json
+SERVERS = ("granian", "uvicorn", "daphne")
+DEFAULT_SERVER = "granian"  # fastest in benchmarks/results/servers.json
 APPLICATION_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")  # module.path:attribute
 CLOSE_MESSAGE_TOO_BIG = 1009  # RFC 6455 7.4.1
 
@@ -209,6 +211,7 @@ def run_daphne_workers(o: Options) -> None:
         for i, worker in enumerate(workers):
             if worker.pid == pid and not stopping:
                 worker.returncode = -1
+                time.sleep(0.5)  # a worker that cannot start at all must not spin the machine
                 workers[i] = subprocess.Popen(command, pass_fds=[fd])  # a crashed worker is replaced
     for worker in workers:
         worker.wait()

@@ -9,6 +9,8 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from ..waiting import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,10 +67,18 @@ class Stack:
         return self.procs[name]
 
     def kill(self, name: str) -> None:
-        """SIGKILL, as a crash would: no shutdown handlers, open sockets simply drop."""
+        """SIGKILL to the process and its workers, as a crash of the whole server would: no shutdown handlers,
+        open sockets simply drop."""
         proc = self.procs[name]
+        children = psutil.Process(proc.pid).children(recursive=True)
         proc.kill()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
         proc.wait(timeout=10)
+        psutil.wait_procs(children, timeout=10)
 
     def __enter__(self) -> Stack:
         try:

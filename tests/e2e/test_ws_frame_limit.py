@@ -89,7 +89,8 @@ def test_every_place_that_starts_the_server_goes_through_config_serve():
     for path in ("docker/Dockerfile", "docker/compose.yml", "tests/e2e/stack.py", "scripts/demo",
                  "deliberation/management/commands/demo.py", "benchmarks/load.py", "benchmarks/servers.py"):
         text = (root / path).read_text()
-        for direct in ("daphne -b", '"-m", "daphne"', "uvicorn ", '"-m", "uvicorn"', "granian ", '"-m", "granian"'):
+        for direct in ("daphne -b", "uvicorn config", "granian --", "granian config", '"-m", "daphne"',
+                       '"-m", "uvicorn"', '"-m", "granian"'):
             assert direct not in text, (path, direct)
     assert "config.serve" in (root / "benchmarks/servers.py").read_text()
     # The demo command (deliberation, below config) names the launcher in settings instead of importing it.

@@ -12,11 +12,12 @@ and process count is followed by a raw-consumer run at the same N, processes and
 second are the ones the production bots received (``push_period_s``), so the two rows compare like with like.
 
 Stack per run (``benchmarks/stack.py`` starts and measures it): ``python -m config.serve --server S --workers
-PROCS`` (uvicorn by default; 1 or 2 worker processes on ONE port, so the bots use one address), the Redis
-channel layer (production settings: capacity 1000), PostgreSQL (a fresh benchmark database, dropped at the end)
-and a Celery worker with beat (the deadline sweeper) running the ``recorded`` generation backend, i.e. real SmolLM2
-statements replayed, so generation time is not what is measured. Bots are ``bots.client.Bot`` (the browser
-protocol), in 1-2 processes of their own; their CPU is measured too (per message they send or receive).
+PROCS`` (config.serve's default server unless ``--server``; 1 or 2 worker processes on ONE port, so the bots use
+one address), the Redis channel layer (production settings: capacity 1000), PostgreSQL (a fresh benchmark
+database, dropped at the end) and a Celery worker with beat (the deadline sweeper) running the ``recorded``
+generation backend, i.e. real SmolLM2 statements replayed, so generation time is not what is measured. Bots are
+``bots.client.Bot`` (the browser protocol), in 1-2 processes of their own; their CPU is measured too (per message
+they send or receive).
 
 Measured:
 - latency from a phase change (``phase_started_at``, the server's clock; same machine) to the arrival of the

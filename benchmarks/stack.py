@@ -79,7 +79,18 @@ def install_query_counter(redis_url: str, name: str) -> None:
                 pass
             time.sleep(0.5)
 
-    threading.Thread(target=publish, daemon=True, name="query-counter").start()
+    def start() -> None:
+        threading.Thread(target=publish, daemon=True, name="query-counter").start()
+
+    def in_forked_child() -> None:
+        # A server that imports the application and then forks its workers (granian) leaves this thread behind in
+        # the parent: each worker counts its own statements from zero and publishes them under its own pid.
+        count[0] = 0
+        kinds.clear()
+        start()
+
+    os.register_at_fork(after_in_child=in_forked_child)
+    start()
 
 
 def serve(role: str, args: list[str]) -> None:

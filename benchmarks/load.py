@@ -443,6 +443,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         sampler = Sampler({"asgi": [asgi.pid], "celery": [celery.pid]})
         idle_rss = sampler.rss("asgi")
         queries0 = read_query_count(redis_url)
+        asgi_queries0 = read_query_count(redis_url, "asgi")
         cpu0 = {"asgi": sampler.cpu("asgi"), "celery": sampler.cpu("celery")}
         sampler.start()
         t0 = time.time()
@@ -458,6 +459,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         sampler.close()
         cpu = {role: round(sampler.cpu(role) - cpu0[role], 2) for role in cpu0}
         queries = read_query_count(redis_url) - queries0
+        asgi_queries = read_query_count(redis_url, "asgi") - asgi_queries0
         peak_rss = sampler.peak_rss["asgi"]
         results = []
         for proc, out in bots:
@@ -493,7 +495,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "stale_pings_answered_with_snapshot": sum(b["stale_pings"] for b in results),
         "pushes_dropped_on_purpose": sum(b["dropped_on_purpose"] for b in results),
         "channel_over_capacity_log_lines": over_capacity_lines(server_log),
-        "db_queries": queries, "participant_actions": actions,
+        "db_queries": queries, "db_queries_asgi": asgi_queries, "participant_actions": actions,
         "db_queries_per_action": round(queries / actions, 2) if actions else None,
         "server_cpu_s": cpu, "bots_cpu_s": round(bots_cpu, 2),
         "bots_cpu_ms_per_message": round(1000 * bots_cpu / (received + sent), 3) if received + sent else None,

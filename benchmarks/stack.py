@@ -104,11 +104,12 @@ def serve(role: str, args: list[str]) -> None:
         raise SystemExit(f"unknown role {role}")
 
 
-def read_query_count(redis_url: str) -> int:
+def read_query_count(redis_url: str, role: str = "") -> int:
+    """SQL statements counted so far by every process (or every process of ``role``: "asgi", "celery")."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    keys = client.keys(f"{QUERY_KEY}*")
+    keys = client.keys(f"{QUERY_KEY}{role}*")
     return sum(int(v) for v in client.mget(keys) if v) if keys else 0
 
 

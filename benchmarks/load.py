@@ -1,16 +1,23 @@
-"""Load benchmark: N bots in groups of 5 against the production-style stack on this machine, and the same N on
-a minimal Channels broadcast consumer (the ceiling).
+"""Load benchmark: N bots in groups of 5 against the production-style stack on this machine, at human or bot pace, and
+the same N on a minimal Channels broadcast consumer pushing at the rate production pushed (the ceiling).
 
-    .venv/bin/python benchmarks/load.py                      # full sweep: N = 100, 500, 1000, 2000 x 1 and 2 processes
-    .venv/bin/python benchmarks/load.py --quick              # N = 100, 500
-    .venv/bin/python benchmarks/load.py --n 100 --procs 1 --no-raw
+    .venv/bin/python benchmarks/load.py                          # human pace: N = 500, 1000, 2000 x 1 and 2 processes
+    .venv/bin/python benchmarks/load.py --pace bot --n 100,500   # stress: bot pace, as a ratio to the raw consumer
+    .venv/bin/python benchmarks/load.py --n 20 --procs 1 --pace human --phase-seconds 90   # a smoke run
 
-Stack per run: daphne (1 or 2 processes on two ports; bots split their connections round-robin, no
-SO_REUSEPORT: daphne/twisted has no such option), the Redis channel layer (production settings: capacity
-1000), PostgreSQL (a fresh benchmark database, dropped at the end) and a Celery worker with beat (the deadline
-sweeper) running the ``recorded`` generation backend, i.e. real SmolLM2 statements replayed, so generation
-time is not what is measured. Bots are ``participants.bots.Bot`` (the browser protocol), in 1-2 processes of
-their own; their CPU is measured too.
+Paces (``PACES``): ``human`` gives each bot 20-60 s per step, pings every 15 s and 2-5 drafts per text or rating (one
+per typing pause, as static/js/participant.js sends them after its debounce) plus the draft the Submit button
+sends; ``bot`` is the old fast pace (0.3-1 s per step, one draft), a stress figure. Every production run at a given N
+and process count is followed by a raw-consumer run at the same N, processes and pace whose pushes per group per
+second are the ones the production bots received (``push_period_s``), so the two rows compare like with like.
+
+Stack per run (``benchmarks/stack.py`` starts and measures it): ``python -m config.serve --server S --workers
+PROCS`` (config.serve's default server unless ``--server``; 1 or 2 worker processes on ONE port, so the bots use
+one address), the Redis channel layer (production settings: capacity 1000), PostgreSQL (a fresh benchmark
+database, dropped at the end) and a Celery worker with beat (the deadline sweeper) running the ``recorded``
+generation backend, i.e. real SmolLM2 statements replayed, so generation time is not what is measured. Bots are
+``bots.client.Bot`` (the browser protocol), in 1-2 processes of their own; their CPU is measured too (per message
+they send or receive).
 
 Measured:
 - latency from a phase change (``phase_started_at``, the server's clock; same machine) to the arrival of the
@@ -18,8 +25,8 @@ Measured:
 - pushes detected as missed: a ping whose version was stale, answered with a snapshot (the snapshot protocol's
   repair); ``--drop-share`` makes bots ignore that share of pushes on purpose, to prove the repair;
 - messages/s received by the bots, errors (error replies, bot failures), reconnects;
-- database queries per participant action: every SQL statement the server processes (daphne and the Celery
-  worker) executed, counted by a Django ``execute_wrapper`` installed in those processes, divided by the
+- database queries per participant action: every SQL statement the server processes (the ASGI workers and the
+  Celery worker) executed, counted by a Django ``execute_wrapper`` installed in those processes, divided by the
   bots' actions (drafts + submissions + pings) -- snapshots fanned out per push, the sweeper and generation
   included, because they are what an action costs;
 - server CPU seconds and RSS growth per connection (psutil, sampled every second);
@@ -27,8 +34,11 @@ Measured:
   acknowledged must be in the database (opinion, critique, ratings per round);
 - channels-redis "over capacity" log lines (dropped messages, logged at INFO only).
 
-Writes benchmarks/results/load.json and .md. On a shared 2-core machine the figures are noisy; the sweep is
-sized to finish within about 20 minutes.
+Targets (issue 16; ``targets()``): at human pace, >= 2,000 participants on 2 processes with p99 <= 100 ms, no
+errors, every group finished and nothing lost; at every N, production p99 <= 2x the raw consumer's p99; 2 processes
+hold >= 1.5x the N of 1 process. At bot pace, N = 500: production p99 <= 5x the raw consumer's p99.
+
+Writes benchmarks/results/load.json and .md (full runs only: pass ``--out`` elsewhere for a smoke run).
 """
 from __future__ import annotations
 
@@ -36,43 +46,81 @@ import argparse
 import asyncio
 import json
 import os
+import platform
 import random
-import resource
 import secrets
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+BENCHMARKS = ROOT / "benchmarks"
+for _path in (ROOT, BENCHMARKS):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from tests.waiting import wait_port  # noqa: E402 (the shared wait-for-server loop)
+from stack import (  # noqa: E402 (the process manager: servers, bot processes, sampling, databases)
+    QUERY_KEY,
+    Sampler,
+    Stack,
+    asgi_server,
+    create_database,
+    drop_database,
+    over_capacity_lines,
+    raise_fd_limit,
+    read_query_count,
+    run_bot_processes,
+    serve,
+    server_env,
+    wait_for_bots,
+)
+
+from tests.e2e.stack import free_port  # noqa: E402
+
+__all__ = ["raise_fd_limit"]  # tests/test_load_smoke.py uses it from here
 
 RESULTS = ROOT / "benchmarks" / "results"
+SCRIPT = Path(__file__).resolve()  # the bot and publisher processes run this file (``_bots``, ``_push``)
+COUNTED_APPLICATION = "benchmarks.counted_asgi:application"  # config.asgi with its SQL statements counted
+RAW_APPLICATION = "benchmarks.raw_consumer:application"
 GROUP_SIZE = 5
 TARGET_P99_MS = 100.0
-QUERY_KEY = "loadbench:queries:"
 
 
-# --- helpers shared by every role ---------------------------------------------------------------
-def raise_fd_limit() -> int:
-    """Thousands of sockets per process: lift the soft open-files limit to the hard one."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY or hard > soft:
-        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+class Pace(NamedTuple):
+    """How fast the bots move. ``think``: seconds per step (read, type, submit); ``typing_pauses``: drafts per text or
+    rating (one per pause in typing, MIN..MAX); ``draft_on_submit``: the page's draft right before a submission.
+    The rest are the defaults of the command line at this pace."""
+
+    think: tuple[float, float]
+    ping_seconds: float
+    typing_pauses: tuple[int, int]
+    draft_on_submit: bool
+    phase_seconds: int  # input-phase deadline (a backstop: every bot answers well before it)
+    timeout: float  # seconds the bots get to finish a deliberation
+    raw_seconds: float  # measured seconds of each raw-consumer run
+    ladder: tuple[int, ...]
 
 
+PACES = {
+    "human": Pace(think=(20.0, 60.0), ping_seconds=15.0, typing_pauses=(2, 5), draft_on_submit=True,
+                  phase_seconds=180, timeout=600.0, raw_seconds=60.0, ladder=(500, 1000, 2000)),
+    "bot": Pace(think=(0.3, 1.0), ping_seconds=15.0, typing_pauses=(1, 1), draft_on_submit=False,
+                phase_seconds=30, timeout=75.0, raw_seconds=15.0, ladder=(100, 500)),
+}
+
+
+def default_server() -> str:
+    """config.serve's default ASGI server (imported late: the config package wants a settings module chosen)."""
+    from config.serve import DEFAULT_SERVER
+
+    return DEFAULT_SERVER
+
+
+# --- measures -----------------------------------------------------------------------------------
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -89,75 +137,6 @@ def latency_summary(seconds: list[float]) -> dict:
             "max_ms": round(max(ms), 1) if ms else None}
 
 
-# --- server side: query counting inside daphne and the Celery worker ----------------------------
-def install_query_counter(redis_url: str, name: str) -> None:
-    """Count every SQL statement this process executes; publish the count to Redis twice a second."""
-    from django.db.backends.signals import connection_created
-
-    count = [0]
-    lock = threading.Lock()
-
-    import collections
-    kinds = collections.Counter()
-
-    def counting(execute, sql, params, many, context):
-        with lock:
-            count[0] += 1
-            if os.environ.get("LOAD_SQL_LOG"):
-                kinds[sql[:160]] += 1
-        return execute(sql, params, many, context)
-
-    def on_connection(sender, connection, **kwargs):
-        if counting not in connection.execute_wrappers:
-            connection.execute_wrappers.append(counting)
-
-    connection_created.connect(on_connection, weak=False)
-
-    def publish():
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        key = f"{QUERY_KEY}{name}:{os.getpid()}"
-        while True:
-            try:
-                client.set(key, count[0], ex=3600)
-                if os.environ.get("LOAD_SQL_LOG"):
-                    Path(os.environ["LOAD_SQL_LOG"] + f".{name}.{os.getpid()}").write_text(
-                        "\n".join(f"{v} {k}" for k, v in kinds.most_common()))
-            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
-                pass
-            time.sleep(0.5)
-
-    threading.Thread(target=publish, daemon=True, name="query-counter").start()
-
-
-def serve(role: str, args: list[str]) -> None:
-    raise_fd_limit()
-    if role == "daphne":
-        install_query_counter(os.environ["REDIS_URL"], "daphne")
-        from config.serve import run  # daphne with the production websocket limits
-
-        run(args)
-    elif role == "raw":
-        from daphne.cli import CommandLineInterface
-
-        CommandLineInterface().run(args)
-    elif role == "celery":
-        install_query_counter(os.environ["REDIS_URL"], "celery")
-        from config.celery_app import app
-
-        app.worker_main(["worker", *args])
-    else:
-        raise SystemExit(f"unknown role {role}")
-
-
-def read_query_count(redis_url: str) -> int:
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    keys = client.keys(f"{QUERY_KEY}*")
-    return sum(int(v) for v in client.mget(keys) if v) if keys else 0
-
 
 # --- bots (their own processes) -----------------------------------------------------------------
 def _epoch(iso: str) -> float:
@@ -165,7 +144,7 @@ def _epoch(iso: str) -> float:
 
 
 def make_timed_bot_class():
-    from participants.bots import Bot
+    from bots.client import Bot
 
     class TimedBot(Bot):
         """A protocol bot that times phase-change pushes and counts pushes repaired by a stale ping."""
@@ -181,6 +160,7 @@ def make_timed_bot_class():
             self.missed = False
             self.dropped_on_purpose = 0
             self.received = 0
+            self.pushes = 0  # snapshots that were not a new socket's first (pushes, or answers to stale pings)
             self.ping_outstanding = False
             self.sockets_seen = -1  # result.reconnects at the last message: a change means a fresh socket
 
@@ -194,7 +174,7 @@ def make_timed_bot_class():
             arrived = time.time()
             self.received += 1
             try:
-                message = json.loads(raw)
+                message = json.loads(raw)  # parsed once: the bot's own handling below reuses it
             except ValueError:
                 return
             kind = message.get("type")
@@ -222,49 +202,59 @@ def make_timed_bot_class():
                         elif not first_on_socket:
                             self.latencies.append(delay)
                 self.missed = False
-            await super().on_message(raw)
+                if not first_on_socket:
+                    self.pushes += 1
+            await self.on_parsed(message)
 
     return TimedBot
+
+
 
 
 async def _run_protocol_bots(spec: dict) -> dict:
     import httpx
 
-    from participants.bots import BotConfig, opinion_source
+    from bots.client import BotConfig
+    from bots.sources import opinion_source
 
     TimedBot = make_timed_bot_class()
     config = BotConfig(server=spec["servers"][0], study=spec["study"], participants=len(spec["indices"]),
                        think=tuple(spec["think"]), ping_seconds=spec["ping_seconds"], timeout=spec["timeout"],
+                       typing_pauses=tuple(spec["typing_pauses"]), draft_on_submit=spec["draft_on_submit"],
                        progress=False, rating_policy="random", seed=spec["seed"])
     source = opinion_source("question")
-    limits = httpx.Limits(max_connections=64)
     bots = []
 
-    async def one(order: int, index: int):
+    async def join(_client):  # participants were created and consented by the benchmark
+        return None
+
+    async def one(order: int, index: int, client):
         await asyncio.sleep(spec["start_at"] - time.time() + order * spec["stagger"])
         rng = random.Random(f"{spec['seed']}:{index}")
         bot_config = BotConfig(**{**config.__dict__, "server": spec["servers"][index % len(spec["servers"])]})
         bot = TimedBot(index, bot_config, source, rng, spec["run_id"], drop_share=spec["drop_share"])
         bot.result.token = spec["tokens"][str(index)]
+        bot.join = join
         bots.append(bot)
-        async with httpx.AsyncClient(timeout=30, trust_env=False, limits=limits) as client:
-            async def join(_client):  # participants were created and consented by the benchmark
-                return None
-            bot.join = join
-            await bot.run(client)
+        await bot.run(client)
         return bot
 
-    await asyncio.gather(*(one(order, index) for order, index in enumerate(spec["indices"])))
+    # One HTTP client for the process: the bots skip the join (no cookies to keep) and only read their completion
+    # page; a client per bot cost ~40 ms of CPU each just to load the CA bundle into its TLS context.
+    async with httpx.AsyncClient(timeout=30, trust_env=False, limits=httpx.Limits(max_connections=64)) as client:
+        await asyncio.gather(*(one(order, index, client) for order, index in enumerate(spec["indices"])))
     return {"bots": [{"index": b.index, "token": b.result.token, "status": b.result.status,
                       "failure": b.result.failure, "reconnects": b.result.reconnects,
-                      "errors": dict(b.result.error_codes), "received": b.received,
+                      "errors": dict(b.result.error_codes), "received": b.received, "pushes": b.pushes,
                       "snapshots": b.result.snapshots,
                       "actions": sum(k.sent for k in b.result.kinds.values()) + b.result.pongs + b.stale_pings,
                       "created": {k: {"created": v.created, "rows": v.rows, "sent": v.sent, "errors": v.errors}
                                   for k, v in b.result.kinds.items()},
                       "latencies": [round(x, 4) for x in b.latencies],
                       "repair_latencies": [round(x, 4) for x in b.repair_latencies],
-                      "repaired": b.repaired, "stale_pings": b.stale_pings, "dropped_on_purpose": b.dropped_on_purpose} for b in bots]}
+                      "repaired": b.repaired, "stale_pings": b.stale_pings,
+                      "dropped_on_purpose": b.dropped_on_purpose} for b in bots]}
+
 
 
 async def _run_raw_bots(spec: dict) -> dict:
@@ -308,7 +298,17 @@ async def _run_raw_bots(spec: dict) -> dict:
 def bots_main(spec_path: str) -> None:
     raise_fd_limit()
     spec = json.loads(Path(spec_path).read_text())
-    result = asyncio.run(_run_raw_bots(spec) if spec["kind"] == "raw" else _run_protocol_bots(spec))
+    import uvloop  # the servers' event loop (requirements.txt): a bot process's CPU is mostly event-loop work
+
+    run = _run_raw_bots(spec) if spec["kind"] == "raw" else _run_protocol_bots(spec)
+    if spec.get("profile_dir"):  # --profile-bots: where a bot process spends its CPU (cProfile, pstats files)
+        import cProfile
+
+        profiler = cProfile.Profile()
+        result = profiler.runcall(uvloop.run, run)
+        profiler.dump_stats(Path(spec["profile_dir"]) / f"{Path(spec['out']).stem}.pstats")
+    else:
+        result = uvloop.run(run)
     Path(spec["out"]).write_text(json.dumps(result))
 
 
@@ -340,111 +340,6 @@ def push_main(spec_path: str) -> None:
 
     asyncio.run(run())
 
-
-# --- process bookkeeping ------------------------------------------------------------------------
-class Sampler:
-    """CPU seconds and RSS of named processes, sampled every second in a thread."""
-
-    def __init__(self, procs: dict[str, list[int]]):
-        import psutil
-
-        self.handles = {role: [psutil.Process(pid) for pid in pids] for role, pids in procs.items()}
-        self.peak_rss: dict[str, int] = {role: 0 for role in procs}
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def rss(self, role: str) -> int:
-        total = 0
-        for p in self.handles.get(role, []):
-            try:
-                total += p.memory_info().rss
-            except Exception:  # noqa: BLE001 - an exited process has no memory
-                pass
-        return total
-
-    def cpu(self, role: str) -> float:
-        total = 0.0
-        for p in self.handles.get(role, []):
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except Exception:  # noqa: BLE001
-                pass
-        return total
-
-    def _loop(self) -> None:
-        while not self.stop.wait(1.0):
-            for role in self.handles:
-                self.peak_rss[role] = max(self.peak_rss[role], self.rss(role))
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=5)
-
-
-class Stack:
-    """Child processes with logs; terminated in reverse order on exit."""
-
-    def __init__(self, log_dir: Path, env: dict):
-        self.log_dir = log_dir
-        self.env = env
-        self.procs: list[tuple[str, subprocess.Popen, object]] = []
-        log_dir.mkdir(parents=True, exist_ok=True)
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "w")
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), *args], cwd=ROOT, env=self.env,
-                                stdout=log, stderr=subprocess.STDOUT)
-        self.procs.append((name, proc, log))
-        return proc
-
-    def log_text(self, prefix: str) -> str:
-        return "".join((self.log_dir / f"{name}.log").read_text(errors="replace")
-                       for name, _, _ in self.procs if name.startswith(prefix))
-
-    def close(self) -> None:
-        for _, proc, _ in reversed(self.procs):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc, log in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            log.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def server_env(db_url: str, redis_url: str) -> dict:
-    return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "DATABASE_URL": db_url,
-            "REDIS_URL": redis_url, "SECRET_KEY": "load-benchmark-" + secrets.token_hex(8),
-            "ALLOWED_HOSTS": "127.0.0.1,localhost", "HTTPS": "false", "JOIN_RATE_LIMIT": "0", "LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
-def run_bot_processes(stack: Stack, kind: str, n: int, bot_procs: int, base: dict, work: Path) -> list[tuple]:
-    procs = []
-    for b in range(bot_procs):
-        indices = [i for i in range(n) if i % bot_procs == b]
-        spec = {**base, "kind": kind, "indices": indices, "out": str(work / f"{kind}-bots-{b}.json"),
-                "stagger": base["stagger"] * bot_procs}
-        spec_path = work / f"{kind}-bots-{b}.spec.json"
-        spec_path.write_text(json.dumps(spec))
-        procs.append((stack.start(f"{kind}-bots-{b}", ["_bots", str(spec_path)]), Path(spec["out"])))
-    return procs
-
-
-def over_capacity_lines(text: str) -> int:
-    return sum(1 for line in text.splitlines() if "over capacity" in line)
 
 
 # --- one production run -------------------------------------------------------------------------
@@ -514,11 +409,22 @@ def verify_state(study, bots: list[dict]) -> dict:
             "missing_acknowledged_answers": len(missing), "examples": missing[:5], "lost_state": len(missing)}
 
 
-def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Path, think=(0.3, 1.0),
-                   ping_seconds: float = 15.0, phase_seconds: int = 30, critique_round: bool = True,
-                   timeout: float = 300.0, drop_share: float = 0.0, bot_procs: int | None = None,
-                   ramp_seconds: float | None = None) -> dict:
-    """N protocol bots through a whole deliberation on daphne x ``procs``; Django must already point at ``db_url``."""
+
+def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Path, pace: str = "bot",
+                   think: tuple[float, float] | None = None, ping_seconds: float | None = None,
+                   phase_seconds: int | None = None, critique_round: bool = True, timeout: float | None = None,
+                   drop_share: float = 0.0, bot_procs: int | None = None, ramp_seconds: float | None = None,
+                   profile_dir: Path | None = None, server: str | None = None) -> dict:
+    """N protocol bots through a whole deliberation on ``server`` with ``procs`` worker processes on one port;
+    Django must already point at ``db_url``.
+    ``pace`` (``PACES``) sets the bots' think times, pings, drafts, deadlines and time limit; the keyword
+    arguments override single values (the tests run a toy deliberation in seconds)."""
+    speed = PACES[pace]
+    server = server or default_server()
+    think = tuple(think or speed.think)
+    ping_seconds = ping_seconds or speed.ping_seconds
+    phase_seconds = phase_seconds or speed.phase_seconds
+    timeout = timeout or speed.timeout
     import redis
 
     slug = f"load{n}x{procs}-{secrets.token_hex(3)}"
@@ -529,72 +435,58 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     bot_procs = bot_procs or (1 if n <= 200 else 2)
     ramp = ramp_seconds if ramp_seconds is not None else min(20.0, max(2.0, n / 100))
     env = server_env(db_url, redis_url)
-    with Stack(work / f"prod-{n}x{procs}", env) as stack:
-        ports, daphnes = [], []
-        for i in range(procs):
-            from tests.e2e.stack import free_port
-
-            port = free_port()
-            ports.append(port)
-            daphnes.append(stack.start(f"daphne-{i}", ["_serve", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                                       "config.asgi:application"]))
+    with Stack(work / f"prod-{pace}-{n}x{procs}", env, SCRIPT) as stack:
+        port = free_port()
         celery = stack.start("celery", ["_serve", "celery", "-B", "-Q", "celery,generation", "--pool=solo",
                                         "--loglevel=INFO", "-s", str(stack.log_dir / "celerybeat-schedule")])
-        for i, (port, proc) in enumerate(zip(ports, daphnes)):
-            wait_port(port, proc, stack.log_dir / f"daphne-{i}.log")
-        time.sleep(1.0)
-        sampler = Sampler({"daphne": [p.pid for p in daphnes], "celery": [celery.pid]})
-        idle_rss = sampler.rss("daphne")
+        asgi = asgi_server(stack, "asgi", server=server, workers=procs, port=port, application=COUNTED_APPLICATION)
+        sampler = Sampler({"asgi": [asgi.pid], "celery": [celery.pid]})
+        idle_rss = sampler.rss("asgi")
         queries0 = read_query_count(redis_url)
-        cpu0 = {"daphne": sampler.cpu("daphne"), "celery": sampler.cpu("celery")}
+        asgi_queries0 = read_query_count(redis_url, "asgi")
+        cpu0 = {"asgi": sampler.cpu("asgi"), "celery": sampler.cpu("celery")}
         sampler.start()
         t0 = time.time()
-        spec = {"servers": [f"http://127.0.0.1:{p}" for p in ports], "study": slug, "think": list(think),
+        spec = {"servers": [f"http://127.0.0.1:{port}"], "study": slug, "think": list(think),
                 "ping_seconds": ping_seconds, "timeout": timeout, "seed": 7, "run_id": slug,
                 "tokens": {str(k): v for k, v in tokens.items()}, "start_at": t0 + 1.0, "stagger": ramp / n,
-                "drop_share": drop_share}
+                "drop_share": drop_share, "typing_pauses": list(speed.typing_pauses),
+                "draft_on_submit": speed.draft_on_submit, "profile_dir": str(profile_dir or "")}
         bots = run_bot_processes(stack, "prod", n, bot_procs, spec, stack.log_dir)
-        bot_sampler_pids = [p.pid for p, _ in bots]
-        import psutil
-
-        bot_handles = [psutil.Process(pid) for pid in bot_sampler_pids]
-        bot_cpu = {pid: 0.0 for pid in bot_sampler_pids}
-        while any(p.poll() is None for p, _ in bots):
-            for h in bot_handles:
-                try:
-                    t = h.cpu_times()
-                    bot_cpu[h.pid] = t.user + t.system
-                except Exception:  # noqa: BLE001
-                    pass
-            if time.time() - t0 > timeout + 60:
-                for p, _ in bots:
-                    p.kill()
-            time.sleep(0.5)
+        bots_cpu = wait_for_bots(bots, kill_at=t0 + timeout + 60)
         elapsed = time.time() - t0
         time.sleep(1.0)  # let the query counters publish
         sampler.close()
         cpu = {role: round(sampler.cpu(role) - cpu0[role], 2) for role in cpu0}
         queries = read_query_count(redis_url) - queries0
-        peak_rss = sampler.peak_rss["daphne"]
+        asgi_queries = read_query_count(redis_url, "asgi") - asgi_queries0
+        peak_rss = sampler.peak_rss["asgi"]
         results = []
         for proc, out in bots:
             if proc.returncode != 0 or not out.exists():
                 raise RuntimeError(f"bot process failed ({proc.returncode}):\n{stack.log_text('prod-bots')[-3000:]}")
             results.extend(json.loads(out.read_text())["bots"])
-        daphne_log = stack.log_text("daphne")
-        server_errors = sum(1 for line in daphne_log.splitlines() if " ERROR " in line)
+        server_log = stack.log_text("asgi")
+        server_errors = sum(1 for line in server_log.splitlines() if " ERROR " in line or "Traceback" in line)
     state = verify_state(study, results)
     latencies = [x for b in results for x in b["latencies"]]
     repair = [x for b in results for x in b["repair_latencies"]]
     received = sum(b["received"] for b in results)
+    pushes = sum(b["pushes"] for b in results)
+    sent = sum(sum(k["sent"] for k in b["created"].values()) for b in results)
     actions = sum(b["actions"] for b in results)
     timed_out = sum(1 for b in results if (b["failure"] or "").startswith("TimeoutError"))
     errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
     return {
-        "stack": "production", "n": n, "procs": procs, "bot_processes": bot_procs, "groups": n // GROUP_SIZE,
-        "setup_s": round(setup_s, 1), "seconds": round(elapsed, 1), "ramp_s": ramp,
+        "stack": "production", "pace": pace, "server": server, "n": n, "procs": procs, "bot_processes": bot_procs,
+        "groups": n // GROUP_SIZE,
+        "setup_s": round(setup_s, 1), "seconds": round(elapsed, 1), "ramp_s": ramp, "think_s": list(think),
+        "ping_s": ping_seconds, "phase_s": phase_seconds,
         "latency": latency_summary(latencies), "repair_latency": latency_summary(repair),
         "messages_received": received, "messages_per_s": round(received / elapsed, 1),
+        "pushes_received": pushes,
+        # one push reaches every member: pushes per group = pushes received / n; the raw run pushes at this period
+        "push_period_s": round(elapsed * n / pushes, 2) if pushes else None,
         "errors": errors, "bots_out_of_time": timed_out, "error_codes": _merge_counts(b["errors"] for b in results),
         "failures": [f"bot {b['index']}: {b['failure']}" for b in results if b["failure"]][:5],
         "server_error_log_lines": server_errors,
@@ -602,12 +494,13 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "missed_pushes_repaired": sum(b["repaired"] for b in results),
         "stale_pings_answered_with_snapshot": sum(b["stale_pings"] for b in results),
         "pushes_dropped_on_purpose": sum(b["dropped_on_purpose"] for b in results),
-        "channel_over_capacity_log_lines": over_capacity_lines(daphne_log),
-        "db_queries": queries, "participant_actions": actions,
+        "channel_over_capacity_log_lines": over_capacity_lines(server_log),
+        "db_queries": queries, "db_queries_asgi": asgi_queries, "participant_actions": actions,
         "db_queries_per_action": round(queries / actions, 2) if actions else None,
-        "server_cpu_s": cpu, "bots_cpu_s": round(sum(bot_cpu.values()), 2),
-        "server_cpu_ms_per_connection": round(1000 * (cpu["daphne"] + cpu["celery"]) / n, 1),
-        "daphne_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "daphne_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
+        "server_cpu_s": cpu, "bots_cpu_s": round(bots_cpu, 2),
+        "bots_cpu_ms_per_message": round(1000 * bots_cpu / (received + sent), 3) if received + sent else None,
+        "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
+        "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
         "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
         "state": state,
     }
@@ -621,29 +514,28 @@ def _merge_counts(dicts) -> dict:
     return total
 
 
+
 # --- one ceiling run ----------------------------------------------------------------------------
 def run_raw(n: int, procs: int, *, redis_url: str, work: Path, duration: float = 20.0, period: float = 2.0,
-            bot_procs: int | None = None) -> dict:
-    from tests.e2e.stack import free_port
-
+            bot_procs: int | None = None, pace: str = "bot", period_source: str = "given",
+            server: str | None = None) -> dict:
+    """The raw consumer at N sockets on ``server`` with ``procs`` workers on one port: one group_send per group
+    every ``period`` seconds."""
+    server = server or default_server()
     bot_procs = bot_procs or (1 if n <= 200 else 2)
     ramp = min(10.0, max(1.0, n / 200))
-    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"}
-    with Stack(work / f"raw-{n}x{procs}", env) as stack:
-        ports, daphnes = [], []
-        for i in range(procs):
-            port = free_port()
-            ports.append(port)
-            daphnes.append(stack.start(f"daphne-{i}", ["_serve", "raw", "-b", "127.0.0.1", "-p", str(port),
-                                                       "benchmarks.raw_consumer:application"]))
-        for i, (port, proc) in enumerate(zip(ports, daphnes)):
-            wait_port(port, proc, stack.log_dir / f"daphne-{i}.log")
-        sampler = Sampler({"daphne": [p.pid for p in daphnes]})
-        idle_rss = sampler.rss("daphne")
+    # config.serve wants a settings choice; the raw consumer configures its own.
+    env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", "DELIBERATION_DEV": "1"}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    with Stack(work / f"raw-{pace}-{n}x{procs}", env, SCRIPT) as stack:
+        port = free_port()
+        asgi = asgi_server(stack, "asgi", server=server, workers=procs, port=port, application=RAW_APPLICATION)
+        sampler = Sampler({"asgi": [asgi.pid]})
+        idle_rss = sampler.rss("asgi")
         t0 = time.time()
         start_at, measure_from = t0 + 1.0, t0 + 1.0 + ramp + 2.0
         stop_at = measure_from + duration
-        base = {"servers": [f"http://127.0.0.1:{p}" for p in ports], "start_at": start_at, "stagger": ramp / n,
+        base = {"servers": [f"http://127.0.0.1:{port}"], "start_at": start_at, "stagger": ramp / n,
                 "measure_from": measure_from, "stop_at": stop_at}
         push_spec = stack.log_dir / "push.spec.json"
         push_spec.write_text(json.dumps({"redis_url": redis_url, "groups": n // GROUP_SIZE, "period": period,
@@ -652,80 +544,93 @@ def run_raw(n: int, procs: int, *, redis_url: str, work: Path, duration: float =
         bots = run_bot_processes(stack, "raw", n, bot_procs, base, stack.log_dir)
         pusher = stack.start("pusher", ["_push", str(push_spec)])
         time.sleep(max(0.0, measure_from - time.time()))
-        cpu0 = sampler.cpu("daphne")
+        cpu0 = sampler.cpu("asgi")
         sampler.start()
-        import psutil
-
-        bot_handles = [psutil.Process(p.pid) for p, _ in bots]
-        bot_cpu0 = sum(h.cpu_times().user + h.cpu_times().system for h in bot_handles)
-        bot_cpu = bot_cpu0
-        while any(p.poll() is None for p, _ in bots):
-            try:
-                bot_cpu = sum(h.cpu_times().user + h.cpu_times().system for h in bot_handles)
-            except Exception:  # noqa: BLE001
-                pass
-            if time.time() > stop_at + 60:
-                for p, _ in bots:
-                    p.kill()
-            time.sleep(0.5)
+        bots_sampler = Sampler({"bots": [p.pid for p, _ in bots]})
+        bot_cpu0 = bots_sampler.cpu("bots")  # the ramp's connects are not what the pushes cost
+        bots_cpu = wait_for_bots(bots, kill_at=stop_at + 60) - bot_cpu0
         pusher.wait(timeout=60)
         sampler.close()
-        cpu = round(sampler.cpu("daphne") - cpu0, 2)
+        cpu = round(sampler.cpu("asgi") - cpu0, 2)
         results = []
         for proc, out in bots:
             if proc.returncode != 0 or not out.exists():
                 raise RuntimeError(f"raw bot process failed:\n{stack.log_text('raw-bots')[-3000:]}")
             results.append(json.loads(out.read_text()))
-        log = stack.log_text("daphne")
+        log = stack.log_text("asgi")
     latencies = [x for r in results for x in r["latencies"]]
     received = sum(r["received"] for r in results)
     lost = sum(r["lost"] for r in results)
     return {
-        "stack": "raw", "n": n, "procs": procs, "bot_processes": bot_procs, "groups": n // GROUP_SIZE,
-        "seconds": duration, "push_period_s": period, "latency": latency_summary(latencies),
+        "stack": "raw", "pace": pace, "server": server, "n": n, "procs": procs, "bot_processes": bot_procs,
+        "groups": n // GROUP_SIZE,
+        "seconds": duration, "push_period_s": period, "push_period_source": period_source,
+        "latency": latency_summary(latencies),
         "messages_received": received, "messages_per_s": round(len(latencies) / duration, 1),
         "errors": sum(r["errors"] for r in results), "connected": sum(r["connected"] for r in results),
         "lost_messages": lost, "channel_over_capacity_log_lines": over_capacity_lines(log),
-        "server_cpu_s": {"daphne": cpu}, "bots_cpu_s": round(bot_cpu - bot_cpu0, 2),
+        "server_cpu_s": {"asgi": cpu}, "bots_cpu_s": round(bots_cpu, 2),
+        "bots_cpu_ms_per_message": round(1000 * bots_cpu / received, 3) if received else None,
         "server_cpu_ms_per_connection": round(1000 * cpu / n, 1),
-        "daphne_rss_idle_mb": round(idle_rss / 2 ** 20, 1),
-        "daphne_rss_peak_mb": round(sampler.peak_rss["daphne"] / 2 ** 20, 1),
-        "rss_kb_per_connection": round((sampler.peak_rss["daphne"] - idle_rss) / 1024 / n, 1),
+        "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1),
+        "asgi_rss_peak_mb": round(sampler.peak_rss["asgi"] / 2 ** 20, 1),
+        "rss_kb_per_connection": round((sampler.peak_rss["asgi"] - idle_rss) / 1024 / n, 1),
         "state": {"lost_state": lost},
     }
 
 
-# --- sweep, capacity, report --------------------------------------------------------------------
+
+# --- targets and report -------------------------------------------------------------------------
 def ok(run: dict) -> bool:
+    """The capacity criterion: p99 <= 100 ms, no errors, every group finished, nothing lost."""
     p99 = run["latency"]["p99_ms"]
     return (p99 is not None and p99 <= TARGET_P99_MS and run["state"]["lost_state"] == 0 and not run["errors"]
             and not run["state"].get("unfinished_groups"))
 
 
-def capacity(runs: list[dict], stack: str, procs: int) -> int:
-    """Largest N of the ladder that met p99 <= 100 ms with nothing lost (0 if none)."""
-    fits = [r["n"] for r in runs if r["stack"] == stack and r["procs"] == procs and ok(r)]
+def capacity(runs: list[dict], stack: str, procs: int, pace: str = "human") -> int:
+    """Largest N of the ladder that met ``ok`` (0 if none)."""
+    fits = [r["n"] for r in runs if r["stack"] == stack and r["procs"] == procs and r.get("pace", "bot") == pace
+            and ok(r)]
     return max(fits, default=0)
 
 
+def ratios(runs: list[dict], pace: str) -> dict[str, dict]:
+    """Production p99 over the raw consumer's p99 at the same N, processes and pace (same invocation)."""
+    raw = {(r["n"], r["procs"]): r for r in runs if r["stack"] == "raw" and r.get("pace", "bot") == pace}
+    out = {}
+    for p in sorted((r for r in runs if r["stack"] == "production" and r.get("pace", "bot") == pace),
+                    key=lambda r: (r["procs"], r["n"])):
+        r = raw.get((p["n"], p["procs"]))
+        prod_p99, raw_p99 = p["latency"]["p99_ms"], (r["latency"]["p99_ms"] if r else None)
+        ratio = round(prod_p99 / raw_p99, 2) if prod_p99 is not None and raw_p99 else None
+        out[f"n{p['n']}_procs{p['procs']}"] = {"n": p["n"], "procs": p["procs"], "p99_ms": prod_p99,
+                                               "raw_p99_ms": raw_p99, "p99_vs_raw": ratio, "ok": ok(p)}
+    return out
+
+
 def targets(runs: list[dict]) -> dict:
-    prod = {(r["n"], r["procs"]): r for r in runs if r["stack"] == "production"}
-    raw = {(r["n"], r["procs"]): r for r in runs if r["stack"] == "raw"}
-    out: dict = {}
-    big = [key for key in prod if key[0] >= 2000]
-    for key in sorted(big):
-        p, r = prod[key], raw.get(key)
-        ratio = (p["latency"]["p99_ms"] / r["latency"]["p99_ms"]) if r and r["latency"]["p99_ms"] and \
-            p["latency"]["p99_ms"] is not None else None
-        out[f"n{key[0]}_procs{key[1]}"] = {"p99_ms": p["latency"]["p99_ms"], "p99_le_100ms": ok(p),
-                                           "p99_vs_raw": round(ratio, 2) if ratio else None,
-                                           "p99_le_1.5x_raw": bool(ratio and ratio <= 1.5)}
-    cap1, cap2 = capacity(runs, "production", 1), capacity(runs, "production", 2)
-    out["capacity"] = {"production_1": cap1, "production_2": cap2, "raw_1": capacity(runs, "raw", 1),
-                       "raw_2": capacity(runs, "raw", 2),
-                       "ratio_2_vs_1": round(cap2 / cap1, 2) if cap1 else None,
-                       "2_procs_ge_1.4x": bool(cap1 and cap2 >= 1.4 * cap1)}
-    out["zero_lost_state_every_run"] = all(r["state"]["lost_state"] == 0 for r in runs if r["stack"] == "production")
+    """Issue 16's targets, from the runs of one invocation. A target with no run to judge it is None, not met."""
+    out: dict = {"zero_lost_state_every_run": all(r["state"]["lost_state"] == 0 for r in runs
+                                                   if r["stack"] == "production")}
+    if any(r.get("pace") == "human" for r in runs):
+        cap1, cap2 = capacity(runs, "production", 1), capacity(runs, "production", 2)
+        table = ratios(runs, "human")
+        judged = [v["p99_vs_raw"] for v in table.values()]
+        measured = {r["procs"] for r in runs if r["stack"] == "production" and r.get("pace") == "human"}
+        out["human"] = {
+            "capacity": {"production_1": cap1, "production_2": cap2, "raw_1": capacity(runs, "raw", 1),
+                         "raw_2": capacity(runs, "raw", 2), "ratio_2_vs_1": round(cap2 / cap1, 2) if cap1 else None},
+            "by_n": table,
+            "2000_on_2_procs": cap2 >= 2000 if 2 in measured else None,
+            "p99_le_2x_raw_every_n": (all(x is not None and x <= 2.0 for x in judged) if judged else None),
+            "2_procs_ge_1.5x_of_1": cap2 > 0 and cap2 >= 1.5 * cap1 if {1, 2} <= measured else None,
+        }
+    if any(r.get("pace", "bot") == "bot" for r in runs):
+        table = ratios(runs, "bot")
+        at500 = [v["p99_vs_raw"] for v in table.values() if v["n"] == 500]
+        out["bot"] = {"by_n": table,
+                      "n500_p99_le_5x_raw": (all(x is not None and x <= 5.0 for x in at500) if at500 else None)}
     return out
 
 
@@ -733,76 +638,101 @@ def markdown(report: dict) -> str:
     def fmt(v):
         return "–" if v is None else v
 
-    lines = ["| stack | procs | N | p50 ms | p95 ms | p99 ms | msg/s | errors | reconnects | stale pings → snapshot | "
-             "unfinished groups | lost | DB queries/action | server CPU s (daphne+celery) | bots CPU s | RSS KB/conn |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(report["runs"], key=lambda r: (r["stack"] != "production", r["procs"], r["n"])):
+    def verdict(v):
+        return "not measured" if v is None else "met" if v else "not met"
+
+    lines = ["| pace | server | stack | procs | N | p50 ms | p95 ms | p99 ms | push period s | msg/s | errors | "
+             "reconnects | stale pings → snapshot | unfinished groups | lost | DB queries/action | "
+             "server CPU s (ASGI+celery) | bots CPU s | bots CPU ms/msg | RSS KB/conn |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(report["runs"], key=lambda r: (r.get("pace", "bot"), r["stack"] != "production", r["procs"],
+                                                   r["n"])):
         lat = r["latency"]
         cpu = r["server_cpu_s"]
         lines.append(
-            f"| {r['stack']} | {r['procs']} | {r['n']} | {fmt(lat['p50_ms'])} | {fmt(lat['p95_ms'])} | "
-            f"{fmt(lat['p99_ms'])} | {r['messages_per_s']} | {r['errors']} | {fmt(r.get('reconnects'))} | "
-            f"{fmt(r.get('stale_pings_answered_with_snapshot'))} | {fmt(r['state'].get('unfinished_groups'))} | "
-            f"{r['state']['lost_state']} | "
+            f"| {r.get('pace', 'bot')} | {r.get('server', 'daphne')} | {r['stack']} | {r['procs']} | {r['n']} | "
+            f"{fmt(lat['p50_ms'])} | "
+            f"{fmt(lat['p95_ms'])} | {fmt(lat['p99_ms'])} | {fmt(r.get('push_period_s'))} | {r['messages_per_s']} | "
+            f"{r['errors']} | {fmt(r.get('reconnects'))} | {fmt(r.get('stale_pings_answered_with_snapshot'))} | "
+            f"{fmt(r['state'].get('unfinished_groups'))} | {r['state']['lost_state']} | "
             f"{fmt(r.get('db_queries_per_action'))} | {round(sum(cpu.values()), 1)} | {r['bots_cpu_s']} | "
-            f"{r['rss_kb_per_connection']} |")
+            f"{fmt(r.get('bots_cpu_ms_per_message'))} | {r['rss_kb_per_connection']} |")
     t = report["targets"]
-    cap = t["capacity"]
-    lines += ["", f"Capacity (largest N of the ladder with p99 ≤ {TARGET_P99_MS:.0f} ms and nothing lost): "
-              f"production {cap['production_1']} on 1 process, {cap['production_2']} on 2 "
-              f"(ratio {fmt(cap['ratio_2_vs_1'])}; target ≥ 1.4: {'met' if cap['2_procs_ge_1.4x'] else 'not met'}); "
-              f"raw consumer {cap['raw_1']} / {cap['raw_2']}.",
-              f"Zero lost state in every production run: {'yes' if t['zero_lost_state_every_run'] else 'NO'}."]
-    for key, v in t.items():
-        if key.startswith("n"):
-            lines.append(f"{key}: p99 {fmt(v['p99_ms'])} ms (≤100 ms: {'yes' if v['p99_le_100ms'] else 'no'}), "
-                         f"{fmt(v['p99_vs_raw'])}× the raw consumer's p99 (≤1.5×: "
-                         f"{'yes' if v['p99_le_1.5x_raw'] else 'no'}).")
+    lines += ["", f"Zero lost state in every production run: {'yes' if t['zero_lost_state_every_run'] else 'NO'}."]
+    if "human" in t:
+        h, cap = t["human"], t["human"]["capacity"]
+        lines += [f"Human pace, capacity (largest N with p99 ≤ {TARGET_P99_MS:.0f} ms, no errors, every group "
+                  f"finished, nothing lost): production {cap['production_1']} on 1 process, {cap['production_2']} "
+                  f"on 2 (ratio {fmt(cap['ratio_2_vs_1'])}); raw consumer {cap['raw_1']} / {cap['raw_2']}.",
+                  f"Targets: ≥ 2,000 on 2 processes: {verdict(h['2000_on_2_procs'])}; production p99 ≤ 2× raw p99 "
+                  f"at every N: {verdict(h['p99_le_2x_raw_every_n'])}; 2 processes ≥ 1.5× the N of 1: "
+                  f"{verdict(h['2_procs_ge_1.5x_of_1'])}."]
+    for pace in ("human", "bot"):
+        if pace in t and t[pace]["by_n"]:
+            lines += ["", f"{pace.capitalize()} pace, production p99 / raw p99 (same N, processes and push rate):", "",
+                      "| procs | N | production p99 ms | raw p99 ms | ratio |", "|---|---|---|---|---|"]
+            lines += [f"| {v['procs']} | {v['n']} | {fmt(v['p99_ms'])} | {fmt(v['raw_p99_ms'])} | "
+                      f"{fmt(v['p99_vs_raw'])} |" for v in t[pace]["by_n"].values()]
+    if "bot" in t:
+        lines += ["", f"Bot pace, N = 500: production p99 ≤ 5× raw p99: {verdict(t['bot']['n500_p99_le_5x_raw'])}."]
     return "\n".join(lines) + "\n"
 
 
-def create_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
-def drop_database(admin_url: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
-                     "AND pid <> pg_backend_pid()", [name])
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-
-
+# --- the sweep ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")  # what the benchmark serves
+    from config.serve import DEFAULT_SERVER, SERVERS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", default="100,500,1000,2000", help="Bot counts (groups of 5), comma-separated.")
-    parser.add_argument("--procs", default="1,2", help="ASGI (daphne) process counts, comma-separated.")
+    parser.add_argument("--pace", default="human",
+                        help="'human', 'bot' or both ('human,bot'): the bots' think times, pings and drafts (PACES).")
+    parser.add_argument("--n", default=None,
+                        help="Bot counts (groups of 5), comma-separated. Default: the pace's ladder (human: "
+                             "500,1000,2000; bot: 100,500).")
+    parser.add_argument("--procs", default="1,2",
+                        help="ASGI worker process counts, comma-separated (config.serve --workers: one port).")
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                        help=f"ASGI server (python -m config.serve --server; default {DEFAULT_SERVER}).")
     parser.add_argument("--quick", action="store_true", help="N = 100 and 500 only.")
-    parser.add_argument("--duration", type=float, default=15.0, help="Measured seconds of each ceiling run.")
-    parser.add_argument("--timeout", type=float, default=75.0,
-                        help="Seconds a production run's bots get to finish the deliberation (then the run ends; "
-                             "groups still running are reported as unfinished, not lost).")
-    parser.add_argument("--phase-seconds", type=int, default=30, help="Input-phase deadline (backstop for misses).")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="Measured seconds of each raw-consumer run (default: the pace's, human 60, bot 15).")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="Seconds a production run's bots get to finish the deliberation (default: the pace's, "
+                             "human 600, bot 75; then the run ends and groups still running count as unfinished, "
+                             "not lost).")
+    parser.add_argument("--phase-seconds", type=int, default=None,
+                        help="Input-phase deadline, a backstop for misses (default: the pace's, human 180, bot 30).")
     parser.add_argument("--no-critique", action="store_true", help="Skip the critique round (shorter runs).")
-    parser.add_argument("--no-raw", action="store_true", help="Skip the raw-consumer ceiling.")
+    parser.add_argument("--no-raw", action="store_true", help="Skip the raw-consumer rows.")
     parser.add_argument("--drop-share", type=float, default=0.0,
                         help="Bots ignore this share of pushes on purpose (proves the snapshot repair).")
+    parser.add_argument("--profile-bots", type=Path, default=None,
+                        help="Folder for a cProfile file per production bot process (where the bots' CPU goes).")
     parser.add_argument("--redis-url", default=os.environ.get("LOAD_REDIS_URL", "redis://127.0.0.1:6379/12"))
     parser.add_argument("--postgres", default=os.environ.get("LOAD_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
                         help="PostgreSQL server; a fresh database is created on it and dropped afterwards.")
-    parser.add_argument("--out", default=str(RESULTS / "load"), help="Output path without extension.")
+    parser.add_argument("--out", default=str(RESULTS / "load"),
+                        help="Output path without extension (a smoke run: somewhere outside benchmarks/results).")
     args = parser.parse_args(argv)
+    try:
+        paces = [p.strip() for p in args.pace.split(",") if p.strip()]
+        unknown = [p for p in paces if p not in PACES]
+        if not paces or unknown:
+            raise ValueError(f"--pace takes {' or '.join(PACES)} (comma-separated), not {args.pace!r}")
+        ns = [100, 500] if args.quick else [int(x) for x in args.n.split(",") if x.strip()] if args.n else None
+        procs_list = [int(x) for x in args.procs.split(",") if x.strip()]
+        if (ns is not None and (not ns or min(ns) < GROUP_SIZE)) or not procs_list or min(procs_list) < 1:
+            raise ValueError(f"--n takes counts of at least {GROUP_SIZE}, --procs counts of at least 1")
+        if not 0.0 <= args.drop_share < 1.0:
+            raise ValueError("--drop-share is a share between 0 and 1")
+        if args.profile_bots is not None:
+            args.profile_bots.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError) as exc:
+        parser.error(str(exc))
     from provenance import run_record  # command, commit and times for the result file
 
-    run = run_record(argv)
-    ns = [100, 500] if args.quick else [int(x) for x in args.n.split(",") if x.strip()]
-    procs_list = [int(x) for x in args.procs.split(",") if x.strip()]
+    record = run_record(argv)
     fd_limit = raise_fd_limit()
 
     db_name = f"bench_load_{os.getpid()}"
@@ -822,31 +752,43 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     try:
         call_command("migrate", verbosity=0)
-        plan = [("production", n, p) for p in procs_list for n in ns]
-        if not args.no_raw:
-            plan += [("raw", n, p) for p in procs_list for n in ns]
-        bar = tqdm(plan, desc="load", unit="run", file=sys.stderr)
-        for stack, n, procs in bar:
-            bar.set_postfix_str(f"{stack} N={n} procs={procs}")
+        # Each production run is followed by the raw consumer at the same N, processes and pace, pushing at the
+        # rate the production bots received pushes.
+        plan = [(pace, n, p) for pace in paces for p in procs_list for n in (ns or PACES[pace].ladder)]
+        bar = tqdm(total=len(plan) * (1 if args.no_raw else 2), desc="load", unit="run", file=sys.stderr)
+        for pace, n, procs in plan:
+            speed = PACES[pace]
             redis.Redis.from_url(args.redis_url).flushdb()
-            if stack == "production":
-                run = run_production(n, procs, db_url=db_url, redis_url=args.redis_url, work=work,
-                                     phase_seconds=args.phase_seconds, critique_round=not args.no_critique,
-                                     timeout=args.timeout, drop_share=args.drop_share)
-            else:
-                run = run_raw(n, procs, redis_url=args.redis_url, work=work, duration=args.duration)
-            runs.append(run)
+            bar.set_postfix_str(f"{pace} production N={n} procs={procs}")
+            prod = run_production(n, procs, db_url=db_url, redis_url=args.redis_url, work=work, pace=pace,
+                                  phase_seconds=args.phase_seconds, critique_round=not args.no_critique,
+                                  timeout=args.timeout, drop_share=args.drop_share, profile_dir=args.profile_bots,
+                                  server=args.server)
+            runs.append(prod)
+            bar.update(1)
+            done = [prod]
+            if not args.no_raw:
+                redis.Redis.from_url(args.redis_url).flushdb()
+                bar.set_postfix_str(f"{pace} raw N={n} procs={procs}")
+                period, source = (prod["push_period_s"], "production run") if prod["push_period_s"] else \
+                    (sum(speed.think) / 2 / (GROUP_SIZE + 1), "estimate: one push per submission and phase change")
+                done.append(run_raw(n, procs, redis_url=args.redis_url, work=work, pace=pace, period=period,
+                                    period_source=source, duration=args.duration or speed.raw_seconds,
+                                    server=args.server))
+                runs.append(done[-1])
+                bar.update(1)
             partial = Path(args.out).with_suffix(".partial.json")  # survives an interrupted sweep
             partial.parent.mkdir(parents=True, exist_ok=True)
             partial.write_text(json.dumps({"runs": runs}, indent=2))
-            tqdm.write(f"{stack} N={n} procs={procs}: p99 {run['latency']['p99_ms']} ms, "
-                       f"lost {run['state']['lost_state']}, errors {run['errors']}", file=sys.stderr)
+            for run in done:
+                tqdm.write(f"{pace} {run['stack']} N={n} procs={procs}: p99 {run['latency']['p99_ms']} ms, "
+                           f"lost {run['state']['lost_state']}, errors {run['errors']}", file=sys.stderr)
+        bar.close()
     finally:
         from django.db import connections
 
         connections.close_all()
         drop_database(f"{args.postgres.rstrip('/')}/postgres", db_name)
-    import platform
 
     report = {
         "benchmark": "load", "created": datetime.now().isoformat(timespec="seconds"),
@@ -854,20 +796,22 @@ def main(argv: list[str] | None = None) -> None:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "fd_limit": fd_limit,
                     "note": "shared 2-core machine; other work ran beside the benchmark"},
         "setup": {"group_size": GROUP_SIZE, "generation_backend": "recorded (real SmolLM2 statements replayed)",
-                  "asgi": "daphne; 2 processes = two ports, bots split connections round-robin (no SO_REUSEPORT)",
+                  "asgi": f"{args.server} via python -m config.serve --workers PROCS: one port, one address",
                   "channel_layer": "channels-redis, production settings (capacity 1000)",
                   "celery": "1 solo worker with beat (deadline sweeper every 2 s)",
                   "latency": "server phase_started_at -> snapshot arrival at each member (push arrivals only)",
-                  "db_queries": "SQL statements counted by a Django execute_wrapper in daphne and the worker, "
+                  "db_queries": "SQL statements counted by a Django execute_wrapper in the ASGI workers and Celery, "
                                 "divided by bot actions (drafts, submissions, pings)",
-                  "raw": "benchmarks/raw_consumer.py, one group_send per group every 2 s",
+                  "paces": {p: PACES[p]._asdict() for p in paces},
+                  "raw": "benchmarks/raw_consumer.py, one group_send per group every push_period_s (the period the "
+                         "production run at the same N, processes and pace pushed at)",
                   "phase_seconds": args.phase_seconds, "critique_round": not args.no_critique,
                   "drop_share": args.drop_share},
         "seconds": round(time.monotonic() - started, 1),
         "runs": runs,
     }
     report["targets"] = targets(runs)
-    report.update({k: v for k, v in run.finish().items() if k != "command"})
+    report.update({k: v for k, v in record.finish().items() if k != "command"})
     table = markdown(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -879,11 +823,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _entry() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "_serve":
+    if len(sys.argv) > 2 and sys.argv[1] == "_serve":  # a server role (benchmarks/stack.py)
         serve(sys.argv[2], sys.argv[3:])
-    elif len(sys.argv) > 1 and sys.argv[1] == "_bots":
+    elif len(sys.argv) > 2 and sys.argv[1] == "_bots":
         bots_main(sys.argv[2])
-    elif len(sys.argv) > 1 and sys.argv[1] == "_push":
+    elif len(sys.argv) > 2 and sys.argv[1] == "_push":
         push_main(sys.argv[2])
     else:
         main()

@@ -4,7 +4,7 @@
 Simulated participants with hidden, consistent preferences (``participants/preferences.py``: values they care
 about as hidden word lists, a preferred length, dislikes of absolute words, repetition and cut-off sentences, and
 a fixed personal idiosyncrasy per statement — nothing the system sees, and not a function of MiniLM features) join
-over HTTP and rate over the real websocket protocol (``participants/bots.py``, policy ``hidden:SEED``), against
+over HTTP and rate over the real websocket protocol (``bots/client.py``, policy ``hidden:SEED``), against
 daphne + a Celery worker + the embedded SmolLM2 on PostgreSQL and Redis.
 
 * **Phase A**: ``--groups-a`` groups with the base generator (no best-of-N) on the phase-A questions.
@@ -48,8 +48,8 @@ BENCHMARKS = ROOT / "benchmarks"
 if str(BENCHMARKS) not in sys.path:
     sys.path.insert(0, str(BENCHMARKS))
 
-from load import create_database, drop_database  # noqa: E402 (a fresh PostgreSQL database per run)
 from provenance import run_record  # noqa: E402 (command, commit and times of the run)
+from stack import create_database, drop_database  # noqa: E402 (a fresh PostgreSQL database per run)
 
 from tests.e2e.stack import free_port  # noqa: E402
 from tests.waiting import wait_until_serving  # noqa: E402 (the shared wait-for-server loop)
@@ -163,7 +163,7 @@ def set_questions(study, questions: list[dict]) -> None:
 
 
 def bot_config(server: str, study, n: int, run_id: str, args):
-    from participants.bots import BotConfig
+    from bots.client import BotConfig
     from participants.services import simulated_join_token
 
     spec = f"hidden:{args.population_seed}"
@@ -173,7 +173,7 @@ def bot_config(server: str, study, n: int, run_id: str, args):
 
 
 def run_arms(configs: list) -> list[dict]:
-    from participants.bots import run_bots_async
+    from bots.client import run_bots_async
 
     async def both():
         return await asyncio.gather(*(run_bots_async(c) for c in configs))

@@ -34,6 +34,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.load import (  # noqa: E402 (read-only helpers: process stack, bots, publisher, percentiles)
     GROUP_SIZE,
+    SCRIPT,
     Stack,
     latency_summary,
     over_capacity_lines,
@@ -87,7 +88,7 @@ def run_one(server: str, n: int, workers: int, *, redis_url: str, work: Path, du
     env = {**os.environ, "REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1", "DELIBERATION_DEV": "1"}
     port = free_port()
     log_dir = work / f"{server}-{n}x{workers}"
-    with Stack(log_dir, env) as stack:
+    with Stack(log_dir, env, SCRIPT) as stack:  # its bots and publisher: load.py's _bots and _push roles
         log = open(log_dir / "server.log", "w")
         proc = subprocess.Popen([sys.executable, "-m", "config.serve", "--server", server, "--workers", str(workers),
                                  "-b", "127.0.0.1", "-p", str(port), RAW_APPLICATION],

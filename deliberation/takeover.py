@@ -29,8 +29,8 @@ from django.utils import timezone
 
 from core import flow
 from core.flow import Phase
-from participants.bots import QuestionOpinions, critique_text, rate
 from participants.models import Participant
+from participants.standins import QuestionOpinions, critique_text, rate
 
 from . import realtime
 from .models import Candidate, Draft, Group, Opinion

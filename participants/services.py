@@ -194,7 +194,7 @@ SIMULATED_TOKEN_MAX_AGE = 7 * 24 * 3600  # seconds; far above the longest bot ru
 def simulated_join_token(study_slug: str) -> str:
     """A token that marks whoever joins ``study_slug`` with it as simulated (``Participant.is_simulated``).
 
-    Why a signed token on the join link: bots join over HTTP exactly like people (``participants.bots``), often
+    Why a signed token on the join link: bots join over HTTP exactly like people (``bots.client``), often
     against a server whose database ``run_bots`` cannot reach, so the mark must travel with the join itself and
     be set as the row is created (no window in which a bot counts as human; nothing to fix up after a crashed
     run). Only a holder of the server's ``SECRET_KEY`` (``manage.py run_bots`` on the deployment) can make one,

@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "generation",
     "analysis",
     "legibility",
+    "bots",
 ]
 
 MIDDLEWARE = [

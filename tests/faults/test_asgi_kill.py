@@ -25,10 +25,10 @@ from django.conf import settings
 from django.db import connection
 from websockets.sync.client import connect as ws_connect
 
+from bots.client import BotConfig, run_bots
 from deliberation.models import Group, Rating
 from deliberation.realtime import group_channel, participant_channel
 from deliberation.services import group_force_advance
-from participants.bots import BotConfig, run_bots
 from participants.models import Participant
 
 from ..e2e.stack import Stack, database_url

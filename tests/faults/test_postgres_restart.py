@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
-from participants.bots import BotConfig, run_bots
+from bots.client import BotConfig, run_bots
 
 from ..e2e.services import private_postgres
 from ..e2e.stack import ROOT, Stack

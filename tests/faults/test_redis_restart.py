@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from bots.client import BotConfig, run_bots
 from deliberation.models import Group, GroupEvent, Rating
 from deliberation.sweeper import sweep
-from participants.bots import BotConfig, run_bots
 
 from ..e2e.services import private_redis
 from ..e2e.stack import Stack, database_url

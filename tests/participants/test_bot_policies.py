@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 
 from analysis.reward.model import TINY, build_model, load_tokenizer, save_checkpoint
 from analysis.reward.score import load_reward_model, score_matrix
-from participants.bots import PersonaOpinions, make_scorer, opinion_source, rate
+from bots.policies import make_scorer, rate
+from bots.sources import PersonaOpinions, opinion_source
 
 QUESTION = "Should we remove all taxes on food and groceries?"
 OPINION = "Taxes on bread, milk and vegetables hurt poor families the most, so food should not be taxed."
@@ -116,7 +117,7 @@ async def test_page_loads_are_retried_while_the_server_is_away_then_give_up(monk
 
     import httpx
 
-    from participants.bots import Bot, BotConfig, opinion_source
+    from bots.client import Bot, BotConfig
 
     monkeypatch.setattr(asyncio, "sleep", _no_sleep)
     calls = []

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connection
 
-from deliberation.models import Candidate, Critique, Group, Opinion, Rating
+from deliberation.models import Candidate, Critique, Draft, Group, Opinion, Rating
 from participants.models import Participant
 
 from ..e2e.stack import database_url, running_stack
@@ -119,3 +119,38 @@ def test_bots_that_drop_out_do_not_stop_their_groups(tmp_path):
     assert by_kind(summary, "rating")["rows"] == Rating.objects.filter(round=1, by_timeout=False).count()
     assert by_kind(summary, "final_rating")["rows"] == Rating.objects.filter(round=2, by_timeout=False).count()
     assert elapsed < 200
+
+
+def test_human_typing_model_sends_one_draft_per_pause_and_the_pages_draft_before_submitting(tmp_path):
+    """``--typing-pauses 3:3 --draft-on-submit`` (the load benchmark's human pace): per input phase, three drafts
+    of what was typed (or rated) by each pause and the whole answer right before the submission, as the page does.
+    The server acknowledges each, and the last draft of each phase is the submitted answer."""
+    study = short_study("bots-typing", 60)
+    with running_stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path) as base:
+        out = io.StringIO()
+        call_command("run_bots", "--study", "bots-typing", "--participants", "3", "--server", base, "--json",
+                     "--no-progress", "--think", "0.1:0.4", "--stagger", "0.1", "--timeout", "240", "--seed", "5",
+                     "--typing-pauses", "3:3", "--draft-on-submit", stdout=out)
+        summary = json.loads(out.getvalue())
+    assert not summary["failures"], summary["failures"]
+    assert summary["completed"] == 3 and summary["errors_received"] == 0, summary
+    drafts = by_kind(summary, "draft")
+    assert drafts["sent"] == 3 * 4 * (3 + 1), drafts  # 3 bots x 4 input phases x (3 pauses + the submit's draft)
+    assert drafts["acknowledged"] == drafts["sent"] and drafts["errors"] == 0, drafts
+    group = Group.objects.get(study=study)
+    for p in Participant.objects.filter(study=study):
+        opinion = Opinion.objects.get(participant=p)
+        assert not opinion.by_timeout
+        assert Draft.objects.get(participant=p, group=group, phase="opinion").payload["text"] == opinion.text
+        rated = Draft.objects.get(participant=p, group=group, phase="rating").payload["ratings"]
+        assert len(rated) == Candidate.objects.filter(group=group, round=1).count()  # the whole rating at the end
+
+
+def test_typing_pauses_option_refuses_bad_values():
+    from django.core.management.base import CommandError
+
+    for bad in ("0:2", "3:2", "x", "1:99"):
+        with pytest.raises(CommandError, match="typing-pauses"):
+            call_command("run_bots", "--study", "s", "--participants", "1", "--typing-pauses", bad)
+    with pytest.raises(CommandError, match="--ping"):
+        call_command("run_bots", "--study", "s", "--participants", "1", "--ping", "0")

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from participants.bots import HiddenOpinions, make_scorer, opinion_source, rate
+from bots.policies import make_scorer, rate
+from bots.sources import HiddenOpinions, opinion_source
 from participants.preferences import FACETS, Population, facet_hits, parse_spec, repeated_trigram_share
 
 QUESTION = "Should cities ban cars from their centres?"

@@ -12,7 +12,8 @@ import pytest
 from django.core import signing
 from django.core.management import call_command
 
-from participants.bots import Bot, BotConfig, opinion_source
+from bots.client import Bot, BotConfig
+from bots.sources import opinion_source
 from participants.models import Participant
 from participants.services import SIMULATED_SALT, simulated_join_token
 
@@ -71,7 +72,7 @@ def test_run_bots_gives_its_bots_a_valid_token_for_the_study(monkeypatch):
                 "writes_acknowledged": 0, "writes_sent": 0, "errors_received": 0, "error_codes": {},
                 "seconds": 0, "failures": []}
 
-    monkeypatch.setattr("participants.management.commands.run_bots.run_bots", fake_run_bots)
+    monkeypatch.setattr("bots.management.commands.run_bots.run_bots", fake_run_bots)
     call_command("run_bots", "--study", "s1", "--participants", "1", "--no-progress", stdout=io.StringIO())
     token = seen["config"].simulated_token
     assert signing.loads(token, salt=SIMULATED_SALT) == "s1"

@@ -1,32 +1,32 @@
-"""Simulated participants ("bots") that use a running server exactly like a browser does.
+"""The simulated participants' protocol client: bots that use a running server exactly like a browser does.
 
-Django-free: a bot talks HTTP (httpx) and websockets (``websockets``) to a server URL.
-It opens the join link, posts the consent form there with Django's CSRF token (the consent
-POST creates the participant; cookies kept), follows the redirect to ``/p/TOKEN/``, opens
-``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way
-``static/js/participant.js`` does: drafts, then a submission per input phase, pings every
-15 s with the snapshot version it shows, and reconnects with backoff when the socket drops.
-A bot may drop out (close its socket and never return). When its status is final it reads the completion page.
+A bot talks HTTP (httpx) and websockets (``websockets``) to a server URL. It opens the join link, posts the
+consent form there with Django's CSRF token (the consent POST creates the participant; cookies kept), follows the
+redirect to ``/p/TOKEN/``, opens ``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way
+``static/js/participant.js`` does: drafts while typing, then a submission per input phase, pings every
+``ping_seconds`` with the snapshot version it shows, and reconnects with backoff when the socket drops. A bot may
+drop out (close its socket and never return). When its status is final it reads the completion page.
+
+What it writes and how it rates come from ``bots.sources`` and ``bots.policies``; how fast it moves from
+``BotConfig`` (``think``: seconds per step; ``typing_pauses``: drafts per text, one per pause in typing, as the
+page's debounce sends them).
 
 Acknowledgements are counted honestly: every sent message carries a unique ``ref`` and only an
 ``ack`` whose ``ref`` matches something this bot sent (and is still waiting for) counts.
 
-Used by ``manage.py run_bots``; see ``run_bots`` below for the programmatic entry point.
+Used by ``manage.py run_bots``; ``run_bots`` below is the programmatic entry point.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import json
 import random
 import re
 import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -34,15 +34,14 @@ import httpx
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatus
 
+from participants.standins import critique_text
+
+from .policies import make_scorer, rate
+from .sources import opinion_source
+
 FINAL_STATUSES = ("completed", "lobby_timeout", "dropped")
 INPUT_PHASES = ("opinion", "rating", "critique", "final_rating")
 PING_SECONDS = 15.0
-POLIS_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "polis"
-WORD = re.compile(r"[a-zA-Z']+")
-STOPWORDS = frozenset("""a an the and or but of to in on for with we should be is are it this that all
-    not no do does our us they their there as at by from have has i my me you your so if than then
-    more less would could will can its into about what which who""".split())
-STANCES = ("for", "against", "mixed")
 
 
 # --- configuration and results ------------------------------------------------------------------
@@ -64,6 +63,12 @@ class BotConfig:
     persona_options: dict = field(default_factory=dict)
     persona_max_tokens: int = 60
     ping_seconds: float = PING_SECONDS
+    # The typing model: drafts sent while writing a text or rating, one per pause (static/js/participant.js sends a
+    # draft 1.2 s after typing stops, 0.8 s after a rating changes): a number drawn from MIN..MAX per step, each
+    # with the text (or ratings) so far. With ``draft_on_submit`` the whole answer goes as a draft right before the
+    # submission, as the page's Submit button does. (1, 1) without it is the fast load pace of old.
+    typing_pauses: tuple[int, int] = (1, 1)
+    draft_on_submit: bool = False
     timeout: float = 1800.0  # give up on a bot after this many seconds
     stagger: float = 0.2  # seconds between bot arrivals
     progress: bool = True
@@ -111,273 +116,6 @@ class BotResult:
         return self.kinds.setdefault(name, KindCount())
 
 
-# --- opinion sources and rating policies --------------------------------------------------------
-def _words(text: str) -> set[str]:
-    return {w.lower() for w in WORD.findall(text) if w.lower() not in STOPWORDS and len(w) > 2}
-
-
-def similarity(a: str, b: str) -> float:
-    """Word-overlap (Jaccard) similarity of two texts, 0..1."""
-    wa, wb = _words(a), _words(b)
-    if not wa or not wb:
-        return 0.0
-    return len(wa & wb) / len(wa | wb)
-
-
-def _question_claim(question: str) -> str:
-    """'Should we remove taxes on food?' -> 'we should remove taxes on food'."""
-    q = question.strip().rstrip("?").strip()
-    m = re.match(r"(?i)^(should|must|can|could|would|is|are|do|does)\s+(\w+)\s+(.*)$", q)
-    if m:
-        return f"{m.group(2)} {m.group(1).lower()} {m.group(3)}"
-    return q[0].lower() + q[1:] if q else "this"
-
-
-class QuestionOpinions:
-    """Opinions written from the question text and a stance (the question's affirming/negating
-    statements are not in the snapshot, so a bot builds its own)."""
-
-    REASONS = {
-        "for": ["it would make life fairer for people on low incomes",
-                "the benefits clearly outweigh the costs",
-                "it is simple, popular and easy to explain",
-                "the current situation hurts the people with the least"],
-        "against": ["the costs would fall on public services that everybody needs",
-                    "it would help the wrong people more than those in need",
-                    "there are better ways to reach the same goal",
-                    "the side effects would be worse than the problem"],
-        "mixed": ["it depends on how it is done and who pays for it",
-                  "a partial or gradual version would be a sensible compromise",
-                  "we should try it carefully and measure the results",
-                  "both sides make fair points that deserve weight"],
-    }
-
-    def opinion(self, question: str, rng: random.Random) -> str:
-        claim = _question_claim(question)
-        stance = rng.choice(STANCES)
-        reason, extra = rng.sample(self.REASONS[stance], 2)
-        if stance == "for":
-            return f"I agree that {claim}, because {reason}. Also, {extra}."
-        if stance == "against":
-            return f"I do not think {claim}, because {reason}. Also, {extra}."
-        return f"I am unsure whether {claim}: {reason}, and {extra}."
-
-
-class PolisOpinions:
-    """Opinions drawn from a Polis conversation's comments.csv (moderated-out comments skipped)."""
-
-    def __init__(self, directory: str):
-        path = Path(directory)
-        if not path.is_absolute() and not path.exists():
-            path = POLIS_ROOT / directory
-        csv_path = path / "comments.csv" if path.is_dir() else path
-        with open(csv_path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-        self.comments = [r["comment-body"].strip() for r in rows
-                         if r.get("comment-body", "").strip() and str(r.get("moderated", "1")).strip() != "-1"
-                         and len(r["comment-body"].split()) >= 3]
-        if not self.comments:
-            raise ValueError(f"no usable comments in {csv_path}")
-
-    def opinion(self, question: str, rng: random.Random) -> str:
-        return rng.choice(self.comments)
-
-
-class PersonaOpinions:
-    """Opinions written by the project's generation backend in the voice of a random persona.
-
-    Uses the one generation interface (``generation.backends.get_backend``); the extractive and recorded
-    backends only copy existing text, so they cannot write a persona's opinion.
-    """
-
-    blocking = True  # a model call: bots run it off the event loop
-    AGES = ("19", "27", "34", "45", "58", "71")
-    JOBS = ("nurse", "student", "farmer", "teacher", "shop owner", "software developer", "retired engineer",
-            "delivery driver", "accountant", "carer")
-    VIEWS = ("cares most about fairness", "worries about public spending", "values personal freedom",
-             "thinks tradition matters", "wants practical solutions", "is sceptical of government",
-             "cares about the environment", "puts family first")
-
-    def __init__(self, backend: str = "embedded", options: dict | None = None, max_new_tokens: int = 60):
-        if backend in ("extractive", "recorded"):
-            raise ValueError(f"the {backend} backend only copies existing text and cannot write persona opinions; "
-                             "use --persona-backend embedded or openai")
-        from generation.backends import get_backend
-
-        self.backend = get_backend(backend, **(options or {}))
-        self.max_new_tokens = max_new_tokens
-        self.fallback = QuestionOpinions()
-        self.generated = 0  # opinions the model wrote (the rest fell back to the question-based source)
-        self._lock = threading.Lock()  # one model, many bots: one call at a time
-
-    def persona(self, rng: random.Random) -> str:
-        return (f"a {rng.choice(self.AGES)}-year-old {rng.choice(self.JOBS)} who {rng.choice(self.VIEWS)}"
-                f" and {rng.choice(self.VIEWS)}")
-
-    def messages(self, question: str, persona: str):
-        from generation.backends import ChatMessage
-
-        return (ChatMessage("system", f"You are {persona}. Answer in two or three sentences, in the first "
-                                      "person, giving your own opinion and one reason. No lists, no preamble."),
-                ChatMessage("user", question))
-
-    def opinion(self, question: str, rng: random.Random) -> str:
-        from generation.backends import GenerationRequest
-        from generation.cleaning import clean_statement
-
-        request = GenerationRequest(messages=self.messages(question, self.persona(rng)), seed=rng.getrandbits(31),
-                                    max_new_tokens=self.max_new_tokens, temperature=0.9, stop=("\n\n",))
-        with self._lock:
-            raw = self.backend.generate([request])[0].text
-        text = clean_statement(raw, 600, question=question)
-        if not text or len(text.split()) < 3:  # a model that wrote nothing usable: still an opinion
-            return self.fallback.opinion(question, rng)
-        self.generated += 1
-        return text
-
-
-class HiddenOpinions:
-    """Opinions from each member's hidden profile (``participants.preferences``): their stance on the question, in
-    the question-based bots' words, and the two values they care most about."""
-
-    per_member = True
-
-    def __init__(self, spec: str):
-        from participants.preferences import parse_spec
-
-        self.population = parse_spec(spec)
-        self.stance = QuestionOpinions()
-
-    def opinion_for(self, member_key: str, question: str, rng: random.Random) -> str:
-        stance = self.stance.opinion(question, rng).split(" because ")[0].split(":")[0].rstrip(".,")
-        return f"{stance}. {self.population.member(member_key).opinion(question, rng)}"
-
-
-def opinion_source(spec: str, *, persona_backend: str = "embedded", persona_options: dict | None = None,
-                   persona_max_tokens: int = 60):
-    if spec in ("", "question"):
-        return QuestionOpinions()
-    if spec.startswith("polis:"):
-        return PolisOpinions(spec.split(":", 1)[1])
-    if spec == "persona":
-        return PersonaOpinions(persona_backend, persona_options, persona_max_tokens)
-    if spec == "hidden" or spec.startswith("hidden:"):
-        return HiddenOpinions(spec)
-    raise ValueError(f"unknown opinion source {spec!r} (use 'question', 'polis:DIR', 'persona' or 'hidden:SEED')")
-
-
-class EmbeddingScorer:
-    """Cosine similarity of all-MiniLM-L6-v2 embeddings (the reward model's backbone, loaded offline)."""
-
-    def __init__(self):
-        self._cache: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def agreement(self, question: str, opinion: str, texts: list[str]) -> list[float]:
-        """Predicted agreement on the 1..7 scale: cosine 0.2 or less is 1, 0.8 or more is 7."""
-        from analysis.reward.model import embed_texts
-
-        with self._lock:
-            missing = [t for t in dict.fromkeys([opinion, *texts]) if t not in self._cache]
-            if missing:
-                self._cache.update(zip(missing, embed_texts(missing), strict=True))
-            mine = self._cache[opinion]
-            cosines = [float(mine @ self._cache[t]) for t in texts]
-        return [1 + 6 * min(1.0, max(0.0, (c - 0.2) / 0.6)) for c in cosines]
-
-
-class RewardScorer:
-    """A trained reward model's predicted agreement (analysis/reward/score.py) of this bot with each statement."""
-
-    def __init__(self, directory: str):
-        from analysis.reward.score import load_reward_model
-
-        if not Path(directory).is_dir():
-            raise ValueError(f"no reward model checkpoint folder at {directory}")
-        self.model = load_reward_model(directory)
-        self._lock = threading.Lock()
-
-    def agreement(self, question: str, opinion: str, texts: list[str]) -> list[float]:
-        from analysis.reward.score import score_matrix
-
-        with self._lock:
-            return [float(v) for v in score_matrix(self.model, question, [opinion], texts)[0]]
-
-
-class HiddenScorer:
-    """Ratings from each member's hidden taste (``participants.preferences``): the system never sees it."""
-
-    def __init__(self, spec: str):
-        from participants.preferences import parse_spec
-
-        self.population = parse_spec(spec)
-
-    def rate(self, member_key: str, texts: list[str]) -> list[tuple[int, int, float]]:
-        """(agreement, quality, utility) per text."""
-        member = self.population.member(member_key)
-        return [(member.agreement(t), member.quality(t), member.utility(t)) for t in texts]
-
-
-_SCORERS: dict[str, Any] = {}
-_SCORERS_LOCK = threading.Lock()
-
-
-def make_scorer(policy: str):
-    """None for the cheap policies; a shared (loaded-once) model scorer for 'embedding' and 'reward:DIR'."""
-    if policy in ("random", "similarity"):
-        return None
-    hidden = policy == "hidden" or policy.startswith("hidden:")
-    if policy != "embedding" and not policy.startswith("reward:") and not hidden:
-        raise ValueError(f"unknown rating policy {policy!r} (use random, similarity, embedding, reward:DIR or "
-                         "hidden:SEED)")
-    with _SCORERS_LOCK:
-        if policy not in _SCORERS:
-            _SCORERS[policy] = (HiddenScorer(policy) if hidden else EmbeddingScorer() if policy == "embedding"
-                                else RewardScorer(policy.split(":", 1)[1]))
-        return _SCORERS[policy]
-
-
-def rate(candidates: list[dict], opinion: str, policy: str, rng: random.Random, *,
-         question: str = "", member_key: str = "") -> tuple[list[dict], list[int]]:
-    """Ratings (agreement, quality 1..7) for every candidate and a full ranking, best first.
-
-    ``member_key`` names the bot in its population for the ``hidden:SEED`` policy."""
-    scored = []
-    scorer = make_scorer(policy)
-    if isinstance(scorer, HiddenScorer):
-        judged = scorer.rate(member_key, [c["text"] for c in candidates])
-        ratings = [{"candidate_id": c["id"], "agreement": a, "quality": q}
-                   for c, (a, q, _) in zip(candidates, judged, strict=True)]
-        order = sorted(range(len(candidates)), key=lambda i: (-judged[i][2], i))
-        return ratings, [candidates[i]["id"] for i in order]
-    predicted = scorer.agreement(question, opinion or question, [c["text"] for c in candidates]) if scorer else None
-    for i, c in enumerate(candidates):
-        if policy == "random":
-            agreement, quality = rng.randint(1, 7), rng.randint(1, 7)
-            score = agreement + quality + rng.random()
-        elif predicted is not None:  # a model's predicted agreement, 1..7
-            agreement = max(1, min(7, round(predicted[i])))
-            quality = max(1, min(7, rng.choice((3, 4, 5, 6)) + (1 if len(c["text"].split()) > 12 else 0)))
-            score = predicted[i] + rng.random() * 1e-6
-        else:
-            sim = similarity(opinion or "", c["text"])
-            agreement = max(1, min(7, round(1 + 6 * min(1.0, sim * 3)) + rng.choice((-1, 0, 0, 1))))
-            quality = max(1, min(7, rng.choice((3, 4, 5, 6)) + (1 if len(c["text"].split()) > 12 else 0)))
-            score = sim + rng.random() * 1e-3
-        scored.append((score, {"candidate_id": c["id"], "agreement": agreement, "quality": quality}))
-    ratings = [r for _, r in scored]
-    ranking = [r["candidate_id"] for _, r in sorted(scored, key=lambda s: -s[0])]
-    return ratings, ranking
-
-
-def critique_text(winner: str, opinion: str, rng: random.Random) -> str:
-    missing = sorted(_words(opinion) - _words(winner))
-    if missing:
-        focus = ", ".join(rng.sample(missing, min(3, len(missing))))
-        return f"The statement should say more about {focus}; it leaves out part of what I argued."
-    return rng.choice(["The statement is fair but could be shorter and clearer.",
-                       "It should acknowledge the concerns of people who disagree.",
-                       "Good overall, but it needs a concrete proposal."])
 
 
 # --- one bot ------------------------------------------------------------------------------------
@@ -531,6 +269,9 @@ class Bot:
             message = json.loads(raw)
         except ValueError:
             return
+        await self.on_parsed(message)
+
+    async def on_parsed(self, message: dict) -> None:
         kind = message.get("type")
         if kind == "snapshot":
             self.result.snapshots += 1
@@ -635,10 +376,16 @@ class Bot:
         with contextlib.suppress(Exception):
             await self.ws.close()
 
+    def typing_pause_count(self) -> int:
+        low, high = self.config.typing_pauses
+        return low if low >= high else self.rng.randint(low, high)
+
     async def act(self, group: dict, max_chars: int, key: tuple) -> None:
+        """One step: read, type (a draft at each pause), pause, submit. The step takes one think time in all."""
         phase = group["phase"]
         retry = self.failed[key] > 0
-        await self.think(0.5)
+        pauses = max(1, self.typing_pause_count())
+        await self.think(0.5 / pauses)
         if phase in ("opinion", "critique"):
             if phase == "opinion":
                 if self.opinion is None or retry:
@@ -652,8 +399,14 @@ class Bot:
             else:
                 text = critique_text((group.get("winner") or {}).get("text", ""), self.opinion or "", self.rng)
             text = text[:max_chars] if not retry else text[: max(20, max_chars // 2)]
-            await self.send({"type": "draft", "phase": phase, "text": text[: max(1, len(text) // 2)]}, "draft")
+            for pause in range(1, pauses + 1):  # what was typed by each pause
+                if pause > 1:
+                    await self.think(0.5 / pauses)
+                typed = text[: max(1, len(text) * pause // (pauses + 1))]
+                await self.send({"type": "draft", "phase": phase, "text": typed}, "draft")
             await self.think(0.5)
+            if self.config.draft_on_submit:
+                await self.send({"type": "draft", "phase": phase, "text": text}, "draft")
             await self.send({"type": f"submit_{phase}", "text": text}, phase, key, 1)
             if phase == "opinion" and self.opinion is not None:
                 self.opinion = text
@@ -669,8 +422,14 @@ class Bot:
                     rate, candidates, self.opinion or group["question"], self.config.rating_policy, self.rng,
                     question=group["question"])
             draft = {str(r["candidate_id"]): {"agreement": r["agreement"], "quality": r["quality"]} for r in ratings}
-            await self.send({"type": "draft", "phase": phase, "ratings": draft, "ranking": ranking}, "draft")
+            for pause in range(1, pauses + 1):  # the candidates rated by each pause
+                if pause > 1:
+                    await self.think(0.5 / pauses)
+                done = dict(list(draft.items())[: max(1, -(-len(draft) * pause // pauses))])
+                await self.send({"type": "draft", "phase": phase, "ratings": done, "ranking": ranking}, "draft")
             await self.think(0.5)
+            if self.config.draft_on_submit:
+                await self.send({"type": "draft", "phase": phase, "ratings": draft, "ranking": ranking}, "draft")
             await self.send({"type": "submit_ratings", "round": group["round"], "ratings": ratings,
                              "ranking": ranking}, phase, key, len(ratings))
 
@@ -728,11 +487,14 @@ async def run_bots_async(config: BotConfig) -> dict[str, Any]:
 
         bar = tqdm(total=config.participants, desc="bots", unit="bot", file=sys.stderr)
     limits = httpx.Limits(max_connections=max(10, config.participants * 2))
+    # One TLS context for every bot: building one loads the CA bundle (~40 ms of CPU), which per bot was nearly all
+    # of a bot process's CPU in benchmarks/load.py --profile-bots. Each bot keeps a client of its own (its cookies).
+    tls = httpx.create_ssl_context()
 
     async def one(index: int) -> BotResult:
         await asyncio.sleep(index * config.stagger)
         rng = random.Random(f"{config.seed}:{run_id}:{index}")
-        async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits,
+        async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits, verify=tls,
                                      headers={"User-Agent": "deliberation-bot/1.0"}) as client:
             result = await Bot(index, config, source, rng, run_id).run(client)
         if bar is not None:
@@ -760,3 +522,15 @@ def parse_think(value: str) -> tuple[float, float]:
     if low_f < 0 or high_f < low_f:
         raise ValueError("--think takes MIN:MAX seconds with 0 <= MIN <= MAX")
     return low_f, high_f
+
+
+def parse_typing_pauses(value: str) -> tuple[int, int]:
+    low, _, high = value.partition(":")
+    try:
+        low_i = int(low)
+        high_i = int(high) if high else low_i
+    except ValueError:
+        raise ValueError("--typing-pauses takes MIN:MAX whole numbers of drafts, like 2:5") from None
+    if low_i < 1 or high_i < low_i or high_i > 50:
+        raise ValueError("--typing-pauses takes MIN:MAX drafts with 1 <= MIN <= MAX <= 50")
+    return low_i, high_i

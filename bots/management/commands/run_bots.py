@@ -1,6 +1,6 @@
 """Simulated participants against a running server: ``manage.py run_bots --study SLUG --participants N``.
 
-The bots use HTTP and websockets exactly like a browser (see ``participants.bots``); the server
+The bots use HTTP and websockets exactly like a browser (see ``bots.client``); the server
 may be this project running elsewhere, with the same ``SECRET_KEY``: each bot's join link carries a token
 signed with it, which marks the participant simulated (``participants.services.simulated_join_token``); a
 server with another key refuses the bots. ``--json`` prints the summary as JSON on stdout.
@@ -12,7 +12,7 @@ import logging
 
 from django.core.management.base import BaseCommand, CommandError
 
-from participants.bots import BotConfig, parse_think, run_bots
+from bots.client import BotConfig, parse_think, parse_typing_pauses, run_bots
 from participants.services import simulated_join_token
 
 
@@ -49,6 +49,11 @@ class Command(BaseCommand):
         parser.add_argument("--timeout", type=float, default=1800.0, help="Give up on a bot after this many seconds.")
         parser.add_argument("--stagger", type=float, default=0.2, help="Seconds between bot arrivals.")
         parser.add_argument("--ping", type=float, default=15.0, help="Seconds between pings.")
+        parser.add_argument("--typing-pauses", default="1:1",
+                            help="Drafts sent while typing or rating, one per pause, MIN:MAX per step (the page sends "
+                                 "one after each pause; default 1:1).")
+        parser.add_argument("--draft-on-submit", action="store_true",
+                            help="Send the whole answer as a draft right before each submission, as the page does.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
@@ -90,15 +95,20 @@ class Command(BaseCommand):
             raise CommandError("--dropout is a probability between 0 and 1")
         try:
             think = parse_think(options["think"])
+            typing_pauses = parse_typing_pauses(options["typing_pauses"])
         except ValueError as exc:
             raise CommandError(str(exc)) from None
+        if options["ping"] <= 0:
+            raise CommandError("--ping must be a positive number of seconds")
         persona_backend, persona_options = self.persona_backend(options)
         config = BotConfig(server=options["server"], study=options["study"], participants=options["participants"],
                            dropout=options["dropout"], seed=options["seed"], think=think,
                            opinions=options["opinions"], rating_policy=self.rating_policy(options["rating_policy"]),
                            persona_backend=persona_backend, persona_options=persona_options,
                            persona_max_tokens=options["persona_max_tokens"],
-                           ping_seconds=options["ping"], timeout=options["timeout"], stagger=options["stagger"],
+                           ping_seconds=options["ping"], typing_pauses=typing_pauses,
+                           draft_on_submit=options["draft_on_submit"], timeout=options["timeout"],
+                           stagger=options["stagger"],
                            progress=not options["no_progress"],
                            simulated_token=simulated_join_token(options["study"]))
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output

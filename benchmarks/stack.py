@@ -1,0 +1,294 @@
+"""Process manager for the load benchmarks: the servers, workers and bot processes of one run, their logs, CPU and
+memory, and the SQL statements they execute.
+
+    python benchmarks/stack.py _serve celery -Q celery,generation --pool=solo   # one role (internal)
+
+``Stack`` starts child processes (``python SCRIPT ROLE ...``, or ``python -m config.serve ...`` for the ASGI
+servers: ``asgi_server``) with a log each and stops them in reverse order; ``Sampler`` samples the CPU seconds and
+RSS of their process trees (a server's workers included); ``serve`` runs the ``celery`` role (a worker with a
+query counter; the ASGI workers count theirs in ``benchmarks/counted_asgi.py``);
+``run_bot_processes`` starts a benchmark's bot processes from spec files and ``wait_for_bots`` waits for them,
+measuring their CPU. ``create_database``/``drop_database`` give each benchmark a fresh PostgreSQL database.
+"""
+from __future__ import annotations
+
+import collections
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+QUERY_KEY = "loadbench:queries:"
+
+
+def raise_fd_limit() -> int:
+    """Thousands of sockets per process: lift the soft open-files limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+# --- server side: query counting inside daphne and the Celery worker ----------------------------
+def install_query_counter(redis_url: str, name: str) -> None:
+    """Count every SQL statement this process executes; publish the count to Redis twice a second."""
+    from django.db.backends.signals import connection_created
+
+    count = [0]
+    lock = threading.Lock()
+    kinds = collections.Counter()
+
+    def counting(execute, sql, params, many, context):
+        with lock:
+            count[0] += 1
+            if os.environ.get("LOAD_SQL_LOG"):
+                kinds[sql[:160]] += 1
+        return execute(sql, params, many, context)
+
+    def on_connection(sender, connection, **kwargs):
+        if counting not in connection.execute_wrappers:
+            connection.execute_wrappers.append(counting)
+
+    connection_created.connect(on_connection, weak=False)
+
+    def publish():
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        key = f"{QUERY_KEY}{name}:{os.getpid()}"
+        while True:
+            try:
+                client.set(key, count[0], ex=3600)
+                if os.environ.get("LOAD_SQL_LOG"):
+                    Path(os.environ["LOAD_SQL_LOG"] + f".{name}.{os.getpid()}").write_text(
+                        "\n".join(f"{v} {k}" for k, v in kinds.most_common()))
+            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
+                pass
+            time.sleep(0.5)
+
+    def start() -> None:
+        threading.Thread(target=publish, daemon=True, name="query-counter").start()
+
+    def in_forked_child() -> None:
+        # A server that imports the application and then forks its workers (granian) leaves this thread behind in
+        # the parent: each worker counts its own statements from zero and publishes them under its own pid.
+        count[0] = 0
+        kinds.clear()
+        start()
+
+    os.register_at_fork(after_in_child=in_forked_child)
+    start()
+
+
+def serve(role: str, args: list[str]) -> None:
+    raise_fd_limit()
+    if role == "celery":
+        install_query_counter(os.environ["REDIS_URL"], "celery")
+        from config.celery_app import app
+
+        app.worker_main(["worker", *args])
+    else:
+        raise SystemExit(f"unknown role {role}")
+
+
+def read_query_count(redis_url: str, role: str = "") -> int:
+    """SQL statements counted so far by every process (or every process of ``role``: "asgi", "celery")."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys(f"{QUERY_KEY}{role}*")
+    return sum(int(v) for v in client.mget(keys) if v) if keys else 0
+
+
+# --- process bookkeeping ------------------------------------------------------------------------
+class Sampler:
+    """CPU seconds and RSS of named processes, sampled every second in a thread."""
+
+    def __init__(self, procs: dict[str, list[int]]):
+        import psutil
+
+        self.roots = {role: [psutil.Process(pid) for pid in pids] for role, pids in procs.items()}
+        self.peak_rss: dict[str, int] = {role: 0 for role in procs}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def tree(self, role: str) -> list:
+        """The role's processes and their children (a server's workers), as they are now."""
+        found = []
+        for root in self.roots.get(role, []):
+            try:
+                found += [root, *root.children(recursive=True)]
+            except Exception:  # noqa: BLE001 - an exited process has no children
+                pass
+        return found
+
+    def rss(self, role: str) -> int:
+        total = 0
+        for p in self.tree(role):
+            try:
+                total += p.memory_info().rss
+            except Exception:  # noqa: BLE001 - an exited process has no memory
+                pass
+        return total
+
+    def cpu(self, role: str) -> float:
+        total = 0.0
+        for p in self.tree(role):
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except Exception:  # noqa: BLE001
+                pass
+        return total
+
+    def _loop(self) -> None:
+        while not self.stop.wait(1.0):
+            for role in self.roots:
+                self.peak_rss[role] = max(self.peak_rss[role], self.rss(role))
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class Stack:
+    """Child processes with logs; terminated in reverse order on exit."""
+
+    def __init__(self, log_dir: Path, env: dict, script: Path | None = None):
+        self.log_dir = log_dir
+        self.env = env
+        self.script = script or Path(__file__).resolve()  # whose ``_ROLE`` entry points the children run
+        self.procs: list[tuple[str, subprocess.Popen, object]] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, args: list[str], *, module: str | None = None) -> subprocess.Popen:
+        """``python SCRIPT *args``, or ``python -m MODULE *args``."""
+        log = open(self.log_dir / f"{name}.log", "w")
+        command = [sys.executable, *(["-m", module] if module else [str(self.script)]), *args]
+        proc = subprocess.Popen(command, cwd=ROOT, env=self.env,
+                                stdout=log, stderr=subprocess.STDOUT)
+        self.procs.append((name, proc, log))
+        return proc
+
+    def log_text(self, prefix: str) -> str:
+        return "".join((self.log_dir / f"{name}.log").read_text(errors="replace")
+                       for name, _, _ in self.procs if name.startswith(prefix))
+
+    def close(self) -> None:
+        for _, proc, _ in reversed(self.procs):
+            if proc.poll() is None:
+                proc.terminate()
+        for _, proc, log in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def asgi_server(stack: Stack, name: str, *, server: str, workers: int, port: int, application: str,
+                timeout: float = 120.0) -> subprocess.Popen:
+    """``python -m config.serve --server S --workers W`` on ONE port, waited for until every worker is up."""
+    from tests.waiting import wait_for, wait_port
+
+    proc = stack.start(name, ["--server", server, "--workers", str(workers), "-b", "127.0.0.1", "-p", str(port),
+                              application], module="config.serve")
+    log = stack.log_dir / f"{name}.log"
+    wait_port(port, proc, log, timeout=timeout)
+    # A supervisor and W workers, or one process (granian always forks its workers).
+    least = 1 if (workers == 1 and server != "granian") else workers + 1
+    sampler = Sampler({"server": [proc.pid]})
+    wait_for(lambda: len(sampler.tree("server")) >= least, 60, f"{workers} {server} workers", proc=proc, log=log)
+    time.sleep(2.0 if least > 1 else 0.5)  # the late workers finish importing the application
+    return proc
+
+
+def server_env(db_url: str, redis_url: str) -> dict:
+    return {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.production", "DATABASE_URL": db_url,
+            "REDIS_URL": redis_url, "SECRET_KEY": "load-benchmark-" + secrets.token_hex(8),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost", "HTTPS": "false", "JOIN_RATE_LIMIT": "0", "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def run_bot_processes(stack: Stack, kind: str, n: int, bot_procs: int, base: dict, work: Path) -> list[tuple]:
+    """``bot_procs`` processes (``SCRIPT _bots SPEC``), bot ``i`` in process ``i % bot_procs``; each writes its
+    result to the spec's ``out`` file. Returns ``[(process, out path)]``."""
+    procs = []
+    for b in range(bot_procs):
+        indices = [i for i in range(n) if i % bot_procs == b]
+        spec = {**base, "kind": kind, "indices": indices, "out": str(work / f"{kind}-bots-{b}.json"),
+                "stagger": base["stagger"] * bot_procs}
+        spec_path = work / f"{kind}-bots-{b}.spec.json"
+        spec_path.write_text(json.dumps(spec))
+        procs.append((stack.start(f"{kind}-bots-{b}", ["_bots", str(spec_path)]), Path(spec["out"])))
+    return procs
+
+
+def over_capacity_lines(text: str) -> int:
+    return sum(1 for line in text.splitlines() if "over capacity" in line)
+
+def wait_for_bots(bots: list[tuple], *, kill_at: float) -> float:
+    """Wait until every bot process has exited (killed at ``kill_at``, epoch seconds); their CPU seconds in all."""
+    import psutil
+
+    handles = [psutil.Process(p.pid) for p, _ in bots]
+    cpu = {h.pid: 0.0 for h in handles}
+    while any(p.poll() is None for p, _ in bots):
+        for h in handles:
+            try:
+                t = h.cpu_times()
+                cpu[h.pid] = t.user + t.system
+            except Exception:  # noqa: BLE001 - an exited process keeps its last sample
+                pass
+        if time.time() > kill_at:
+            for p, _ in bots:
+                p.kill()
+        time.sleep(0.5)
+    return sum(cpu.values())
+
+
+def create_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s "
+                     "AND pid <> pg_backend_pid()", [name])
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "_serve":
+        serve(sys.argv[2], sys.argv[3:])
+    else:
+        raise SystemExit(__doc__)

@@ -253,9 +253,9 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             return
         if saved and self._view is not None:
             self._view.draft_saved(phase, payload)
-        if reply:
+        if reply:  # created=False: the phase had moved on, nothing was stored (the next snapshot shows what was)
             for ref in refs:
-                await self.send_json(m.ack_reply(ref))
+                await self.send_json(m.ack_reply(ref, created=saved))
 
     async def state_changed(self, event: dict) -> None:
         """Coalesce pushes: a burst of changes (five members submitting) shows the newest state once or twice,

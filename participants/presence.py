@@ -81,9 +81,12 @@ class RedisLiveness:
 
     def __init__(self, url: str, *, timeout: float = 0.5, retry_seconds: float = 1.0):
         import redis
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
 
+        # No retries (redis-py's default retries 3 times with up to 10 s of backoff): a failure reads as UNKNOWN.
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
-                                           retry_on_timeout=False)
+                                           retry=Retry(NoBackoff(), 0))
         self.retry_seconds = retry_seconds
         self._down_until = 0.0
         self._lock = threading.Lock()

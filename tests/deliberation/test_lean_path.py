@@ -279,3 +279,41 @@ async def test_the_last_draft_is_written_when_the_socket_closes_and_a_deadline_s
     opinion = await adb(Opinion.objects.get)(participant=people[0])
     assert opinion.by_timeout and opinion.text == "acknowledged opinion draft"
     await close_all([sockets[0], sockets[2]])
+
+
+# --- lobby ---------------------------------------------------------------------------------------------------
+@adb
+def arrive(study, pid: str) -> Participant:
+    from participants.services import participant_consent, participant_join
+
+    return participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": pid}))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monkeypatch):
+    from deliberation import consumers
+    from deliberation.selectors import participant_snapshot
+
+    from .test_consumers import open_socket
+
+    study = await adb(make_study)(slug="lobby-push", max_group_size=5, min_group_size=3)
+    waiting = [await arrive(study, "lobby-0")]
+    ws = await open_socket(waiting[0])
+    assert (await next_of(ws, "snapshot"))["lobby"]["waiting"] == 1
+    reads = []
+    real = consumers.read_snapshot
+
+    async def counted(participant_id):
+        reads.append(participant_id)
+        return await real(participant_id)
+
+    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    for i in (1, 2):
+        waiting.append(await arrive(study, f"lobby-{i}"))
+        shown = await next_of(ws, "snapshot", where=lambda m, n=i + 1: m["lobby"]["waiting"] == n)
+    fresh = await adb(participant_snapshot)(waiting[0])
+    assert shown["lobby"] == fresh["lobby"] and shown["version"] == fresh["version"]
+    assert shown["participant"] == fresh["participant"] and shown["study"] == fresh["study"]
+    assert reads == []  # two arrivals, no snapshot read by the waiting socket
+    await ws.disconnect()

@@ -198,7 +198,10 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             refs = self._draft[2] if self._draft is not None else []
             self._draft = (message.phase, payload, [*refs, message.ref])  # the newest wins
             if self._drafting is None or self._drafting.done():
-                self._drafting = asyncio.ensure_future(self._draft_loop())
+                if time.monotonic() - self._draft_written >= settings.DRAFT_WRITE_INTERVAL_SECONDS:
+                    await self._write_draft()  # none written lately: at once, answered before the next message
+                else:
+                    self._drafting = asyncio.ensure_future(self._draft_loop())
             return
         if self._draft is not None:  # the page sends its draft just before a submission: it goes first
             await self._write_draft()

@@ -29,7 +29,7 @@ from deliberation.services import critique_submit, opinion_submit, ratings_submi
 from deliberation.sweeper import sweep
 from generation.services import candidates_generate
 from participants.models import Participant, Presence
-from participants.presence import CHANNELS_KEY, PARTICIPANTS_KEY, SINCE_KEY
+from participants.presence import CHANNELS_KEY, SINCE_KEY
 from participants.services import presence_disconnect, presence_ping
 
 from ..e2e.services import private_redis

@@ -146,6 +146,21 @@ def test_a_ping_is_one_read_and_no_write_and_keeps_its_member_connected():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_without_redis_as_in_the_demo_a_ping_refreshes_the_socket_row(settings):
+    settings.PRESENCE_REDIS_URL = ""  # config/settings/local.py without REDIS_URL
+    group, members = make_group(n=3)
+    age_rows(40)
+    with CaptureQueriesContext(connection) as captured:
+        _ping(members[0].pk, f"test.{members[0].pk}")
+    writes = [q["sql"] for q in captured.captured_queries if WRITE.match(q["sql"])]
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "participants_presence"'), writes
+    later = timezone.now() + timedelta(seconds=20)
+    assert connected_participant_ids([m.pk for m in members], later) == {members[0].pk}
+    sweep(now=later)  # the other two rows are 60 s old then: gone, no Redis needed to tell
+    assert set(Presence.objects.values_list("participant_id", flat=True)) == {members[0].pk}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_ping_from_a_socket_whose_row_was_swept_registers_it_again():
     group, members = make_group(n=3)
     Presence.objects.filter(participant=members[1]).delete()

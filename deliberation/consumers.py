@@ -139,9 +139,11 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.participant_id is None:
             return
+        # The last draft before the socket went away is never dropped: written now, after any write in flight
+        # (the lock keeps their order); then the waiting timer has nothing left to do.
+        await self._write_draft(reply=False)
         if self._drafting is not None and not self._drafting.done():
             self._drafting.cancel()
-        await self._write_draft(reply=False)  # the last draft before the socket went away is never dropped
         for name in (realtime.participant_channel(self.participant_id), realtime.lobby_channel(self.study_id)):
             await self.channel_layer.group_discard(name, self.channel_name)
         if self.group_id:
@@ -224,8 +226,6 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
                 if wait > 0:
                     await asyncio.sleep(wait)
                 await self._write_draft()
-        except asyncio.CancelledError:
-            raise
         except Exception:
             logger.exception("draft writing for participant %s failed", self.participant_id)
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import threading
 import time
 from datetime import timedelta
 
@@ -16,7 +17,7 @@ from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async as adb
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -34,6 +35,7 @@ from participants.services import presence_disconnect, presence_ping
 
 from ..e2e.services import private_redis
 from ..factories import make_group, make_study
+from ..waiting import wait_for
 from .test_consumers import OPINIONS, close_all, grouped, next_of
 
 LOCK = re.compile(r'FOR (NO KEY )?UPDATE OF "deliberation_group"')
@@ -332,3 +334,76 @@ async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monk
     assert shown["participant"] == fresh["participant"] and shown["study"] == fresh["study"]
     assert reads == []  # two arrivals, no snapshot read by the waiting socket
     await ws.disconnect()
+
+
+# --- drafts and the group's row lock (two real connections) -----------------------------------------------
+def _hold_group(group_id: int, *, no_key: bool, locked: threading.Event, release: threading.Event,
+                then=None) -> threading.Thread:
+    def run():
+        try:
+            with transaction.atomic():
+                services.lock_group(group_id, no_key=no_key)
+                locked.set()
+                release.wait(20)
+                if then is not None:
+                    then()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert locked.wait(10)
+    return thread
+
+
+def _waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_does_not_wait_for_a_submission_holding_the_group():
+    group, members = make_group(n=3)
+    locked, release = threading.Event(), threading.Event()
+    holder = _hold_group(group.pk, no_key=True, locked=locked, release=release)  # as a submission does
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '3s'")  # a draft that waited would fail here, not hang
+            assert services.draft_save(participant=members[0], phase="opinion",
+                                       payload={"text": "while they submit"})
+    finally:
+        release.set()
+        holder.join(10)
+    assert stored_draft(members[0]) == {"text": "while they submit"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_written_while_a_deadline_holds_the_group_waits_and_is_refused_after_it():
+    group, members = make_group(n=3)
+    services.draft_save(participant=members[0], phase="opinion", payload={"text": "the acknowledged words"})
+    locked, release = threading.Event(), threading.Event()
+    holder = _hold_group(group.pk, no_key=False, locked=locked, release=release,  # as a deadline's transition
+                         then=lambda: Group.objects.filter(pk=group.pk).update(phase="generating"))
+    box = {}
+
+    def write():
+        try:
+            box["saved"] = services.draft_save(participant=members[0], phase="opinion",
+                                               payload={"text": "words typed as time ran out"})
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: _waiting_on_a_lock() >= 1, 10, "the draft waiting for the deadline's lock")
+        assert "saved" not in box
+    finally:
+        release.set()
+        holder.join(10)
+        writer.join(10)
+    assert box["saved"] is False  # it saw the new phase: rolled back, acknowledged as not stored
+    assert stored_draft(members[0]) == {"text": "the acknowledged words"}

@@ -62,18 +62,18 @@ BUCKETS = {"submit_opinion": "submit", "submit_critique": "submit", "submit_rati
 
 
 def _ping(participant_id: int, channel_name: str) -> str:
-    """Presence heartbeat and the participant's current snapshot version, in one trip to the thread pool."""
-    presence_ping(participant_id=participant_id, channel_name=channel_name)
-    status, group_id, version = Participant.objects.filter(pk=participant_id) \
-        .values_list("status", "group_id", "group__version").get()
-    return snapshot_version(status, group_id, version)
+    """Presence heartbeat and the participant's current snapshot version: one read, no write (with Redis)."""
+    return snapshot_version(*presence_ping(participant_id=participant_id, channel_name=channel_name))
 
 
-def _write(participant_id: int, message: m.ClientMessage, draft: dict | None = None):
-    """A draft or a submission, with the participant it comes from, in one trip to the thread pool."""
+def _save_draft(participant_id: int, phase: str, payload: dict) -> bool:
     participant = Participant.objects.only("id", "group_id", "study_id", "status").get(pk=participant_id)
-    if isinstance(message, m.SaveDraft):
-        return services.draft_save(participant=participant, phase=message.phase, payload=draft)
+    return services.draft_save(participant=participant, phase=phase, payload=payload)
+
+
+def _write(participant_id: int, message: m.ClientMessage):
+    """A submission, with the participant it comes from, in one trip to the thread pool."""
+    participant = Participant.objects.only("id", "group_id", "study_id", "status").get(pk=participant_id)
     if isinstance(message, m.SubmitOpinion):
         result = services.opinion_submit(participant=participant, text=message.text, ref=message.ref)
     elif isinstance(message, m.SubmitCritique):
@@ -96,6 +96,12 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     _dirty: bool = False
     _must_read: bool = False  # a push without state (participant or lobby channel): read the database
     _pushed: dict | None = None  # the newest group state pushed and not yet shown
+    _lobby_pushed: dict | None = None  # the newest lobby state pushed and not yet shown
+    # Drafts: the newest one not yet written, with the refs it answers; when the last write happened.
+    _draft: tuple[str, dict, list] | None = None
+    _draft_written: float = float("-inf")
+    _drafting: asyncio.Task | None = None
+    _draft_lock: asyncio.Lock | None = None
     _view: PushView | None = None  # what this socket last showed
     _limiter: SocketLimiter | None = None
 
@@ -133,6 +139,11 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.participant_id is None:
             return
+        # The last draft before the socket went away is never dropped: written now, after any write in flight
+        # (the lock keeps their order); then the waiting timer has nothing left to do.
+        await self._write_draft(reply=False)
+        if self._drafting is not None and not self._drafting.done():
+            self._drafting.cancel()
         for name in (realtime.participant_channel(self.participant_id), realtime.lobby_channel(self.study_id)):
             await self.channel_layer.group_discard(name, self.channel_name)
         if self.group_id:
@@ -186,10 +197,16 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if isinstance(message, m.SaveDraft):
             payload = {"text": message.text} if message.phase in ("opinion", "critique") else \
                 {"ratings": message.ratings or {}, "ranking": message.ranking or []}
-            if await db(_write)(self.participant_id, message, payload) and self._view is not None:
-                self._view.draft_saved(message.phase, payload)
-            await self.send_json(m.ack_reply(message.ref))
+            refs = self._draft[2] if self._draft is not None else []
+            self._draft = (message.phase, payload, [*refs, message.ref])  # the newest wins
+            if self._drafting is None or self._drafting.done():
+                if time.monotonic() - self._draft_written >= settings.DRAFT_WRITE_INTERVAL_SECONDS:
+                    await self._write_draft()  # none written lately: at once, answered before the next message
+                else:
+                    self._drafting = asyncio.ensure_future(self._draft_loop())
             return
+        if self._draft is not None:  # the page sends its draft just before a submission: it goes first
+            await self._write_draft()
         group_id, result = await db(_write)(self.participant_id, message)
         if result.created and not result.replayed and self._view is not None:
             kind = {m.SubmitOpinion: "opinion", m.SubmitCritique: "critique"}.get(type(message), "ratings")
@@ -199,11 +216,57 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if not result.created or result.replayed:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
 
+    async def _draft_loop(self) -> None:
+        """Write this socket's newest draft at most once per DRAFT_WRITE_INTERVAL_SECONDS; what arrives in
+        between replaces the waiting one and is written when the interval is over. Drafts are acknowledged
+        only once written, so the page keeps (and resends) any draft the server might not hold."""
+        try:
+            while self._draft is not None:
+                wait = self._draft_written + settings.DRAFT_WRITE_INTERVAL_SECONDS - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                await self._write_draft()
+        except Exception:
+            logger.exception("draft writing for participant %s failed", self.participant_id)
+
+    async def _write_draft(self, *, reply: bool = True) -> None:
+        if self._draft_lock is None:
+            self._draft_lock = asyncio.Lock()
+        async with self._draft_lock:  # one write at a time, in order: an older draft never lands last
+            await self._write_draft_now(reply)
+
+    async def _write_draft_now(self, reply: bool) -> None:
+        if self._draft is None:
+            return
+        (phase, payload, refs), self._draft = self._draft, None
+        self._draft_written = time.monotonic()
+        try:
+            saved = await db(_save_draft)(self.participant_id, phase, payload)
+        except services.SubmissionError as exc:
+            if reply:
+                for ref in refs:
+                    await self.send_json(m.error_reply(exc.code, exc.message, ref))
+            return
+        except Exception:
+            logger.exception("draft of participant %s not stored", self.participant_id)
+            if reply:  # the page keeps the unacknowledged draft and sends it again
+                for ref in refs:
+                    await self.send_json(m.error_reply("server_error", "Your draft could not be saved just now; "
+                                                                       "it is kept on the page.", ref))
+            return
+        if saved and self._view is not None:
+            self._view.draft_saved(phase, payload)
+        if reply:  # created=False: the phase had moved on, nothing was stored (the next snapshot shows what was)
+            for ref in refs:
+                await self.send_json(m.ack_reply(ref, created=saved))
+
     async def state_changed(self, event: dict) -> None:
         """Coalesce pushes: a burst of changes (five members submitting) shows the newest state once or twice,
         not once per change. The state after the last change is always shown."""
         shared = event.get("group")
-        if shared is None:
+        if event.get("lobby") is not None:
+            self._lobby_pushed = event["lobby"]
+        elif shared is None:
             self._must_read = True
         elif self._pushed is None or shared["id"] != self._pushed["id"] or shared["version"] > self._pushed["version"]:
             self._pushed = shared
@@ -216,7 +279,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             self._dirty = False
             must_read, self._must_read = self._must_read, False
             shared, self._pushed = self._pushed, None
+            lobby, self._lobby_pushed = self._lobby_pushed, None
             try:
+                if not must_read and shared is None and lobby is not None and self._view is not None:
+                    snapshot = self._view.lobby_snapshot(lobby)
+                    if snapshot is not None:
+                        await self.send_json(snapshot)
+                    continue  # a lobby count for a socket that no longer shows the lobby: nothing to show
                 if not must_read and shared is not None and self._view is not None:
                     if not self._view.is_news(shared):
                         continue  # already shown (a database read got there first)

@@ -24,8 +24,10 @@ from .selectors import connected_participant_ids
 from .services import group_apply, group_create
 
 
-def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
-    """Form groups by arrival and time out lone waiters. Safe to call from any process."""
+def lobby_match(*, study_id: int, now: datetime | None = None, announce: bool = False) -> list[Group]:
+    """Form groups by arrival and time out lone waiters. Safe to call from any process. When the lobby changed
+    (or ``announce``: somebody arrived), the lobby's sockets get the number still waiting with the push, counted
+    from the rows read here, so no socket reads the database for it."""
     now = now or timezone.now()
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
@@ -50,14 +52,17 @@ def lobby_match(*, study_id: int, now: datetime | None = None) -> list[Group]:
             Participant.objects.filter(pk__in=decision.timed_out, status=Participant.Status.LOBBY).update(
                 status=Participant.Status.LOBBY_TIMEOUT,
                 completion_code=study.completion_code("lobby_timeout"), finished_at=now)
-            realtime.push_after_commit(participants=decision.timed_out, lobbies=[study.pk])
+            realtime.push_after_commit(participants=decision.timed_out)
+        if announce or groups or decision.timed_out:
+            left = len(waiting_rows) - sum(len(ids) for ids in decision.groups) - len(decision.timed_out)
+            realtime.push_after_commit(lobbies={study.pk: left})
     return groups
 
 
 @receiver(lobby_entered, dispatch_uid="deliberation.lobby.on_lobby_entered")
 def on_lobby_entered(sender, *, participant: Participant, now: datetime, **kwargs) -> None:
-    realtime.push_after_commit(lobbies=[participant.study_id], participants=[participant.pk])
-    lobby_match(study_id=participant.study_id, now=now)
+    realtime.push_after_commit(participants=[participant.pk])  # their own page: from the lobby on
+    lobby_match(study_id=participant.study_id, now=now, announce=True)
 
 
 @receiver(presence_changed, dispatch_uid="deliberation.lobby.on_presence_changed")

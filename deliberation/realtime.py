@@ -1,12 +1,13 @@
 """The one place that pushes to websockets.
 
-A push to a group carries the group's shared state (``selectors.group_shared_state``), read
-once after the commit by the process that committed: each member's socket turns it into
-its participant's snapshot without reading the database (``selectors.PushView``), and reads
-the database only when the member's own data may have changed. Pushes to a participant or
-a lobby carry nothing: those sockets read a fresh snapshot. A lost push costs nothing: the
-client's next ping (or reconnect) repairs it. Pushes are sent only after the transaction
-commits, so nobody sees state that could still roll back.
+A push to a group carries the group's shared state, built by the service inside its transaction from what it
+read under the group's lock (``selectors.shared_state_from``; ``states=``), or, for the few callers that pass
+only an id, read once after the commit. Each member's socket turns it into its participant's snapshot without
+reading the database (``selectors.PushView``), and reads the database only when the member's own data may have
+changed. A push to a lobby carries the number waiting (``lobbies={study_id: waiting}``), so an arrival costs
+the lobby's sockets no read. Pushes to a participant carry nothing: those sockets read a fresh snapshot. A lost
+push costs nothing: the client's next ping (or reconnect) repairs it. Pushes are sent only after the
+transaction commits, so nobody sees state that could still roll back.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
-from .selectors import read_group_shared_state
+from .selectors import read_group_shared_state, remember_shared_state
 
 logger = logging.getLogger(__name__)
 
@@ -47,21 +48,39 @@ def group_message(group_id: int) -> dict:
     return {**STATE_CHANGED, "group": shared} if shared is not None else STATE_CHANGED
 
 
-def _send(channel_groups: list[tuple[str, int | None]]) -> None:
+def lobby_message(waiting: int) -> dict:
+    return {**STATE_CHANGED, "lobby": {"waiting": waiting}}
+
+
+def _send(channel_groups: list[tuple[str, int | dict | None]]) -> None:
     layer = get_channel_layer()
-    if layer is None:
-        return
-    for name, group_id in channel_groups:
+    for name, what in channel_groups:
         try:
-            message = group_message(group_id) if group_id is not None else STATE_CHANGED
-            async_to_sync(layer.group_send)(name, message)
+            if isinstance(what, dict):  # a state built in the transaction, now committed
+                if "lobby" not in what:
+                    remember_shared_state(what["group"])
+                message = what
+            else:
+                message = group_message(what) if what is not None else STATE_CHANGED
+            if layer is not None:
+                async_to_sync(layer.group_send)(name, message)
         except Exception:  # a push is an optimisation; the snapshot protocol repairs a lost one
             logger.exception("push to %s failed", name)
 
 
-def push_after_commit(*, groups: Iterable[int] = (), participants: Iterable[int] = (), lobbies: Iterable[int] = ()) -> None:
-    names: list[tuple[str, int | None]] = [(group_channel(g), g) for g in dict.fromkeys(groups)]
+def push_after_commit(*, groups: Iterable[int] = (), states: Iterable[dict] = (), participants: Iterable[int] = (),
+                      lobbies: Iterable[int] | dict[int, int] = ()) -> None:
+    """After the commit, push to ``groups`` (read then), to the groups of ``states`` (shared states built in the
+    transaction; the newest per group wins), to ``participants`` and to ``lobbies`` (study id -> number waiting;
+    a plain id: the sockets read it)."""
+    by_group = {shared["id"]: {**STATE_CHANGED, "group": shared} for shared in states}
+    names: list[tuple[str, int | dict | None]] = [(group_channel(g), g) for g in dict.fromkeys(groups)
+                                                  if g not in by_group]
+    names += [(group_channel(g), message) for g, message in by_group.items()]
     names += [(participant_channel(p), None) for p in participants]
-    names += [(lobby_channel(s), None) for s in lobbies]
+    if isinstance(lobbies, dict):
+        names += [(lobby_channel(s), lobby_message(n)) for s, n in lobbies.items()]
+    else:
+        names += [(lobby_channel(s), None) for s in lobbies]
     if names:
         transaction.on_commit(lambda: _send(names))

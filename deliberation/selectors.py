@@ -10,11 +10,11 @@ import json
 import random
 import threading
 import time
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from django.conf import settings
-from django.db.models import JSONField, OuterRef, Subquery
+from django.db.models import Exists, JSONField, Max, OuterRef, Subquery
 from django.utils import timezone
 
 from core import flow
@@ -22,6 +22,7 @@ from core.flow import Phase
 from core.seeds import derive_seed
 from participants.consent import opinion_notice
 from participants.models import Participant, Presence
+from participants.presence import live_participants
 
 from .models import Candidate, Critique, Draft, Group, Opinion, Rating
 
@@ -30,24 +31,77 @@ PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}
 
 # --- who is here, who has answered (also read by services.group_state) -------------------------------
 def connected_participant_ids(participant_ids: list[int], now: datetime) -> set[int]:
-    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    return set(
-        Presence.objects.filter(participant_id__in=participant_ids, last_seen__gte=horizon)
-        .values_list("participant_id", flat=True)
-    )
+    """Who has an open socket that pinged within the timeout (participants.presence; pings live in Redis)."""
+    rows = dict(Presence.objects.filter(participant_id__in=participant_ids).values("participant_id")
+                .annotate(seen=Max("last_seen")).values_list("participant_id", "seen"))
+    return live_participants(rows, now)
+
+
+def _answers(group: Group, phase: Phase):
+    """The answers that count as submitted in ``phase`` (None outside the input phases)."""
+    if phase is Phase.OPINION:
+        return Opinion.objects.filter(group=group)
+    if phase in (Phase.RATING, Phase.FINAL_RATING):
+        return Rating.objects.filter(group=group, round=flow.round_of(phase), by_timeout=False)
+    if phase is Phase.CRITIQUE:
+        return Critique.objects.filter(group=group)
+    return None
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    id: int
+    position: int
+    status: str
+    taken_over: bool
+    submitted: bool  # in the group's current phase
+    draft: Any  # their draft of the current phase (None)
+    answered: bool  # has the answer the caller asked about (``group_members(answered=...)``)
+
+
+@dataclass(frozen=True)
+class MembersRead:
+    """Everything about a group's members a change needs, from one query (and one Redis read for old rows)."""
+
+    rows: list[MemberRow]
+    connected: set[int]
+
+    @property
+    def submitted(self) -> set[int]:
+        return {r.id for r in self.rows if r.submitted}
+
+    def row(self, participant_id: int) -> MemberRow | None:
+        return next((r for r in self.rows if r.id == participant_id), None)
+
+
+def group_members(group: Group, now: datetime, *, answered=None) -> MembersRead:
+    """One query: each member's seat and status, whether they submitted in the current phase, their draft of it
+    and their newest presence row; ``answered``: a queryset of answers (``Opinion.objects.filter(group=...)``)
+    whose existence per member is returned too (a submission's check for an earlier answer)."""
+    phase = Phase(group.phase)
+    mine = OuterRef("pk")
+    rows = group.members.order_by("position").annotate(
+        seen=Subquery(Presence.objects.filter(participant=mine).order_by("-last_seen").values("last_seen")[:1]))
+    answers = _answers(group, phase)
+    if answers is not None:
+        rows = rows.annotate(submitted=Exists(answers.filter(participant=mine)))
+    if phase in flow.INPUT_PHASES:
+        rows = rows.annotate(draft=Subquery(Draft.objects.filter(group=group, participant=mine, phase=phase.value)
+                                            .values("payload")[:1], output_field=JSONField()))
+    if answered is not None:
+        rows = rows.annotate(answered=Exists(answered.filter(participant=mine)))
+    fields = ["id", "position", "status", "taken_over_at", "seen"] + \
+        [f for f, on in (("submitted", answers is not None), ("draft", phase in flow.INPUT_PHASES),
+                         ("answered", answered is not None)) if on]
+    values = list(rows.values(*fields))
+    members = [MemberRow(v["id"], v["position"], v["status"], v["taken_over_at"] is not None,
+                         v.get("submitted", False), v.get("draft"), v.get("answered", False)) for v in values]
+    return MembersRead(members, live_participants({v["id"]: v["seen"] for v in values}, now))
 
 
 def submitted_participant_ids(group: Group) -> set[int]:
-    phase = Phase(group.phase)
-    if phase is Phase.OPINION:
-        qs = Opinion.objects.filter(group=group)
-    elif phase in (Phase.RATING, Phase.FINAL_RATING):
-        qs = Rating.objects.filter(group=group, round=flow.round_of(phase), by_timeout=False)
-    elif phase is Phase.CRITIQUE:
-        qs = Critique.objects.filter(group=group)
-    else:
-        return set()
-    return set(qs.values_list("participant_id", flat=True))
+    answers = _answers(group, Phase(group.phase))
+    return set(answers.values_list("participant_id", flat=True)) if answers is not None else set()
 
 
 def completion_url(participant: Participant) -> str | None:
@@ -153,15 +207,36 @@ def _cached_shared(group_id: int, version: int) -> dict[str, Any] | None:
     return hit[1] if hit is not None and time.monotonic() - hit[0] <= SHARED_TTL_SECONDS else None
 
 
-def group_shared_state(group: Group, now: datetime | None = None) -> dict[str, Any]:
-    """The members' common part of a snapshot (``group`` loaded with its question and winners)."""
+def group_shared_state(group: Group, now: datetime | None = None, *, cache: bool = True) -> dict[str, Any]:
+    """The members' common part of a snapshot (``group`` loaded with its question and winners), read from the
+    database; cached per (group, version) for a moment. Inside a transaction (which may still roll back) pass
+    ``cache=False``: the push caches it after the commit."""
     now = now or timezone.now()
     key, clock = (group.pk, group.version), time.monotonic()
-    hit = _cached_shared(*key)
+    hit = _cached_shared(*key) if cache else None
     if hit is not None:
         return hit
-    phase = Phase(group.phase)
     members = [list(row) for row in group.members.order_by("position").values_list("id", "position", "status")]
+    shared = _shared_state(group, members, connected_participant_ids([pid for pid, _, _ in members], now),
+                           submitted_participant_ids(group))
+    if cache:
+        _remember(shared, clock)
+    return shared
+
+
+def shared_state_from(group: Group, read: MembersRead, *, submitted: set[int] = frozenset(),
+                      candidates: list[Candidate] | None = None) -> dict[str, Any]:
+    """The shared state from what a service already read under the group's lock (``group_members``), plus the
+    members whose answers it stored (``submitted``) and the round's shown candidates it loaded, if any. Built
+    inside the transaction and pushed after the commit (``realtime.push_after_commit(states=...)``)."""
+    members = [[r.id, r.position, r.status] for r in read.rows]
+    rows = None if candidates is None else [[c.pk, c.text] for c in sorted(candidates, key=lambda c: c.index)]
+    return _shared_state(group, members, read.connected, read.submitted | set(submitted), rows)
+
+
+def _shared_state(group: Group, members: list[list], connected: set[int], submitted: set[int],
+                  candidates: list[list] | None = None) -> dict[str, Any]:
+    phase = Phase(group.phase)
     shared: dict[str, Any] = {
         "id": group.pk,
         "version": group.version,
@@ -174,22 +249,30 @@ def group_shared_state(group: Group, now: datetime | None = None) -> dict[str, A
         "outcome": group.outcome or None,
         "question": group.question.text,
         "members": members,
-        "connected": sorted(connected_participant_ids([pid for pid, _, _ in members], now)),
-        "submitted": sorted(submitted_participant_ids(group)),
+        "connected": sorted(connected),
+        "submitted": sorted(submitted),
         "candidates": [],
         "winner": None,
     }
     if phase in (Phase.RATING, Phase.FINAL_RATING):
-        shared["candidates"] = [list(row) for row in Candidate.objects.filter(
+        shared["candidates"] = candidates if candidates is not None else [list(row) for row in Candidate.objects.filter(
             group=group, round=flow.round_of(phase), shown=True).order_by("index").values_list("id", "text")]
     winner = group.winner_round2 if phase is Phase.DONE and group.winner_round2_id else group.winner_round1
     if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE) and winner is not None:
         shared["winner"] = {"id": winner.pk, "text": winner.text, "round": winner.round}
+    return shared
+
+
+def _remember(shared: dict[str, Any], clock: float | None = None) -> None:
     with _shared_lock:
         if len(_shared) >= _SHARED_MAX:
             _shared.clear()
-        _shared[key] = (clock, shared)
-    return shared
+        _shared[(shared["id"], shared["version"])] = (clock if clock is not None else time.monotonic(), shared)
+
+
+def remember_shared_state(shared: dict[str, Any]) -> None:
+    """A committed group state (a push's): the members' snapshot reads that follow it need not read it again."""
+    _remember(shared)
 
 
 def read_group_shared_state(group_id: int, now: datetime | None = None) -> dict[str, Any] | None:
@@ -253,6 +336,8 @@ class PushView:
     def __init__(self, participant_id: int, snapshot: dict[str, Any]):
         self.participant_id = participant_id
         self.study = snapshot["study"]
+        self.participant = snapshot["participant"]
+        self.lobby = snapshot.get("lobby")
         self.status = snapshot["participant"]["status"]
         self.position = snapshot["participant"]["position"]
         group = snapshot.get("group")
@@ -278,6 +363,16 @@ class PushView:
     def draft_saved(self, phase: str, payload: dict) -> None:
         if self.phase is not None and phase == self.phase.value:
             self.own["draft"] = json.loads(json.dumps(payload))  # as the JSON column gives it back
+
+    def lobby_snapshot(self, lobby: dict[str, Any], now: datetime | None = None) -> dict[str, Any] | None:
+        """The snapshot after a lobby push (``{"waiting": n}``), or None when this socket does not show the
+        lobby (its participant moved on: that comes with a push of their own)."""
+        if self.status != Participant.Status.LOBBY or self.lobby is None:
+            return None
+        self.lobby = {**self.lobby, "waiting": lobby["waiting"]}
+        return {"type": "snapshot", "version": snapshot_version(self.status, None, None),
+                "server_time": _iso(now or timezone.now()), "study": self.study, "participant": self.participant,
+                "lobby": self.lobby, "group": None}
 
     def is_news(self, shared: dict[str, Any]) -> bool:
         return shared["id"] != self.group_id or shared["version"] > self.version

@@ -14,7 +14,7 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
-from django.db import DataError, IntegrityError, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
@@ -41,7 +41,14 @@ from .models import (
     StudyArm,
     SubmissionReceipt,
 )
-from .selectors import connected_participant_ids, submitted_participant_ids
+from .selectors import (  # noqa: F401 (connected_/submitted_participant_ids: deliberation.monitor imports them here)
+    MembersRead,
+    connected_participant_ids,
+    group_members,
+    group_shared_state,
+    shared_state_from,
+    submitted_participant_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,22 +85,22 @@ def _usable_draft(phase: Phase, payload: Any) -> bool:
     return bool(payload.get("ratings") or payload.get("ranking"))
 
 
-def group_state(group: Group, now: datetime) -> flow.GroupState:
-    members = list(group.members.order_by("position").values_list("id", "taken_over_at"))
-    member_ids = [pid for pid, _ in members]
+def flow_state(group: Group, read: MembersRead, *, stored_by: int | None = None) -> flow.GroupState:
+    """The pure flow's view of a locked group from ``selectors.group_members`` (``stored_by``: a member whose
+    answer the caller stored after that read)."""
+    phase = Phase(group.phase)
     # A member a bot has taken over (deliberation/takeover.py) counts as present: the group waits for the bot.
-    connected = connected_participant_ids(member_ids, now) | {pid for pid, taken in members if taken is not None}
-    submitted = submitted_participant_ids(group)
-    drafts = {
-        d.participant_id
-        for d in Draft.objects.filter(group=group, phase=group.phase)
-        if _usable_draft(Phase(group.phase), d.payload)
-    }
     members = tuple(
-        flow.MemberView(pid, connected=pid in connected, submitted=pid in submitted, has_draft=pid in drafts)
-        for pid in member_ids
+        flow.MemberView(r.id, connected=r.id in read.connected or r.taken_over,
+                        submitted=r.submitted or r.id == stored_by,
+                        has_draft=r.draft is not None and _usable_draft(phase, r.draft))
+        for r in read.rows
     )
-    return flow.GroupState(phase=Phase(group.phase), deadline=group.deadline, members=members)
+    return flow.GroupState(phase=phase, deadline=group.deadline, members=members)
+
+
+def group_state(group: Group, now: datetime) -> flow.GroupState:
+    return flow_state(group, group_members(group, now))
 
 
 def group_freeze(group: Group, now: datetime) -> None:
@@ -107,32 +114,45 @@ def log_event(group: Group, kind: str, participant: Participant | None = None, *
     GroupEvent.objects.create(group=group, kind=kind, participant=participant, payload=payload)
 
 
-def _touch(group: Group, **fields: Any) -> None:
-    """Persist changed fields, bump the version and push after commit."""
+def _touch(group: Group, *, shared: dict | None = None, **fields: Any) -> None:
+    """Persist changed fields and the bumped version in one statement, and push after commit the shared state
+    (``shared``, built by the caller from its reads; else read here, still inside the transaction)."""
     for name, value in fields.items():
         setattr(group, name, value)
     group.version += 1
     group.save(update_fields=[*fields.keys(), "version"])
-    realtime.push_after_commit(groups=[group.pk])
+    if shared is None:
+        shared = group_shared_state(group, cache=False)
+    else:
+        shared = {**shared, "version": group.version}
+    realtime.push_after_commit(states=[shared])
 
 
-def _apply(group: Group, event: flow.Event, now: datetime) -> flow.Transition:
-    """Run the pure state machine on a locked group and carry out its effects."""
-    state = group_state(group, now)
+def _apply(group: Group, event: flow.Event, now: datetime, *, read: MembersRead | None = None,
+           stored_by: int | None = None, candidates: list[Candidate] | None = None) -> flow.Transition:
+    """Run the pure state machine on a locked group and carry out its effects. ``read``: the members as the
+    caller read them under the lock (else read here); ``stored_by``: whose answer the caller just stored;
+    ``candidates``: the round's shown candidates if the caller loaded them. Without a phase change the pushed
+    state is built from these reads; a phase change reads it again (its effects changed what members see)."""
+    read = read or group_members(group, now)
+    state = flow_state(group, read, stored_by=stored_by)
     transition = flow.advance(state, event, now, group.flow_config)
-    if transition.changed:
-        log_event(group, "phase_changed", from_phase=group.phase, to_phase=transition.state.phase.value,
-                  reason=transition.reason)
-        group.phase = transition.state.phase.value
-        group.deadline = transition.state.deadline
-        group.phase_started_at = now
-        group.paused_seconds_left = None
-        if group.study.paused_at is not None:  # a paused study's groups keep their time (deliberation/pause.py)
-            group_freeze(group, now)
-        group.save(update_fields=["phase", "deadline", "phase_started_at", "paused_seconds_left"])
-        for effect in transition.effects:
-            _carry_out(group, effect, state, now)
-    _touch(group)
+    if not transition.changed:
+        submitted = {stored_by} if stored_by is not None else set()
+        _touch(group, shared=shared_state_from(group, read, submitted=submitted, candidates=candidates))
+        return transition
+    log_event(group, "phase_changed", from_phase=group.phase, to_phase=transition.state.phase.value,
+              reason=transition.reason)
+    group.phase = transition.state.phase.value
+    group.deadline = transition.state.deadline
+    group.phase_started_at = now
+    group.paused_seconds_left = None
+    if group.study.paused_at is not None:  # a paused study's groups keep their time (deliberation/pause.py)
+        group_freeze(group, now)
+    for effect in transition.effects:
+        _carry_out(group, effect, state, now)
+    _touch(group, phase=group.phase, deadline=group.deadline, phase_started_at=now,
+           paused_seconds_left=group.paused_seconds_left, generation_status=group.generation_status)
     return transition
 
 
@@ -142,8 +162,7 @@ def _carry_out(group: Group, effect: flow.Effect, previous: flow.GroupState, now
     elif isinstance(effect, flow.EnqueueGeneration):
         from .dispatch import enqueue_generation
 
-        group.generation_status = ""
-        group.save(update_fields=["generation_status"])
+        group.generation_status = ""  # saved by _apply's final _touch
         enqueue_generation(group_id=group.pk, round=effect.round)
     elif isinstance(effect, flow.ChooseWinner):
         winner_choose(group, effect.round)
@@ -153,16 +172,25 @@ def _carry_out(group: Group, effect: flow.Effect, previous: flow.GroupState, now
         raise AssertionError(effect)
 
 
+def lock_group(group_id: int, *, no_key: bool = False) -> Group:
+    """The group, row-locked for the rest of the transaction, with what its pushed state shows loaded.
+
+    Submissions take ``FOR NO KEY UPDATE`` (``no_key``): it orders them like a full lock but lets drafts pass
+    (``draft_save`` takes ``FOR KEY SHARE``); transitions that may store drafts hold ``FOR UPDATE``
+    (``store_timed_out_drafts`` upgrades to it), so a draft written meanwhile waits and then sees the new phase."""
+    return (Group.objects.select_for_update(of=("self",), no_key=no_key)
+            .select_related("study", "question", "winner_round1", "winner_round2").get(pk=group_id))
+
+
 def group_apply(*, group_id: int, event: flow.Event, now: datetime | None = None) -> flow.Transition:
     now = now or timezone.now()
     with transaction.atomic():
-        group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
-        return _apply(group, event, now)
+        return _apply(lock_group(group_id), event, now)
 
 
 def group_force_advance(*, group_id: int, user: str = "") -> flow.Transition:
     with transaction.atomic():
-        group = Group.objects.select_for_update().select_related("study").get(pk=group_id)
+        group = lock_group(group_id)
         log_event(group, "forced_by_experimenter", user=user, phase=group.phase)
         return _apply(group, flow.ForceAdvance(), timezone.now())
 
@@ -265,7 +293,7 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
         Participant.objects.filter(pk=pid).update(group=group, position=position, status=Participant.Status.IN_GROUP)
     log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk, condition=condition,
               arm=arm.provenance())
-    realtime.push_after_commit(participants=participant_ids, lobbies=[study.pk])
+    realtime.push_after_commit(participants=participant_ids)  # the lobby: lobby_match pushes the number left
     study_close_if_full(study=study)
     return group
 
@@ -335,7 +363,12 @@ def _locked_group(participant: Participant) -> Group:
     reconnect) would both pass a check made before it, and the second would then hit the unique constraint."""
     if participant.group_id is None:
         raise SubmissionError("not_in_group", "You are not in a group yet.")
-    return Group.objects.select_for_update().select_related("study").get(pk=participant.group_id)
+    return lock_group(participant.group_id, no_key=True)
+
+
+def _answered(read: MembersRead, participant: Participant) -> bool:
+    row = read.row(participant.pk)
+    return row is not None and row.answered
 
 
 def _ensure_phase(group: Group, phase: Phase | tuple[Phase, ...]) -> None:
@@ -383,18 +416,20 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
         # then gets the first one's result.
         if replay := _claim_ref(participant, ref, "opinion"):
             return replay
+        # Under the lock: one read of the members (and whether this one answered before), then the insert, the
+        # event, the version bump (tests/deliberation/test_lean_path.py counts the statements).
         group = _locked_group(participant)
-        existing = Opinion.objects.filter(participant=participant, group=group).first()
-        if existing is not None:
+        read = group_members(group, now, answered=Opinion.objects.filter(group=group))
+        if _answered(read, participant):
             _release_ref(participant, ref)
-            return _text_resubmitted(existing, text, what="opinion", max_chars=group.study.max_text_chars,
-                                     min_words=3)
+            return _text_resubmitted(Opinion.objects.get(participant=participant, group=group), text,
+                                     what="opinion", max_chars=group.study.max_text_chars, min_words=3)
         _ensure_phase(group, Phase.OPINION)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
                                response_seconds=_response_seconds(group, now), by_bot=by_bot)
         log_event(group, "opinion_submitted", participant)
-        _apply(group, flow.Submitted(participant.pk), now)
+        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk)
     return SubmitResult(created=True, stored=text)
 
 
@@ -411,17 +446,17 @@ def critique_submit(*, participant: Participant, text: str, by_bot: bool = False
         if replay := _claim_ref(participant, ref, "critique"):
             return replay
         group = _locked_group(participant)
-        existing = Critique.objects.filter(participant=participant, group=group).first()
-        if existing is not None:
+        read = group_members(group, now, answered=Critique.objects.filter(group=group))
+        if _answered(read, participant):
             _release_ref(participant, ref)
-            return _text_resubmitted(existing, text, what="critique", max_chars=group.study.max_text_chars,
-                                     min_words=1)
+            return _text_resubmitted(Critique.objects.get(participant=participant, group=group), text,
+                                     what="critique", max_chars=group.study.max_text_chars, min_words=1)
         _ensure_phase(group, Phase.CRITIQUE)
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
                                 text=text, response_seconds=_response_seconds(group, now), by_bot=by_bot)
         log_event(group, "critique_submitted", participant)
-        _apply(group, flow.Submitted(participant.pk), now)
+        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk)
     return SubmitResult(created=True, stored=text)
 
 
@@ -469,7 +504,9 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
         if replay := _claim_ref(participant, ref, "ratings", round):
             return replay
         group = _locked_group(participant)
-        stored = list(Rating.objects.filter(participant=participant, group=group, round=round))
+        read = group_members(group, now, answered=Rating.objects.filter(group=group, round=round))
+        stored = list(Rating.objects.filter(participant=participant, group=group, round=round)) \
+            if _answered(read, participant) else []
         if stored:
             view = {str(r.candidate_id): {"agreement": r.agreement, "quality": r.quality, "rank": r.rank}
                     for r in stored}
@@ -478,7 +515,7 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
             _release_ref(participant, ref)
             return SubmitResult(created=False, stored=view)
         _ensure_phase(group, phase)
-        _validate_ratings(group, round, ratings, ranking, complete=True)
+        candidates = _validate_ratings(group, round, ratings, ranking, complete=True)
         seconds = _response_seconds(group, now)
         Rating.objects.bulk_create([
             Rating(participant=participant, candidate_id=cid, group=group, round=round,
@@ -487,34 +524,56 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
             for cid, values in ratings.items()
         ])
         log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
-        _apply(group, flow.Submitted(participant.pk), now)
+        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk,
+               candidates=list(candidates.values()))
     return SubmitResult(created=True, stored=_ratings_view(ratings, rank_of))
 
 
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
     """Keep what a member has typed so far; silently ignored (False) once the phase has moved on, refused once
-    they are no longer in the group or their seat was taken over."""
+    they are no longer in the group or their seat was taken over.
+
+    Without the group's row lock: one upsert (INSERT ... ON CONFLICT DO UPDATE), then the group's phase read
+    under ``FOR KEY SHARE``, which no submission and no other draft waits for. It waits only for a transition
+    holding the group ``FOR UPDATE`` (one that stores drafts at a deadline, ``store_timed_out_drafts``): either
+    that transition read this draft (it committed first), or this read sees the new phase and the draft is
+    rolled back and reported as not saved. So a draft acknowledged as saved is never older than what a
+    deadline stores. The consumer writes a socket's drafts at most every ``DRAFT_WRITE_INTERVAL_SECONDS``."""
+    if phase not in {p.value for p in flow.INPUT_PHASES}:
+        return False
     with transaction.atomic():
         _ensure_may_write(participant)
-        group = Group.objects.select_for_update().get(pk=participant.group_id)
-        if group.phase != phase or Phase(phase) not in flow.INPUT_PHASES:
-            return False
-        # One upsert (INSERT ... ON CONFLICT DO UPDATE) instead of a read and a write, under the group lock.
-        Draft.objects.bulk_create([Draft(group=group, participant=participant, phase=phase, payload=payload,
-                                         updated_at=timezone.now())],
+        Draft.objects.bulk_create([Draft(group_id=participant.group_id, participant=participant, phase=phase,
+                                         payload=payload, updated_at=timezone.now())],
                                   update_conflicts=True, unique_fields=["group", "participant", "phase"],
                                   update_fields=["payload", "updated_at"])
-        # A first usable draft can change whether the group has any opinions at its deadline.
+        if _group_phase_key_shared(participant.group_id) != phase:
+            transaction.set_rollback(True)
+            return False
     return True
+
+
+def _group_phase_key_shared(group_id: int) -> str | None:
+    if connection.vendor != "postgresql":  # the demo's SQLite has one writer at a time
+        return Group.objects.filter(pk=group_id).values_list("phase", flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT phase FROM {Group._meta.db_table} WHERE id = %s FOR KEY SHARE", [group_id])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def store_timed_out_drafts(group: Group, phase: Phase, previous: flow.GroupState, now: datetime) -> None:
     """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout.
 
+    First the group's lock becomes ``FOR UPDATE`` (a submission holds only ``FOR NO KEY UPDATE``): a draft
+    being written now waits for this transaction and is then refused (``draft_save``), so every draft
+    acknowledged before is read here.
+
     Each draft is stored in a savepoint of its own: one the database refuses (a constraint, a value it cannot
     hold) is rolled back alone and logged as ``draft_discarded``; without the savepoint, PostgreSQL would refuse
     every later statement of the transaction, the whole transition would fail, and the group would stall at its
     deadline (every sweep retrying the same draft)."""
+    list(Group.objects.select_for_update().filter(pk=group.pk).values_list("pk"))
     seconds = _response_seconds(group, now)
     pending = {m.participant_id for m in previous.members if not m.submitted}
     drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending).order_by("pk")

@@ -34,15 +34,14 @@ from participants.standins import QuestionOpinions, critique_text, rate
 
 from . import realtime
 from .models import Candidate, Draft, Group, Opinion
+from .selectors import connected_participant_ids, submitted_participant_ids
 from .services import (
     SubmissionError,
-    connected_participant_ids,
     critique_submit,
     derive_seed,
     log_event,
     opinion_submit,
     ratings_submit,
-    submitted_participant_ids,
 )
 
 logger = logging.getLogger(__name__)

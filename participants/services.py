@@ -2,23 +2,26 @@
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import unicodedata
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import signing
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Case, DateTimeField, Exists, Q, Value, When
 from django.utils import timezone
 
 from core.errors import SubmissionError
 
 from . import signals
 from .models import Participant, Presence
+from .presence import liveness_store
 
 if TYPE_CHECKING:
     from deliberation.models import Study
@@ -307,8 +310,10 @@ def participant_consent(*, participant: Participant, consent=None) -> Participan
 
 
 # --- presence -------------------------------------------------------------------------------
-def presence_connect(*, participant_id: int, channel_name: str) -> None:
-    now = timezone.now()
+# The Presence table registers open sockets (connect and disconnect write it); pings go to the liveness store
+# (participants.presence: Redis, or the row itself in the demo), so a ping costs PostgreSQL one read, no write.
+def presence_connect(*, participant_id: int, channel_name: str, now: datetime | None = None) -> None:
+    now = now or timezone.now()
     if Participant.objects.filter(pk=participant_id, status=Participant.Status.WITHDRAWN).exists():
         return  # a tab left open after withdrawing must not count as a member present (participants.withdrawal)
     Presence.objects.update_or_create(channel_name=channel_name,
@@ -317,25 +322,35 @@ def presence_connect(*, participant_id: int, channel_name: str) -> None:
     _presence_changed(participant_id)
 
 
-def presence_ping(*, participant_id: int, channel_name: str) -> None:
-    updated = Presence.objects.filter(channel_name=channel_name).update(last_seen=timezone.now())
-    if not updated:  # the row was swept while the socket stayed open (e.g. a long sleep): re-register
-        presence_connect(participant_id=participant_id, channel_name=channel_name)
+def presence_ping(*, participant_id: int, channel_name: str,
+                  now: datetime | None = None) -> tuple[str, int | None, int | None]:
+    """A socket's heartbeat. Returns the participant's ``(status, group_id, group version)`` from the same read
+    that checks the socket is still registered; a socket whose row was swept (e.g. a long sleep) registers
+    again. With Redis this writes nothing to PostgreSQL."""
+    now = now or timezone.now()
+    status, group_id, version, registered = (
+        Participant.objects.filter(pk=participant_id)
+        .annotate(registered=Exists(Presence.objects.filter(channel_name=channel_name)))
+        .values_list("status", "group_id", "group__version", "registered").get())
+    store = liveness_store()
+    if not registered or not store.touch(participant_id=participant_id, channel_name=channel_name, now=now):
+        presence_connect(participant_id=participant_id, channel_name=channel_name, now=now)
+    return status, group_id, version
 
 
 def presence_surplus(*, participant_id: int, keep: int, now: datetime | None = None) -> list[str]:
     """The channel names of a participant's live sockets beyond the newest ``keep``, oldest first: the sockets
     a new connection closes (``WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT``). The newest win, so a participant is never
     locked out by tabs they left open or by sockets a network change left half-open."""
-    now = now or timezone.now()
-    horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    live = list(Presence.objects.filter(participant_id=participant_id, last_seen__gte=horizon)
-                .order_by("-connected_at", "-id").values_list("channel_name", flat=True))
-    return live[keep:][::-1]
+    rows = list(Presence.objects.filter(participant_id=participant_id)
+                .order_by("-connected_at", "-id").values_list("channel_name", "last_seen"))
+    live_names = _live_channels(dict(rows), now or timezone.now())
+    return [name for name, _ in rows if name in live_names][keep:][::-1]
 
 
 def presence_disconnect(*, participant_id: int, channel_name: str) -> None:
     Presence.objects.filter(channel_name=channel_name).delete()
+    liveness_store().forget([channel_name])
     # How long somebody has been away decides a bot takeover (deliberation/takeover.py).
     Participant.objects.filter(pk=participant_id).update(last_seen_at=timezone.now())
     _presence_changed(participant_id)
@@ -346,19 +361,53 @@ def _presence_changed(participant_id: int) -> None:
     signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
 
 
+def _live_channels(row_seen: dict[str, datetime], now: datetime) -> set[str]:
+    """Of sockets (channel name -> their row's ``last_seen``), those that pinged within the timeout. When the
+    liveness store cannot tell (unreachable, or its history is younger than the timeout), all of them."""
+    horizon = now.timestamp() - settings.PRESENCE_TIMEOUT_SECONDS
+    live = {name for name, seen in row_seen.items() if seen.timestamp() >= horizon}
+    rest = [name for name in row_seen if name not in live]
+    if not rest:
+        return live
+    seen = liveness_store().channels_seen(rest)
+    if not seen.complete_for(horizon):
+        return set(row_seen)
+    return live | {name for name in rest if seen.scores.get(name, -math.inf) >= horizon}
+
+
 def presence_sweep(*, now: datetime | None = None) -> set[int]:
-    """Forget sockets that stopped pinging (a crashed server leaves such rows); returns affected groups."""
+    """Forget sockets that stopped pinging (a crashed server leaves such rows); returns affected groups.
+
+    Rows whose own ``last_seen`` is old are checked against the liveness store: live ones get the store's time
+    written back in one statement (so each row is written about once per timeout, not per ping, and the next
+    sweeps skip it), quiet ones are deleted. While the store cannot tell, nothing is deleted."""
     now = now or timezone.now()
     horizon = now - timedelta(seconds=settings.PRESENCE_TIMEOUT_SECONDS)
-    stale = Presence.objects.filter(last_seen__lt=horizon)
-    rows = list(stale.values_list("participant_id", "participant__group_id", "last_seen"))
+    rows = list(Presence.objects.filter(last_seen__lt=horizon)
+                .values_list("pk", "channel_name", "participant_id", "participant__group_id", "last_seen"))
     if not rows:
         return set()
-    stale.delete()
+    store = liveness_store()
+    seen = store.channels_seen([name for _, name, _, _, _ in rows])
+    if not seen.complete_for(horizon.timestamp()):
+        return set()  # the store is down or lost its data: nobody is gone because of that
+    refreshed = {pk: seen.scores[name] for pk, name, _, _, _ in rows
+                 if seen.scores.get(name, -math.inf) >= horizon.timestamp()}
+    if refreshed:
+        Presence.objects.filter(pk__in=refreshed).update(last_seen=Case(
+            *(When(pk=pk, then=Value(datetime.fromtimestamp(stamp, tz=dt_timezone.utc)))
+              for pk, stamp in refreshed.items()), output_field=DateTimeField()))
+    stale = [(pk, name, pid, gid, max(row_seen, datetime.fromtimestamp(seen.scores.get(name, 0), tz=dt_timezone.utc)))
+             for pk, name, pid, gid, row_seen in rows if pk not in refreshed]
+    if not stale:
+        return set()
+    Presence.objects.filter(pk__in=[pk for pk, *_ in stale]).delete()
+    store.forget([name for _, name, *_ in stale])
+    store.prune(horizon.timestamp() - 24 * 3600)
     last_seen: dict[int, datetime] = {}
-    for pid, _, seen in rows:
-        last_seen[pid] = max(seen, last_seen.get(pid, seen))
-    for pid, seen in last_seen.items():  # a crashed server's sockets: they were last heard from then
-        Participant.objects.filter(pk=pid).filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=seen)) \
-            .update(last_seen_at=seen)
-    return {gid for _, gid, _ in rows if gid is not None}
+    for _, _, pid, _, seen_at in stale:
+        last_seen[pid] = max(seen_at, last_seen.get(pid, seen_at))
+    for pid, seen_at in last_seen.items():  # a crashed server's sockets: they were last heard from then
+        Participant.objects.filter(pk=pid).filter(Q(last_seen_at__isnull=True) | Q(last_seen_at__lt=seen_at)) \
+            .update(last_seen_at=seen_at)
+    return {gid for *_, gid, _ in stale if gid is not None}

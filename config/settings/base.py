@@ -180,6 +180,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 
 # A participant counts as connected while one of their websockets has pinged within this window.
 PRESENCE_TIMEOUT_SECONDS = 45
+# Where pings are recorded (participants/presence.py): Redis when there is one, so a ping writes no PostgreSQL
+# row; without it (the demo) the socket's Presence row. Redis calls give up after this many seconds.
+PRESENCE_REDIS_URL = os.environ.get("PRESENCE_REDIS_URL", REDIS_URL)
+PRESENCE_REDIS_TIMEOUT_SECONDS = float(os.environ.get("PRESENCE_REDIS_TIMEOUT_SECONDS", "0.5"))
+# A socket writes a member's draft at most once per this many seconds; the newest draft in between is written
+# when the interval is over (deliberation/consumers.py), and before a submission or a disconnect.
+DRAFT_WRITE_INTERVAL_SECONDS = float(os.environ.get("DRAFT_WRITE_INTERVAL_SECONDS", "2"))
 
 # Websocket limits (docs/security.md). A frame larger than this is refused by the ASGI server before it is read
 # (close code 1009): config/serve.py passes it to every server it starts; daphne's runserver (development settings)

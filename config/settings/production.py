@@ -31,6 +31,7 @@ REDIS_URL = os.environ["REDIS_URL"]
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 # Shared by every ASGI process (the join rate limit counts per IP across all of them).
 CACHES = {"default": redis_cache(REDIS_URL)}
+PRESENCE_REDIS_URL = os.environ.get("PRESENCE_REDIS_URL", REDIS_URL)
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
 IN_PROCESS_WORKER = False
 # New participants per client IP per JOIN_RATE_WINDOW_SECONDS (see base.py); TRUSTED_PROXY_COUNT=1 behind nginx.

@@ -11,6 +11,7 @@ DATABASES = {"default": database_from_env("postgres://postgres@127.0.0.1:5432/de
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME", "test_deliberation")}
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
+PRESENCE_REDIS_URL = REDIS_URL
 CELERY_BROKER_URL = REDIS_URL
 IN_PROCESS_WORKER = False
 # Unit tests call services directly; tests that need a real worker start one (tests/conftest.py).

@@ -189,6 +189,9 @@ def test_hostile_frames_get_replies_and_leave_no_invalid_rows(phase, request):
     # The per-socket buckets would answer most of this flood with `rate_limited` before the parser and the
     # services see it (tests/deliberation/test_ws_limits.py tests them); off here, so every frame gets through.
     request.getfixturevalue("settings").WEBSOCKET_RATE_LIMITS = {}
+    # Likewise drafts are written at once, not coalesced (a held-back draft is answered when written, after the
+    # sentinel; tests/deliberation/test_lean_path.py tests the coalescing).
+    request.getfixturevalue("settings").DRAFT_WRITE_INTERVAL_SECONDS = 0
     # One event loop for the whole test: the group's sockets and the Redis channel layer live on it,
     # and hypothesis (which has no async support) runs each example to completion on it.
     loop = asyncio.new_event_loop()

@@ -1,0 +1,409 @@
+"""The lean write and push path (issue 16): few statements under the group lock, the pushed state built in the
+transaction, pings without PostgreSQL writes (and correct through a Redis outage), drafts coalesced."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+import redis
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async as adb
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from deliberation import services
+from deliberation.consumers import _ping
+from deliberation.models import Candidate, Draft, Group, Opinion
+from deliberation.realtime import group_channel
+from deliberation.selectors import connected_participant_ids, group_shared_state
+from deliberation.services import critique_submit, opinion_submit, ratings_submit
+from deliberation.sweeper import sweep
+from generation.services import candidates_generate
+from participants.models import Participant, Presence
+from participants.presence import CHANNELS_KEY, SINCE_KEY
+from participants.services import presence_disconnect, presence_ping
+
+from ..e2e.services import private_redis
+from ..factories import make_group, make_study
+from ..waiting import wait_for
+from .test_consumers import OPINIONS, close_all, grouped, next_of
+
+LOCK = re.compile(r'FOR (NO KEY )?UPDATE OF "deliberation_group"')
+WRITE = re.compile(r"^\s*(INSERT|UPDATE|DELETE)\b", re.IGNORECASE)
+
+
+def statements_under_lock(call):
+    """Run ``call`` (one submission, its own transaction) and return (its result, the SQL statements between
+    the group's ``SELECT ... FOR UPDATE`` and the ``COMMIT``). Nothing may run after the commit: the push
+    carries the state built in the transaction."""
+    with CaptureQueriesContext(connection) as captured:
+        result = call()
+    sql = [q["sql"] for q in captured.captured_queries]
+    locks = [i for i, s in enumerate(sql) if LOCK.search(s)]
+    assert len(locks) == 1, sql
+    assert sql[-1] == "COMMIT", sql  # the last statement: no read for the push after it
+    return result, sql[locks[0] + 1:-1]
+
+
+def listen(group: Group):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(group_channel(group.pk), channel)
+    return lambda: async_to_sync(layer.receive)(channel)
+
+
+def fresh_state(group_id: int) -> dict:
+    group = Group.objects.select_related("question", "winner_round1", "winner_round2").get(pk=group_id)
+    return group_shared_state(group, cache=False)
+
+
+def rate(member, round_):
+    ids = list(Candidate.objects.filter(group_id=member.group_id, round=round_, shown=True)
+               .order_by("index").values_list("id", flat=True))
+    return lambda: ratings_submit(participant=member, round=round_, ref=f"rate-{member.pk}-{round_}",
+                                  ratings={cid: {"agreement": 5, "quality": 4} for cid in ids}, ranking=ids)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_submission_kind_runs_at_most_six_statements_under_the_group_lock_and_pushes_its_own_state():
+    group, members = make_group(n=3)
+    receive = listen(group)
+    counts = {}
+
+    result, sql = statements_under_lock(
+        lambda: opinion_submit(participant=members[0], text=OPINIONS[0], ref="op-0"))
+    assert result.created
+    counts["opinion"] = sql
+    pushed = receive()["group"]
+    assert pushed == fresh_state(group.pk)  # built in the transaction, equal to what a read now gives
+    assert pushed["submitted"] == [members[0].pk]
+
+    for member, text in zip(members[1:], OPINIONS[1:]):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    result, counts["ratings"] = statements_under_lock(rate(members[0], 1))
+    assert result.created
+    for member in members[1:]:
+        rate(member, 1)()
+    group.refresh_from_db()
+    assert group.phase == "critique"
+    receive = listen(group)  # from here on
+    result, counts["critique"] = statements_under_lock(
+        lambda: critique_submit(participant=members[0], text="Say which foods count as basic.", ref="cr-0"))
+    assert result.created
+    assert receive()["group"] == fresh_state(group.pk)
+
+    assert {kind: len(sql) for kind, sql in counts.items()} == {"opinion": 4, "ratings": 5, "critique": 4}, counts
+    for kind, sql in counts.items():
+        assert len(sql) <= 6, (kind, sql)
+        assert not any('FROM "deliberation_group"' in s for s in sql), sql  # the group is not read again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resubmission_with_the_same_ref_or_text_still_gets_the_stored_answer():
+    group, members = make_group(n=3)
+    opinion_submit(participant=members[0], text=OPINIONS[0], ref="a")
+    again = opinion_submit(participant=members[0], text=OPINIONS[0], ref="b")
+    assert not again.created and again.stored == OPINIONS[0]
+    with pytest.raises(services.SubmissionError) as refused:
+        opinion_submit(participant=members[0], text=OPINIONS[1], ref="c")
+    assert refused.value.code == "already_submitted"
+    assert Opinion.objects.get(participant=members[0]).text == OPINIONS[0]
+
+
+# --- presence ---------------------------------------------------------------------------------------------
+def presence_redis() -> redis.Redis:
+    return redis.Redis.from_url(settings.PRESENCE_REDIS_URL)
+
+
+def age_rows(seconds: float) -> None:
+    Presence.objects.update(last_seen=timezone.now() - timedelta(seconds=seconds))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ping_is_one_read_and_no_write_and_keeps_its_member_connected():
+    group, members = make_group(n=3)
+    presence_redis().set(SINCE_KEY, time.time() - 3600)  # a store that has seen every ping for an hour
+    age_rows(40)  # everybody connected a while ago; the rows alone say so for 5 s more
+    pinged = members[0]
+    with CaptureQueriesContext(connection) as captured:
+        version = _ping(pinged.pk, f"test.{pinged.pk}")
+    sql = [q["sql"] for q in captured.captured_queries]
+    assert len(sql) == 1 and not WRITE.match(sql[0]), sql
+    group.refresh_from_db()
+    assert version == f"in_group:{group.pk}:{group.version}"
+    assert presence_redis().zscore(CHANNELS_KEY, f"test.{pinged.pk}") is not None
+    later = timezone.now() + timedelta(seconds=20)  # rows 60 s old by then; the ping 20 s
+    assert connected_participant_ids([m.pk for m in members], later) == {pinged.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_without_redis_as_in_the_demo_a_ping_refreshes_the_socket_row(settings):
+    settings.PRESENCE_REDIS_URL = ""  # config/settings/local.py without REDIS_URL
+    group, members = make_group(n=3)
+    age_rows(40)
+    with CaptureQueriesContext(connection) as captured:
+        _ping(members[0].pk, f"test.{members[0].pk}")
+    writes = [q["sql"] for q in captured.captured_queries if WRITE.match(q["sql"])]
+    assert len(writes) == 1 and writes[0].startswith('UPDATE "participants_presence"'), writes
+    later = timezone.now() + timedelta(seconds=20)
+    assert connected_participant_ids([m.pk for m in members], later) == {members[0].pk}
+    sweep(now=later)  # the other two rows are 60 s old then: gone, no Redis needed to tell
+    assert set(Presence.objects.values_list("participant_id", flat=True)) == {members[0].pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_ping_from_a_socket_whose_row_was_swept_registers_it_again():
+    group, members = make_group(n=3)
+    Presence.objects.filter(participant=members[1]).delete()
+    presence_ping(participant_id=members[1].pk, channel_name="test.again")
+    assert Presence.objects.filter(participant=members[1], channel_name="test.again").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_forgets_sockets_that_stopped_pinging_and_writes_back_the_live_ones_once():
+    group, members = make_group(n=3)
+    presence_redis().set(SINCE_KEY, time.time() - 3600)
+    age_rows(100)
+    presence_ping(participant_id=members[0].pk, channel_name=f"test.{members[0].pk}")
+    sweep()
+    assert set(Presence.objects.values_list("participant_id", flat=True)) == {members[0].pk}
+    row = Presence.objects.get()
+    assert timezone.now() - row.last_seen < timedelta(seconds=5)  # the ping's time, written back by the sweep
+    group.refresh_from_db()
+    assert fresh_state(group.pk)["connected"] == [members[0].pk]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nobody_is_gone_or_taken_over_through_a_ten_second_redis_outage_nor_after_redis_lost_its_data(settings):
+    """A private redis-server is paused (SIGSTOP) for 10 s, then killed and started empty. Meanwhile the sweeper
+    runs every second. A member whose socket really closed (row deleted) is still taken over: the rule works."""
+    study = make_study(slug="outage", bot_takeover=True)
+    group, members = make_group(study)
+    stays, also_stays, leaves = members
+    with private_redis() as server:
+        settings.PRESENCE_REDIS_URL = server.url
+        store = redis.Redis.from_url(server.url)
+        store.set(SINCE_KEY, time.time() - 3600)
+        age_rows(100)  # connected long ago: only their pings in Redis keep them present
+        for member in (stays, also_stays):
+            presence_ping(participant_id=member.pk, channel_name=f"test.{member.pk}")
+        presence_disconnect(participant_id=leaves.pk, channel_name=f"test.{leaves.pk}")
+        Participant.objects.filter(pk=leaves.pk).update(last_seen_at=timezone.now() - timedelta(seconds=60))
+
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            paused = time.monotonic()
+            while time.monotonic() - paused < 10:
+                presence_ping(participant_id=stays.pk, channel_name=f"test.{stays.pk}")  # fails fast, no error
+                report = sweep(now=timezone.now() + timedelta(seconds=50))  # the rows and the pings look old
+                assert report.members_taken_over <= 1
+                time.sleep(1)
+            assert connected_participant_ids([m.pk for m in members], timezone.now() + timedelta(seconds=50)) \
+                == {stays.pk, also_stays.pk}
+        finally:
+            os.kill(server.proc.pid, signal.SIGCONT)
+        statuses = dict(Participant.objects.filter(pk__in=[m.pk for m in members]).values_list("pk", "status"))
+        assert statuses == {stays.pk: "in_group", also_stays.pk: "in_group", leaves.pk: "dropped"}
+        assert Presence.objects.count() == 2
+
+        server.restart(down=1.0)  # every ping is lost
+        connected_participant_ids([stays.pk], timezone.now())  # the client's old connection fails once
+        time.sleep(1.2)  # and it waits out its retry pause
+        sweep(now=timezone.now() + timedelta(seconds=30))
+        assert float(store.get(SINCE_KEY)) > time.time() - 10  # the sweep reached Redis and saw the loss
+        assert Presence.objects.count() == 2 and \
+            Participant.objects.filter(pk__in=[stays.pk, also_stays.pk], status="in_group").count() == 2
+        # The store's history starts again now; once it covers the timeout, silence means gone again.
+        presence_ping(participant_id=stays.pk, channel_name=f"test.{stays.pk}",
+                      now=timezone.now() + timedelta(seconds=40))
+        sweep(now=timezone.now() + timedelta(seconds=50))
+        assert set(Presence.objects.values_list("participant_id", flat=True)) == {stays.pk}
+        store.close()
+
+
+# --- drafts -------------------------------------------------------------------------------------------------
+@pytest.fixture
+def draft_writes(monkeypatch):
+    """Every draft_save call that reaches the service (the real one runs)."""
+    calls = []
+    real = services.draft_save
+
+    def counted(**kwargs):
+        calls.append(kwargs["payload"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(services, "draft_save", counted)
+    return calls
+
+
+def draft(text: str, ref: str) -> str:
+    return json.dumps({"type": "draft", "phase": "opinion", "text": text, "ref": ref})
+
+
+def stored_draft(member):
+    return Draft.objects.filter(participant=member, phase="opinion").values_list("payload", flat=True).first()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_drafts_within_the_interval_make_one_write_of_the_newest_and_every_one_is_acknowledged(draft_writes):
+    study, people, sockets = await grouped(3)
+    ws = sockets[0]
+    await ws.send_to(text_data=draft("first", "d0"))
+    assert (await next_of(ws, "ack"))["ref"] == "d0"
+    assert draft_writes == [{"text": "first"}]
+    for i in range(1, 6):  # typing on: five drafts within the next two seconds
+        await ws.send_to(text_data=draft(f"typing {i}", f"d{i}"))
+        await asyncio.sleep(0.1)
+    acks = [await next_of(ws, "ack", timeout=5) for _ in range(5)]
+    assert sorted(a["ref"] for a in acks) == [f"d{i}" for i in range(1, 6)] and all(a["created"] for a in acks)
+    assert draft_writes == [{"text": "first"}, {"text": "typing 5"}]  # one write, the newest; none dropped
+    assert await adb(stored_draft)(people[0]) == {"text": "typing 5"}
+    await close_all(sockets)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_last_draft_is_written_when_the_socket_closes_and_a_deadline_stores_the_last_acknowledged(
+        draft_writes, settings):
+    settings.DRAFT_WRITE_INTERVAL_SECONDS = 5  # room for the deadline to pass before the waiting draft's write
+    study, people, sockets = await grouped(3)
+    await sockets[1].send_to(text_data=draft("written at once", "a"))
+    assert (await next_of(sockets[1], "ack"))["created"]
+    await sockets[1].send_to(text_data=draft("sent just before the socket closed", "b"))
+    await sockets[1].disconnect(timeout=10)  # within the interval: not written yet, so written now
+    assert await adb(stored_draft)(people[1]) == {"text": "sent just before the socket closed"}
+
+    ws = sockets[0]
+    await ws.send_to(text_data=draft("acknowledged opinion draft", "c"))
+    assert (await next_of(ws, "ack"))["created"]
+    await ws.send_to(text_data=draft("still waiting for its write", "d"))
+    group = await adb(Group.objects.get)(pk=people[0].group_id)
+    await adb(sweep)(now=group.deadline + timedelta(seconds=1))  # the deadline passes before the write
+    ack = await next_of(ws, "ack", timeout=5)
+    assert ack["ref"] == "d" and ack["created"] is False  # the phase had ended: not stored, and said so
+    opinion = await adb(Opinion.objects.get)(participant=people[0])
+    assert opinion.by_timeout and opinion.text == "acknowledged opinion draft"
+    await close_all([sockets[0], sockets[2]])
+
+
+# --- lobby ---------------------------------------------------------------------------------------------------
+@adb
+def arrive(study, pid: str) -> Participant:
+    from participants.services import participant_consent, participant_join
+
+    return participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": pid}))
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monkeypatch):
+    from deliberation import consumers
+    from deliberation.selectors import participant_snapshot
+
+    from .test_consumers import open_socket
+
+    study = await adb(make_study)(slug="lobby-push", max_group_size=5, min_group_size=3)
+    waiting = [await arrive(study, "lobby-0")]
+    ws = await open_socket(waiting[0])
+    assert (await next_of(ws, "snapshot"))["lobby"]["waiting"] == 1
+    reads = []
+    real = consumers.read_snapshot
+
+    async def counted(participant_id):
+        reads.append(participant_id)
+        return await real(participant_id)
+
+    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    for i in (1, 2):
+        waiting.append(await arrive(study, f"lobby-{i}"))
+        shown = await next_of(ws, "snapshot", where=lambda m, n=i + 1: m["lobby"]["waiting"] == n)
+    fresh = await adb(participant_snapshot)(waiting[0])
+    assert shown["lobby"] == fresh["lobby"] and shown["version"] == fresh["version"]
+    assert shown["participant"] == fresh["participant"] and shown["study"] == fresh["study"]
+    assert reads == []  # two arrivals, no snapshot read by the waiting socket
+    await ws.disconnect()
+
+
+# --- drafts and the group's row lock (two real connections) -----------------------------------------------
+def _hold_group(group_id: int, *, no_key: bool, locked: threading.Event, release: threading.Event,
+                then=None) -> threading.Thread:
+    def run():
+        try:
+            with transaction.atomic():
+                services.lock_group(group_id, no_key=no_key)
+                locked.set()
+                release.wait(20)
+                if then is not None:
+                    then()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert locked.wait(10)
+    return thread
+
+
+def _waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_does_not_wait_for_a_submission_holding_the_group():
+    group, members = make_group(n=3)
+    locked, release = threading.Event(), threading.Event()
+    holder = _hold_group(group.pk, no_key=True, locked=locked, release=release)  # as a submission does
+    try:
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '3s'")  # a draft that waited would fail here, not hang
+            assert services.draft_save(participant=members[0], phase="opinion",
+                                       payload={"text": "while they submit"})
+    finally:
+        release.set()
+        holder.join(10)
+    assert stored_draft(members[0]) == {"text": "while they submit"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_draft_written_while_a_deadline_holds_the_group_waits_and_is_refused_after_it():
+    group, members = make_group(n=3)
+    services.draft_save(participant=members[0], phase="opinion", payload={"text": "the acknowledged words"})
+    locked, release = threading.Event(), threading.Event()
+    holder = _hold_group(group.pk, no_key=False, locked=locked, release=release,  # as a deadline's transition
+                         then=lambda: Group.objects.filter(pk=group.pk).update(phase="generating"))
+    box = {}
+
+    def write():
+        try:
+            box["saved"] = services.draft_save(participant=members[0], phase="opinion",
+                                               payload={"text": "words typed as time ran out"})
+        finally:
+            connection.close()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        wait_for(lambda: _waiting_on_a_lock() >= 1, 10, "the draft waiting for the deadline's lock")
+        assert "saved" not in box
+    finally:
+        release.set()
+        holder.join(10)
+        writer.join(10)
+    assert box["saved"] is False  # it saw the new phase: rolled back, acknowledged as not stored
+    assert stored_draft(members[0]) == {"text": "the acknowledged words"}

@@ -179,7 +179,7 @@ def lock_group(group_id: int, *, no_key: bool = False) -> Group:
     (``draft_save`` takes ``FOR KEY SHARE``); transitions that may store drafts hold ``FOR UPDATE``
     (``store_timed_out_drafts`` upgrades to it), so a draft written meanwhile waits and then sees the new phase."""
     return (Group.objects.select_for_update(of=("self",), no_key=no_key)
-            .select_related("study", "question", "winner_round1", "winner_round2").get(pk=group_id))
+            .select_related("study", "arm", "question", "winner_round1", "winner_round2").get(pk=group_id))
 
 
 def group_apply(*, group_id: int, event: flow.Event, now: datetime | None = None) -> flow.Transition:

@@ -21,6 +21,7 @@ import csv
 import json
 import random
 import re
+import ssl
 import sys
 import threading
 import time
@@ -71,6 +72,13 @@ class BotConfig:
     # The server's signed token that marks the bots as simulated participants (``participants.services.
     # simulated_join_token``; ``run_bots`` makes it). Empty: the bots join unmarked, like people.
     simulated_token: str = ""
+    # A CA certificate file to trust for https/wss servers (a self-signed proxy, e.g. scripts/cluster's); empty:
+    # the system's trust store.
+    ca_file: str = ""
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for https/wss (None: the libraries' defaults)."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
 
 @dataclass
@@ -391,6 +399,7 @@ class Bot:
         parts = urlsplit(self.server)
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.ws_base = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc
+        self.tls = config.ssl_context()
         self.result = BotResult(index=index, pid=f"bot-{run_id}-{index}")
         self.member_key = f"{run_id}:{index}"  # who this bot is in a hidden-preference population
         self.ref_counter = 0
@@ -487,7 +496,8 @@ class Bot:
                 self.result.reconnects += 1
             first = False
             try:
-                async with ws_connect(f"{self.ws_base}/ws/p/{self.result.token}/", origin=self.origin,
+                tls = {"ssl": self.tls} if self.tls is not None and self.ws_base.startswith("wss") else {}
+                async with ws_connect(f"{self.ws_base}/ws/p/{self.result.token}/", origin=self.origin, **tls,
                                       proxy=None, open_timeout=15, max_size=2 ** 22) as ws:
                     self.ws = ws
                     delay = 0.5
@@ -733,6 +743,7 @@ async def run_bots_async(config: BotConfig) -> dict[str, Any]:
         await asyncio.sleep(index * config.stagger)
         rng = random.Random(f"{config.seed}:{run_id}:{index}")
         async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits,
+                                     verify=config.ssl_context() or True,
                                      headers={"User-Agent": "deliberation-bot/1.0"}) as client:
             result = await Bot(index, config, source, rng, run_id).run(client)
         if bar is not None:

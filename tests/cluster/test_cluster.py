@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -43,9 +44,13 @@ def env():
         pytest.skip("CLUSTER_TESTS=0: the cluster tests were turned off explicitly")
     assert os.geteuid() == 0, "the cluster tests need root (network namespaces); set CLUSTER_TESTS=0 to turn them off"
     cluster("up", timeout=600)
+    info = json.loads(cluster("env"))
     try:
-        yield json.loads(cluster("env"))
+        yield info
     finally:
+        # The hosts' logs outlive the cluster, for a failure's post-mortem (test-artifacts/ is not committed).
+        shutil.copytree(os.path.join(info["state"], "logs"), ROOT / "test-artifacts" / "cluster-logs",
+                        dirs_exist_ok=True)
         cluster("down")
 
 
@@ -75,9 +80,9 @@ def make_study(env, slug: str, **fields) -> int:
     return int(re.search(r"STUDY (\d+)", out).group(1))
 
 
-def start_bots(env, slug: str, n: int, seed: int, **options) -> tuple[threading.Thread, dict]:
+def start_bots(env, slug: str, n: int, seed: int, timeout: float = 200.0, **options) -> tuple[threading.Thread, dict]:
     config = BotConfig(server=env["origin"], study=slug, participants=n, seed=seed, think=(0.3, 1.0),
-                       ping_seconds=5.0, timeout=200.0, stagger=0.05, progress=False, run_id=slug,
+                       ping_seconds=5.0, timeout=timeout, stagger=0.05, progress=False, run_id=slug,
                        ca_file=env["ca_file"], **options)
     box: dict = {}
     thread = threading.Thread(target=lambda: box.update(summary=run_bots(config)), daemon=True)
@@ -167,10 +172,10 @@ def test_postgres_restarted_on_its_host(env):
 @pytest.mark.model
 def test_a_generation_host_killed_mid_task_hands_the_task_to_the_other(env):
     study = make_study(env, "cluster-generation", generation_backend="embedded", num_candidates=2,
-                       generation_params={"max_new_tokens": 120, "temperature": 0.7})
+                       critique_round=False, generation_params={"max_new_tokens": 100, "temperature": 0.7})
     logs = {h: os.path.join(env["state"], "logs", f"{h}.log") for h in ("generation-1", "generation-2")}
     offsets = {h: os.path.getsize(path) for h, path in logs.items()}
-    thread, box = start_bots(env, "cluster-generation", 3, seed=5)
+    thread, box = start_bots(env, "cluster-generation", 3, seed=5, timeout=420.0)
 
     def running_on() -> str | None:
         started = sql(env, "SELECT 1 FROM deliberation_groupevent e JOIN deliberation_group g ON g.id = e.group_id "
@@ -192,7 +197,7 @@ def test_a_generation_host_killed_mid_task_hands_the_task_to_the_other(env):
         pytest.fail("the generation finished before the worker could be killed (make the task longer)")
     cluster("kill", host)
     try:
-        finish(env, thread, box, study, 3, timeout=400)
+        finish(env, thread, box, study, 3, timeout=440)
     finally:
         cluster("up")
     counts = sql(env, "SELECT c.round, count(*) FROM deliberation_candidate c JOIN deliberation_group g "

@@ -23,8 +23,8 @@ Hosts (addresses on ``CLUSTER_SUBNET``, default 10.213.0.0/24; the machine itsel
 
 Each namespace has only its loopback and one link to the bridge, and no default route: a host reaches the others
 on the bridge and nothing else. Clients (the bots) reach the study only through the proxy's address. Every model
-folder (``REWARD_MODELS_DIR``, ``LEGIBILITY_VERIFIER_DIR``, ``GENERATOR_MODELS_DIR``, the Hugging Face cache ``HF_HOME``) is one
-shared folder, as the compose file mounts one shared volume.
+folder (``REWARD_MODELS_DIR``, ``LEGIBILITY_VERIFIER_DIR``, ``GENERATOR_MODELS_DIR``, the Hugging Face cache
+``HF_HOME``) is in one shared folder, as the compose file mounts one shared volume.
 
 State (logs, certificate, the database files, pid files) lives in ``CLUSTER_STATE`` (default: a folder
 ``deliberation-cluster`` in the system's temporary directory). Needs root (namespaces, nginx, PostgreSQL's own
@@ -235,24 +235,37 @@ def redis_url() -> str:
     return f"redis://{address('redis')}:6379/0"
 
 
-def app_env() -> dict:
-    """Production settings, unchanged, pointed at the cluster's hosts."""
+# Host -> the docker/compose.yml service it plays (tests/test_compose.py keeps the two in step).
+ROLES = {"proxy": "proxy", "web-1": "web", "web-2": "web", "worker": "worker", "generation-1": "generation",
+         "generation-2": "generation", "beat": "beat", "db": "postgres", "redis": "redis"}
+
+
+def production_settings() -> dict:
+    """The production settings the cluster gives every app host: the same names docker/compose.yml sets."""
     models = state_dir() / "models"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DELIBERATION_", "DATABASE_",
-                                                                     "REDIS_", "TEST_"))}
-    env.update({
-        "DJANGO_SETTINGS_MODULE": "config.settings.production",
+    return {
         "SECRET_KEY": secret("django-secret-key"),
         "ALLOWED_HOSTS": address("proxy"),
         "CSRF_TRUSTED_ORIGINS": origin(),
-        "TRUSTED_PROXY_COUNT": "1",
-        "HTTPS": "true",
         "DATABASE_URL": database_url(),
         "REDIS_URL": redis_url(),
+        "TRUSTED_PROXY_COUNT": "1",
+        "HTTPS": "true",
+        "SECURE_REDIRECT_EXEMPT": "^healthz$",
         "REWARD_MODELS_DIR": str(models / "reward_models"),
         "GENERATOR_MODELS_DIR": str(models / "generator_models"),
         "LEGIBILITY_VERIFIER_DIR": str(models / "verifiers"),
         "HF_HOME": str(models / "cache"),
+    }
+
+
+def app_env() -> dict:
+    """Production settings, unchanged, pointed at the cluster's hosts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DELIBERATION_", "DATABASE_",
+                                                                     "REDIS_", "TEST_"))}
+    env.update(production_settings())
+    env.update({
+        "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
         # A task whose worker died is redelivered after this long (acks_late; the tasks are idempotent).

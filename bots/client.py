@@ -23,6 +23,7 @@ import contextlib
 import json
 import random
 import re
+import ssl
 import sys
 import time
 from collections import Counter
@@ -76,6 +77,13 @@ class BotConfig:
     # The server's signed token that marks the bots as simulated participants (``participants.services.
     # simulated_join_token``; ``run_bots`` makes it). Empty: the bots join unmarked, like people.
     simulated_token: str = ""
+    # A CA certificate file to trust for https/wss servers (a self-signed proxy, e.g. scripts/cluster's); empty:
+    # the system's trust store.
+    ca_file: str = ""
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context for https/wss: the CA file's, else the system's (httpx's default bundle)."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else httpx.create_ssl_context()
 
 
 @dataclass
@@ -120,7 +128,8 @@ class BotResult:
 
 # --- one bot ------------------------------------------------------------------------------------
 class Bot:
-    def __init__(self, index: int, config: BotConfig, source, rng: random.Random, run_id: str):
+    def __init__(self, index: int, config: BotConfig, source, rng: random.Random, run_id: str, *,
+                 tls: ssl.SSLContext | None = None):
         self.index = index
         self.config = config
         self.source = source
@@ -129,6 +138,7 @@ class Bot:
         parts = urlsplit(self.server)
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.ws_base = ("wss://" if parts.scheme == "https" else "ws://") + parts.netloc
+        self.tls = tls  # for wss (None: the websockets library's default context)
         self.result = BotResult(index=index, pid=f"bot-{run_id}-{index}")
         self.member_key = f"{run_id}:{index}"  # who this bot is in a hidden-preference population
         self.ref_counter = 0
@@ -225,7 +235,8 @@ class Bot:
                 self.result.reconnects += 1
             first = False
             try:
-                async with ws_connect(f"{self.ws_base}/ws/p/{self.result.token}/", origin=self.origin,
+                tls = {"ssl": self.tls} if self.tls is not None and self.ws_base.startswith("wss") else {}
+                async with ws_connect(f"{self.ws_base}/ws/p/{self.result.token}/", origin=self.origin, **tls,
                                       proxy=None, open_timeout=15, max_size=2 ** 22) as ws:
                     self.ws = ws
                     delay = 0.5
@@ -489,14 +500,14 @@ async def run_bots_async(config: BotConfig) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=max(10, config.participants * 2))
     # One TLS context for every bot: building one loads the CA bundle (~40 ms of CPU), which per bot was nearly all
     # of a bot process's CPU in benchmarks/load.py --profile-bots. Each bot keeps a client of its own (its cookies).
-    tls = httpx.create_ssl_context()
+    tls = config.ssl_context()
 
     async def one(index: int) -> BotResult:
         await asyncio.sleep(index * config.stagger)
         rng = random.Random(f"{config.seed}:{run_id}:{index}")
         async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, limits=limits, verify=tls,
                                      headers={"User-Agent": "deliberation-bot/1.0"}) as client:
-            result = await Bot(index, config, source, rng, run_id).run(client)
+            result = await Bot(index, config, source, rng, run_id, tls=tls).run(client)
         if bar is not None:
             bar.update(1)
             bar.set_postfix_str(f"last: {result.status}")

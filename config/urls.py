@@ -2,12 +2,14 @@ from django.contrib import admin
 from django.shortcuts import render
 from django.urls import include, path
 
+from config.health import healthz
 from deliberation import monitor
 from deliberation import views as participant_views
 
 urlpatterns = [
     path("", lambda request: render(request, "home.html"), name="home"),
     path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
     path("legibility/", include("legibility.urls")),
     path("analysis/", include("analysis.urls")),
     path("s/<slug:slug>/", participant_views.join, name="join"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -54,6 +55,9 @@ class Command(BaseCommand):
                                  "one after each pause; default 1:1).")
         parser.add_argument("--draft-on-submit", action="store_true",
                             help="Send the whole answer as a draft right before each submission, as the page does.")
+        parser.add_argument("--ca-file", default="",
+                            help="A CA certificate to trust for an https server with a private certificate "
+                                 "(scripts/cluster's proxy: `scripts/cluster env` names it).")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
@@ -100,6 +104,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         if options["ping"] <= 0:
             raise CommandError("--ping must be a positive number of seconds")
+        if options["ca_file"] and not Path(options["ca_file"]).is_file():
+            raise CommandError(f"--ca-file: no such file: {options['ca_file']}")
         persona_backend, persona_options = self.persona_backend(options)
         config = BotConfig(server=options["server"], study=options["study"], participants=options["participants"],
                            dropout=options["dropout"], seed=options["seed"], think=think,
@@ -108,7 +114,7 @@ class Command(BaseCommand):
                            persona_max_tokens=options["persona_max_tokens"],
                            ping_seconds=options["ping"], typing_pauses=typing_pauses,
                            draft_on_submit=options["draft_on_submit"], timeout=options["timeout"],
-                           stagger=options["stagger"],
+                           stagger=options["stagger"], ca_file=options["ca_file"],
                            progress=not options["no_progress"],
                            simulated_token=simulated_join_token(options["study"]))
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output

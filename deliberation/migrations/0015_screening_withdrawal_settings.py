@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliberation', '0012_submission_receipts'),
+        ('deliberation', '0014_default_arms'),
     ]
 
     operations = [

@@ -39,7 +39,7 @@ def drop_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deliberation', '0013_screening_withdrawal_settings'),
+        ('deliberation', '0015_screening_withdrawal_settings'),
         ('participants', '0004_consent_versions_relink'),
     ]
 

@@ -21,7 +21,7 @@ from collections import defaultdict
 import psycopg
 import pytest
 
-from participants.bots import BotConfig, run_bots
+from bots.client import BotConfig, run_bots
 
 from ..e2e.stack import ROOT
 from ..faults.ledger import compare

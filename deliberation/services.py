@@ -557,7 +557,8 @@ def _group_phase_key_shared(group_id: int) -> str | None:
     if connection.vendor != "postgresql":  # the demo's SQLite has one writer at a time
         return Group.objects.filter(pk=group_id).values_list("phase", flat=True).first()
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT phase FROM {Group._meta.db_table} WHERE id = %s FOR KEY SHARE", [group_id])
+        # FOR KEY SHARE (Django's select_for_update has no such mode): waits only for a transition's FOR UPDATE.
+        cursor.execute("SELECT phase FROM deliberation_group WHERE id = %s FOR KEY SHARE", [group_id])
         row = cursor.fetchone()
     return row[0] if row else None
 

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from analysis.polis import AGREEMENT_FOR_VOTE, Conversation, load_conversation
 from deliberation.models import Candidate, Group, Opinion, Question, Rating, Study
+from deliberation.services import study_arms_ensure
 from participants.models import Participant
 
 
@@ -55,12 +56,13 @@ def polis_import(*, conversation: Conversation, slug: str, groups: int = DEFAULT
             "title": f"Polis: {conversation.topic}"[:200], "is_active": False,
             "generation_backend": Study.Backend.EXTRACTIVE})
         study.questions.add(question)
+        arm = study_arms_ensure(study)[0]  # the admin saves a study with at least one arm
         existing_groups = list(Group.objects.filter(study=study).order_by("id"))
         if existing_groups and len(existing_groups) != groups:
             raise ValueError(f"study {slug!r} was imported with {len(existing_groups)} group(s), not {groups}; "
                                f"re-import with --groups {len(existing_groups)} or into another --slug")
         group_rows = existing_groups or [
-            Group.objects.create(study=study, question=question, phase="done", phase_started_at=timezone.now(),
+            Group.objects.create(study=study, arm=arm, question=question, phase="done", phase_started_at=timezone.now(),
                                  outcome="imported", finished_at=timezone.now()) for _ in range(groups)]
 
         voter_ids = sorted({v.voter_id for v in conversation.votes}

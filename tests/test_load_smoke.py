@@ -12,7 +12,7 @@ from django.db import connection
 
 from tests.e2e.stack import ROOT, database_url
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]  # a whole stack and 20 bots
 
 
 def load_module():

@@ -53,6 +53,7 @@ POOL = f'{DB}.get("OPTIONS", {{}}).get("pool"), {DB}["CONN_MAX_AGE"]'
 PG = {"DATABASE_URL": "postgres://postgres@127.0.0.1/deliberation"}
 
 
+@pytest.mark.slow  # starts the ASGI server
 def test_the_asgi_server_reaches_postgres_through_a_bounded_pool():
     """Under ASGI each request and each socket call runs on a thread of its own; without a pool every one of
     them holds a connection (tests/faults/test_arrival_burst.py is the burst that ran PostgreSQL out)."""

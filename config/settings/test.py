@@ -10,6 +10,12 @@ DATABASES = {"default": database_from_env("postgres://postgres@127.0.0.1:5432/de
 # Two test runs on one machine (e.g. two checkouts) must not share the test database.
 DATABASES["default"]["TEST"] = {"NAME": os.environ.get("TEST_DB_NAME", "test_deliberation")}
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/9")
+# pytest-xdist (scripts/test --fast runs two workers): pytest-django gives each worker its own test database
+# (NAME_gw0, ...); each also gets its own Redis database, since every test flushes its channel layer's.
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _worker.startswith("gw") and _worker[2:].isdigit():
+    _base, _, _db = REDIS_URL.rpartition("/")
+    REDIS_URL = f"{_base}/{(int(_db or 0) + 1 + int(_worker[2:])) % 16}"
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)}
 PRESENCE_REDIS_URL = REDIS_URL
 CELERY_BROKER_URL = REDIS_URL

@@ -231,6 +231,7 @@ def test_expand_questions_through_smollm2():
 # --- the real Habermas file ---------------------------------------------------------------------------
 @needs_habermas
 @pytest.mark.django_db
+@pytest.mark.slow  # embeds and clusters the whole Habermas question file
 def test_cluster_and_split_the_habermas_questions():
     """The first 600 questions of the real file (11 topic ids; the file is sorted by topic), for time on a CPU:
     cluster, split; re-importing keeps the subtopics. benchmarks/topics.py clusters all 5,645."""

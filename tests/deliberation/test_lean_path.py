@@ -185,6 +185,7 @@ def test_the_sweep_forgets_sockets_that_stopped_pinging_and_writes_back_the_live
 
 
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.slow  # a 10-second outage, by design
 def test_nobody_is_gone_or_taken_over_through_a_ten_second_redis_outage_nor_after_redis_lost_its_data(settings):
     """A private redis-server is paused (SIGSTOP) for 10 s, then killed and started empty. Meanwhile the sweeper
     runs every second. A member whose socket really closed (row deleted) is still taken over: the rule works."""

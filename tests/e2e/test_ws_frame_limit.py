@@ -37,7 +37,9 @@ def masked(data: bytes, mask: bytes) -> bytes:
     return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
 
 
-@pytest.mark.parametrize("server", ["uvicorn", "granian", "daphne"])
+# The production default in the everyday tier; the alternatives with the full suite (slow: a server each).
+@pytest.mark.parametrize("server", ["uvicorn", pytest.param("granian", marks=pytest.mark.slow),
+                                    pytest.param("daphne", marks=pytest.mark.slow)])
 def test_the_server_closes_an_oversized_message_with_1009_before_the_consumer_reads_it(tmp_path, server):
     limit = settings.WEBSOCKET_MAX_MESSAGE_BYTES
     assert limit == 64 * 1024  # the default the consumer's MAX_MESSAGE_BYTES matches
@@ -78,10 +80,10 @@ def test_the_server_closes_an_oversized_message_with_1009_before_the_consumer_re
 
 
 @pytest.mark.parametrize("server", [
-    "uvicorn", "daphne",
-    pytest.param("granian", marks=pytest.mark.xfail(strict=True, reason=(
+    "uvicorn", pytest.param("daphne", marks=pytest.mark.slow),
+    pytest.param("granian", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, reason=(
         "granian 2.8.7 does not carry out a websocket.close sent from a channel-layer handler: the error reply "
-        "arrives, the close frame never does (why granian is not config.serve's default)"))),
+        "arrives, the close frame never does (why granian is not config.serve's default)"))]),
 ])
 def test_a_close_sent_by_the_application_reaches_the_client(tmp_path, server):
     """The socket cap as a client sees it: a second socket of the same participant makes the consumer send the

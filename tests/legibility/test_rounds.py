@@ -129,6 +129,7 @@ def test_improve_trains_the_prover_against_the_frozen_verifier_and_it_writes_the
         assert s.correct == grade(s.text, s.problem.reference_solution)
 
 
+@pytest.mark.slow  # trains a verifier in a real Celery worker (~50 s)
 def test_celery_task_trains_a_queued_verifier_and_failures_are_recorded(study):
     verifier = verifier_create(study=study, round_=1, config={"backbone": "tiny-random", "max_steps": 2,
                                                                "batch_size": 4, "max_length": 64})

@@ -21,7 +21,7 @@ from analysis.generator.registry import (
 )
 from analysis.generator.train import GeneratorConfig
 from analysis.models import GeneratorModel, RewardModel, TrainedVersion
-from deliberation.models import Candidate, Group, Rating, Study
+from deliberation.models import Candidate, Group, Rating, Study, StudyArm
 from deliberation.services import opinion_submit
 from generation.replay import backend_options_from
 
@@ -156,6 +156,9 @@ def test_tiny_real_fine_tune_changes_weights_lowers_loss_and_is_served(models_di
     assert study.generator_model_id == version.pk
     Study.objects.filter(pk=study.pk).update(generation_backend="embedded", num_candidates=1,
                                              generation_params={"max_new_tokens": 12, "temperature": 0.8})
+    # Generation settings live on the study's arms (an arm naming no generator serves the study's version).
+    StudyArm.objects.filter(study=study).update(generation_backend="embedded", generator_model=None,
+                                                generation_params={"max_new_tokens": 12, "temperature": 0.8})
     group, members = make_group(Study.objects.get(pk=study.pk), n=3)
     for member, text in zip(members, ["Bread should be cheap for everyone.", "Schools need tax money.",
                                       "Tax sweets, not vegetables."]):

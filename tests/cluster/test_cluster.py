@@ -131,6 +131,27 @@ def rating_under_way(env, study_id: int) -> bool:
                          "WHERE g.study_id = %s LIMIT 1", (study_id,)))
 
 
+def wait_for_rating(env, study_id: int, thread: threading.Thread, box: dict, timeout: float = 150) -> None:
+    """Wait until a member of the study has stored a rating; fail at once if the bots gave up before that, with
+    what they reported, the study's groups and participants, and the hosts' logs."""
+    def explain() -> str:
+        groups = sql(env, "SELECT id, phase, round, outcome FROM deliberation_group WHERE study_id = %s", (study_id,))
+        people = sql(env, "SELECT status, count(*) FROM participants_participant WHERE study_id = %s GROUP BY status",
+                     (study_id,))
+        summary = box.get("summary")
+        bots = ({"statuses": [b["status"] for b in summary["bots"]], "failures": summary["failures"]}
+                if summary else "still running")
+        return f"groups {groups}; participants {people}; bots {bots}\n{logs_tail(env)}"
+
+    def ready() -> bool:
+        if rating_under_way(env, study_id):
+            return True
+        assert thread.is_alive(), "the bots stopped before any rating was stored: " + explain()
+        return False
+
+    wait_for(ready, timeout, lambda: "a stored rating: " + explain(), poll=0.2)
+
+
 def test_a_study_through_the_proxy_spreads_groups_over_both_web_hosts(env):
     logging.getLogger("httpx").setLevel(logging.WARNING)
     study = make_study(env, "cluster-study")
@@ -148,7 +169,7 @@ def test_a_study_through_the_proxy_spreads_groups_over_both_web_hosts(env):
 def test_a_web_host_killed_mid_rating_fails_over_to_the_other(env):
     study = make_study(env, "cluster-kill")
     thread, box = start_bots(env, "cluster-kill", 12, seed=2)
-    wait_for(lambda: rating_under_way(env, study), 150, lambda: "a stored rating: " + logs_tail(env), poll=0.2)
+    wait_for_rating(env, study, thread, box)
     cluster("kill", "web-1")
     try:
         summary = finish(env, thread, box, study, 12)
@@ -160,7 +181,7 @@ def test_a_web_host_killed_mid_rating_fails_over_to_the_other(env):
 def test_redis_link_cut_for_ten_seconds(env):
     study = make_study(env, "cluster-redis")
     thread, box = start_bots(env, "cluster-redis", 6, seed=3)
-    wait_for(lambda: rating_under_way(env, study), 150, lambda: "a stored rating: " + logs_tail(env), poll=0.2)
+    wait_for_rating(env, study, thread, box)
     cluster("cut", "redis", "10")
     finish(env, thread, box, study, 6)
 
@@ -168,7 +189,7 @@ def test_redis_link_cut_for_ten_seconds(env):
 def test_postgres_restarted_on_its_host(env):
     study = make_study(env, "cluster-postgres")
     thread, box = start_bots(env, "cluster-postgres", 6, seed=4)
-    wait_for(lambda: rating_under_way(env, study), 150, lambda: "a stored rating: " + logs_tail(env), poll=0.2)
+    wait_for_rating(env, study, thread, box)
     cluster("restart", "postgres")
     finish(env, thread, box, study, 6)
 

@@ -43,6 +43,7 @@ from .sources import opinion_source
 FINAL_STATUSES = ("completed", "lobby_timeout", "dropped")
 INPUT_PHASES = ("opinion", "rating", "critique", "final_rating")
 PING_SECONDS = 15.0
+PROXY_UNAVAILABLE = (502, 504)  # a proxy's "upstream down / not answering": a person reloads
 
 
 # --- configuration and results ------------------------------------------------------------------
@@ -158,17 +159,21 @@ class Bot:
     async def http(self, client: httpx.AsyncClient, method: str, url: str, *, patience: float = 60.0,
                    **kwargs) -> httpx.Response:
         """One page load, retried with backoff while the server is unreachable (restarting, say), the way a
-        person reloads. Only for requests that are safe to repeat: the join link, consent, the end page."""
+        person reloads: no connection, or a proxy's 502/504 (its upstream down or not answering). Only for
+        requests that are safe to repeat: the join link, consent (a second POST resumes the same row), the end
+        page. The application's own refusals (4xx, 503 with a message, a 500) are returned at once."""
         delay, deadline = 0.5, time.monotonic() + patience
         while True:
             try:
-                return await client.request(method, url, **kwargs)
+                response = await client.request(method, url, **kwargs)
+                if response.status_code not in PROXY_UNAVAILABLE or time.monotonic() + delay > deadline:
+                    return response
             except httpx.TransportError:
                 if time.monotonic() + delay > deadline:
                     raise
-                self.result.http_retries += 1
-                await asyncio.sleep(delay * (0.5 + self.rng.random()))
-                delay = min(delay * 2, 5.0)
+            self.result.http_retries += 1
+            await asyncio.sleep(delay * (0.5 + self.rng.random()))
+            delay = min(delay * 2, 5.0)
 
     async def join(self, client: httpx.AsyncClient) -> None:
         params = {"PROLIFIC_PID": self.result.pid, "STUDY_ID": f"bots-{self.config.study}",

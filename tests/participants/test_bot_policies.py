@@ -143,5 +143,40 @@ async def test_page_loads_are_retried_while_the_server_is_away_then_give_up(monk
             await bot.http(client, "GET", "http://127.0.0.1:1/p/x/complete/", patience=0.0)
 
 
+async def test_a_proxys_502_and_504_are_reloaded_but_the_apps_own_refusals_are_not(monkeypatch):
+    import asyncio
+
+    import httpx
+
+    from bots.client import Bot, BotConfig
+
+    monkeypatch.setattr(asyncio, "sleep", _no_sleep)
+    script = [502, 504, 200]
+
+    def proxy(request):
+        return httpx.Response(script.pop(0), text="page")
+
+    bot = Bot(0, BotConfig(server="http://127.0.0.1:1", study="s"), opinion_source("question"), random.Random(0),
+              "run")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(proxy)) as client:
+        response = await bot.http(client, "POST", "http://127.0.0.1:1/s/s/")
+        assert response.status_code == 200 and bot.result.http_retries == 2 and script == []
+
+    for status in (500, 503, 429, 403):
+        calls = []
+
+        def app(request, status=status, calls=calls):
+            calls.append(status)
+            return httpx.Response(status, text="refused")
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(app)) as client:
+            response = await bot.http(client, "GET", "http://127.0.0.1:1/s/s/")
+        assert response.status_code == status and calls == [status]
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(502))) as client:
+        response = await bot.http(client, "GET", "http://127.0.0.1:1/s/s/", patience=0.0)
+    assert response.status_code == 502  # out of patience: the last answer, for raise_for_status to report
+
+
 async def _no_sleep(seconds):
     return None

@@ -27,8 +27,9 @@ folder (``REWARD_MODELS_DIR``, ``LEGIBILITY_VERIFIER_DIR``, ``GENERATOR_MODELS_D
 ``HF_HOME``) is in one shared folder, as the compose file mounts one shared volume.
 
 State (logs, certificate, the database files, pid files) lives in ``CLUSTER_STATE`` (default: a folder
-``deliberation-cluster`` in the system's temporary directory). Needs root (namespaces, nginx, PostgreSQL's own
-user); installs Debian nginx if it is missing.
+``deliberation-cluster`` in the system's temporary directory). A second cluster beside the first:
+``CLUSTER_NAME=dlb CLUSTER_SUBNET=10.213.1.0/24 scripts/cluster up`` (its own bridge, namespaces and state).
+Needs root (namespaces, nginx, PostgreSQL's own user); installs Debian nginx if it is missing.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -49,8 +51,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
-BRIDGE = "dlc0"
-PREFIX = "dlc-"  # namespace names
+# CLUSTER_NAME (default dlc) names the bridge (NAME0), the namespaces (NAME-host) and the links (NAMEv-host), so
+# a second cluster can run beside the first with its own CLUSTER_NAME, CLUSTER_SUBNET and state folder.
+NAME = os.environ.get("CLUSTER_NAME", "dlc")
+if not re.fullmatch(r"[a-z][a-z0-9]{0,3}", NAME):
+    raise SystemExit(f"cluster: CLUSTER_NAME must be 1-4 lowercase letters or digits, starting with a letter: {NAME!r}")
+BRIDGE = f"{NAME}0"
+PREFIX = f"{NAME}-"  # namespace names
+VETH = f"{NAME}v-"  # the bridge side of each host's link
 
 
 @dataclass(frozen=True)
@@ -83,7 +91,8 @@ def bridge_address() -> str:
 
 
 def state_dir() -> Path:
-    return Path(os.environ.get("CLUSTER_STATE", Path(tempfile.gettempdir()) / "deliberation-cluster"))
+    default = "deliberation-cluster" + ("" if NAME == "dlc" else f"-{NAME}")
+    return Path(os.environ.get("CLUSTER_STATE", Path(tempfile.gettempdir()) / default))
 
 
 def namespace(host: str) -> str:
@@ -115,7 +124,7 @@ def network_up() -> None:
     sh("ip", "link", "set", BRIDGE, "up")
     existing = namespaces()
     for host in HOSTS:
-        ns, outside = namespace(host.name), f"dlcv-{host.short}"
+        ns, outside = namespace(host.name), f"{VETH}{host.short}"
         if ns not in existing:
             sh("ip", "netns", "add", ns)
         if not link_exists(outside):
@@ -132,15 +141,15 @@ def network_down() -> None:
     for host in HOSTS:
         if namespace(host.name) in existing:
             sh("ip", "netns", "del", namespace(host.name), check=False)
-        if link_exists(f"dlcv-{host.short}"):
-            sh("ip", "link", "del", f"dlcv-{host.short}", check=False)
+        if link_exists(f"{VETH}{host.short}"):
+            sh("ip", "link", "del", f"{VETH}{host.short}", check=False)
     if link_exists(BRIDGE):
         sh("ip", "link", "del", BRIDGE, check=False)
 
 
 def link(host: str, up: bool) -> None:
     """Cut or restore a host's only link (the redis outage test)."""
-    sh("ip", "link", "set", f"dlcv-{BY_NAME[host].short}", "up" if up else "down")
+    sh("ip", "link", "set", f"{VETH}{BY_NAME[host].short}", "up" if up else "down")
 
 
 # --- processes ----------------------------------------------------------------------------------------------
@@ -148,13 +157,23 @@ def pid_file(service: str) -> Path:
     return state_dir() / "run" / f"{service}.pid"
 
 
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs. A zombie is dead: this machine's PID 1 (a container's) may never reap the
+    orphans of an earlier ``scripts/cluster`` call, and ``kill(pid, 0)`` succeeds on a zombie."""
+    try:
+        os.kill(pid, 0)
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def running(service: str) -> int | None:
     try:
         pid = int(pid_file(service).read_text())
-        os.kill(pid, 0)
     except (OSError, ValueError):
         return None
-    return pid
+    return pid if alive(pid) else None
 
 
 def start(service: str, host: str, argv: list[str], env: dict | None = None, user: str | None = None) -> int:
@@ -164,8 +183,8 @@ def start(service: str, host: str, argv: list[str], env: dict | None = None, use
     (state_dir() / "logs").mkdir(parents=True, exist_ok=True)
     (state_dir() / "run").mkdir(parents=True, exist_ok=True)
     prefix = ["ip", "netns", "exec", namespace(host)]
-    if user:
-        prefix += ["runuser", "-u", user, "--"]
+    if user:  # setpriv execs in place (runuser would fork): the pid held is the service's own, signals reach it
+        prefix += ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--"]
     log = open(state_dir() / "logs" / f"{service}.log", "ab")
     proc = subprocess.Popen(prefix + argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
                             start_new_session=True)
@@ -173,7 +192,13 @@ def start(service: str, host: str, argv: list[str], env: dict | None = None, use
     return proc.pid
 
 
-def stop(service: str, sig: int = signal.SIGTERM, wait: float = 15.0) -> None:
+# How each service is asked to stop: PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client (the
+# web hosts' pools never leave); SIGINT is the fast one an administrator's restart uses (pg_ctl -m fast).
+STOP_SIGNALS = {"postgres": signal.SIGINT}
+
+
+def stop(service: str, sig: int | None = None, wait: float = 15.0) -> None:
+    sig = STOP_SIGNALS.get(service, signal.SIGTERM) if sig is None else sig
     pid = running(service)
     if pid is None:
         pid_file(service).unlink(missing_ok=True)
@@ -285,6 +310,16 @@ def postgres_bin() -> Path:
 def db_up() -> None:
     data = state_dir() / "pgdata"
     bin_dir = postgres_bin()
+    lock = data / "postmaster.pid"
+    if lock.exists() and running("postgres") is None:
+        # A postmaster that was killed leaves its lock; PostgreSQL refuses to start while the pid in it exists,
+        # and a killed postmaster's pid can live on as a zombie nobody reaps.
+        try:
+            stale = int(lock.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            stale = None
+        if stale is None or not alive(stale):
+            lock.unlink(missing_ok=True)
     if not (data / "PG_VERSION").exists():
         data.mkdir(parents=True, exist_ok=True)
         password = state_dir() / "secrets" / "db-password"

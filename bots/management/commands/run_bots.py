@@ -35,9 +35,12 @@ class Command(BaseCommand):
                                  "'hidden:SEED' (each bot's stance and the values it cares about, from its hidden "
                                  "profile in participants/preferences.py).")
         parser.add_argument("--persona-backend", choices=("embedded", "openai"), default=None,
-                            help="Backend that writes persona opinions. Default: the study's own backend when this "
-                                 "database has the study and it is embedded or openai (openai uses the study's "
+                            help="Backend that writes persona opinions. Default: the arm's backend (--arm) when this "
+                                 "database has the study and it is embedded or openai (openai uses the arm's "
                                  "server settings).")
+        parser.add_argument("--arm", default=None,
+                            help="The study arm whose generation backend writes persona opinions (--opinions "
+                                 "persona). Default: the study's only arm; a study with several must name one.")
         parser.add_argument("--persona-max-tokens", type=int, default=60,
                             help="New tokens per persona opinion (default 60).")
         parser.add_argument("--rating-policy", default="similarity",
@@ -64,22 +67,34 @@ class Command(BaseCommand):
     def persona_backend(self, options) -> tuple[str, dict]:
         if options["opinions"] != "persona":
             return options["persona_backend"] or "embedded", {}
+        from core.errors import GenerationError
         from deliberation.models import Study
+        from deliberation.selectors import ArmChoiceError, study_arm
 
         study = Study.objects.filter(slug=options["study"]).first()
-        name = options["persona_backend"] or (study.generation_backend if study else None)
+        arm = None
+        if study is not None and (options["persona_backend"] in (None, "openai") or options["arm"]):
+            try:
+                arm = study_arm(study, options["arm"])
+            except ArmChoiceError as exc:
+                raise CommandError(f"--opinions persona: {exc}") from None
+        name = options["persona_backend"] or (arm.generation_backend if arm else None)
         if name not in ("embedded", "openai"):
             raise CommandError(
-                f"--opinions persona needs a backend that writes text: the study's backend is {name!r}; "
+                f"--opinions persona needs a backend that writes text: the arm {arm.name!r}'s backend is {name!r}; "
                 "pass --persona-backend embedded or openai" if name else
                 "--opinions persona: this database has no study with that slug; pass --persona-backend")
         if options["persona_max_tokens"] < 8:
             raise CommandError("--persona-max-tokens must be at least 8")
         if name == "openai":
-            if study is None or study.generation_backend != Study.Backend.OPENAI:
-                raise CommandError("--persona-backend openai uses the study's server settings, and this study "
-                                   "has no OpenAI-compatible server configured")
-            return name, study.backend_options()
+            if arm is None or arm.generation_backend != Study.Backend.OPENAI:
+                raise CommandError("--persona-backend openai uses the arm's server settings, and "
+                                   + (f"the arm {arm.name!r} has" if arm else "this database has no such study, so "
+                                      "it has") + " no OpenAI-compatible server configured")
+            try:
+                return name, arm.backend_options()
+            except GenerationError as exc:
+                raise CommandError(f"--persona-backend openai: {exc}") from None
         return name, {}
 
     def rating_policy(self, policy: str) -> str:

@@ -61,6 +61,10 @@ class Command(BaseCommand):
         parser.add_argument("--ca-file", default="",
                             help="A CA certificate to trust for an https server with a private certificate "
                                  "(scripts/cluster's proxy: `scripts/cluster env` names it).")
+        parser.add_argument("--screening", choices=("pass", "fail", "random"), default="pass",
+                            help="How bots answer the study's screening questions: 'pass' (the correct answers, "
+                                 "read from this database's study), 'fail' (a wrong answer on every attempt: each "
+                                 "bot ends screened out) or 'random'. Default: pass.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
@@ -97,6 +101,15 @@ class Command(BaseCommand):
                 raise CommandError(f"--persona-backend openai: {exc}") from None
         return name, {}
 
+    def screening_answers(self, options) -> dict[int, str]:
+        """The study's answer key (question id -> correct option) when this database has the study; a remote
+        server's study may still screen, and then a 'pass' or 'fail' bot fails saying it has no answers."""
+        from deliberation.models import Study
+        from participants.screening import screening_answer_key
+
+        study = Study.objects.filter(slug=options["study"]).first()
+        return screening_answer_key(study_id=study.pk) if study is not None else {}
+
     def rating_policy(self, policy: str) -> str:
         if policy.startswith("reward:") and policy.split(":", 1)[1].isdigit():
             from analysis.models import RewardModel
@@ -130,7 +143,8 @@ class Command(BaseCommand):
                            ping_seconds=options["ping"], typing_pauses=typing_pauses,
                            draft_on_submit=options["draft_on_submit"], timeout=options["timeout"],
                            stagger=options["stagger"], ca_file=options["ca_file"],
-                           progress=not options["no_progress"],
+                           progress=not options["no_progress"], screening=options["screening"],
+                           screening_answers=self.screening_answers(options),
                            simulated_token=simulated_join_token(options["study"]))
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output
         try:
@@ -142,7 +156,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{summary['participants_started']} bots: {summary['completed']} completed, {summary['dropped']} dropped, "
-            f"{summary['lobby_timeout']} lobby timeout, {summary['unfinished']} unfinished; "
+            f"{summary['lobby_timeout']} lobby timeout, {summary['screened_out']} screened out, "
+            f"{summary['unfinished']} unfinished; {summary['questionnaires']} questionnaires; "
             f"writes {summary['writes_acknowledged']}/{summary['writes_sent']} acknowledged; "
             f"{summary['errors_received']} errors {summary['error_codes']}; {summary['seconds']} s")
         for failure in summary["failures"]:

@@ -208,6 +208,9 @@ class Bot:
         self.result.token = match.group(1)
         if match.group(2):
             await self.screen(client, response)
+        elif self.config.screening == "fail":
+            raise ScreeningError("screening='fail', but the study asked no screening questions: the bot went "
+                                 "straight to the lobby")
 
     def _form_headers(self, url: str) -> dict[str, str]:
         return {"Referer": url, "Origin": self.origin}

@@ -2,12 +2,16 @@
 the server's own forms must accept every questionnaire answer, and screening answers follow the mode."""
 from __future__ import annotations
 
+import asyncio
 import random
 
+import httpx
 import pytest
 from django.utils.datastructures import MultiValueDict
 
+from bots.client import Bot, BotConfig, run_bots
 from bots.pages import ScreeningError, page_errors, parse_form, questionnaire_choices, screening_choices
+from bots.sources import opinion_source
 from participants.forms import QuestionnaireForm
 from participants.models import QuestionnaireAnswer, QuestionnaireItem
 from participants.questionnaire import questionnaire_items
@@ -82,3 +86,21 @@ def test_screening_answers_follow_the_mode_and_pass_without_the_key_is_a_clear_e
     assert refused.status_code == 400 and page_errors(refused.content.decode()) == "Please choose an answer."
     with pytest.raises(ValueError, match="no form"):
         parse_form("<html><body><p>Hello</p></body></html>")
+
+
+def test_a_fail_bot_that_meets_no_screening_says_so_and_an_unknown_mode_is_refused_before_any_bot_starts():
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/s/"):
+            return httpx.Response(302, headers={"Location": "/p/abcdefghijklmnopqrstuvwx/"})
+        return httpx.Response(200, text="study page")
+
+    async def join():
+        bot = Bot(0, BotConfig(server="http://testserver", study="s1", screening="fail"),
+                  opinion_source("question"), random.Random(0), "run")
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server), follow_redirects=True) as client:
+            await bot.join(client)
+
+    with pytest.raises(ScreeningError, match="screening='fail', but the study asked no screening questions"):
+        asyncio.run(join())
+    with pytest.raises(ValueError, match="unknown screening mode 'maybe': use one of pass, fail, random"):
+        run_bots(BotConfig(server="http://127.0.0.1:9", study="s1", screening="maybe", progress=False))

@@ -108,7 +108,13 @@ class Command(BaseCommand):
         from participants.screening import screening_answer_key
 
         study = Study.objects.filter(slug=options["study"]).first()
-        return screening_answer_key(study_id=study.pk) if study is not None else {}
+        if study is None:
+            return {}
+        answers = screening_answer_key(study_id=study.pk)
+        if options["screening"] == "fail" and not answers:
+            raise CommandError(f"--screening fail: study {study.slug!r} asks no screening questions, so no bot "
+                               "could be screened out")
+        return answers
 
     def rating_policy(self, policy: str) -> str:
         if policy.startswith("reward:") and policy.split(":", 1)[1].isdigit():

@@ -170,7 +170,9 @@ class Bot:
     async def http(self, client: httpx.AsyncClient, method: str, url: str, *, patience: float = 60.0,
                    **kwargs) -> httpx.Response:
         """One page load, retried with backoff while the server is unreachable (restarting, say), the way a
-        person reloads. Only for requests that are safe to repeat: the join link, consent, the end page."""
+        person reloads. Only for requests that are safe to repeat: the join link, consent, the end page, the
+        questionnaire (stored once) and the screening form (a repeat is at most one more attempt, as when a person
+        presses Continue again)."""
         delay, deadline = 0.5, time.monotonic() + patience
         while True:
             try:

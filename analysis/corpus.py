@@ -221,9 +221,11 @@ class ExpansionReport:
 
 def questions_expand(*, study, per_question: int, seed: int = 0, threshold: float = DEFAULT_THRESHOLD,
                      examples: int = 2, limit: int | None = None, backend=None, backend_name: str | None = None,
-                     progress: Callable[[int], None] | None = None) -> ExpansionReport:
-    """New questions from the study's questions through its generation backend and the latest
-    ``question_generation`` template; kept ones are stored, attached to the study, with provenance.
+                     arm: str | None = None, progress: Callable[[int], None] | None = None) -> ExpansionReport:
+    """New questions from the study's questions through an arm's generation backend (``arm``: its name; default
+    the study's only arm, ``deliberation.selectors.study_arm``) and the latest ``question_generation`` template;
+    kept ones are stored, attached to the study, with provenance. ``backend_name`` overrides the arm's backend
+    (the arm's server and generator options apply only to its own backend).
 
     One prompt per seed question: the seed plus ``examples`` other study questions (drawn with ``seed``) as
     style examples, asking for ``per_question`` questions. Empty outputs, non-questions, duplicates and
@@ -233,6 +235,7 @@ def questions_expand(*, study, per_question: int, seed: int = 0, threshold: floa
     from django.db import transaction
 
     from deliberation.models import Question
+    from deliberation.selectors import ArmChoiceError, study_arm
     from deliberation.services import derive_seed
     from generation.backends import GenerationError, GenerationRequest, get_backend
     from generation.models import PromptTemplate
@@ -254,15 +257,19 @@ def questions_expand(*, study, per_question: int, seed: int = 0, threshold: floa
             raise CorpusError(f"--limit must be at least 1 (got {limit})")
         seeds = seeds[:limit]
     pool = list(study.questions.order_by("id"))
+    try:
+        settings_from = study_arm(study, arm)
+    except ArmChoiceError as exc:
+        raise CorpusError(str(exc)) from None
     if backend is None:
-        name = backend_name or study.generation_backend
-        options = study.backend_options() if name == study.generation_backend else {}
+        name = backend_name or settings_from.generation_backend
         try:
+            options = settings_from.backend_options() if name == settings_from.generation_backend else {}
             backend = get_backend(name, **options)
         except (ValueError, TypeError, GenerationError) as exc:
             raise CorpusError(f"cannot start the {name!r} generation backend: {exc}") from None
     template = PromptTemplate.latest("question_generation")
-    params = generation_params(study)
+    params = generation_params(settings_from)
     params["max_new_tokens"] = max(params["max_new_tokens"], 48 * per_question)
 
     known = {normalised(q) for q in Question.objects.values_list("text", flat=True)}
@@ -298,7 +305,8 @@ def questions_expand(*, study, per_question: int, seed: int = 0, threshold: floa
             emb = embed_questions(fresh)
             provenance = {"seed_question_ids": [q.pk for q in prompt_questions],
                           "template": {"kind": template.kind, "version": template.version, "id": template.pk},
-                          "backend": getattr(backend, "name", ""), "model": result.model_id,
+                          "backend": getattr(backend, "name", ""), "arm": settings_from.name,
+                          "model": result.model_id,
                           "seed": result.seed, "base_seed": seed, "params": params}
             with transaction.atomic():
                 for text, vec in zip(fresh, emb, strict=True):

@@ -9,7 +9,9 @@ reward model then predicts every member's agreement with every regenerated state
 (Bakker et al. 2022) is the drop in the left-out member's predicted agreement, compared with the drop for the
 members who stayed in.
 
-The reward model is the study's promoted version unless another is named. Groups whose ratings it was trained
+The statements are regenerated with one arm's generation backend and options (``--arm``; default the study's
+only arm, ``deliberation.selectors.study_arm``), for the groups that ran in that arm. The reward model is the
+study's promoted version unless another is named. Groups whose ratings it was trained
 on are left out (their predictions would be memory); asked for, they are scored but reported apart, each row
 marked ``trained_on`` and their figures under ``summary_trained_on``, never mixed into ``summary``.
 
@@ -25,7 +27,8 @@ from collections.abc import Callable, Sequence
 from django.db import transaction
 from django.utils import timezone
 
-from deliberation.models import Critique, Group, Opinion, Study
+from deliberation.models import Critique, Group, Opinion, Study, StudyArm
+from deliberation.selectors import ArmChoiceError, study_arm
 from deliberation.services import derive_seed
 from generation.backends import get_backend
 from generation.backends.base import GenerationRequest
@@ -67,24 +70,38 @@ def resolve_reward_model(study: Study, reward_model_id: int | None) -> RewardMod
     return reward_model
 
 
+def _arm_group_ids(study: Study, arm: StudyArm, group_ids: list[int]) -> list[int]:
+    """Those of ``group_ids`` that ran in ``arm``; a group without an arm runs with the study's first arm
+    (``Group.arm_settings``)."""
+    first = StudyArm.objects.filter(study=study).order_by("id").values_list("id", flat=True).first()
+    arm_of = dict(Group.objects.filter(pk__in=group_ids).values_list("id", "arm_id"))
+    return [g for g in group_ids if (arm_of[g] or first) == arm.pk]
+
+
 def job_create(*, study: Study, backend: str | None = None, reward_model_id: int | None = None,
-               groups: int | None = None, include_trained_on: bool = False) -> AnalysisJob:
-    """Validate the options and register a queued job over the study's finished groups that the reward model
-    did not train on (with ``include_trained_on``, those too, reported apart)."""
+               groups: int | None = None, include_trained_on: bool = False, arm: str | None = None) -> AnalysisJob:
+    """Validate the options and register a queued job over the finished groups of the arm (``arm``: its name;
+    default the study's only arm) that the reward model did not train on (with ``include_trained_on``, those too,
+    reported apart). The arm's backend regenerates the statements unless ``backend`` names another."""
     from analysis.reward.registry import reward_model_trained_group_ids
 
-    backend = backend or study.generation_backend
+    try:
+        arm_row = study_arm(study, arm)
+    except ArmChoiceError as exc:
+        raise LooOfflineError(str(exc)) from None
+    backend = backend or arm_row.generation_backend
     from generation.backends import backend_names
 
     if backend not in backend_names():
         raise LooOfflineError(f"unknown backend {backend!r}; known: {', '.join(backend_names())}")
     reward_model = resolve_reward_model(study, reward_model_id)
     trained_on = reward_model_trained_group_ids(reward_model)
-    finished = [g.pk for g in finished_groups(study)]
+    finished = _arm_group_ids(study, arm_row, [g.pk for g in finished_groups(study)])
     chosen = finished if include_trained_on else [g for g in finished if g not in trained_on]
     chosen = chosen[:groups] if groups else chosen
     if not finished:
-        raise LooOfflineError(f"study {study.slug!r} has no finished groups with a winner and two or more opinions")
+        raise LooOfflineError(f"study {study.slug!r} has no finished groups with a winner and two or more opinions"
+                              + (f" in arm {arm_row.name!r}" if arm_row.pk else ""))
     if not chosen:
         raise LooOfflineError(
             f"reward model {reward_model.pk} was trained on all {len(finished)} finished group(s) of study "
@@ -92,14 +109,24 @@ def job_create(*, study: Study, backend: str | None = None, reward_model_id: int
             "groups out, or pass --include-trained-on to score them anyway, reported apart as 'trained on'")
     return AnalysisJob.objects.create(
         kind=KIND, study=study, total=len(chosen), progress_message="queued",
-        params={"backend": backend, "reward_model_id": reward_model.pk, "group_ids": chosen,
+        params={"backend": backend, "arm": arm_row.name, "arm_id": arm_row.pk,
+                "reward_model_id": reward_model.pk, "group_ids": chosen,
                 "trained_on_group_ids": sorted(g for g in chosen if g in trained_on)},
         result={"rows": [], "predictions": [], "groups_done": []})
 
 
 # --- one group ------------------------------------------------------------------------------
-def _backend_for(study: Study, name: str):
-    return get_backend(name, **(study.backend_options() if name == study.generation_backend else {}))
+def _backend_for(arm: StudyArm, name: str):
+    """The backend ``name`` with the arm's options (its server, its fine-tuned generator) when it is the arm's own."""
+    return get_backend(name, **(arm.backend_options() if name == arm.generation_backend else {}))
+
+
+def _job_arm(job: AnalysisJob, group: Group) -> StudyArm:
+    """The arm the job generates with (a job made before arms were chosen, or for a study without arms: the
+    group's own)."""
+    arm_id = (job.params or {}).get("arm_id")
+    return StudyArm.objects.select_related("study", "generator_model").get(pk=arm_id) if arm_id else \
+        group.arm_settings
 
 
 def _generate(backend, messages: Sequence, seed: int, params: dict, question: str) -> tuple[str, str]:
@@ -191,7 +218,7 @@ def job_run_group(*, job_id: int, group_id: int) -> None:
     try:
         group = Group.objects.select_related("study", "question", "winner_round1", "winner_round2").get(
             pk=group_id, study=job.study)
-        rows, predictions = loo_group_rows(group, backend=_backend_for(job.study, job.params["backend"]),
+        rows, predictions = loo_group_rows(group, backend=_backend_for(_job_arm(job, group), job.params["backend"]),
                               reward_model=reward_model_load(job.params["reward_model_id"]))
     except Exception as exc:
         AnalysisJob.objects.filter(pk=job_id).update(
@@ -238,7 +265,7 @@ def job_public_result(job: AnalysisJob) -> dict:
     """What the command prints: the job, its options and the figures (rows included)."""
     result = job.result or {}
     return {"job_id": job.pk, "kind": job.kind, "study": job.study.slug, "status": job.status,
-            "progress": job.progress, "backend": job.params.get("backend"),
+            "progress": job.progress, "backend": job.params.get("backend"), "arm": job.params.get("arm"),
             "reward_model_id": job.params.get("reward_model_id"), "groups": job.total,
             "trained_on_group_ids": job.params.get("trained_on_group_ids", []),
             "summary": result.get("summary"),

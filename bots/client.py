@@ -1,11 +1,13 @@
 """The simulated participants' protocol client: bots that use a running server exactly like a browser does.
 
 A bot talks HTTP (httpx) and websockets (``websockets``) to a server URL. It opens the join link, posts the
-consent form there with Django's CSRF token (the consent POST creates the participant; cookies kept), follows the
+consent form there with Django's CSRF token (the consent POST creates the participant; cookies kept), answers the
+screening questions if the study asks any (``BotConfig.screening``; ``bots.pages`` reads the form), follows the
 redirect to ``/p/TOKEN/``, opens ``/ws/p/TOKEN/`` with an ``Origin`` header, and then acts on every snapshot the way
 ``static/js/participant.js`` does: drafts while typing, then a submission per input phase, pings every
 ``ping_seconds`` with the snapshot version it shows, and reconnects with backoff when the socket drops. A bot may
-drop out (close its socket and never return). When its status is final it reads the completion page.
+drop out (close its socket and never return). When its status is final it reads the completion page, answering
+the questionnaire first when the server sends it there.
 
 What it writes and how it rates come from ``bots.sources`` and ``bots.policies``; how fast it moves from
 ``BotConfig`` (``think``: seconds per step; ``typing_pauses``: drafts per text, one per pause in typing, as the
@@ -37,10 +39,12 @@ from websockets.exceptions import ConnectionClosed, InvalidMessage, InvalidStatu
 
 from participants.standins import critique_text
 
+from .pages import SCREENING_MODES, ScreeningError, page_errors, parse_form, questionnaire_choices, screening_choices
 from .policies import make_scorer, rate
 from .sources import opinion_source
 
-FINAL_STATUSES = ("completed", "lobby_timeout", "dropped")
+FINAL_STATUSES = ("completed", "lobby_timeout", "dropped", "screened_out")
+MAX_SCREENING_SUBMISSIONS = 12  # more than any question's attempts (at most 10): a page that never ends is a bug
 INPUT_PHASES = ("opinion", "rating", "critique", "final_rating")
 PING_SECONDS = 15.0
 PROXY_UNAVAILABLE = (502, 504)  # a proxy's "upstream down / not answering": a person reloads
@@ -81,6 +85,12 @@ class BotConfig:
     # A CA certificate file to trust for https/wss servers (a self-signed proxy, e.g. scripts/cluster's); empty:
     # the system's trust store.
     ca_file: str = ""
+    # The screening questions (a study with any sends a consenting bot there before the lobby): "pass" chooses the
+    # correct answers, "fail" a wrong one on every attempt (the bot expects the screened-out completion code),
+    # "random" any. "pass" and "fail" need the answer key, question id -> correct option (the page never shows
+    # it; ``run_bots`` loads it from the study); without it a bot that meets screening questions fails, saying so.
+    screening: str = "pass"
+    screening_answers: dict[int, str] = field(default_factory=dict)
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for https/wss: the CA file's, else the system's (httpx's default bundle)."""
@@ -107,6 +117,8 @@ class BotResult:
     completion_code: str | None = None
     completion_page_code: str | None = None
     group_id: int | None = None
+    screening_submissions: int = 0  # screening forms posted (one per attempt at the open questions)
+    questionnaire: dict[str, Any] | None = None  # the questionnaire answers this bot submitted (field -> value)
     kinds: dict[str, KindCount] = field(default_factory=dict)
     error_codes: Counter = field(default_factory=Counter)
     unmatched_acks: int = 0
@@ -161,7 +173,9 @@ class Bot:
         """One page load, retried with backoff while the server is unreachable (restarting, say), the way a
         person reloads: no connection, or a proxy's 502/504 (its upstream down or not answering). Only for
         requests that are safe to repeat: the join link, consent (a second POST resumes the same row), the end
-        page. The application's own refusals (4xx, 503 with a message, a 500) are returned at once."""
+        page, the questionnaire (stored once) and the screening form (a repeat is at most one more attempt, as
+        when a person presses Continue again). The application's own refusals (4xx, 503 with a message, a 500)
+        are returned at once."""
         delay, deadline = 0.5, time.monotonic() + patience
         while True:
             try:
@@ -195,15 +209,68 @@ class Bot:
             response.raise_for_status()
             if 'name="consent"' in response.text:
                 raise RuntimeError("consent was not accepted")
-        match = re.search(r"/p/([^/]+)/$", response.url.path)
+        match = re.search(r"/p/([^/]+)/(screening/)?$", response.url.path)
         if not match:
             raise RuntimeError(f"join did not lead to a participant page: {response.url}")
         self.result.token = match.group(1)
+        if match.group(2):
+            await self.screen(client, response)
+        elif self.config.screening == "fail":
+            raise ScreeningError("screening='fail', but the study asked no screening questions: the bot went "
+                                 "straight to the lobby")
+
+    def _form_headers(self, url: str) -> dict[str, str]:
+        return {"Referer": url, "Origin": self.origin}
+
+    async def screen(self, client: httpx.AsyncClient, response: httpx.Response) -> None:
+        """Answer the screening page until it lets the bot into the lobby (its page) or screens it out (the
+        completion page, read here: a screened-out participant never opens the websocket)."""
+        mode = self.config.screening
+        while response.url.path.endswith("/screening/"):
+            if self.result.screening_submissions >= MAX_SCREENING_SUBMISSIONS:
+                raise ScreeningError(f"still on the screening page after {MAX_SCREENING_SUBMISSIONS} submissions")
+            form = parse_form(response.text)
+            choices = screening_choices(form, mode, self.config.screening_answers, self.rng)
+            await self.think(0.5)  # reads the questions
+            url = str(response.url)
+            response = await self.http(client, "POST", url, data={**form.hidden, **choices},
+                                       headers=self._form_headers(url))
+            self.result.screening_submissions += 1
+            if response.status_code == 400:
+                raise ScreeningError(f"the screening form was refused: {page_errors(response.text)}")
+            response.raise_for_status()
+        if response.url.path.endswith("/complete/"):
+            self.result.status = "screened_out"
+            self.read_completion_code(response)
+            self.result.completion_code = self.result.completion_page_code
+            if mode == "pass":
+                raise ScreeningError("screened out although screening='pass' chose the correct answers")
+        elif mode == "fail":
+            raise ScreeningError(f"screening='fail' answered wrongly, yet the server let the bot on to "
+                                 f"{response.url.path}")
+
+    def read_completion_code(self, response: httpx.Response) -> None:
+        match = re.search(r'id="completion-code">([^<]*)<', response.text)
+        self.result.completion_page_code = match.group(1) if match else None
 
     async def read_completion_page(self, client: httpx.AsyncClient) -> None:
         response = await self.http(client, "GET", f"{self.server}/p/{self.result.token}/complete/")
-        match = re.search(r'id="completion-code">([^<]*)<', response.text)
-        self.result.completion_page_code = match.group(1) if match else None
+        if response.url.path.endswith("/questionnaire/"):  # completed, and the study has a questionnaire
+            response = await self.answer_questionnaire(client, response)
+        self.read_completion_code(response)
+
+    async def answer_questionnaire(self, client: httpx.AsyncClient, response: httpx.Response) -> httpx.Response:
+        form = parse_form(response.text)
+        choices = questionnaire_choices(form, self.rng)
+        await self.think()  # a page of questions
+        url = str(response.url)
+        response = await self.http(client, "POST", url, data={**form.hidden, **choices},
+                                   headers=self._form_headers(url))
+        if response.status_code == 400:
+            raise RuntimeError(f"the questionnaire was refused: {page_errors(response.text)}")
+        response.raise_for_status()
+        self.result.questionnaire = choices
+        return response
 
     # -- websocket -------------------------------------------------------------------------------
     async def send(self, message: dict, kind: str | None = None, key: tuple | None = None, rows: int = 0) -> str:
@@ -223,6 +290,8 @@ class Bot:
     async def run(self, client: httpx.AsyncClient) -> BotResult:
         try:
             await self.join(client)
+            if self.result.status == "screened_out":  # screening ended it: no lobby, no socket
+                return self.result
             await asyncio.wait_for(self.socket_loop(), self.config.timeout)
             if self.result.status in FINAL_STATUSES and not self.result.dropped_by_bot:
                 await self.read_completion_page(client)
@@ -470,6 +539,8 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
         "dropped": statuses.get("dropped", 0),
         "dropped_by_bots": sum(r.dropped_by_bot for r in results),
         "lobby_timeout": statuses.get("lobby_timeout", 0),
+        "screened_out": statuses.get("screened_out", 0),
+        "questionnaires": sum(1 for r in results if r.questionnaire is not None),
         "unfinished": sum(1 for r in results if r.status not in FINAL_STATUSES),
         "writes_sent": sum(k["sent"] for k in kinds.values()),
         "writes_acknowledged": sum(k["acknowledged"] for k in kinds.values()),
@@ -485,12 +556,15 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
         "bots": [{"index": r.index, "pid": r.pid, "token": r.token, "status": r.status, "group_id": r.group_id,
                   "dropped_by_bot": r.dropped_by_bot, "drop_phase": r.drop_phase,
                   "completion_code": r.completion_code, "completion_page_code": r.completion_page_code,
+                  "screening_submissions": r.screening_submissions, "questionnaire": r.questionnaire,
                   "by_kind": {k: asdict(v) for k, v in r.kinds.items()}, "errors": dict(r.error_codes),
                   "reconnects": r.reconnects, "http_retries": r.http_retries, "writes": r.writes} for r in results],
     }
 
 
 async def run_bots_async(config: BotConfig) -> dict[str, Any]:
+    if config.screening not in SCREENING_MODES:
+        raise ValueError(f"unknown screening mode {config.screening!r}: use one of {', '.join(SCREENING_MODES)}")
     master = random.Random(config.seed)
     run_id = config.run_id or f"{master.getrandbits(32):08x}"
     source = opinion_source(config.opinions, persona_backend=config.persona_backend,

@@ -1,4 +1,5 @@
-"""Reads: the snapshot a participant's page renders from. One path for consumers, views and tests.
+"""Reads: the snapshot a participant's page renders from. One path for consumers, views and tests. Also the arm
+an offline tool generates with (``study_arm``).
 
 A snapshot holds everything the page needs, so a client that reconnects, reloads or
 opens a second tab shows exactly where the participant is. It never contains another
@@ -24,7 +25,7 @@ from participants.consent import opinion_notice
 from participants.models import Participant, Presence
 from participants.presence import live_participants
 
-from .models import Candidate, Critique, Draft, Group, Opinion, Rating
+from .models import Candidate, Critique, Draft, Group, Opinion, Rating, Study, StudyArm
 
 PROLIFIC_COMPLETE_URL = "https://app.prolific.com/submissions/complete?cc={code}"
 
@@ -407,3 +408,33 @@ class PushView:
             "lobby": None,
             "group": _group_part(self.participant_id, shared, own, now),
         }
+
+
+# --- the arm an offline tool uses ------------------------------------------------------------------
+class ArmChoiceError(ValueError):
+    """No arm of that name, or several arms and none named."""
+
+
+def study_arm(study: Study, name: str | None = None) -> StudyArm:
+    """The arm whose generation settings an offline tool (corpus expansion, offline leave-one-out, persona bots)
+    uses: the one called ``name``, else the study's only arm. A study without arms yet (made in code) gets an
+    unsaved arm of its own settings, the one its first group would get (``StudyArm.from_study``).
+
+    Raises ``ArmChoiceError`` naming the study's arms when ``name`` is not one of them, or when there are several
+    and none is named."""
+    arms = list(StudyArm.objects.filter(study=study).select_related("generator_model").order_by("id"))
+    for arm in arms:
+        arm.study = study  # the arm's options read the study (key variable, timeouts): no second query
+    names = ", ".join(repr(arm.name) for arm in arms)
+    if name is not None:
+        found = next((arm for arm in arms if arm.name == name), None)
+        if found is None:
+            raise ArmChoiceError(f"study {study.slug!r} has no arm {name!r}; "
+                                 + (f"its arms: {names}" if arms else "it has no arms yet (omit the arm to use "
+                                                                      "the study's own settings)"))
+        return found
+    if not arms:
+        return StudyArm.from_study(study)
+    if len(arms) > 1:
+        raise ArmChoiceError(f"study {study.slug!r} has {len(arms)} arms ({names}); name one with --arm NAME")
+    return arms[0]

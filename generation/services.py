@@ -54,14 +54,14 @@ class _Slot:
 
 
 def generation_params(settings_from) -> dict:
-    """The sampling parameters of an arm (``Group.arm_settings``; a study's own for offline tools)."""
+    """The sampling parameters of an arm (``Group.arm_settings``; offline tools: ``selectors.study_arm``)."""
     params = dict(DEFAULT_PARAMS)
     params.update({k: v for k, v in (settings_from.generation_params or {}).items() if k in DEFAULT_PARAMS})
     return params
 
 
 def template_for(settings_from, round_: int) -> PromptTemplate:
-    """The arm's template for the round (a study's own for offline tools), else the latest version."""
+    """The arm's template for the round, else the latest version."""
     if round_ == 1:
         return settings_from.consensus_template or PromptTemplate.latest("consensus")
     return settings_from.revision_template or PromptTemplate.latest("revision")

@@ -41,6 +41,12 @@ def screening_open(*, participant: Participant) -> list[tuple[ScreeningQuestion,
     return found
 
 
+def screening_answer_key(*, study_id: int) -> dict[int, str]:
+    """Question id -> correct option of every screening question of the study (never shown to participants; the
+    simulated participants of ``manage.py run_bots`` need it to pass or to fail on purpose)."""
+    return dict(ScreeningQuestion.objects.filter(study_id=study_id).values_list("id", "correct_option"))
+
+
 def screening_submit(*, participant: Participant, answers: dict[int, str]) -> ScreeningResult:
     """Store one attempt at every open question (``answers``: question id -> the option chosen) and decide.
 

@@ -92,6 +92,12 @@ def test_run_bots_refuses_persona_opinions_without_a_writing_backend_and_bad_pol
     with pytest.raises(CommandError, match="no trained reward model with that id"):
         call_command("run_bots", "--study", "ext", "--participants", "1", "--rating-policy", "reward:999",
                      "--no-progress", stderr=err)
+    with pytest.raises(CommandError, match="--screening fail: study 'ext' asks no screening questions"):
+        call_command("run_bots", "--study", "ext", "--participants", "1", "--screening", "fail",
+                     "--no-progress", stderr=err)
+    with pytest.raises(CommandError, match="invalid choice: 'maybe'"):
+        call_command("run_bots", "--study", "ext", "--participants", "1", "--screening", "maybe",
+                     "--no-progress", stderr=err)
     with pytest.raises(CommandError, match="unknown rating policy"):
         call_command("run_bots", "--study", "ext", "--participants", "1", "--rating-policy", "psychic",
                      "--server", "http://127.0.0.1:9", "--no-progress", stderr=err)

@@ -69,6 +69,7 @@ def test_run_bots_gives_its_bots_a_valid_token_for_the_study(monkeypatch):
     def fake_run_bots(config):
         seen["config"] = config
         return {"participants_started": 0, "completed": 0, "dropped": 0, "lobby_timeout": 0, "unfinished": 0,
+                "screened_out": 0, "questionnaires": 0,
                 "writes_acknowledged": 0, "writes_sent": 0, "errors_received": 0, "error_codes": {},
                 "seconds": 0, "failures": []}
 

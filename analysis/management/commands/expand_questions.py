@@ -8,7 +8,7 @@ from generation.backends import backend_names
 
 
 class Command(BaseCommand):
-    help = ("Generate new debate questions from the study's questions through the study's generation backend "
+    help = ("Generate new debate questions from the study's questions through an arm's generation backend "
             "and the latest question_generation template. Empty outputs, non-questions, duplicates and "
             "near-duplicates (MiniLM cosine similarity above --threshold) are dropped and counted; kept questions "
             "are attached to the study with their provenance (seed questions, template version, model, seed).")
@@ -22,10 +22,14 @@ class Command(BaseCommand):
         parser.add_argument("--examples", type=int, default=2,
                             help="Other study questions shown with each seed as style examples (default 2).")
         parser.add_argument("--limit", type=int, help="Use only the first N seed questions.")
+        parser.add_argument("--arm", help="The study arm whose generation settings (backend, server, sampling "
+                                          "parameters) write the questions. Default: the study's only arm; a study "
+                                          "with several must name one.")
         parser.add_argument("--backend", choices=backend_names(),
-                            help="Override the study's generation backend (its options apply only to its own).")
+                            help="Override the arm's generation backend (its options apply only to its own).")
 
-    def handle(self, *args, study, per_question, seed, threshold, examples, limit=None, backend=None, **options):
+    def handle(self, *args, study, per_question, seed, threshold, examples, limit=None, backend=None, arm=None,
+               **options):
         study_obj = Study.objects.filter(slug=study).first()
         if study_obj is None:
             raise CommandError(f"No study with slug {study!r}")
@@ -33,7 +37,8 @@ class Command(BaseCommand):
         try:
             with tqdm(total=total, desc="seed questions", unit="q", disable=options.get("verbosity", 1) == 0) as bar:
                 report = questions_expand(study=study_obj, per_question=per_question, seed=seed, threshold=threshold,
-                                          examples=examples, limit=limit, backend_name=backend, progress=bar.update)
+                                          examples=examples, limit=limit, backend_name=backend, arm=arm,
+                                          progress=bar.update)
         except CorpusError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS(report.summary()))

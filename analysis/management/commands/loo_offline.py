@@ -1,4 +1,5 @@
-"""python manage.py loo_offline --study SLUG [--backend NAME] [--reward-model ID] [--groups N] [--inline] [--json]"""
+"""python manage.py loo_offline --study SLUG [--arm NAME] [--backend NAME] [--reward-model ID] [--groups N] [--inline]
+[--json]"""
 from __future__ import annotations
 
 import json
@@ -22,8 +23,11 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--study", required=True, help="Slug of the study to analyse.")
+        parser.add_argument("--arm", help="The study arm whose finished groups are analysed and whose generation "
+                                          "backend and options regenerate them. Default: the study's only arm; a "
+                                          "study with several must name one.")
         parser.add_argument("--backend", help="Generation backend (extractive, embedded, openai, ...; default: the "
-                                              "study's own; 'openai' uses the study's server settings).")
+                                              "arm's own; its server and generator settings apply only to its own).")
         parser.add_argument("--reward-model", type=int, dest="reward_model",
                             help="Id of a trained reward model (default: the study's, else its latest trained one).")
         parser.add_argument("--groups", type=int, help="Analyse only the first N finished groups.")
@@ -38,7 +42,8 @@ class Command(BaseCommand):
                             help="Print the whole result (summary and one row per left-out member) as JSON.")
 
     def handle(self, *args, study: str, backend: str | None, reward_model: int | None, groups: int | None,
-               inline: bool, timeout: float, as_json: bool, include_trained_on: bool = False, **options):
+               inline: bool, timeout: float, as_json: bool, include_trained_on: bool = False, arm: str | None = None,
+               **options):
         from analysis.loo_offline import LooOfflineError, job_create, job_public_result, job_run_inline
         from analysis.models import AnalysisJob
 
@@ -49,7 +54,7 @@ class Command(BaseCommand):
             raise CommandError("--groups must be at least 1")
         try:
             job = job_create(study=study_obj, backend=backend, reward_model_id=reward_model, groups=groups,
-                             include_trained_on=include_trained_on)
+                             include_trained_on=include_trained_on, arm=arm)
         except LooOfflineError as exc:
             raise CommandError(str(exc)) from None
         quiet = options.get("verbosity", 1) == 0
@@ -79,8 +84,8 @@ class Command(BaseCommand):
         if as_json:
             self.stdout.write(json.dumps(result, indent=2))
             return
-        self.stdout.write(self.style.SUCCESS(f"job {job.pk}: {job.total} groups, {len(result['rows'])} "
-                                             "statements with one member left out"))
+        self.stdout.write(self.style.SUCCESS(f"job {job.pk} (arm {result['arm']}): {job.total} groups, "
+                                             f"{len(result['rows'])} statements with one member left out"))
         self._print_summary(result["summary"] or [])
         if result.get("summary_trained_on"):
             self.stdout.write(self.style.WARNING(

@@ -35,9 +35,12 @@ class Command(BaseCommand):
                                  "'hidden:SEED' (each bot's stance and the values it cares about, from its hidden "
                                  "profile in participants/preferences.py).")
         parser.add_argument("--persona-backend", choices=("embedded", "openai"), default=None,
-                            help="Backend that writes persona opinions. Default: the study's own backend when this "
-                                 "database has the study and it is embedded or openai (openai uses the study's "
+                            help="Backend that writes persona opinions. Default: the arm's backend (--arm) when this "
+                                 "database has the study and it is embedded or openai (openai uses the arm's "
                                  "server settings).")
+        parser.add_argument("--arm", default=None,
+                            help="The study arm whose generation backend writes persona opinions (--opinions "
+                                 "persona). Default: the study's only arm; a study with several must name one.")
         parser.add_argument("--persona-max-tokens", type=int, default=60,
                             help="New tokens per persona opinion (default 60).")
         parser.add_argument("--rating-policy", default="similarity",
@@ -58,29 +61,60 @@ class Command(BaseCommand):
         parser.add_argument("--ca-file", default="",
                             help="A CA certificate to trust for an https server with a private certificate "
                                  "(scripts/cluster's proxy: `scripts/cluster env` names it).")
+        parser.add_argument("--screening", choices=("pass", "fail", "random"), default="pass",
+                            help="How bots answer the study's screening questions: 'pass' (the correct answers, "
+                                 "read from this database's study), 'fail' (a wrong answer on every attempt: each "
+                                 "bot ends screened out) or 'random'. Default: pass.")
         parser.add_argument("--json", action="store_true", help="Print the summary as JSON.")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar on stderr.")
 
     def persona_backend(self, options) -> tuple[str, dict]:
         if options["opinions"] != "persona":
             return options["persona_backend"] or "embedded", {}
+        from core.errors import GenerationError
         from deliberation.models import Study
+        from deliberation.selectors import ArmChoiceError, study_arm
 
         study = Study.objects.filter(slug=options["study"]).first()
-        name = options["persona_backend"] or (study.generation_backend if study else None)
+        arm = None
+        if study is not None and (options["persona_backend"] in (None, "openai") or options["arm"]):
+            try:
+                arm = study_arm(study, options["arm"])
+            except ArmChoiceError as exc:
+                raise CommandError(f"--opinions persona: {exc}") from None
+        name = options["persona_backend"] or (arm.generation_backend if arm else None)
         if name not in ("embedded", "openai"):
             raise CommandError(
-                f"--opinions persona needs a backend that writes text: the study's backend is {name!r}; "
+                f"--opinions persona needs a backend that writes text: the arm {arm.name!r}'s backend is {name!r}; "
                 "pass --persona-backend embedded or openai" if name else
                 "--opinions persona: this database has no study with that slug; pass --persona-backend")
         if options["persona_max_tokens"] < 8:
             raise CommandError("--persona-max-tokens must be at least 8")
         if name == "openai":
-            if study is None or study.generation_backend != Study.Backend.OPENAI:
-                raise CommandError("--persona-backend openai uses the study's server settings, and this study "
-                                   "has no OpenAI-compatible server configured")
-            return name, study.backend_options()
+            if arm is None or arm.generation_backend != Study.Backend.OPENAI:
+                raise CommandError("--persona-backend openai uses the arm's server settings, and "
+                                   + (f"the arm {arm.name!r} has" if arm else "this database has no such study, so "
+                                      "it has") + " no OpenAI-compatible server configured")
+            try:
+                return name, arm.backend_options()
+            except GenerationError as exc:
+                raise CommandError(f"--persona-backend openai: {exc}") from None
         return name, {}
+
+    def screening_answers(self, options) -> dict[int, str]:
+        """The study's answer key (question id -> correct option) when this database has the study; a remote
+        server's study may still screen, and then a 'pass' or 'fail' bot fails saying it has no answers."""
+        from deliberation.models import Study
+        from participants.screening import screening_answer_key
+
+        study = Study.objects.filter(slug=options["study"]).first()
+        if study is None:
+            return {}
+        answers = screening_answer_key(study_id=study.pk)
+        if options["screening"] == "fail" and not answers:
+            raise CommandError(f"--screening fail: study {study.slug!r} asks no screening questions, so no bot "
+                               "could be screened out")
+        return answers
 
     def rating_policy(self, policy: str) -> str:
         if policy.startswith("reward:") and policy.split(":", 1)[1].isdigit():
@@ -115,7 +149,8 @@ class Command(BaseCommand):
                            ping_seconds=options["ping"], typing_pauses=typing_pauses,
                            draft_on_submit=options["draft_on_submit"], timeout=options["timeout"],
                            stagger=options["stagger"], ca_file=options["ca_file"],
-                           progress=not options["no_progress"],
+                           progress=not options["no_progress"], screening=options["screening"],
+                           screening_answers=self.screening_answers(options),
                            simulated_token=simulated_join_token(options["study"]))
         logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request drowns the output
         try:
@@ -127,7 +162,8 @@ class Command(BaseCommand):
             return
         self.stdout.write(
             f"{summary['participants_started']} bots: {summary['completed']} completed, {summary['dropped']} dropped, "
-            f"{summary['lobby_timeout']} lobby timeout, {summary['unfinished']} unfinished; "
+            f"{summary['lobby_timeout']} lobby timeout, {summary['screened_out']} screened out, "
+            f"{summary['unfinished']} unfinished; {summary['questionnaires']} questionnaires; "
             f"writes {summary['writes_acknowledged']}/{summary['writes_sent']} acknowledged; "
             f"{summary['errors_received']} errors {summary['error_codes']}; {summary['seconds']} s")
         for failure in summary["failures"]:

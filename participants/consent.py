@@ -3,9 +3,9 @@
 No models or database: a deliberation study describes its settings as a ``DeliberationUse`` and these
 functions turn them into text, in the language active (the study's: ``Study.consent_disclosure`` and the snapshot
 set it; each paragraph is one translatable sentence group). The experimenter's consent text (ethics-approved
-wording) is never rewritten or translated; the consent page shows it verbatim and adds ``disclosure`` below it. ``consent_sha256`` fingerprints exactly the two
-texts a participant saw, so a stored hash proves which wording they agreed to (``participants.models.ConsentVersion``
-keeps every version's texts).
+wording) is never rewritten or translated; the consent page shows it verbatim and adds ``disclosure`` below it.
+``consent_sha256`` fingerprints exactly the two texts a participant saw, so a stored hash proves which wording they
+agreed to (``participants.models.ConsentVersion`` keeps every version's texts).
 """
 from __future__ import annotations
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from contextlib import ExitStack
 from functools import wraps
 
+from django.conf import settings
+from django.http import Http404
 from django.utils import translation
+from django.views.i18n import JavaScriptCatalog
 
 
 def in_study_language(view):
@@ -29,3 +32,15 @@ def in_study_language(view):
 def use_study_language(request, study) -> None:
     """From now until the view returns, translate into ``study.language`` (the view must be ``in_study_language``)."""
     request.study_language_scope.enter_context(translation.override(study.language))
+
+
+_catalog = JavaScriptCatalog.as_view()
+
+
+def javascript_catalog(request, language: str):
+    """The ``gettext()`` catalog of static/js (``djangojs``) in ``language``, which the participant and judge pages
+    name in the URL (their study's), so the browser's own language never matters."""
+    if language not in dict(settings.LANGUAGES):
+        raise Http404("No such language.")
+    with translation.override(language):
+        return _catalog(request)

@@ -11,7 +11,7 @@ from contextlib import ExitStack
 from functools import wraps
 
 from django.conf import settings
-from django.http import Http404
+from django.http import Http404, HttpResponse
 from django.utils import translation
 from django.views.i18n import JavaScriptCatalog
 
@@ -35,12 +35,16 @@ def use_study_language(request, study) -> None:
 
 
 _catalog = JavaScriptCatalog.as_view()
+_rendered: dict[str, bytes] = {}  # language -> the catalog's JavaScript; catalogs are loaded once per process
 
 
-def javascript_catalog(request, language: str):
+def javascript_catalog(request, language: str) -> HttpResponse:
     """The ``gettext()`` catalog of static/js (``djangojs``) in ``language``, which the participant and judge pages
-    name in the URL (their study's), so the browser's own language never matters."""
+    name in the URL (their study's), so the browser's own language never matters. Built once per process and
+    language (every participant page loads it)."""
     if language not in dict(settings.LANGUAGES):
         raise Http404("No such language.")
-    with translation.override(language):
-        return _catalog(request)
+    if language not in _rendered:
+        with translation.override(language):
+            _rendered[language] = _catalog(request).content
+    return HttpResponse(_rendered[language], content_type="text/javascript; charset=utf-8")

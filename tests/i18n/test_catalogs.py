@@ -18,7 +18,7 @@ from .po import Entry, read_po
 LOCALE = Path(settings.BASE_DIR) / "locale"
 DOMAINS = ("django", "djangojs")
 LANGUAGES = [code for code, _ in settings.LANGUAGES if code != "en"]  # English is the source language
-# Where makemessages looks (docs/experimenter.md "Languages" runs it with the same ignores).
+# The folders makemessages reads: the tree less tests, docs, staticfiles and var (docs/experimenter.md "Languages").
 SOURCE_DIRS = ("config", "core", "participants", "deliberation", "generation", "analysis", "legibility", "bots",
                "templates", "static")
 PLACEHOLDER = re.compile(r"%\(\w+\)[sdif]|%\(\w+\)\.\d+f|%[sd]|\{\w*\}")

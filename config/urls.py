@@ -3,6 +3,7 @@ from django.shortcuts import render
 from django.urls import include, path
 
 from config.health import healthz
+from core.i18n import javascript_catalog
 from deliberation import monitor
 from deliberation import views as participant_views
 
@@ -10,6 +11,7 @@ urlpatterns = [
     path("", lambda request: render(request, "home.html"), name="home"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("jsi18n/<str:language>/", javascript_catalog, name="javascript_catalog"),  # participant and judge pages
     path("legibility/", include("legibility.urls")),
     path("analysis/", include("analysis.urls")),
     path("s/<slug:slug>/", participant_views.join, name="join"),

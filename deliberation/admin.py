@@ -95,8 +95,8 @@ class StudyAdmin(CsvExportAdmin):
     # The settings an arm holds (models.ARM_SETTINGS) are edited on the arms below, not here; the study keeps
     # its reward model and generator versions, which arms that name none use (retraining promotes into them).
     fieldsets = (
-        (None, {"fields": ("title", "slug", "is_active", "closed_reason", "paused_at", "consent_text", "questions",
-                           "questions_from_train_split")}),
+        (None, {"fields": ("title", "slug", "language", "is_active", "closed_reason", "paused_at", "consent_text",
+                           "questions", "questions_from_train_split")}),
         ("Groups and timing", {"fields": ("min_group_size", "max_group_size", "lobby_timeout_seconds",
                                           "opinion_seconds", "rating_seconds", "critique_seconds",
                                           "final_rating_seconds", "max_text_chars")}),

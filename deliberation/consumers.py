@@ -7,6 +7,9 @@ version it shows; a stale version gets a snapshot back, so a lost push repairs i
 A group push carries the group's shared state; the socket makes its participant's snapshot
 from it and what it last showed (``selectors.PushView``) and reads the database only when
 that is not safe, so one change costs one read for the group, not one per member.
+
+Everything the socket sends is in the study's language (``Study.language``): every event it handles runs under
+``translation.override``, and the replies' texts are lazily translated when the reply is built.
 """
 from __future__ import annotations
 
@@ -18,6 +21,8 @@ import time
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.utils import translation
+from django.utils.translation import gettext, gettext_lazy
 
 from participants.models import Participant
 from participants.services import is_token, presence_connect, presence_disconnect, presence_ping, presence_surplus
@@ -55,8 +60,8 @@ def _connect(participant_id: int, channel_name: str) -> list[str]:
 # reason comes first.
 CLOSE_UNKNOWN_TOKEN = 4404
 CLOSE_REPLACED = 4409  # a newer socket of the same participant took this one's place (the socket cap)
-REPLACED_MESSAGE = ("This study was opened in another window or tab, so this one was disconnected. "
-                    "Nothing you entered was lost.")
+REPLACED_MESSAGE = gettext_lazy("This study was opened in another window or tab, so this one was disconnected. "
+                                "Nothing you entered was lost.")
 # Message type -> rate-limit bucket (settings.WEBSOCKET_RATE_LIMITS).
 BUCKETS = {"submit_opinion": "submit", "submit_critique": "submit", "submit_ratings": "submit"}
 
@@ -90,6 +95,7 @@ def _write(participant_id: int, message: m.ClientMessage):
 
 class ParticipantConsumer(AsyncWebsocketConsumer):
     participant_id: int | None = None
+    language: str = settings.LANGUAGE_CODE  # the study's, once connected
     group_id: int | None = None
     in_lobby: bool = False
     _pushing: asyncio.Task | None = None
@@ -105,18 +111,27 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     _view: PushView | None = None  # what this socket last showed
     _limiter: SocketLimiter | None = None
 
+    async def dispatch(self, message: dict) -> None:
+        """Every event (connect, a client message, a push) is handled in the study's language; tasks started
+        meanwhile (the push and draft loops) keep it."""
+        with translation.override(self.language):
+            await super().dispatch(message)
+
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
         participant = None
         if is_token(token):  # a mangled token (e.g. with a NUL byte) must not reach the query
             participant = await db(
-                lambda: Participant.objects.filter(token=token).only("id", "group_id", "study_id").first()
+                lambda: Participant.objects.filter(token=token).select_related("study")
+                .only("id", "group_id", "study_id", "study__language").first()
             )()
         if participant is None:
             await self.close(code=CLOSE_UNKNOWN_TOKEN)
             return
         self.participant_id = participant.pk
         self.study_id = participant.study_id
+        self.language = participant.study.language
+        translation.activate(self.language)  # for the rest of this event (dispatch restores the old language)
         self._limiter = SocketLimiter.from_config(settings.WEBSOCKET_RATE_LIMITS)
         await self.accept()
         if settings.IN_PROCESS_WORKER:
@@ -161,8 +176,9 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             wait = self._limiter.take(BUCKETS.get(message.type, message.type), time.monotonic())
             if wait:
                 await self.send_json(m.error_reply(
-                    "rate_limited", f"Too many messages; please wait {wait:.1f} s. Nothing was stored from that "
-                                    "one, and your text is kept on the page.", message.ref, retry_after=wait))
+                    "rate_limited", gettext("Too many messages; please wait %(seconds).1f s. Nothing was stored from "
+                                            "that one, and your text is kept on the page.") % {"seconds": wait},
+                    message.ref, retry_after=wait))
                 return
             await self.handle(message)
         except m.MessageError as exc:
@@ -173,8 +189,8 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             await self.send_json(m.error_reply(exc.code, exc.message, getattr(message, "ref", None)))
         except Exception:
             logger.exception("unexpected error handling a message from participant %s", self.participant_id)
-            await self.send_json(m.error_reply("server_error", "Something went wrong on our side; "
-                                                               "nothing you entered was lost. Please try again.",
+            await self.send_json(m.error_reply("server_error", gettext("Something went wrong on our side; nothing you "
+                                                                       "entered was lost. Please try again."),
                                                getattr(message, "ref", None)))
 
     async def handle(self, message: m.ClientMessage) -> None:
@@ -251,8 +267,8 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             logger.exception("draft of participant %s not stored", self.participant_id)
             if reply:  # the page keeps the unacknowledged draft and sends it again
                 for ref in refs:
-                    await self.send_json(m.error_reply("server_error", "Your draft could not be saved just now; "
-                                                                       "it is kept on the page.", ref))
+                    await self.send_json(m.error_reply("server_error", gettext(
+                        "Your draft could not be saved just now; it is kept on the page."), ref))
             return
         if saved and self._view is not None:
             self._view.draft_saved(phase, payload)

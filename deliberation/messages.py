@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 MAX_MESSAGE_BYTES = 64 * 1024  # far above the longest allowed text; bigger frames are refused unread
@@ -83,26 +85,30 @@ class MessageError(ValueError):
 
 def parse_client_message(raw: str | bytes | None) -> ClientMessage:
     if raw is None:
-        raise MessageError("malformed", "Messages must be JSON text frames.")
+        raise MessageError("malformed", gettext_lazy("Messages must be JSON text frames."))
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise MessageError("too_large", f"Message larger than {MAX_MESSAGE_BYTES} bytes.")
+        raise MessageError("too_large", format_lazy(gettext_lazy("Message larger than {limit} bytes."),
+                                                    limit=MAX_MESSAGE_BYTES))
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise MessageError("malformed", "Messages must be valid JSON.") from None
+        raise MessageError("malformed", gettext_lazy("Messages must be valid JSON.")) from None
     if not isinstance(data, dict):
-        raise MessageError("malformed", "A message is a JSON object with a 'type'.")
+        raise MessageError("malformed", gettext_lazy("A message is a JSON object with a 'type'."))
     data = _without_lone_surrogates(data)
     ref = data.get("ref") if isinstance(data.get("ref"), str) else None
     if data.get("type") not in KNOWN_TYPES:
-        raise MessageError("unknown_type", f"Unknown message type {str(data.get('type'))[:40]!r}; "
-                                           f"expected one of {', '.join(KNOWN_TYPES)}.", ref)
+        raise MessageError("unknown_type", format_lazy(
+            gettext_lazy("Unknown message type {type}; expected one of {known}."),
+            type=repr(str(data.get("type"))[:40]), known=", ".join(KNOWN_TYPES)), ref)
     try:
         return _adapter.validate_python(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "message"
-        raise MessageError("invalid", f"Invalid {data['type']} message: {where}: {first.get('msg')}", ref) from None
+        raise MessageError("invalid", format_lazy(gettext_lazy("Invalid {type} message: {where}: {problem}"),
+                                                  type=data["type"], where=where, problem=first.get("msg")),
+                           ref) from None
 
 
 def _without_lone_surrogates(value):
@@ -117,8 +123,8 @@ def _without_lone_surrogates(value):
     return value
 
 
-def error_reply(code: str, message: str, ref: str | None = None, *, retry_after: float | None = None) -> dict:
-    reply = {"type": "error", "code": code, "message": message, "ref": ref}
+def error_reply(code: str, message, ref: str | None = None, *, retry_after: float | None = None) -> dict:
+    reply = {"type": "error", "code": code, "message": str(message), "ref": ref}  # a lazy text: translated now
     if retry_after is not None:
         reply["retry_after"] = round(retry_after, 2)
     return reply

@@ -8,10 +8,12 @@ from __future__ import annotations
 import dataclasses
 from decimal import Decimal
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
 
 from core.flow import FlowConfig, Phase
 
@@ -95,6 +97,10 @@ class Study(models.Model):
 
     slug = models.SlugField(unique=True)
     title = models.CharField(max_length=200)
+    language = models.CharField(
+        max_length=16, choices=django_settings.LANGUAGES, default="en",
+        help_text="The language participants see: every page, message and button the toolkit writes (your own texts, "
+                  "such as the consent text, are shown as you wrote them).")
     consent_text = models.TextField(
         default="This is a research study on group deliberation. Your answers are stored anonymously "
         "with your recruitment id. You may leave at any time."
@@ -296,10 +302,12 @@ class Study(models.Model):
             bot_takeover=self.bot_takeover, reward_model=any(bool(a.best_of_n) for a in settings))
 
     def consent_disclosure(self) -> str:
-        """The paragraph the toolkit adds below the experimenter's consent text."""
+        """The paragraph the toolkit adds below the experimenter's consent text, in the study's language whoever
+        asks (a page, the admin, a command), so one wording has one version."""
         from participants.consent import deliberation_disclosure
 
-        return deliberation_disclosure(self.text_use())
+        with translation.override(self.language):
+            return deliberation_disclosure(self.text_use())
 
     def completion_code(self, outcome: str) -> str:
         return {

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Exists, JSONField, Max, OuterRef, Subquery
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from core import flow
 from core.flow import Phase
@@ -138,6 +138,13 @@ TEXT_USE_FIELDS = ("opinions_as_candidates", "generation_backend", "generation_b
                    "bot_takeover", "best_of_n")
 
 
+def _in_language(language: str, function, *args):
+    """A text the snapshot carries, in the study's language whoever reads the snapshot (the socket, a test, a
+    command)."""
+    with translation.override(language):
+        return function(*args)
+
+
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     # One query for the participant, their study, their group's version and their own texts; the group's
@@ -145,7 +152,8 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
     mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
     participant = (Participant.objects.select_related("study", "group")
                    .only("id", "status", "position", "completion_code", "lobby_entered_at", "study_id", "group_id",
-                         *(f"study__{f}" for f in ("title", "max_text_chars", "prolific_redirect", "min_group_size",
+                         *(f"study__{f}" for f in ("title", "language", "max_text_chars", "prolific_redirect",
+                                                   "min_group_size",
                                                    "max_group_size", "lobby_timeout_seconds", *TEXT_USE_FIELDS)),
                          "group__id", "group__version", "group__phase")
                    .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
@@ -163,7 +171,7 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         "version": snapshot_version(participant.status, shared and shared["id"], shared and shared["version"]),
         "server_time": _iso(now),
         "study": {"title": study.title, "max_text_chars": study.max_text_chars,
-                  "opinion_notice": opinion_notice(study.text_use())},
+                  "opinion_notice": _in_language(study.language, opinion_notice, study.text_use())},
         "participant": {
             "status": participant.status,
             "position": participant.position,

@@ -17,6 +17,8 @@ from typing import Any
 from django.db import DataError, IntegrityError, connection, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy, ngettext_lazy, pgettext_lazy
 
 from core import flow
 from core.blocks import block_rank, weighted_block_choice
@@ -61,18 +63,50 @@ class SubmitResult:
 
 
 # --- text hygiene ---------------------------------------------------------------------------
+# Replies to the participant, translated lazily (the consumer renders them in the study's language). Whole
+# sentences per kind of answer, so that each language can inflect "opinion", "critique" and "ratings" its own way.
+NOT_TEXT = {"opinion": gettext_lazy("The opinion must be text."),
+            "critique": gettext_lazy("The critique must be text.")}
+TOO_LONG = {"opinion": gettext_lazy("Your opinion is {length} characters long; the limit is {limit}. Please shorten "
+                                    "it — your text has been kept."),
+            "critique": gettext_lazy("Your critique is {length} characters long; the limit is {limit}. Please "
+                                     "shorten it — your text has been kept.")}
+STORED_BY_TIMEOUT = {
+    "opinion": gettext_lazy("The time for this step ran out, so what you had entered was stored as your opinion. "
+                            "It cannot be changed now."),
+    "critique": gettext_lazy("The time for this step ran out, so what you had entered was stored as your critique. "
+                             "It cannot be changed now."),
+    "ratings": gettext_lazy("The time for this step ran out, so what you had entered was stored as your ratings. "
+                            "It cannot be changed now.")}
+ALREADY_SUBMITTED = {
+    "opinion": gettext_lazy("You already submitted your opinion; it is kept as you first sent it and cannot be "
+                            "changed. What you sent now was not stored."),
+    "critique": gettext_lazy("You already submitted your critique; it is kept as you first sent it and cannot be "
+                             "changed. What you sent now was not stored."),
+    "ratings": gettext_lazy("You already submitted your ratings; it is kept as you first sent it and cannot be "
+                            "changed. What you sent now was not stored.")}
+# The phase as the wrong_phase reply names it (in English the stored value, as before).
+PHASE_NAMES = {
+    Phase.OPINION: pgettext_lazy("group phase", "opinion"),
+    Phase.GENERATING: pgettext_lazy("group phase", "generating"),
+    Phase.RATING: pgettext_lazy("group phase", "rating"), Phase.CRITIQUE: pgettext_lazy("group phase", "critique"),
+    Phase.REVISING: pgettext_lazy("group phase", "revising"),
+    Phase.FINAL_RATING: pgettext_lazy("group phase", "final_rating"), Phase.DONE: pgettext_lazy("group phase", "done")}
+
+
 def clean_text(text: str, *, max_chars: int, what: str, min_words: int = 1) -> str:
-    """Normalise and validate participant text. Stored raw (HTML is escaped on output)."""
+    """Normalise and validate participant text (``what``: opinion or critique). Stored raw (HTML is escaped on
+    output)."""
     if not isinstance(text, str):
-        raise SubmissionError("invalid", f"The {what} must be text.")
+        raise SubmissionError("invalid", NOT_TEXT[what])
     text = unicodedata.normalize("NFC", text)
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     text = "\n".join(line.rstrip() for line in text.strip().splitlines())
     if len(text) > max_chars:
-        raise SubmissionError("too_long", f"Your {what} is {len(text)} characters long; the limit is {max_chars}. "
-                                          "Please shorten it — your text has been kept.")
+        raise SubmissionError("too_long", format_lazy(TOO_LONG[what], length=len(text), limit=max_chars))
     if len(text.split()) < min_words:
-        raise SubmissionError("too_short", f"Please write at least {min_words} word{'s' if min_words > 1 else ''}.")
+        raise SubmissionError("too_short", format_lazy(ngettext_lazy(
+            "Please write at least {count} word.", "Please write at least {count} words.", min_words), count=min_words))
     return text
 
 
@@ -208,9 +242,9 @@ def next_question(study: Study) -> Question:
     )
     if question is None:
         if study.questions_from_train_split:
-            raise SubmissionError("no_questions", "This study has no questions in the train split "
-                                                  "(run split_questions first).")
-        raise SubmissionError("no_questions", "This study has no questions yet.")
+            raise SubmissionError("no_questions", gettext_lazy("This study has no questions in the train split "
+                                                               "(run split_questions first)."))
+        raise SubmissionError("no_questions", gettext_lazy("This study has no questions yet."))
     return question
 
 
@@ -308,13 +342,14 @@ def _ensure_may_write(participant: Participant) -> None:
     row = Participant.objects.filter(pk=participant.pk).values_list("status", "group_id", "taken_over_at").first()
     status, group_id, taken_over_at = row or (None, None, None)
     if taken_over_at is not None:
-        raise SubmissionError("taken_over", "You were away for too long, so a simulated participant finished the "
-                                            "group in your place. Your earlier answers are kept; you cannot "
-                                            "answer any more.")
+        raise SubmissionError("taken_over", gettext_lazy(
+            "You were away for too long, so a simulated participant finished the group in your place. Your earlier "
+            "answers are kept; you cannot answer any more."))
     if group_id is None and status in (Participant.Status.JOINED, Participant.Status.LOBBY):
-        raise SubmissionError("not_in_group", "You are not in a group yet.")
+        raise SubmissionError("not_in_group", gettext_lazy("You are not in a group yet."))
     if status != Participant.Status.IN_GROUP or group_id != participant.group_id:
-        raise SubmissionError("not_in_group", "You are no longer in a group, so you cannot answer any more.")
+        raise SubmissionError("not_in_group", gettext_lazy("You are no longer in a group, so you cannot answer any "
+                                                           "more."))
 
 
 def submission_replay(*, participant: Participant, ref: str | None, kind: str,
@@ -329,7 +364,7 @@ def submission_replay(*, participant: Participant, ref: str | None, kind: str,
     if stored is None:
         return None
     if stored != (kind, round):
-        raise SubmissionError("invalid", "That reference was already used for another answer.")
+        raise SubmissionError("invalid", gettext_lazy("That reference was already used for another answer."))
     return SubmitResult(created=True, replayed=True)
 
 
@@ -362,7 +397,7 @@ def _locked_group(participant: Participant) -> Group:
     comes after this lock: two submissions of one member at once (a double click, two tabs, a retry after a
     reconnect) would both pass a check made before it, and the second would then hit the unique constraint."""
     if participant.group_id is None:
-        raise SubmissionError("not_in_group", "You are not in a group yet.")
+        raise SubmissionError("not_in_group", gettext_lazy("You are not in a group yet."))
     return lock_group(participant.group_id, no_key=True)
 
 
@@ -374,16 +409,14 @@ def _answered(read: MembersRead, participant: Participant) -> bool:
 def _ensure_phase(group: Group, phase: Phase | tuple[Phase, ...]) -> None:
     phases = phase if isinstance(phase, tuple) else (phase,)
     if Phase(group.phase) not in phases:
-        raise SubmissionError("wrong_phase", f"That is not possible now: the group is in the {group.phase} phase.")
+        raise SubmissionError("wrong_phase", format_lazy(
+            gettext_lazy("That is not possible now: the group is in the {phase} phase."),
+            phase=PHASE_NAMES[Phase(group.phase)]))
 
 
 def _already_submitted(what: str, by_timeout: bool) -> SubmissionError:
     """A second, different answer: refused with a clear reply; the stored answer stays as it was."""
-    if by_timeout:
-        return SubmissionError("already_submitted", f"The time for this step ran out, so what you had entered "
-                                                    f"was stored as your {what}. It cannot be changed now.")
-    return SubmissionError("already_submitted", f"You already submitted your {what}; it is kept as you first sent "
-                                                f"it and cannot be changed. What you sent now was not stored.")
+    return SubmissionError("already_submitted", (STORED_BY_TIMEOUT if by_timeout else ALREADY_SUBMITTED)[what])
 
 
 def _text_resubmitted(stored, text: str, *, what: str, max_chars: int, min_words: int) -> SubmitResult:
@@ -465,21 +498,23 @@ def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranki
     candidates = {c.pk: c for c in Candidate.objects.filter(group=group, round=round_, shown=True)}
     unknown = (set(ratings) | set(ranking)) - set(candidates)
     if unknown:
-        raise SubmissionError("forbidden", "Those statements are not part of your group's current round.")
+        raise SubmissionError("forbidden", gettext_lazy("Those statements are not part of your group's current "
+                                                        "round."))
     if complete:
         if set(ratings) != set(candidates):
-            raise SubmissionError("incomplete", "Please rate every statement.")
+            raise SubmissionError("incomplete", gettext_lazy("Please rate every statement."))
         if sorted(ranking) != sorted(candidates):
-            raise SubmissionError("incomplete", "Please rank every statement exactly once.")
+            raise SubmissionError("incomplete", gettext_lazy("Please rank every statement exactly once."))
     for values in ratings.values():
         for key in ("agreement", "quality"):
             value = values.get(key)
             if complete and value is None:
-                raise SubmissionError("incomplete", "Please give every statement an agreement and a quality rating.")
+                raise SubmissionError("incomplete", gettext_lazy("Please give every statement an agreement and a "
+                                                                 "quality rating."))
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 7):
-                raise SubmissionError("invalid", "Ratings are whole numbers from 1 to 7.")
+                raise SubmissionError("invalid", gettext_lazy("Ratings are whole numbers from 1 to 7."))
     if len(set(ranking)) != len(ranking):
-        raise SubmissionError("invalid", "Each statement can appear only once in the ranking.")
+        raise SubmissionError("invalid", gettext_lazy("Each statement can appear only once in the ranking."))
     return candidates
 
 

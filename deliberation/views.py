@@ -10,9 +10,11 @@ from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext, gettext_lazy
 from django.views.decorators.http import require_http_methods
 
 from core.errors import SubmissionError
+from core.i18n import in_study_language, use_study_language
 from participants.models import Participant
 from participants.questionnaire import questionnaire_pending
 from participants.services import (
@@ -30,7 +32,7 @@ from .models import Study
 from .selectors import completion_url
 
 COOKIE_MAX_AGE = 60 * 60 * 24 * 7
-CONSENT_TICK = "Please tick the box to give your consent, or close this page to leave."
+CONSENT_TICK = gettext_lazy("Please tick the box to give your consent, or close this page to leave.")
 
 
 def _cookie_name(study: Study) -> str:
@@ -43,8 +45,9 @@ def consent_problem(post, consent) -> tuple[str, int] | None:
     if post.get("consent") != "yes":
         return CONSENT_TICK, 200
     if post.get("consent_sha256") != consent.sha256:
-        return (f"The consent text has changed since this page was opened (it is now version {consent.version}). "
-                "Please read it again and tick the box to agree to this version."), 409
+        return gettext("The consent text has changed since this page was opened (it is now version %(version)s). "
+                       "Please read it again and tick the box to agree to this version.") % {
+            "version": consent.version}, 409
     return None
 
 
@@ -70,7 +73,9 @@ def consent_join(request: HttpRequest, study, flow: JoinFlow) -> HttpResponse:
     """The link experimenters share. A returning visitor (cookie, or the same PROLIFIC_PID and SESSION_ID) goes
     to their page; a PROLIFIC_PID in use elsewhere gets a clear 409 page. A newcomer sees the consent page and
     nothing is stored until they consent: the consent POST (to the same link, so its parameters are kept) creates
-    the row, with the version and hash of the consent text they read."""
+    the row, with the version and hash of the consent text they read. Everything it shows is in the study's
+    language (the calling view is ``in_study_language``)."""
+    use_study_language(request, study)
     params, token = request.GET.dict(), request.COOKIES.get(flow.cookie_name)
     statuses = {"recruitment_id_in_use": 409, "inactive": 409, **flow.statuses}
     try:
@@ -90,7 +95,7 @@ def consent_join(request: HttpRequest, study, flow: JoinFlow) -> HttpResponse:
         ip = client_ip(request.META, settings.TRUSTED_PROXY_COUNT)
         if not join_rate_allowed(ip, limit=settings.JOIN_RATE_LIMIT, window_seconds=settings.JOIN_RATE_WINDOW_SECONDS,
                                  scope=flow.rate_scope):
-            response = _message(request, study.title, (
+            response = _message(request, study.title, gettext(
                 "Too many people have joined from your network in the last minute. Please wait a minute and "
                 "open the link again; if you already started, your progress is kept."), 429)
             response["Retry-After"] = str(settings.JOIN_RATE_WINDOW_SECONDS)
@@ -111,6 +116,7 @@ def _enter(request: HttpRequest, flow: JoinFlow, row) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def join(request: HttpRequest, slug: str) -> HttpResponse:
     """The link experimenters share, e.g. /s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=..."""
     study = get_object_or_404(Study, slug=slug)
@@ -123,15 +129,19 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
         rate_scope="participants", statuses={"bad_simulated_token": 403}))
 
 
-def _participant_or_404(token: str) -> Participant:
+def _participant_or_404(request: HttpRequest, token: str) -> Participant:
+    """The participant, or 404; the rest of the (``in_study_language``) view speaks their study's language."""
     if not is_token(token):  # a guessed or mangled token (even one with a NUL byte) is simply not found
         raise Http404("No such participant.")
-    return get_object_or_404(Participant.objects.select_related("study"), token=token)
+    participant = get_object_or_404(Participant.objects.select_related("study"), token=token)
+    use_study_language(request, participant.study)
+    return participant
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def participant_page(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant_or_404(token)
+    participant = _participant_or_404(request, token)
     if participant.status == Participant.Status.JOINED:  # a row from before the consent POST created the row
         consent = current_consent(participant.study)
         context = {"participant": participant, "study": participant.study, "consent": consent}
@@ -154,8 +164,9 @@ def participant_page(request: HttpRequest, token: str) -> HttpResponse:
     })
 
 
+@in_study_language
 def complete(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant_or_404(token)
+    participant = _participant_or_404(request, token)
     if not participant.is_finished:
         return redirect("participant_page", token=token)
     if questionnaire_pending(participant=participant):

@@ -5,10 +5,12 @@ Models hold fields, constraints and small derived properties; workflows live in
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import translation
 
 from participants.models import ConsentVersionBase, Recruited, new_token  # noqa: F401  # new_token: migration 0001
 
@@ -23,6 +25,10 @@ class LegibilityStudy(models.Model):
 
     slug = models.SlugField(unique=True)
     title = models.CharField(max_length=200)
+    language = models.CharField(
+        max_length=16, choices=settings.LANGUAGES, default="en",
+        help_text="The language judges see: every page, message and button the toolkit writes (your own texts, "
+                  "such as the consent text, are shown as you wrote them).")
     consent_text = models.TextField(
         default="This is a research study on how people check written math solutions. You will see short "
         "problems with a proposed solution and decide, within a time limit, whether the solution is correct. "
@@ -94,10 +100,11 @@ class LegibilityStudy(models.Model):
             raise ValidationError(problems)
 
     def consent_disclosure(self) -> str:
-        """The paragraph the toolkit adds below the experimenter's consent text."""
+        """The paragraph the toolkit adds below the experimenter's consent text, in the study's language."""
         from participants.consent import judging_disclosure
 
-        return judging_disclosure()
+        with translation.override(self.language):
+            return judging_disclosure()
 
     def backend_options(self) -> dict:
         """Keyword options for ``generation.backends.get_backend`` (the HTTP backend's connection).

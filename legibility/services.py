@@ -13,6 +13,8 @@ from statistics import median
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy
 
 from deliberation.selectors import PROLIFIC_COMPLETE_URL
 from deliberation.services import SubmissionError, derive_seed
@@ -32,9 +34,10 @@ def _now(now: datetime | None) -> datetime:
 def check_joinable(*, study: LegibilityStudy) -> None:
     """Raise ``SubmissionError`` when ``study`` takes no new judge."""
     if not study.is_active:
-        raise SubmissionError("inactive", "This study is not accepting participants.")
+        raise SubmissionError("inactive", gettext_lazy("This study is not accepting participants."))
     if not judge_pool(study).exists():
-        raise SubmissionError("no_solutions", "This study is not ready yet (it has no solutions to judge).")
+        raise SubmissionError("no_solutions", gettext_lazy(
+            "This study is not ready yet (it has no solutions to judge)."))
 
 
 def session_join(*, study: LegibilityStudy, params: dict[str, str], user_agent: str = "",
@@ -75,7 +78,8 @@ def session_consent(*, session: JudgeSession, consent=None, now: datetime | None
             queue = build_queue(candidates, n_items=study.items_per_session, gold_share=study.gold_share,
                                 seed=derive_seed(study.seed, "judge", session.pk))
         except ValueError as exc:
-            raise SubmissionError("no_solutions", f"This study is not ready yet ({exc}).") from exc
+            raise SubmissionError("no_solutions", format_lazy(
+                gettext_lazy("This study is not ready yet ({reason})."), reason=exc)) from exc
         JudgeItem.objects.bulk_create([
             JudgeItem(session=session, solution_id=item.solution_id, position=i, is_gold=item.is_gold)
             for i, item in enumerate(queue)
@@ -143,11 +147,11 @@ def item_answer(*, session: JudgeSession, item_id: int, answer: bool, now: datet
         session = JudgeSession.objects.select_for_update().get(pk=session.pk)
         item = JudgeItem.objects.filter(session=session, pk=item_id).first()
         if item is None:
-            raise SubmissionError("not_found", "This item is not in your session.")
+            raise SubmissionError("not_found", gettext_lazy("This item is not in your session."))
         if item.is_done:
             return AnswerResult(item, False)
         if item.started_at is None or item.deadline is None:
-            raise SubmissionError("not_started", "This item has not been shown yet.")
+            raise SubmissionError("not_started", gettext_lazy("This item has not been shown yet."))
         if now > item.deadline:
             item.timed_out = True
             item.save(update_fields=["timed_out"])

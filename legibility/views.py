@@ -11,8 +11,10 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods, require_POST
 
+from core.i18n import in_study_language, use_study_language
 from deliberation.services import SubmissionError
 from deliberation.views import JoinFlow, consent_join, consent_problem
 from participants.services import current_consent, find_returning, is_token
@@ -22,11 +24,14 @@ from .grading import strip_calculator
 from .models import JudgeSession, LegibilityStudy
 
 
-def _judge_session(token: str) -> JudgeSession:
-    """The judge's session, or 404; a mangled token (a NUL byte, say) never reaches the query."""
+def _judge_session(request: HttpRequest, token: str) -> JudgeSession:
+    """The judge's session, or 404; a mangled token (a NUL byte, say) never reaches the query. The rest of the
+    (``in_study_language``) view speaks the study's language."""
     if not is_token(token):
         raise Http404("No such judge session.")
-    return get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    session = get_object_or_404(JudgeSession.objects.select_related("study"), token=token)
+    use_study_language(request, session.study)
+    return session
 
 
 def _cookie_name(study: LegibilityStudy) -> str:
@@ -38,6 +43,7 @@ def _message(request: HttpRequest, title: str, message: str, status: int) -> Htt
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def join(request: HttpRequest, slug: str) -> HttpResponse:
     """The link experimenters share, e.g. /legibility/s/SLUG/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...
     Same rules as a deliberation study's link (``deliberation.views.consent_join``): the judge's row is created by
@@ -54,8 +60,9 @@ def join(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def judge(request: HttpRequest, token: str) -> HttpResponse:
-    session = _judge_session(token)
+    session = _judge_session(request, token)
     study = session.study
     if session.status == JudgeSession.Status.JOINED:  # a row from before the consent POST created the row
         consent = current_consent(study)
@@ -86,15 +93,17 @@ def judge(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_POST
+@in_study_language
 def answer(request: HttpRequest, token: str) -> HttpResponse:
-    session = _judge_session(token)
+    session = _judge_session(request, token)
     value = request.POST.get("answer")
     try:
         item_id = int(request.POST.get("item", ""))
     except ValueError:
         item_id = None
     if value not in ("true", "false") or item_id is None:
-        return _message(request, session.study.title, "That answer could not be read; please use the buttons.", 400)
+        return _message(request, session.study.title,
+                        gettext("That answer could not be read; please use the buttons."), 400)
     try:
         services.item_answer(session=session, item_id=item_id, answer=value == "true")
     except SubmissionError as exc:
@@ -102,8 +111,9 @@ def answer(request: HttpRequest, token: str) -> HttpResponse:
     return redirect("legibility:judge", token=token)
 
 
+@in_study_language
 def complete(request: HttpRequest, token: str) -> HttpResponse:
-    session = _judge_session(token)
+    session = _judge_session(request, token)
     if session.status != JudgeSession.Status.COMPLETED:
         return redirect("legibility:judge", token=token)
     return render(request, "legibility/complete.html", {

@@ -8,6 +8,7 @@ action adds to a study.
 from __future__ import annotations
 
 from django.db import transaction
+from django.utils.translation import gettext_lazy
 
 from core.errors import SubmissionError
 
@@ -43,10 +44,12 @@ def questionnaire_submit(*, participant: Participant, values: dict[str, object])
     with transaction.atomic():
         participant = Participant.objects.select_for_update().get(pk=participant.pk)
         if participant.status != Participant.Status.COMPLETED:
-            raise SubmissionError("not_completed", "The questionnaire opens when you have finished the study.")
+            raise SubmissionError("not_completed", gettext_lazy(
+                "The questionnaire opens when you have finished the study."))
         items = questionnaire_items(study_id=participant.study_id)
         if set(values) != {item.key for item in items}:
-            raise SubmissionError("bad_answer", "The questionnaire changed while you answered it; please reload.")
+            raise SubmissionError("bad_answer", gettext_lazy(
+                "The questionnaire changed while you answered it; please reload."))
         if QuestionnaireAnswer.objects.filter(participant=participant).exists():
             return False
         QuestionnaireAnswer.objects.bulk_create(

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from core.errors import SubmissionError
 
@@ -60,7 +61,8 @@ def screening_submit(*, participant: Participant, answers: dict[int, str]) -> Sc
         open_questions = screening_open(participant=participant)
         for question, _ in open_questions:
             if answers.get(question.pk) not in question.options:
-                raise SubmissionError("bad_answer", "Please choose one of the options for every question.")
+                raise SubmissionError("bad_answer", gettext_lazy(
+                    "Please choose one of the options for every question."))
         wrong, failed, left = [], [], {}
         for question, attempts_left in open_questions:
             chosen = answers[question.pk]

@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Case, DateTimeField, Exists, Q, Value, When
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from core.errors import SubmissionError
 
@@ -84,7 +85,7 @@ def join_rate_allowed(ip: str, *, limit: int, window_seconds: int, now: float | 
     return count <= limit
 
 
-RESUME_REFUSED = (
+RESUME_REFUSED = gettext_lazy(
     "This Prolific id has already started this study in another browser or session, so it cannot be resumed "
     "from this link. Please open the study again from Prolific in the browser you started in. If you changed "
     "device, message the researchers on Prolific with your Prolific id: they can move your session to this "
@@ -179,7 +180,7 @@ def current_consent(study):
                                        sha256=digest)
         except IntegrityError:  # another request stored this wording, or took the number, at the same time
             continue
-    raise SubmissionError("busy", "The study is busy; please reload the page.")
+    raise SubmissionError("busy", gettext_lazy("The study is busy; please reload the page."))
 
 
 def _record_consent(row, consent, now: datetime) -> None:
@@ -215,13 +216,14 @@ def _joins_simulated(study: Study, token: object) -> bool:
     except signing.BadSignature:  # also an expired one
         slug = None
     if slug != study.slug:
-        raise SubmissionError("bad_simulated_token", "This link carries an invalid or expired simulated-participant "
-                                                     "token. People join with the plain study link.")
+        raise SubmissionError("bad_simulated_token", gettext_lazy(
+            "This link carries an invalid or expired simulated-participant token. People join with the plain study "
+            "link."))
     return True
 
 
-STUDY_FULL = ("This study is full: it already has all the participants it needs. Thank you for your interest — you "
-              "do not need to do anything else.")
+STUDY_FULL = gettext_lazy("This study is full: it already has all the participants it needs. Thank you for your "
+                          "interest — you do not need to do anything else.")
 
 
 def _check_participant_cap(study: Study) -> None:
@@ -236,14 +238,14 @@ def check_joinable(*, study: Study, params: dict[str, str]) -> bool:
     if not study.is_active:
         # A study that closed itself at a cap says it is full (deliberation/caps.py); one closed by hand, the plain
         # message.
-        raise SubmissionError("inactive", STUDY_FULL if study.closed_reason else "This study is not accepting "
-                                                                                 "participants.")
+        raise SubmissionError("inactive", STUDY_FULL if study.closed_reason else gettext_lazy(
+            "This study is not accepting participants."))
     if study.paused_at is not None:
-        raise SubmissionError("paused", "This study is paused for a few minutes. Please open the link again a little "
-                                        "later; nothing has been stored for you yet.")
+        raise SubmissionError("paused", gettext_lazy("This study is paused for a few minutes. Please open the link "
+                                                     "again a little later; nothing has been stored for you yet."))
     _check_participant_cap(study)
     if not study.questions.exists():
-        raise SubmissionError("no_questions", "This study is not ready yet (it has no questions).")
+        raise SubmissionError("no_questions", gettext_lazy("This study is not ready yet (it has no questions)."))
     return _joins_simulated(study, params.get(SIMULATED_PARAM))
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext
 from django.views.decorators.http import require_http_methods
 
 from core.errors import SubmissionError
+from core.i18n import in_study_language, use_study_language
 
 from .forms import QuestionnaireForm, ScreeningForm
 from .models import Participant
@@ -17,15 +19,19 @@ from .services import is_token
 from .withdrawal import participant_withdraw
 
 
-def _participant(token: str) -> Participant:
+def _participant(request: HttpRequest, token: str) -> Participant:
+    """The participant, or 404; the rest of the (``in_study_language``) view speaks their study's language."""
     if not is_token(token):
         raise Http404("No such participant.")
-    return get_object_or_404(Participant.objects.select_related("study"), token=token)
+    participant = get_object_or_404(Participant.objects.select_related("study"), token=token)
+    use_study_language(request, participant.study)
+    return participant
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def screening(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant(token)
+    participant = _participant(request, token)
     if participant.status != Participant.Status.SCREENING:
         return redirect("participant_page", token=token)
     questions = screening_open(participant=participant)
@@ -49,8 +55,9 @@ def screening(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def questionnaire(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant(token)
+    participant = _participant(request, token)
     if not questionnaire_pending(participant=participant):
         return redirect("participant_complete", token=token)
     items = questionnaire_items(study_id=participant.study_id)
@@ -69,8 +76,9 @@ def questionnaire(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@in_study_language
 def withdraw(request: HttpRequest, token: str) -> HttpResponse:
-    participant = _participant(token)
+    participant = _participant(request, token)
     context = {"participant": participant, "study": participant.study}
     if participant.status == Participant.Status.WITHDRAWN:
         return redirect("participant_complete", token=token)
@@ -78,6 +86,7 @@ def withdraw(request: HttpRequest, token: str) -> HttpResponse:
         return render(request, "participants/withdraw.html", context)
     if request.POST.get("confirm") != "yes":
         return render(request, "participants/withdraw.html",
-                      {**context, "error": "Please tick the box to confirm that you want to withdraw."}, status=400)
+                      {**context, "error": gettext("Please tick the box to confirm that you want to withdraw.")},
+                      status=400)
     participant_withdraw(participant=participant)
     return redirect("participant_complete", token=token)

@@ -11,6 +11,9 @@
  * submission sent again keeps its ref, and the server answers a ref it already stored with the
  * original acknowledgement instead of storing it twice (deliberation/services.py
  * submission_replay).
+ *
+ * Every text it shows goes through gettext() / interpolate(): the page loads Django's JavaScript catalog in the
+ * study's language (core/i18n.py) before this file.
  */
 (function () {
   "use strict";
@@ -84,7 +87,7 @@
     var data = JSON.stringify(message);
     var bytes = window.TextEncoder ? new TextEncoder().encode(data).length : unescape(encodeURIComponent(data)).length;
     if (bytes <= maxBytes) return false;
-    showError("Your text is too long to send; please shorten it. It is kept here.");
+    showError(gettext("Your text is too long to send; please shorten it. It is kept here."));
     return true;
   }
 
@@ -104,7 +107,7 @@
     outbox.submit = { key: key, message: message };
     persist();
     if (!transmit(message)) {
-      showError("Not connected — reconnecting. Your answer is kept and will be sent as soon as the connection is back.");
+      showError(gettext("Not connected — reconnecting. Your answer is kept and will be sent as soon as the connection is back."));
     }
     refreshButtons();
   }
@@ -152,7 +155,7 @@
     socket = new WebSocket(scheme + window.location.host + wsPath);
     socket.onopen = function () {
       reconnectDelay = 500;
-      connEl.textContent = "connected";
+      connEl.textContent = gettext("connected");
       connEl.className = "pill ok";
       clearInterval(pingTimer);
       pingTimer = setInterval(function () {
@@ -169,26 +172,26 @@
     };
     socket.onclose = function (event) {
       clearInterval(pingTimer);
-      connEl.textContent = "reconnecting…";
+      connEl.textContent = gettext("reconnecting…");
       connEl.className = "pill bad";
       refreshButtons();
       if (event.code === 4404) {
-        app.replaceChildren(el("p", { class: "error", text: "This link is not valid." }));
+        app.replaceChildren(el("p", { class: "error", text: gettext("This link is not valid.") }));
         return;
       }
       if (event.code === 4409) {  // a newer window or tab of this participant took over (the server's socket cap)
-        connEl.textContent = "in another window";
+        connEl.textContent = gettext("in another window");
         screenKey = null;
         app.replaceChildren(el("section", { class: "card", id: "replaced" }, [
-          el("p", { text: "This study was opened in another window or tab. Nothing you entered was lost." }),
-          el("button", { id: "use-here", text: "Use this window", onclick: function () { showError(""); connect(); } })
+          el("p", { text: gettext("This study was opened in another window or tab. Nothing you entered was lost.") }),
+          el("button", { id: "use-here", text: gettext("Use this window"), onclick: function () { showError(""); connect(); } })
         ]));
         return;
       }
       if (event.code === 1009) {  // the server refused a message as too large: sending it again would not help
         outbox = { drafts: {}, submit: null };
         persist();
-        showError("Your text was too long to send; please shorten it. It is kept here.");
+        showError(gettext("Your text was too long to send; please shorten it. It is kept here."));
       }
       setTimeout(connect, reconnectDelay);
       reconnectDelay = Math.min(reconnectDelay * 2, 10000);
@@ -214,7 +217,7 @@
       refreshButtons();
       return;
     }
-    showError(message.message || "Something went wrong.");
+    showError(message.message || gettext("Something went wrong."));
     refreshButtons();
   }
 
@@ -256,34 +259,36 @@
     if (g && g.paused && g.phase !== "done") {  // the study is paused: the deadline is frozen on the server
       timerEl.hidden = false;
       timerEl.className = "timer paused";
-      timerEl.textContent = "Paused by the research team — your time is kept (" + Math.floor(g.paused_seconds_left / 60) +
-        ":" + String(g.paused_seconds_left % 60).padStart(2, "0") + " left). You can keep writing.";
+      timerEl.textContent = interpolate(
+        gettext("Paused by the research team — your time is kept (%s left). You can keep writing."),
+        [Math.floor(g.paused_seconds_left / 60) + ":" + String(g.paused_seconds_left % 60).padStart(2, "0")]);
       return;
     }
     if (!g || !g.deadline || g.phase === "done") { timerEl.hidden = true; return; }
     var left = Math.max(0, Math.round((Date.parse(g.deadline) - (Date.now() + clockOffsetMs)) / 1000));
     timerEl.hidden = false;
-    timerEl.textContent = "Time left: " + Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+    timerEl.textContent = interpolate(gettext("Time left: %s"), [Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0")]);
     timerEl.className = left <= 30 ? "timer urgent" : "timer";
     var ready = document.getElementById("group-ready");
-    if (ready) ready.textContent = "Your group is ready. Time left for this step: " + timeLeftText();
+    if (ready) ready.textContent = groupReadyText();
   }
   setInterval(tick, 1000);
 
   function membersView(g) {
     return el("div", { id: "members", class: "members" }, g.members.map(function (m) {
-      var label = (m.is_me ? "You" : "Member " + m.position) + (m.submitted ? " ✓" : "");
+      var label = (m.is_me ? gettext("You") : interpolate(gettext("Member %s"), [m.position])) + (m.submitted ? " ✓" : "");
       return el("span", { class: "member" + (m.submitted ? " done" : "") + (m.connected ? "" : " away"), text: label });
     }));
   }
 
   function lobbyText(lobby) {
-    return lobby.waiting + " waiting · groups of " + lobby.min_group_size + "–" + lobby.max_group_size;
+    return interpolate(gettext("%(waiting)s waiting · groups of %(min)s–%(max)s"),
+      { waiting: lobby.waiting, min: lobby.min_group_size, max: lobby.max_group_size }, true);
   }
 
   function generationText(g) {
-    return g.generation_error ? "The statement writer is having trouble; retrying. Please keep this page open."
-      : "The AI mediator is writing statements from your group's opinions…";
+    return g.generation_error ? gettext("The statement writer is having trouble; retrying. Please keep this page open.")
+      : gettext("The AI mediator is writing statements from your group's opinions…");
   }
 
   // --- lobby alert: a participant waiting in a background tab is told when their group forms ----------------
@@ -344,16 +349,20 @@
     clearInterval(flashTimer);
     flashTimer = setInterval(function () {
       on = !on;
-      document.title = on ? "(" + timeLeftText() + ") Your group is ready!" : pageTitle;
+      document.title = on ? flashTitle() : pageTitle;
     }, 1000);
-    document.title = "(" + timeLeftText() + ") Your group is ready!";
+    document.title = flashTitle();
     if (alertPrefs.sound) tone();
     if (alertPrefs.notify && window.Notification && Notification.permission === "granted") {
       try {
-        var note = new Notification("Your group is ready", { body: "Please come back to the study page." });
+        var note = new Notification(gettext("Your group is ready"), { body: gettext("Please come back to the study page.") });
         note.onclick = function () { window.focus(); note.close(); };
       } catch (e) { /* some mobile browsers allow notifications only from a service worker */ }
     }
+  }
+
+  function flashTitle() {
+    return interpolate(gettext("(%s) Your group is ready!"), [timeLeftText()]);
   }
 
   document.addEventListener("visibilitychange", function () { if (!document.hidden) stopFlash(); });
@@ -367,7 +376,7 @@
       savePrefs();
       if (sound.checked) unlockAudio();  // this click lets the page play the tone later
     });
-    var nodes = [el("label", { class: "check" }, [sound, document.createTextNode(" Play a sound when my group is ready")])];
+    var nodes = [el("label", { class: "check" }, [sound, document.createTextNode(" " + gettext("Play a sound when my group is ready"))])];
     if (window.Notification && Notification.permission !== "denied") {
       var notify = el("input", { type: "checkbox", id: "alert-notify" });
       notify.checked = !!alertPrefs.notify && Notification.permission === "granted";
@@ -380,15 +389,18 @@
           });
         }
       });
-      nodes.push(el("label", { class: "check" }, [notify, document.createTextNode(" Show a notification too")]));
+      nodes.push(el("label", { class: "check" }, [notify, document.createTextNode(" " + gettext("Show a notification too"))]));
     }
-    nodes.push(el("p", { class: "muted", text: "If this page is in the background, its title will flash when your group is ready." }));
+    nodes.push(el("p", { class: "muted", text: gettext("If this page is in the background, its title will flash when your group is ready.") }));
     return el("div", { id: "lobby-alert" }, nodes);
   }
 
+  function groupReadyText() {
+    return interpolate(gettext("Your group is ready. Time left for this step: %s"), [timeLeftText()]);
+  }
+
   function groupReadyBanner() {
-    return el("p", { class: "notice", id: "group-ready", role: "status",
-      text: "Your group is ready. Time left for this step: " + timeLeftText() });
+    return el("p", { class: "notice", id: "group-ready", role: "status", text: groupReadyText() });
   }
 
   function render() {
@@ -397,21 +409,21 @@
     var nodes = [];
     if (p.status === "lobby") {
       nodes.push(el("section", { class: "card", id: "lobby" }, [
-        el("h2", { text: "Waiting for other participants" }),
-        el("p", { text: "You will be put into a group as soon as enough people have arrived. Please keep this page open." }),
+        el("h2", { text: gettext("Waiting for other participants") }),
+        el("p", { text: gettext("You will be put into a group as soon as enough people have arrived. Please keep this page open.") }),
         el("p", { class: "muted", id: "lobby-count", text: lobbyText(snapshot.lobby) }),
         lobbyAlertControls()
       ]));
     } else if (p.status === "lobby_timeout" || ((p.status === "dropped") && !g)) {
-      nodes.push(finishedCard("Not enough participants arrived to form a group. Thank you for waiting."));
+      nodes.push(finishedCard(gettext("Not enough participants arrived to form a group. Thank you for waiting.")));
     } else if (p.status === "withdrawn") {
-      nodes.push(finishedCard("You have withdrawn from the study."));
+      nodes.push(finishedCard(gettext("You have withdrawn from the study.")));
     } else if (p.status === "screened_out" || p.status === "screening") {
       window.location.href = completeUrl;  // the server sends them to their screening or completion page
     } else if (g) {
       if (p.status === "in_group" && Date.now() < groupReadyUntil) nodes.push(groupReadyBanner());
       nodes.push(el("section", { class: "card" }, [
-        el("p", { class: "muted", text: "Question" }),
+        el("p", { class: "muted", text: gettext("Question") }),
         el("p", { class: "question", id: "question", text: g.question }),
         membersView(g)
       ]));
@@ -426,39 +438,39 @@
   function finishedCard(message) {
     return el("section", { class: "card", id: "finished" }, [
       el("h2", { text: message }),
-      el("a", { class: "button", id: "finish-link", href: completeUrl, text: "Continue" })
+      el("a", { class: "button", id: "finish-link", href: completeUrl, text: gettext("Continue") })
     ]);
   }
 
   function phaseView(g, p) {
     switch (g.phase) {
-      case "opinion": return g.submitted ? waitingCard("Your opinion", g.my_opinion) : textForm(g, "opinion");
+      case "opinion": return g.submitted ? waitingCard(gettext("Your opinion"), g.my_opinion) : textForm(g, "opinion");
       case "generating":
       case "revising":
         return el("section", { class: "card", id: "generating" }, [
-          el("h2", { text: g.phase === "revising" ? "Revising the statement…" : "Writing statements…" }),
+          el("h2", { text: g.phase === "revising" ? gettext("Revising the statement…") : gettext("Writing statements…") }),
           el("p", { id: "generation-status", text: generationText(g) })
         ]);
       case "rating":
       case "final_rating":
         return g.submitted ? waitingCard(null, null) : ratingForm(g);
       case "critique":
-        return g.submitted ? waitingCard("Your critique", g.my_critique) : textForm(g, "critique");
+        return g.submitted ? waitingCard(gettext("Your critique"), g.my_critique) : textForm(g, "critique");
       case "done":
         return el("section", { class: "card", id: "done" }, [
-          el("h2", { text: "The group's final statement" }),
+          el("h2", { text: gettext("The group's final statement") }),
           g.winner ? el("p", { class: "statement", id: "final-statement", text: g.winner.text }) : null,
-          el("p", { text: "Thank you for taking part." }),
-          el("a", { class: "button", id: "finish-link", href: completeUrl, text: "Finish" })
+          el("p", { text: gettext("Thank you for taking part.") }),
+          el("a", { class: "button", id: "finish-link", href: completeUrl, text: gettext("Finish") })
         ]);
       default:
-        return el("p", { text: "Please wait…" });
+        return el("p", { text: gettext("Please wait…") });
     }
   }
 
   function waitingCard(title, text) {
     return el("section", { class: "card", id: "waiting" }, [
-      el("h2", { text: "Thank you — waiting for the rest of your group" }),
+      el("h2", { text: gettext("Thank you — waiting for the rest of your group") }),
       title ? el("p", { class: "muted", text: title }) : null,
       text ? el("p", { class: "statement", text: text }) : null
     ]);
@@ -471,19 +483,19 @@
     if (initial === undefined) initial = (g.draft && g.draft.text) || "";
     var children = [];
     if (kind === "opinion") {
-      children.push(el("h2", { text: "What do you think?" }));
-      children.push(el("p", { text: "Write your opinion on the question in a few sentences." }));
+      children.push(el("h2", { text: gettext("What do you think?") }));
+      children.push(el("p", { text: gettext("Write your opinion on the question in a few sentences.") }));
       // Who sees the opinion depends on the study's settings; the server writes this line (participants/consent.py).
       children.push(el("p", { class: "muted", id: "opinion-notice", text: snapshot.study.opinion_notice || "" }));
     } else {
-      children.push(el("h2", { text: "Critique the chosen statement" }));
+      children.push(el("h2", { text: gettext("Critique the chosen statement") }));
       children.push(el("p", { class: "statement card", id: "winner-statement", text: g.winner ? g.winner.text : "" }));
-      children.push(el("p", { text: "What would you change so that it better reflects your view and the group's? The mediator will revise it." }));
+      children.push(el("p", { text: gettext("What would you change so that it better reflects your view and the group's? The mediator will revise it.") }));
     }
-    var area = el("textarea", { id: kind + "-text", maxlength: String(max * 2), "aria-label": kind });
+    var area = el("textarea", { id: kind + "-text", maxlength: String(max * 2), "aria-label": kind === "opinion" ? pgettext("text field", "opinion") : pgettext("text field", "critique") });
     area.value = initial;
     var counter = el("div", { class: "counter", id: kind + "-counter" });
-    var button = el("button", { id: kind + "-submit", "data-submit": "1", "data-key": key, text: "Submit" });
+    var button = el("button", { id: kind + "-submit", "data-submit": "1", "data-key": key, text: gettext("Submit") });
     function update() {
       local.text[key] = area.value;
       persist();
@@ -495,10 +507,11 @@
     area.addEventListener("input", update);
     button.addEventListener("click", function () {
       if (area.value.length > max) {
-        showError("Your text is " + area.value.length + " characters long; the limit is " + max + ". Please shorten it.");
+        showError(interpolate(gettext("Your text is %(length)s characters long; the limit is %(limit)s. Please shorten it."),
+          { length: area.value.length, limit: max }, true));
         return;
       }
-      if (!area.value.trim()) { showError("Please write something first."); return; }
+      if (!area.value.trim()) { showError(gettext("Please write something first.")); return; }
       // The draft goes first, so the server holds the newest text even if the submission is refused.
       clearTimeout(draftTimer);
       sendDraft(key, { type: "draft", phase: g.phase, text: area.value });
@@ -535,7 +548,7 @@
     var byId = {};
     g.candidates.forEach(function (c) { byId[c.id] = c; });
     var button = el("button", { id: "ratings-submit", "data-submit": "1", "data-key": key,
-      text: "Submit ratings and ranking" });
+      text: gettext("Submit ratings and ranking") });
 
     function markComplete() {
       var complete = ids.every(function (id) { var r = ratings[id]; return r && r.agreement && r.quality; });
@@ -555,12 +568,12 @@
     var cards = g.candidates.map(function (c, i) {
       var r = ratings[c.id] || (ratings[c.id] = {});
       return el("div", { class: "card candidate", "data-candidate": String(c.id) }, [
-        el("p", { class: "muted", text: "Statement " + String.fromCharCode(65 + i) }),
+        el("p", { class: "muted", text: interpolate(gettext("Statement %s"), [String.fromCharCode(65 + i)]) }),
         el("p", { class: "statement", text: c.text }),
-        el("p", { text: "How much do you agree with this statement?" }),
-        scale("agree-" + c.id, ["strongly disagree", "strongly agree"], r.agreement, function (v) { r.agreement = v; saveDraft(); }),
-        el("p", { text: "How good is it as a statement of the group's view?" }),
-        scale("quality-" + c.id, ["terrible", "excellent"], r.quality, function (v) { r.quality = v; saveDraft(); })
+        el("p", { text: gettext("How much do you agree with this statement?") }),
+        scale("agree-" + c.id, [gettext("strongly disagree"), gettext("strongly agree")], r.agreement, function (v) { r.agreement = v; saveDraft(); }),
+        el("p", { text: gettext("How good is it as a statement of the group's view?") }),
+        scale("quality-" + c.id, [gettext("terrible"), gettext("excellent")], r.quality, function (v) { r.quality = v; saveDraft(); })
       ]);
     });
     var letter = {};
@@ -568,8 +581,8 @@
     var list = el("ol", { class: "rank-list", id: "rank-list" });
     function drawRanking() {
       list.replaceChildren.apply(list, ranking.map(function (id, pos) {
-        var up = el("button", { class: "secondary", "aria-label": "move up", text: "↑" });
-        var down = el("button", { class: "secondary", "aria-label": "move down", text: "↓" });
+        var up = el("button", { class: "secondary", "aria-label": gettext("move up"), text: "↑" });
+        var down = el("button", { class: "secondary", "aria-label": gettext("move down"), text: "↓" });
         up.disabled = pos === 0;
         down.disabled = pos === ranking.length - 1;
         up.addEventListener("click", function () { move(pos, -1); });
@@ -598,11 +611,11 @@
         })
       });
     });
-    var title = g.phase === "final_rating" ? "Rate the revised statements" : "Rate the statements";
+    var title = g.phase === "final_rating" ? gettext("Rate the revised statements") : gettext("Rate the statements");
     var section = el("section", { id: "rating-form" }, [el("h2", { text: title })].concat(cards).concat([
       el("section", { class: "card" }, [
-        el("h2", { text: "Rank them, best first" }),
-        el("p", { class: "muted", text: "Use the arrows to order the statements from the one you prefer most to the one you prefer least." }),
+        el("h2", { text: gettext("Rank them, best first") }),
+        el("p", { class: "muted", text: gettext("Use the arrows to order the statements from the one you prefer most to the one you prefer least.") }),
         list
       ]),
       button

@@ -15,7 +15,7 @@ ADD = "/admin/deliberation/study/add/"
 
 def study_form(**overrides) -> dict:
     data = {
-        "title": "Two arms", "slug": "two-arms", "is_active": "on", "consent_text": "Consent.",
+        "title": "Two arms", "slug": "two-arms", "language": "en", "is_active": "on", "consent_text": "Consent.",
         "min_group_size": 3, "max_group_size": 4, "lobby_timeout_seconds": 300, "opinion_seconds": 300,
         "rating_seconds": 300, "critique_seconds": 240, "final_rating_seconds": 240, "max_text_chars": 1000,
         "num_candidates": 2, "aggregation_method": "schulze", "welfare_method": "utilitarian", "welfare_alpha": 1.0,

@@ -521,9 +521,10 @@ def _shown_candidates(group: Group, round_: int, *, with_ratings: bool = False
     for cid, index, text, source, *rating in (Candidate.objects.filter(group=group, round=round_, shown=True)
                                               .order_by("index").values_list(*fields, *joined)):
         if cid not in candidates:  # loaded as the ORM would with .only(): any other field is read on access
-            candidates[cid] = Candidate.from_db(
-                connection.alias, ["id", "group_id", "round", "index", "text", "source", "shown"],
-                [cid, group.pk, round_, index, text, source, True])
+            loaded = {"id": cid, "group_id": group.pk, "round": round_, "index": index, "text": text,
+                      "source": source, "shown": True}
+            candidates[cid] = Candidate.from_db(connection.alias, list(loaded), [  # in the model's field order
+                loaded[f.attname] for f in Candidate._meta.concrete_fields if f.attname in loaded])
         if rating and rating[0] is not None:
             ratings.append((rating[0], cid, rating[1], rating[2]))
     return candidates, (ratings if with_ratings else None)
@@ -609,11 +610,12 @@ def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
     they are no longer in the group or their seat was taken over.
 
     Without the group's row lock: one upsert (INSERT ... ON CONFLICT DO UPDATE), then the group's phase read
-    under ``FOR KEY SHARE``, which no submission and no other draft waits for. It waits only for a transition
-    holding the group ``FOR UPDATE`` (one that stores drafts at a deadline, ``store_timed_out_drafts``): either
-    that transition read this draft (it committed first), or this read sees the new phase and the draft is
-    rolled back and reported as not saved. So a draft acknowledged as saved is never older than what a
-    deadline stores. The consumer writes a socket's drafts at most every ``DRAFT_WRITE_INTERVAL_SECONDS``."""
+    under ``FOR KEY SHARE``, which no submission and no other draft waits for. It waits only for a change
+    holding the group ``FOR UPDATE`` (every change but a submission, a deadline among them): either that change
+    read this draft (it committed first), or this read sees the new phase and the draft is rolled back and
+    reported as not saved. So a draft acknowledged as saved is never older than what a deadline stores (a
+    submission that ends a phase: ``store_timed_out_drafts``). The consumer writes a socket's drafts at most
+    every ``DRAFT_WRITE_INTERVAL_SECONDS``."""
     if phase not in {p.value for p in flow.INPUT_PHASES}:
         return False
     with transaction.atomic():

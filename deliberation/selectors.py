@@ -58,6 +58,7 @@ class MemberRow:
     submitted: bool  # in the group's current phase
     draft: Any  # their draft of the current phase (None)
     answered: bool  # has the answer the caller asked about (``group_members(answered=...)``)
+    draft_id: int | None = None  # that draft's row (None: no draft); a deadline stores drafts in this order
 
 
 @dataclass(frozen=True)
@@ -87,16 +88,18 @@ def group_members(group: Group, now: datetime, *, answered=None) -> MembersRead:
     if answers is not None:
         rows = rows.annotate(submitted=Exists(answers.filter(participant=mine)))
     if phase in flow.INPUT_PHASES:
-        rows = rows.annotate(draft=Subquery(Draft.objects.filter(group=group, participant=mine, phase=phase.value)
-                                            .values("payload")[:1], output_field=JSONField()))
+        drafts = Draft.objects.filter(group=group, participant=mine, phase=phase.value)
+        rows = rows.annotate(draft=Subquery(drafts.values("payload")[:1], output_field=JSONField()),
+                             draft_id=Subquery(drafts.values("pk")[:1]))
     if answered is not None:
         rows = rows.annotate(answered=Exists(answered.filter(participant=mine)))
     fields = ["id", "position", "status", "taken_over_at", "seen"] + \
         [f for f, on in (("submitted", answers is not None), ("draft", phase in flow.INPUT_PHASES),
-                         ("answered", answered is not None)) if on]
+                         ("draft_id", phase in flow.INPUT_PHASES), ("answered", answered is not None)) if on]
     values = list(rows.values(*fields))
     members = [MemberRow(v["id"], v["position"], v["status"], v["taken_over_at"] is not None,
-                         v.get("submitted", False), v.get("draft"), v.get("answered", False)) for v in values]
+                         v.get("submitted", False), v.get("draft"), v.get("answered", False), v.get("draft_id"))
+               for v in values]
     return MembersRead(members, live_participants({v["id"]: v["seen"] for v in values}, now))
 
 
@@ -233,14 +236,18 @@ def group_shared_state(group: Group, now: datetime | None = None, *, cache: bool
     return shared
 
 
-def shared_state_from(group: Group, read: MembersRead, *, submitted: set[int] = frozenset(),
-                      candidates: list[Candidate] | None = None) -> dict[str, Any]:
-    """The shared state from what a service already read under the group's lock (``group_members``), plus the
-    members whose answers it stored (``submitted``) and the round's shown candidates it loaded, if any. Built
-    inside the transaction and pushed after the commit (``realtime.push_after_commit(states=...)``)."""
-    members = [[r.id, r.position, r.status] for r in read.rows]
+def shared_state_from(group: Group, read: MembersRead, *, submitted: set[int],
+                      candidates: list[Candidate] | None = None, statuses: dict[int, str] | None = None
+                      ) -> dict[str, Any]:
+    """The shared state from what a service already read under the group's lock (``group_members``) and what it
+    changed since: ``submitted``, who counts as submitted in the group's phase now (the read's plus what the
+    service stored; nobody in a phase just entered); the round's shown candidates it loaded, if any (else read
+    here when the phase shows them); ``statuses``, members' statuses it wrote (a finished group). Built inside
+    the transaction and pushed after the commit (``realtime.push_after_commit(states=...)``)."""
+    statuses = statuses or {}
+    members = [[r.id, r.position, statuses.get(r.id, r.status)] for r in read.rows]
     rows = None if candidates is None else [[c.pk, c.text] for c in sorted(candidates, key=lambda c: c.index)]
-    return _shared_state(group, members, read.connected, read.submitted | set(submitted), rows)
+    return _shared_state(group, members, read.connected, set(submitted), rows)
 
 
 def _shared_state(group: Group, members: list[list], connected: set[int], submitted: set[int],

@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 import random
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from fractions import Fraction
 from typing import Any
 
 from django.db import DataError, IntegrityError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Case, Count, Q, Value, When
 from django.utils import timezone
 from django.utils.text import format_lazy
 from django.utils.translation import gettext_lazy, ngettext_lazy, pgettext_lazy
@@ -144,8 +144,33 @@ def group_freeze(group: Group, now: datetime) -> None:
         group.deadline = None
 
 
+def group_event(group: Group, kind: str, participant: Participant | None = None, **payload: Any) -> GroupEvent:
+    """An event row not written yet: a change of a group writes all of its events in one INSERT (``_apply``)."""
+    return GroupEvent(group=group, kind=kind, participant=participant, payload=payload)
+
+
 def log_event(group: Group, kind: str, participant: Participant | None = None, **payload: Any) -> None:
-    GroupEvent.objects.create(group=group, kind=kind, participant=participant, payload=payload)
+    group_event(group, kind, participant, **payload).save()
+
+
+# A round's ratings as a transition counts them for the winner: (participant id, candidate id, rank, agreement).
+RatingRow = tuple[int, int, int | None, int | None]
+
+
+@dataclass
+class _Writes:
+    """What one change of a locked group writes, gathered while the flow's effects run so that it goes out in
+    few statements: its events (one INSERT, in the order they happened), the group's changed fields (one UPDATE,
+    with the version) and the members' statuses written by ``group_finish`` (for the pushed state)."""
+
+    events: list[GroupEvent] = field(default_factory=list)
+    fields: dict[str, Any] = field(default_factory=dict)
+    statuses: dict[int, str] = field(default_factory=dict)
+
+    def write_events(self) -> None:
+        if self.events:
+            GroupEvent.objects.bulk_create(self.events)  # created_at set object by object: their order stays
+            self.events = []
 
 
 def _touch(group: Group, *, shared: dict | None = None, **fields: Any) -> None:
@@ -163,20 +188,32 @@ def _touch(group: Group, *, shared: dict | None = None, **fields: Any) -> None:
 
 
 def _apply(group: Group, event: flow.Event, now: datetime, *, read: MembersRead | None = None,
-           stored_by: int | None = None, candidates: list[Candidate] | None = None) -> flow.Transition:
+           stored_by: int | None = None, candidates: dict[int, Candidate] | None = None,
+           ratings: list[RatingRow] | None = None, logged: tuple[GroupEvent, ...] = ()) -> flow.Transition:
     """Run the pure state machine on a locked group and carry out its effects. ``read``: the members as the
     caller read them under the lock (else read here); ``stored_by``: whose answer the caller just stored;
-    ``candidates``: the round's shown candidates if the caller loaded them. Without a phase change the pushed
-    state is built from these reads; a phase change reads it again (its effects changed what members see)."""
+    ``candidates``: the round's shown candidates if the caller loaded them; ``ratings``: every rating of the
+    round stored so far, its own included, if the caller read them (a submission that ends a rating phase:
+    the winner is chosen from them); ``logged``: the caller's events, written with the transition's.
+
+    The pushed state is built from these reads, with or without a phase change: the phase just entered has no
+    answers yet (``flow._enter``), and what the effects change (winner, outcome, statuses, generation status)
+    is known here. So a submission's statements under the lock are its reads, its insert, one INSERT of the
+    events, one UPDATE of the group, and a finished group's one UPDATE of its members
+    (tests/deliberation/test_lean_path.py counts them)."""
     read = read or group_members(group, now)
     state = flow_state(group, read, stored_by=stored_by)
     transition = flow.advance(state, event, now, group.flow_config)
+    writes = _Writes(events=list(logged))
     if not transition.changed:
-        submitted = {stored_by} if stored_by is not None else set()
-        _touch(group, shared=shared_state_from(group, read, submitted=submitted, candidates=candidates))
+        submitted = read.submitted | ({stored_by} if stored_by is not None else set())
+        shared = shared_state_from(group, read, submitted=submitted,
+                                   candidates=None if candidates is None else list(candidates.values()))
+        writes.write_events()
+        _touch(group, shared=shared)
         return transition
-    log_event(group, "phase_changed", from_phase=group.phase, to_phase=transition.state.phase.value,
-              reason=transition.reason)
+    writes.events.append(group_event(group, "phase_changed", from_phase=group.phase,
+                                     to_phase=transition.state.phase.value, reason=transition.reason))
     group.phase = transition.state.phase.value
     group.deadline = transition.state.deadline
     group.phase_started_at = now
@@ -184,24 +221,34 @@ def _apply(group: Group, event: flow.Event, now: datetime, *, read: MembersRead 
     if group.study.paused_at is not None:  # a paused study's groups keep their time (deliberation/pause.py)
         group_freeze(group, now)
     for effect in transition.effects:
-        _carry_out(group, effect, state, now)
-    _touch(group, phase=group.phase, deadline=group.deadline, phase_started_at=now,
-           paused_seconds_left=group.paused_seconds_left, generation_status=group.generation_status)
+        _carry_out(group, effect, state, now, read=read, writes=writes, candidates=candidates, ratings=ratings)
+    in_group = {r.id for r in read.rows if r.status == Participant.Status.IN_GROUP}  # group_finish's filter
+    shared = shared_state_from(group, read, submitted={m.participant_id for m in transition.state.members
+                                                       if m.submitted},
+                               statuses={pid: s for pid, s in writes.statuses.items() if pid in in_group})
+    writes.write_events()
+    _touch(group, shared=shared, phase=group.phase, deadline=group.deadline, phase_started_at=now,
+           paused_seconds_left=group.paused_seconds_left, generation_status=group.generation_status,
+           **writes.fields)
     return transition
 
 
-def _carry_out(group: Group, effect: flow.Effect, previous: flow.GroupState, now: datetime) -> None:
+def _carry_out(group: Group, effect: flow.Effect, previous: flow.GroupState, now: datetime, *, read: MembersRead,
+               writes: _Writes, candidates: dict[int, Candidate] | None, ratings: list[RatingRow] | None) -> None:
     if isinstance(effect, flow.StoreTimedOutDrafts):
-        store_timed_out_drafts(group, effect.phase, previous, now)
+        stored = store_timed_out_drafts(group, effect.phase, read, previous, now, writes, candidates=candidates)
+        if ratings is not None:
+            ratings.extend(stored)  # the winner counts the ratings stored from drafts too
     elif isinstance(effect, flow.EnqueueGeneration):
         from .dispatch import enqueue_generation
 
         group.generation_status = ""  # saved by _apply's final _touch
         enqueue_generation(group_id=group.pk, round=effect.round)
     elif isinstance(effect, flow.ChooseWinner):
-        winner_choose(group, effect.round)
+        # The caller's candidates and ratings are those of the phase that ended, the winner's round.
+        winner_choose(group, effect.round, writes, candidates=candidates, ratings=ratings)
     elif isinstance(effect, flow.FinishGroup):
-        group_finish(group, effect.outcome, previous, now)
+        group_finish(group, effect.outcome, previous, now, writes=writes)
     else:  # pragma: no cover - the flow module defines every effect
         raise AssertionError(effect)
 
@@ -210,8 +257,10 @@ def lock_group(group_id: int, *, no_key: bool = False) -> Group:
     """The group, row-locked for the rest of the transaction, with what its pushed state shows loaded.
 
     Submissions take ``FOR NO KEY UPDATE`` (``no_key``): it orders them like a full lock but lets drafts pass
-    (``draft_save`` takes ``FOR KEY SHARE``); transitions that may store drafts hold ``FOR UPDATE``
-    (``store_timed_out_drafts`` upgrades to it), so a draft written meanwhile waits and then sees the new phase."""
+    (``draft_save`` takes ``FOR KEY SHARE``). Every other change (deadlines, presence, a forced advance) holds
+    ``FOR UPDATE`` before it reads the members and their drafts, so a draft being written meanwhile either
+    committed before that read or waits and then sees the new phase (``store_timed_out_drafts`` says why a
+    submission that ends a phase needs no more)."""
     return (Group.objects.select_for_update(of=("self",), no_key=no_key)
             .select_related("study", "arm", "question", "winner_round1", "winner_round2").get(pk=group_id))
 
@@ -225,8 +274,8 @@ def group_apply(*, group_id: int, event: flow.Event, now: datetime | None = None
 def group_force_advance(*, group_id: int, user: str = "") -> flow.Transition:
     with transaction.atomic():
         group = lock_group(group_id)
-        log_event(group, "forced_by_experimenter", user=user, phase=group.phase)
-        return _apply(group, flow.ForceAdvance(), timezone.now())
+        return _apply(group, flow.ForceAdvance(), timezone.now(),
+                      logged=(group_event(group, "forced_by_experimenter", user=user, phase=group.phase),))
 
 
 # --- group creation -------------------------------------------------------------------------
@@ -450,7 +499,7 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
         if replay := _claim_ref(participant, ref, "opinion"):
             return replay
         # Under the lock: one read of the members (and whether this one answered before), then the insert, the
-        # event, the version bump (tests/deliberation/test_lean_path.py counts the statements).
+        # events, the version bump (tests/deliberation/test_lean_path.py counts the statements).
         group = _locked_group(participant)
         read = group_members(group, now, answered=Opinion.objects.filter(group=group))
         if _answered(read, participant):
@@ -461,8 +510,8 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
         text = clean_text(text, max_chars=group.study.max_text_chars, what="opinion", min_words=3)
         Opinion.objects.create(group=group, participant=participant, text=text,
                                response_seconds=_response_seconds(group, now), by_bot=by_bot)
-        log_event(group, "opinion_submitted", participant)
-        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk)
+        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk,
+               logged=(group_event(group, "opinion_submitted", participant),))
     return SubmitResult(created=True, stored=text)
 
 
@@ -488,14 +537,36 @@ def critique_submit(*, participant: Participant, text: str, by_bot: bool = False
         text = clean_text(text, max_chars=group.study.max_text_chars, what="critique", min_words=1)
         Critique.objects.create(group=group, participant=participant, candidate_id=group.winner_round1_id,
                                 text=text, response_seconds=_response_seconds(group, now), by_bot=by_bot)
-        log_event(group, "critique_submitted", participant)
-        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk)
+        _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk,
+               logged=(group_event(group, "critique_submitted", participant),))
     return SubmitResult(created=True, stored=text)
 
 
+def _shown_candidates(group: Group, round_: int, *, with_ratings: bool = False
+                      ) -> tuple[dict[int, Candidate], list[RatingRow] | None]:
+    """The round's shown candidates (what its rating form shows), by id, in one query. ``with_ratings``: every
+    rating of the round stored so far comes along in the same query (a LEFT JOIN), for a submission that ends
+    the round and so chooses its winner."""
+    fields = ["id", "index", "text", "source"]
+    joined = ["ratings__participant_id", "ratings__rank", "ratings__agreement"] if with_ratings else []
+    candidates: dict[int, Candidate] = {}
+    ratings: list[RatingRow] = []
+    for cid, index, text, source, *rating in (Candidate.objects.filter(group=group, round=round_, shown=True)
+                                              .order_by("index").values_list(*fields, *joined)):
+        if cid not in candidates:  # loaded as the ORM would with .only(): any other field is read on access
+            loaded = {"id": cid, "group_id": group.pk, "round": round_, "index": index, "text": text,
+                      "source": source, "shown": True}
+            candidates[cid] = Candidate.from_db(connection.alias, list(loaded), [  # in the model's field order
+                loaded[f.attname] for f in Candidate._meta.concrete_fields if f.attname in loaded])
+        if rating and rating[0] is not None:
+            ratings.append((rating[0], cid, rating[1], rating[2]))
+    return candidates, (ratings if with_ratings else None)
+
+
 def _validate_ratings(group: Group, round_: int, ratings: dict[int, dict], ranking: list[int], *,
-                      complete: bool) -> dict[int, Candidate]:
-    candidates = {c.pk: c for c in Candidate.objects.filter(group=group, round=round_, shown=True)}
+                      complete: bool, candidates: dict[int, Candidate] | None = None) -> dict[int, Candidate]:
+    if candidates is None:
+        candidates, _ = _shown_candidates(group, round_)
     unknown = (set(ratings) | set(ranking)) - set(candidates)
     if unknown:
         raise SubmissionError("forbidden", gettext_lazy("Those statements are not part of your group's current "
@@ -550,17 +621,22 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
             _release_ref(participant, ref)
             return SubmitResult(created=False, stored=view)
         _ensure_phase(group, phase)
-        candidates = _validate_ratings(group, round, ratings, ranking, complete=True)
+        # The last answer of the round chooses its winner from all the round's ratings: read with the candidates.
+        ends_round = flow.everyone_connected_submitted(flow_state(group, read, stored_by=participant.pk))
+        candidates, round_ratings = _shown_candidates(group, round, with_ratings=ends_round)
+        _validate_ratings(group, round, ratings, ranking, complete=True, candidates=candidates)
         seconds = _response_seconds(group, now)
-        Rating.objects.bulk_create([
+        rows = Rating.objects.bulk_create([
             Rating(participant=participant, candidate_id=cid, group=group, round=round,
                    agreement=values["agreement"], quality=values["quality"], rank=rank_of[cid],
                    response_seconds=seconds, by_bot=by_bot)
             for cid, values in ratings.items()
         ])
-        log_event(group, "ratings_submitted", participant, round=round, ranking=ranking)
+        if round_ratings is not None:
+            round_ratings += [(participant.pk, r.candidate_id, r.rank, r.agreement) for r in rows]
         _apply(group, flow.Submitted(participant.pk), now, read=read, stored_by=participant.pk,
-               candidates=list(candidates.values()))
+               candidates=candidates, ratings=round_ratings,
+               logged=(group_event(group, "ratings_submitted", participant, round=round, ranking=ranking),))
     return SubmitResult(created=True, stored=_ratings_view(ratings, rank_of))
 
 
@@ -569,11 +645,12 @@ def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
     they are no longer in the group or their seat was taken over.
 
     Without the group's row lock: one upsert (INSERT ... ON CONFLICT DO UPDATE), then the group's phase read
-    under ``FOR KEY SHARE``, which no submission and no other draft waits for. It waits only for a transition
-    holding the group ``FOR UPDATE`` (one that stores drafts at a deadline, ``store_timed_out_drafts``): either
-    that transition read this draft (it committed first), or this read sees the new phase and the draft is
-    rolled back and reported as not saved. So a draft acknowledged as saved is never older than what a
-    deadline stores. The consumer writes a socket's drafts at most every ``DRAFT_WRITE_INTERVAL_SECONDS``."""
+    under ``FOR KEY SHARE``, which no submission and no other draft waits for. It waits only for a change
+    holding the group ``FOR UPDATE`` (every change but a submission, a deadline among them): either that change
+    read this draft (it committed first), or this read sees the new phase and the draft is rolled back and
+    reported as not saved. So a draft acknowledged as saved is never older than what a deadline stores (a
+    submission that ends a phase: ``store_timed_out_drafts``). The consumer writes a socket's drafts at most
+    every ``DRAFT_WRITE_INTERVAL_SECONDS``."""
     if phase not in {p.value for p in flow.INPUT_PHASES}:
         return False
     with transaction.atomic():
@@ -598,51 +675,73 @@ def _group_phase_key_shared(group_id: int) -> str | None:
     return row[0] if row else None
 
 
-def store_timed_out_drafts(group: Group, phase: Phase, previous: flow.GroupState, now: datetime) -> None:
-    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout.
+def store_timed_out_drafts(group: Group, phase: Phase, read: MembersRead, previous: flow.GroupState, now: datetime,
+                           writes: _Writes, *, candidates: dict[int, Candidate] | None = None) -> list[RatingRow]:
+    """At the end of a phase, store each non-submitter's draft as their answer, flagged by_timeout; return the
+    ratings stored (the winner counts them). The drafts are those of the members read under the group's lock;
+    ``candidates``: the ended round's shown candidates, if the caller loaded them (else read per rating draft).
 
-    First the group's lock becomes ``FOR UPDATE`` (a submission holds only ``FOR NO KEY UPDATE``): a draft
-    being written now waits for this transaction and is then refused (``draft_save``), so every draft
-    acknowledged before is read here.
+    Why that read is recent enough. A change other than a submission (a deadline, a forced advance, a presence
+    change) locks the group ``FOR UPDATE`` before it reads the members: a draft being written holds
+    ``FOR KEY SHARE`` until its commit, so it either committed before the read (and is read) or waits for this
+    transaction and then sees the new phase and is refused, never acknowledged (``draft_save``). A submission
+    holds only ``FOR NO KEY UPDATE``, which drafts pass, and ends a phase only when every connected member has
+    submitted. If every member has, there is no draft to store, and a draft written meanwhile is never an
+    answer. Otherwise the drafts stored are those of members with no live socket at the read. A socket that
+    opens (or registers again after its row was swept) applies its presence change under the group's
+    ``FOR UPDATE`` lock, which waits for this transaction, before Channels hands the consumer its next message,
+    so its drafts come after the commit, see the new phase and are refused. A draft could only pass from a socket
+    still registered but silent for longer than the presence timeout, in the moment of this transaction; that
+    member's stored answer is then the draft read here, not the newer words. An upgrade to ``FOR UPDATE`` and a
+    second read of the drafts would close that gap at two more statements under the lock for every
+    phase-ending submission with somebody away (issue 16 item 3 counts them); the group had stopped waiting
+    for that member anyway.
 
     Each draft is stored in a savepoint of its own: one the database refuses (a constraint, a value it cannot
     hold) is rolled back alone and logged as ``draft_discarded``; without the savepoint, PostgreSQL would refuse
     every later statement of the transaction, the whole transition would fail, and the group would stall at its
     deadline (every sweep retrying the same draft)."""
-    list(Group.objects.select_for_update().filter(pk=group.pk).values_list("pk"))
-    seconds = _response_seconds(group, now)
     pending = {m.participant_id for m in previous.members if not m.submitted}
-    drafts = Draft.objects.filter(group=group, phase=phase.value, participant_id__in=pending).order_by("pk")
-    for draft in drafts:
+    drafts = sorted((r for r in read.rows if r.id in pending and r.draft_id is not None), key=lambda r: r.draft_id)
+    seconds = _response_seconds(group, now)
+    stored: list[RatingRow] = []
+    for member in drafts:
         try:
             with transaction.atomic():
-                _store_draft(group, phase, draft, seconds)
+                rows = _store_draft(group, phase, member.id, member.draft, seconds, candidates)
         except (SubmissionError, IntegrityError, DataError, TypeError, ValueError, AttributeError) as exc:
-            log_event(group, "draft_discarded", None, participant_id=draft.participant_id, reason=str(exc)[:200])
+            writes.events.append(group_event(group, "draft_discarded", None, participant_id=member.id,
+                                             reason=str(exc)[:200]))
             continue
-        log_event(group, "stored_by_timeout", None, participant_id=draft.participant_id, phase=phase.value)
+        stored += rows
+        writes.events.append(group_event(group, "stored_by_timeout", None, participant_id=member.id,
+                                         phase=phase.value))
+    return stored
 
 
-def _store_draft(group: Group, phase: Phase, draft: Draft, seconds: float) -> None:
-    payload = draft.payload if isinstance(draft.payload, dict) else {}
+def _store_draft(group: Group, phase: Phase, participant_id: int, payload: Any, seconds: float,
+                 candidates: dict[int, Candidate] | None) -> list[RatingRow]:
+    payload = payload if isinstance(payload, dict) else {}
     limit = group.study.max_text_chars
     if phase is Phase.OPINION:
         text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="opinion")
-        Opinion.objects.create(group=group, participant_id=draft.participant_id, text=text,
+        Opinion.objects.create(group=group, participant_id=participant_id, text=text,
                                response_seconds=seconds, by_timeout=True)
     elif phase is Phase.CRITIQUE:
         text = clean_text(str(payload.get("text", ""))[:limit], max_chars=limit, what="critique")
-        Critique.objects.create(group=group, participant_id=draft.participant_id, text=text,
+        Critique.objects.create(group=group, participant_id=participant_id, text=text,
                                 candidate_id=group.winner_round1_id, response_seconds=seconds, by_timeout=True)
     else:
-        _store_rating_draft(group, phase, draft, payload, seconds)
+        return _store_rating_draft(group, phase, participant_id, payload, seconds, candidates)
+    return []
 
 
-def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict, seconds: float) -> None:
+def _store_rating_draft(group: Group, phase: Phase, participant_id: int, payload: dict, seconds: float,
+                        candidates: dict[int, Candidate] | None) -> list[RatingRow]:
     round_ = flow.round_of(phase)
     ratings = {int(k): v for k, v in (payload.get("ratings") or {}).items() if isinstance(v, dict)}
     ranking = [int(c) for c in payload.get("ranking") or []]
-    candidates = _validate_ratings(group, round_, ratings, ranking, complete=False)
+    candidates = _validate_ratings(group, round_, ratings, ranking, complete=False, candidates=candidates)
     full_ranking = sorted(ranking) == sorted(candidates)
     rank_of = {cid: i + 1 for i, cid in enumerate(ranking)} if full_ranking else {}
     rows = []
@@ -650,28 +749,42 @@ def _store_rating_draft(group: Group, phase: Phase, draft: Draft, payload: dict,
         values = ratings.get(cid, {})
         if values.get("agreement") is None and values.get("quality") is None and cid not in rank_of:
             continue
-        rows.append(Rating(participant_id=draft.participant_id, candidate_id=cid, group=group, round=round_,
+        rows.append(Rating(participant_id=participant_id, candidate_id=cid, group=group, round=round_,
                            agreement=values.get("agreement"), quality=values.get("quality"),
                            rank=rank_of.get(cid), response_seconds=seconds, by_timeout=True))
     Rating.objects.bulk_create(rows)
+    return [(r.participant_id, r.candidate_id, r.rank, r.agreement) for r in rows]
 
 
 # --- winners and finishing ------------------------------------------------------------------
-def winner_choose(group: Group, round_: int) -> Candidate | None:
+def winner_choose(group: Group, round_: int, writes: _Writes, *, candidates: dict[int, Candidate] | None = None,
+                  ratings: list[RatingRow] | None = None) -> Candidate | None:
     """The round's winner among the shown model statements by the study's rule over the members' rankings.
 
     Members' opinions shown as comparators are ranked too but cannot win: each ballot is restricted to the
-    model statements, keeping the member's order."""
-    candidates = list(Candidate.objects.filter(group=group, round=round_, shown=True,
-                                               source=Candidate.Source.MODEL).order_by("index"))
-    if not candidates:
+    model statements, keeping the member's order. ``candidates`` (the round's shown ones) and ``ratings`` (every
+    rating of the round) when the caller has them, else read here, the ratings in one query. The winner goes
+    into ``writes`` (saved with the group's other fields)."""
+    if candidates is not None:
+        model = sorted((c for c in candidates.values() if c.source == Candidate.Source.MODEL), key=lambda c: c.index)
+    else:
+        model = list(Candidate.objects.filter(group=group, round=round_, shown=True,
+                                              source=Candidate.Source.MODEL).order_by("index"))
+    if not model:
         return None
-    ids = [c.pk for c in candidates]
+    ids = [c.pk for c in model]
+    if ratings is None:
+        ratings = list(Rating.objects.filter(group=group, round=round_, candidate_id__in=ids)
+                       .values_list("participant_id", "candidate_id", "rank", "agreement"))
     ballots: dict[int, list[tuple[int, int]]] = {}
-    for participant_id, candidate_id, rank in Rating.objects.filter(
-        group=group, round=round_, rank__isnull=False, candidate_id__in=ids
-    ).values_list("participant_id", "candidate_id", "rank"):
-        ballots.setdefault(participant_id, []).append((rank, candidate_id))
+    means: dict[int, list[int]] = {cid: [] for cid in ids}
+    for participant_id, candidate_id, rank, agreement in ratings:
+        if candidate_id not in means:
+            continue
+        if rank is not None:
+            ballots.setdefault(participant_id, []).append((rank, candidate_id))
+        if agreement is not None:
+            means[candidate_id].append(agreement)
     rankings = [[cid for _, cid in sorted(b)] for _, b in sorted(ballots.items()) if len(b) == len(ids)]
     if rankings:
         method = group.study.aggregation_method
@@ -679,31 +792,42 @@ def winner_choose(group: Group, round_: int) -> Candidate | None:
         winner_id, details = result.winner, {"tied_winners": list(result.tied_winners),
                                              "tie_broken_by": result.tie_broken_by}
     else:  # nobody ranked in time: fall back to mean agreement, then to the first candidate
-        means = {cid: [] for cid in ids}
-        for cid, agreement in Rating.objects.filter(group=group, round=round_, agreement__isnull=False,
-                                                    candidate_id__in=ids).values_list("candidate_id", "agreement"):
-            means[cid].append(agreement)
         winner_id = max(ids, key=lambda c: (sum(means[c]) / len(means[c]) if means[c] else 0, -ids.index(c)))
         method, details = "mean_agreement_fallback", {}
-    winner = next(c for c in candidates if c.pk == winner_id)
+    winner = next(c for c in model if c.pk == winner_id)
     setattr(group, f"winner_round{round_}", winner)
-    group.save(update_fields=[f"winner_round{round_}"])
-    log_event(group, "winner_chosen", None, round=round_, candidate_id=winner_id, method=method,
-              ballots=len(rankings), **details)
+    writes.fields[f"winner_round{round_}"] = winner
+    writes.events.append(group_event(group, "winner_chosen", None, round=round_, candidate_id=winner_id,
+                                     method=method, ballots=len(rankings), **details))
     return winner
 
 
-def group_finish(group: Group, outcome: str, previous: flow.GroupState, now: datetime) -> None:
+def group_finish(group: Group, outcome: str, previous: flow.GroupState, now: datetime, *,
+                 writes: _Writes | None = None) -> None:
+    """Finish a locked group: its outcome, and each member's status and completion code in one UPDATE. Within a
+    transition (``writes``) the group's fields and the event are written with the transition's; alone, here."""
+    alone = writes is None
+    writes = writes if writes is not None else _Writes()
     group.outcome = outcome
     group.finished_at = now
-    group.save(update_fields=["outcome", "finished_at"])
+    writes.fields.update(outcome=outcome, finished_at=now)
     study = group.study
-    for member in previous.members:
-        completed = member.submitted or member.connected
-        status = Participant.Status.COMPLETED if completed else Participant.Status.DROPPED
-        Participant.objects.filter(pk=member.participant_id, status=Participant.Status.IN_GROUP).update(
-            status=status, completion_code=study.completion_code(status.value), finished_at=now)
-    log_event(group, "group_finished", None, outcome=outcome)
+    completed_ids = [m.participant_id for m in previous.members if m.submitted or m.connected]
+    dropped_ids = [m.participant_id for m in previous.members if not (m.submitted or m.connected)]
+    completed, dropped = Participant.Status.COMPLETED, Participant.Status.DROPPED
+    if previous.members:
+        # Who completed and who dropped out differ only in these two values: one statement for all members.
+        Participant.objects.filter(pk__in=completed_ids + dropped_ids, status=Participant.Status.IN_GROUP).update(
+            status=Case(When(pk__in=completed_ids, then=Value(completed.value)), default=Value(dropped.value)),
+            completion_code=Case(When(pk__in=completed_ids, then=Value(study.completion_code(completed.value))),
+                                 default=Value(study.completion_code(dropped.value))),
+            finished_at=now)
+    writes.statuses.update({pid: completed.value for pid in completed_ids})
+    writes.statuses.update({pid: dropped.value for pid in dropped_ids})
+    writes.events.append(group_event(group, "group_finished", None, outcome=outcome))
+    if alone:
+        group.save(update_fields=list(writes.fields))
+        writes.write_events()
     realtime.push_after_commit(participants=[m.participant_id for m in previous.members])
     if study.reward_retrain_every:
         request_reward_retraining(study_id=study.pk)

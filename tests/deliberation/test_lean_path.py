@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from deliberation import services
 from deliberation.consumers import _ping
-from deliberation.models import Candidate, Draft, Group, Opinion
+from deliberation.models import Candidate, Draft, Group, GroupEvent, Opinion, Rating
 from deliberation.realtime import group_channel
 from deliberation.selectors import connected_participant_ids, group_shared_state
 from deliberation.services import critique_submit, opinion_submit, ratings_submit
@@ -107,6 +107,100 @@ def test_each_submission_kind_runs_at_most_six_statements_under_the_group_lock_a
     for kind, sql in counts.items():
         assert len(sql) <= 6, (kind, sql)
         assert not any('FROM "deliberation_group"' in s for s in sql), sql  # the group is not read again
+
+
+def ends_phase(group: Group, kind: str, call, counts: dict) -> dict:
+    """Run the submission that ends the group's phase; record its statements under the lock and check that the
+    state it pushed equals a fresh read after it."""
+    receive = listen(group)
+    result, counts[kind] = statements_under_lock(call)
+    assert result.created
+    pushed = receive()["group"]
+    assert pushed == fresh_state(group.pk), kind
+    return pushed
+
+
+def chosen_from_the_database(group_id: int, round_: int) -> int:
+    """The round's winner as the rule gives it from the stored ratings, read afresh (no rows passed in)."""
+    group = Group.objects.select_related("study").get(pk=group_id)
+    return services.winner_choose(group, round_, services._Writes()).pk
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_submission_that_ends_a_phase_runs_at_most_six_statements_and_pushes_its_own_state():
+    group, members = make_group(n=3)
+    first, last = members[:2], members[2]
+    counts = {}
+    for member, text in zip(first, OPINIONS):
+        opinion_submit(participant=member, text=text)
+    pushed = ends_phase(group, "opinion", lambda: opinion_submit(participant=last, text=OPINIONS[2]), counts)
+    assert pushed["phase"] == "generating" and pushed["submitted"] == []
+
+    candidates_generate(group_id=group.pk, round=1)
+    for member in first:
+        rate(member, 1)()
+    pushed = ends_phase(group, "ratings", rate(last, 1), counts)
+    group.refresh_from_db()
+    assert pushed["phase"] == "critique" and pushed["winner"]["id"] == group.winner_round1_id
+    assert group.winner_round1_id == chosen_from_the_database(group.pk, 1)
+
+    for member in first:
+        critique_submit(participant=member, text="Say which foods count as basic.")
+    pushed = ends_phase(group, "critique", lambda: critique_submit(participant=last, text="Name the basic foods."),
+                        counts)
+    assert pushed["phase"] == "revising" and pushed["winner"]["id"] == group.winner_round1_id
+
+    candidates_generate(group_id=group.pk, round=2)
+    for member in first:
+        rate(member, 2)()
+    pushed = ends_phase(group, "final_rating", rate(last, 2), counts)
+    group.refresh_from_db()
+    assert pushed["phase"] == "done" and pushed["outcome"] == "completed"
+    assert pushed["winner"]["id"] == group.winner_round2_id == chosen_from_the_database(group.pk, 2)
+    assert [status for _, _, status in pushed["members"]] == ["completed"] * 3
+    assert set(Participant.objects.filter(group=group).values_list("status", "completion_code")) == \
+        {("completed", "DONE123")}
+
+    assert {kind: len(sql) for kind, sql in counts.items()} == \
+        {"opinion": 4, "ratings": 5, "critique": 4, "final_rating": 6}, counts
+    for kind, sql in counts.items():
+        assert len(sql) <= 6, (kind, sql)
+        assert not any('FROM "deliberation_group"' in s for s in sql), sql  # the group is not read (nor locked) again
+    # One INSERT of the events per submission, in the order they happened.
+    events = list(GroupEvent.objects.filter(group=group).order_by("id").values_list("kind", "created_at"))
+    assert [kind for kind, _ in events[-4:]] == ["ratings_submitted", "phase_changed", "winner_chosen",
+                                                 "group_finished"]
+    assert [at for _, at in events] == sorted(at for _, at in events)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_last_rating_of_a_round_stores_an_absent_members_draft_and_counts_it_for_the_winner():
+    group, members = make_group(n=3)
+    for member, text in zip(members, OPINIONS):
+        opinion_submit(participant=member, text=text)
+    candidates_generate(group_id=group.pk, round=1)
+    ids = list(Candidate.objects.filter(group=group, round=1, shown=True).order_by("index")
+               .values_list("id", flat=True))
+    away, stays, last = members
+    services.draft_save(participant=away, phase="rating", payload={
+        "ratings": {str(cid): {"agreement": 2, "quality": 3} for cid in ids}, "ranking": ids[::-1]})
+    Presence.objects.filter(participant=away).delete()  # gone: the group no longer waits for them
+    rate(stays, 1)()
+    counts = {}
+    pushed = ends_phase(group, "ratings", rate(last, 1), counts)
+    assert pushed["phase"] == "critique"
+    stored = Rating.objects.filter(participant=away, round=1)
+    assert stored.count() == len(ids) and all(r.by_timeout for r in stored)
+    assert sorted(stored.values_list("candidate_id", "rank")) == sorted(zip(ids[::-1], range(1, len(ids) + 1)))
+    chosen = GroupEvent.objects.get(group=group, kind="winner_chosen")
+    assert chosen.payload["ballots"] == 3  # the draft's ranking was counted
+    group.refresh_from_db()
+    assert group.winner_round1_id == chosen_from_the_database(group.pk, 1)
+    kinds = list(GroupEvent.objects.filter(group=group).order_by("id").values_list("kind", flat=True))
+    assert kinds[-4:] == ["ratings_submitted", "phase_changed", "stored_by_timeout", "winner_chosen"]
+    # Storing the draft (a savepoint, its INSERT, its release) is what this submission adds; no lock upgrade.
+    assert len(counts["ratings"]) == 8, counts
+    assert not any('FROM "deliberation_group"' in s for s in counts["ratings"]), counts
 
 
 @pytest.mark.django_db(transaction=True)

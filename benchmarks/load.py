@@ -77,6 +77,7 @@ from stack import (  # noqa: E402 (the process manager: servers, bot processes, 
     server_env,
     wait_for_bots,
 )
+from study import GROUP_SIZE, RESULT_MARK, make_study, verify_state  # noqa: E402 (the study: made, then checked)
 
 from tests.e2e.stack import free_port  # noqa: E402
 
@@ -86,7 +87,6 @@ RESULTS = ROOT / "benchmarks" / "results"
 SCRIPT = Path(__file__).resolve()  # the bot and publisher processes run this file (``_bots``, ``_push``)
 COUNTED_APPLICATION = "benchmarks.counted_asgi:application"  # config.asgi with its SQL statements counted
 RAW_APPLICATION = "benchmarks.raw_consumer:application"
-GROUP_SIZE = 5
 TARGET_P99_MS = 100.0
 
 
@@ -221,8 +221,10 @@ async def _run_protocol_bots(spec: dict) -> dict:
     config = BotConfig(server=spec["servers"][0], study=spec["study"], participants=len(spec["indices"]),
                        think=tuple(spec["think"]), ping_seconds=spec["ping_seconds"], timeout=spec["timeout"],
                        typing_pauses=tuple(spec["typing_pauses"]), draft_on_submit=spec["draft_on_submit"],
-                       progress=False, rating_policy="random", seed=spec["seed"])
+                       progress=False, rating_policy="random", seed=spec["seed"], ca_file=spec.get("ca_file", ""))
     source = opinion_source("question")
+    tls = config.ssl_context()  # one for the process (building one loads the CA bundle: ~40 ms of CPU)
+    tokens = spec.get("tokens")  # None: the bots join through the study's link, as people do (--target-study)
     bots = []
 
     async def join(_client):  # participants were created and consented by the benchmark
@@ -232,18 +234,30 @@ async def _run_protocol_bots(spec: dict) -> dict:
         await asyncio.sleep(spec["start_at"] - time.time() + order * spec["stagger"])
         rng = random.Random(f"{spec['seed']}:{index}")
         bot_config = BotConfig(**{**config.__dict__, "server": spec["servers"][index % len(spec["servers"])]})
-        bot = TimedBot(index, bot_config, source, rng, spec["run_id"], drop_share=spec["drop_share"])
-        bot.result.token = spec["tokens"][str(index)]
-        bot.join = join
+        bot = TimedBot(index, bot_config, source, rng, spec["run_id"], drop_share=spec["drop_share"], tls=tls)
+        if tokens is not None:
+            bot.result.token = tokens[str(index)]
+            bot.result.pid = spec["pids"][str(index)] if spec.get("pids") else bot.result.pid
+            bot.join = join
         bots.append(bot)
-        await bot.run(client)
+        if client is None:  # a bot that joins keeps its own cookies (the consent form's CSRF and session)
+            async with httpx.AsyncClient(follow_redirects=True, timeout=30, trust_env=False, verify=tls) as own:
+                await bot.run(own)
+        else:
+            await bot.run(client)
         return bot
 
-    # One HTTP client for the process: the bots skip the join (no cookies to keep) and only read their completion
-    # page; a client per bot cost ~40 ms of CPU each just to load the CA bundle into its TLS context.
-    async with httpx.AsyncClient(timeout=30, trust_env=False, limits=httpx.Limits(max_connections=64)) as client:
-        await asyncio.gather(*(one(order, index, client) for order, index in enumerate(spec["indices"])))
-    return {"bots": [{"index": b.index, "token": b.result.token, "status": b.result.status,
+    # One HTTP client for the process where the bots skip the join (no cookies to keep) and only read their
+    # completion page; a client per bot cost ~40 ms of CPU each just to load the CA bundle into its TLS context.
+    if tokens is None:
+        await asyncio.gather(*(one(order, index, None) for order, index in enumerate(spec["indices"])))
+    else:
+        async with httpx.AsyncClient(timeout=30, trust_env=False, verify=tls,
+                                     limits=httpx.Limits(max_connections=64)) as client:
+            await asyncio.gather(*(one(order, index, client) for order, index in enumerate(spec["indices"])))
+    return {"bots": [{"index": b.index, "pid": b.result.pid, "token": b.result.token, "status": b.result.status,
+                      "group_id": b.result.group_id, "writes": b.result.writes,
+                      "reconnections": b.result.reconnections,
                       "failure": b.result.failure, "reconnects": b.result.reconnects,
                       "errors": dict(b.result.error_codes), "received": b.received, "pushes": b.pushes,
                       "snapshots": b.result.snapshots,
@@ -343,73 +357,6 @@ def push_main(spec_path: str) -> None:
 
 
 # --- one production run -------------------------------------------------------------------------
-def make_study(n: int, slug: str, *, phase_seconds: int, critique_round: bool) -> tuple[object, dict[int, str]]:
-    """A study with groups of 5 on the recorded backend; N participants joined and consented (nobody connected
-    yet), as the join and consent views would leave them."""
-    from deliberation.models import Question, Study
-    from generation.backends.recorded import habermas_questions
-    from participants.services import current_consent, participant_join
-
-    study = Study.objects.create(
-        slug=slug, title=f"Load benchmark {slug}", min_group_size=GROUP_SIZE, max_group_size=GROUP_SIZE,
-        num_candidates=2, generation_backend=Study.Backend.RECORDED, lobby_timeout_seconds=3600,
-        opinion_seconds=phase_seconds, rating_seconds=phase_seconds, critique_seconds=phase_seconds,
-        final_rating_seconds=phase_seconds, critique_round=critique_round,
-        completion_code_completed="LOADOK", completion_code_dropped="LOADDROP",
-        completion_code_lobby_timeout="LOADLOBBY")
-    for q in habermas_questions(10):
-        question, _ = Question.objects.get_or_create(
-            text=q["question"], defaults={"affirming_statement": q["affirming_statement"],
-                                          "negating_statement": q["negating_statement"], "external_id": q["id"]})
-        study.questions.add(question)
-    tokens, consent = {}, current_consent(study)
-    for i in range(n):  # what the consent POST of the join link does: the row is created consented
-        p = participant_join(study=study, params={"PROLIFIC_PID": f"load-{slug}-{i}", "SESSION_ID": f"s{i}"},
-                             consent=consent)
-        tokens[i] = p.token
-    return study, tokens
-
-
-def verify_state(study, bots: list[dict]) -> dict:
-    """Compare the database with what the bots were told was stored."""
-    from deliberation.models import Critique, Group, Opinion, Rating
-    from participants.models import Participant
-
-    groups = list(Group.objects.filter(study=study).values("id", "phase", "outcome"))
-    unfinished_groups = [g["id"] for g in groups if g["phase"] != "done" or g["outcome"] != "completed"]
-    by_token = {p.token: p for p in Participant.objects.filter(study=study)}
-    not_completed = [p.pk for p in by_token.values() if p.status != Participant.Status.COMPLETED]
-    opinions = set(Opinion.objects.filter(group__study=study).values_list("participant_id", flat=True))
-    critiques = set(Critique.objects.filter(group__study=study).values_list("participant_id", flat=True))
-    ratings: dict[tuple[int, int], int] = {}
-    for pid, round_ in Rating.objects.filter(group__study=study).values_list("participant_id", "round"):
-        ratings[(pid, round_)] = ratings.get((pid, round_), 0) + 1
-    missing = []
-    for bot in bots:
-        p = by_token.get(bot["token"])
-        if p is None:
-            missing.append(f"bot {bot['index']}: no participant")
-            continue
-        created = bot["created"]
-        if created.get("opinion", {}).get("created") and p.pk not in opinions:
-            missing.append(f"bot {bot['index']}: acknowledged opinion missing")
-        if created.get("critique", {}).get("created") and p.pk not in critiques:
-            missing.append(f"bot {bot['index']}: acknowledged critique missing")
-        for kind, round_ in (("rating", 1), ("final_rating", 2)):
-            rows = created.get(kind, {}).get("rows", 0)
-            if rows and ratings.get((p.pk, round_), 0) < rows:
-                missing.append(f"bot {bot['index']}: {rows - ratings.get((p.pk, round_), 0)} acknowledged "
-                               f"round-{round_} ratings missing")
-    # Lost = an answer the server acknowledged that is not in the database. A group still running when the run's
-    # time is up, or one that finished with members marked dropped because their bots gave up at the time limit,
-    # is slow, not lost: both are reported (unfinished_groups, not_completed) and fail the capacity criterion.
-    running = Group.objects.filter(study=study).exclude(phase="done").values_list("id", flat=True)
-    return {"groups": len(groups), "unfinished_groups": len(unfinished_groups), "still_running_groups": len(running),
-            "participants": len(by_token), "not_completed": len(not_completed),
-            "missing_acknowledged_answers": len(missing), "examples": missing[:5], "lost_state": len(missing)}
-
-
-
 def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Path, pace: str = "bot",
                    think: tuple[float, float] | None = None, ping_seconds: float | None = None,
                    phase_seconds: int | None = None, critique_round: bool = True, timeout: float | None = None,
@@ -469,19 +416,37 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         server_log = stack.log_text("asgi")
         server_errors = sum(1 for line in server_log.splitlines() if " ERROR " in line or "Traceback" in line)
     state = verify_state(study, results)
-    latencies = [x for b in results for x in b["latencies"]]
-    repair = [x for b in results for x in b["repair_latencies"]]
-    received = sum(b["received"] for b in results)
-    pushes = sum(b["pushes"] for b in results)
-    sent = sum(sum(k["sent"] for k in b["created"].values()) for b in results)
-    actions = sum(b["actions"] for b in results)
-    timed_out = sum(1 for b in results if (b["failure"] or "").startswith("TimeoutError"))
-    errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
+    measures = bot_measures(results, n, elapsed, bots_cpu)
+    actions = measures["participant_actions"]
     return {
         "stack": "production", "pace": pace, "server": server, "n": n, "procs": procs, "bot_processes": bot_procs,
         "groups": n // GROUP_SIZE,
         "setup_s": round(setup_s, 1), "seconds": round(elapsed, 1), "ramp_s": ramp, "think_s": list(think),
         "ping_s": ping_seconds, "phase_s": phase_seconds,
+        **measures,
+        "server_error_log_lines": server_errors,
+        "channel_over_capacity_log_lines": over_capacity_lines(server_log),
+        "db_queries": queries, "db_queries_asgi": asgi_queries,
+        "db_queries_per_action": round(queries / actions, 2) if actions else None,
+        "server_cpu_s": cpu,
+        "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
+        "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
+        "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
+        "state": state,
+    }
+
+
+def bot_measures(results: list[dict], n: int, elapsed: float, bots_cpu: float) -> dict:
+    """What the bots measured in one run (their result dicts, ``_run_protocol_bots``): push latency, messages,
+    errors, reconnects, the snapshot protocol's repairs, their own CPU."""
+    latencies = [x for b in results for x in b["latencies"]]
+    repair = [x for b in results for x in b["repair_latencies"]]
+    received = sum(b["received"] for b in results)
+    pushes = sum(b["pushes"] for b in results)
+    sent = sum(sum(k["sent"] for k in b["created"].values()) for b in results)
+    timed_out = sum(1 for b in results if (b["failure"] or "").startswith("TimeoutError"))
+    errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
+    return {
         "latency": latency_summary(latencies), "repair_latency": latency_summary(repair),
         "messages_received": received, "messages_per_s": round(received / elapsed, 1),
         "pushes_received": pushes,
@@ -489,20 +454,13 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "push_period_s": round(elapsed * n / pushes, 2) if pushes else None,
         "errors": errors, "bots_out_of_time": timed_out, "error_codes": _merge_counts(b["errors"] for b in results),
         "failures": [f"bot {b['index']}: {b['failure']}" for b in results if b["failure"]][:5],
-        "server_error_log_lines": server_errors,
         "reconnects": sum(b["reconnects"] for b in results),
         "missed_pushes_repaired": sum(b["repaired"] for b in results),
         "stale_pings_answered_with_snapshot": sum(b["stale_pings"] for b in results),
         "pushes_dropped_on_purpose": sum(b["dropped_on_purpose"] for b in results),
-        "channel_over_capacity_log_lines": over_capacity_lines(server_log),
-        "db_queries": queries, "db_queries_asgi": asgi_queries, "participant_actions": actions,
-        "db_queries_per_action": round(queries / actions, 2) if actions else None,
-        "server_cpu_s": cpu, "bots_cpu_s": round(bots_cpu, 2),
+        "participant_actions": sum(b["actions"] for b in results),
+        "bots_cpu_s": round(bots_cpu, 2),
         "bots_cpu_ms_per_message": round(1000 * bots_cpu / (received + sent), 3) if received + sent else None,
-        "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
-        "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
-        "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
-        "state": state,
     }
 
 
@@ -513,6 +471,119 @@ def _merge_counts(dicts) -> dict:
             total[k] = total.get(k, 0) + v
     return total
 
+
+
+# --- one run against a stack this benchmark did not start (--target) ------------------------------
+def parse_target(url: str) -> str:
+    """The origin a ``--target`` names (``https://HOST[:PORT]``; a trailing slash is dropped), or ValueError."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"--target takes http(s)://HOST[:PORT], not {url!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ValueError(f"--target has a bad port: {url!r}") from None
+    if parts.path.strip("/") or parts.query or parts.fragment:
+        raise ValueError(f"--target is the stack's origin, without a path or query: {url!r}")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def run_hook(manage: str, request: dict, timeout: float = 600.0) -> dict:
+    """One ``benchmarks/study.py`` request through the target's management command (``manage``, a command
+    prefix such as ``scripts/cluster manage``): ``MANAGE shell -c ...`` with the request on stdin."""
+    import shlex
+    import subprocess
+
+    argv = [*shlex.split(manage), "shell", "-c", "from benchmarks.study import hook; hook()"]
+    done = subprocess.run(argv, cwd=ROOT, input=json.dumps(request), capture_output=True, text=True, timeout=timeout)
+    answers = [line[len(RESULT_MARK):] for line in done.stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if done.returncode or not answers:
+        raise RuntimeError(f"{' '.join(argv[:-1])} '...' ({request['action']}) failed ({done.returncode}):\n"
+                           f"{done.stdout[-2000:]}{done.stderr[-3000:]}")
+    return json.loads(answers[-1])
+
+
+def run_target(n: int, *, target: str, work: Path, ca_file: str = "", manage: str | None = None,
+               study: str | None = None, pace: str = "human", think: tuple[float, float] | None = None,
+               ping_seconds: float | None = None, phase_seconds: int | None = None, critique_round: bool = True,
+               timeout: float | None = None, bot_procs: int | None = None, ramp_seconds: float | None = None,
+               during=None, label: str = "") -> dict:
+    """N protocol bots through a whole deliberation on a stack at ``target`` that this benchmark did not start.
+
+    The study: made through ``manage`` (``run_hook``: N participants joined beforehand, as ``make_study``), or
+    ``study``, the slug of one the experimenter made, which the bots join through its link (consent form and
+    all; the stack's join rate limit applies). Latency is the server's ``phase_started_at`` against the bot's
+    arrival time, so the bots must share the server's clock (the same machine, or synchronised clocks).
+    The state check (``verify_state`` and tests/faults/ledger.py) needs ``manage``; without it the run's state is
+    unchecked (``lost_state`` None, which no capacity criterion accepts). ``during(info)``, if given, is called once
+    the bots are started (``info``: study id and slug, start time) and may act on the stack (kill a host); what it
+    returns is stored under ``during``."""
+    speed = PACES[pace]
+    think = tuple(think or speed.think)
+    ping_seconds = ping_seconds or speed.ping_seconds
+    phase_seconds = phase_seconds or speed.phase_seconds
+    timeout = timeout or speed.timeout
+    run_id = f"t{n}-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    if study:
+        slug, tokens, pids, study_id = study, None, None, None
+    elif manage:
+        slug = f"load-target-{run_id}"
+        made = run_hook(manage, {"action": "create", "n": n, "slug": slug, "phase_seconds": phase_seconds,
+                                 "critique_round": critique_round})
+        tokens, pids, study_id = made["tokens"], made["pids"], made["study_id"]
+    else:
+        raise ValueError("a target run needs a study: --target-study SLUG, or --manage to make one")
+    setup_s = time.monotonic() - started
+    bot_procs = bot_procs or (1 if n <= 200 else 2)
+    ramp = ramp_seconds if ramp_seconds is not None else min(20.0, max(2.0, n / 100))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    during_result = None
+    with Stack(work / f"target-{label or pace}-{n}-{run_id}", env, SCRIPT) as stack:
+        t0 = time.time()
+        spec = {"servers": [target], "study": slug, "think": list(think), "ping_seconds": ping_seconds,
+                "timeout": timeout, "seed": 7, "run_id": run_id, "tokens": tokens, "pids": pids,
+                "ca_file": ca_file, "start_at": t0 + 1.0, "stagger": ramp / n, "drop_share": 0.0,
+                "typing_pauses": list(speed.typing_pauses), "draft_on_submit": speed.draft_on_submit,
+                "profile_dir": ""}
+        bots = run_bot_processes(stack, "target", n, bot_procs, spec, stack.log_dir)
+        try:
+            if during is not None:
+                during_result = during({"study_id": study_id, "slug": slug, "started_at": t0, "n": n})
+            bots_cpu = wait_for_bots(bots, kill_at=t0 + timeout + 60)
+        finally:
+            for proc, _ in bots:  # an exception in ``during``: no bot outlives the run
+                if proc.poll() is None:
+                    proc.kill()
+        elapsed = time.time() - t0
+        results = []
+        for proc, out in bots:
+            if proc.returncode != 0 or not out.exists():
+                raise RuntimeError(f"bot process failed ({proc.returncode}):\n{stack.log_text('target-bots')[-3000:]}")
+            results.extend(json.loads(out.read_text())["bots"])
+    if manage:
+        state = run_hook(manage, {"action": "check", "slug": slug, "bots": results})
+        ledger = state.get("ledger") or {}
+        state["checked"] = True
+        # Lost: an acknowledged answer missing (verify_state) or a logged write not stored as sent (the ledger).
+        state["lost_state"] += ledger.get("lost", 0)
+        state["duplicated"] = ledger.get("duplicated", 0)
+    else:
+        state = {"checked": False, "lost_state": None, "duplicated": None, "unfinished_groups": None}
+    return {
+        "stack": "target", "target": target, "label": label, "pace": pace, "n": n, "procs": None,
+        "bot_processes": bot_procs, "groups": n // GROUP_SIZE, "study": slug, "study_made_by": "manage" if tokens
+        else "experimenter (bots joined through the link)",
+        "setup_s": round(setup_s, 1), "seconds": round(elapsed, 1), "started_at": round(t0, 3), "ramp_s": ramp,
+        "think_s": list(think), "ping_s": ping_seconds, "phase_s": phase_seconds,
+        **bot_measures(results, n, elapsed, bots_cpu),
+        "completed": sum(1 for b in results if b["status"] == "completed"),
+        "reconnections": [{"index": b["index"], **r} for b in results for r in b["reconnections"]],
+        "during": during_result,
+        "state": state,
+    }
 
 
 # --- one ceiling run ----------------------------------------------------------------------------
@@ -588,7 +659,7 @@ def ok(run: dict) -> bool:
             and not run["state"].get("unfinished_groups"))
 
 
-def capacity(runs: list[dict], stack: str, procs: int, pace: str = "human") -> int:
+def capacity(runs: list[dict], stack: str, procs: int | None, pace: str = "human") -> int:
     """Largest N of the ladder that met ``ok`` (0 if none)."""
     fits = [r["n"] for r in runs if r["stack"] == stack and r["procs"] == procs and r.get("pace", "bot") == pace
             and ok(r)]
@@ -612,7 +683,10 @@ def ratios(runs: list[dict], pace: str) -> dict[str, dict]:
 def targets(runs: list[dict]) -> dict:
     """Issue 16's targets, from the runs of one invocation. A target with no run to judge it is None, not met."""
     out: dict = {"zero_lost_state_every_run": all(r["state"]["lost_state"] == 0 for r in runs
-                                                   if r["stack"] == "production")}
+                                                   if r["stack"] in ("production", "target"))}
+    if any(r["stack"] == "target" for r in runs):
+        out["target"] = {pace: capacity(runs, "target", None, pace) for pace in PACES
+                         if any(r["stack"] == "target" and r["pace"] == pace for r in runs)}
     if any(r.get("pace") == "human" for r in runs):
         cap1, cap2 = capacity(runs, "production", 1), capacity(runs, "production", 2)
         table = ratios(runs, "human")
@@ -634,6 +708,24 @@ def targets(runs: list[dict]) -> dict:
     return out
 
 
+def target_markdown(runs: list[dict]) -> str:
+    """The table of ``--target`` runs (a stack this benchmark did not start: no server-side figures)."""
+    def fmt(v):
+        return "–" if v is None else v
+
+    lines = ["| target | label | pace | N | p50 ms | p95 ms | p99 ms | msg/s | errors | reconnects | completed | "
+             "unfinished groups | lost | duplicated | seconds | met |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        lat, state = r["latency"], r["state"]
+        lines.append(f"| {r['target']} | {r.get('label') or '–'} | {r['pace']} | {r['n']} | {fmt(lat['p50_ms'])} | "
+                     f"{fmt(lat['p95_ms'])} | {fmt(lat['p99_ms'])} | {r['messages_per_s']} | {r['errors']} | "
+                     f"{r['reconnects']} | {r['completed']} | {fmt(state.get('unfinished_groups'))} | "
+                     f"{fmt(state['lost_state'])} | {fmt(state.get('duplicated'))} | {r['seconds']} | "
+                     f"{'yes' if ok(r) else 'no'} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(report: dict) -> str:
     def fmt(v):
         return "–" if v is None else v
@@ -645,8 +737,8 @@ def markdown(report: dict) -> str:
              "reconnects | stale pings → snapshot | unfinished groups | lost | DB queries/action | "
              "server CPU s (ASGI+celery) | bots CPU s | bots CPU ms/msg | RSS KB/conn |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(report["runs"], key=lambda r: (r.get("pace", "bot"), r["stack"] != "production", r["procs"],
-                                                   r["n"])):
+    for r in sorted((r for r in report["runs"] if r["stack"] != "target"),
+                    key=lambda r: (r.get("pace", "bot"), r["stack"] != "production", r["procs"], r["n"])):
         lat = r["latency"]
         cpu = r["server_cpu_s"]
         lines.append(
@@ -657,8 +749,14 @@ def markdown(report: dict) -> str:
             f"{fmt(r['state'].get('unfinished_groups'))} | {r['state']['lost_state']} | "
             f"{fmt(r.get('db_queries_per_action'))} | {round(sum(cpu.values()), 1)} | {r['bots_cpu_s']} | "
             f"{fmt(r.get('bots_cpu_ms_per_message'))} | {r['rss_kb_per_connection']} |")
+    if any(r["stack"] == "target" for r in report["runs"]):
+        lines = ([] if len(lines) == 2 else lines + [""]) + [target_markdown(
+            [r for r in report["runs"] if r["stack"] == "target"]).rstrip()]
     t = report["targets"]
     lines += ["", f"Zero lost state in every production run: {'yes' if t['zero_lost_state_every_run'] else 'NO'}."]
+    for pace, n in t.get("target", {}).items():
+        lines.append(f"Target, {pace} pace, capacity (largest N with p99 ≤ {TARGET_P99_MS:.0f} ms, no errors, every "
+                     f"group finished, nothing lost): {n}.")
     if "human" in t:
         h, cap = t["human"], t["human"]["capacity"]
         lines += [f"Human pace, capacity (largest N with p99 ≤ {TARGET_P99_MS:.0f} ms, no errors, every group "
@@ -712,9 +810,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default=os.environ.get("LOAD_REDIS_URL", "redis://127.0.0.1:6379/12"))
     parser.add_argument("--postgres", default=os.environ.get("LOAD_POSTGRES", "postgres://postgres@127.0.0.1:5432"),
                         help="PostgreSQL server; a fresh database is created on it and dropped afterwards.")
-    parser.add_argument("--out", default=str(RESULTS / "load"),
-                        help="Output path without extension (a smoke run: somewhere outside benchmarks/results).")
+    parser.add_argument("--out", default=None,
+                        help="Output path without extension (default benchmarks/results/load, with --target "
+                             "benchmarks/results/load-target; a smoke run: somewhere outside benchmarks/results).")
+    target = parser.add_argument_group(
+        "an existing stack", "Aim the bots at a stack this benchmark does not start: no raw-consumer rows, no server "
+        "CPU or query counts; latency from the server's phase_started_at to the bot's clock (the same machine).")
+    target.add_argument("--target", default=None, metavar="URL",
+                        help="The stack's origin, e.g. https://10.213.0.2 (scripts/cluster env).")
+    target.add_argument("--ca-file", default="", metavar="PEM",
+                        help="CA certificate to trust for an https target (a self-signed proxy).")
+    target.add_argument("--manage", default=None, metavar="COMMAND",
+                        help="Command prefix running manage.py against the target's database (e.g. 'scripts/cluster "
+                             "manage'): makes each run's study with its participants joined, and checks the state "
+                             "afterwards (acknowledged answers, tests/faults/ledger.py).")
+    target.add_argument("--target-study", default=None, metavar="SLUG",
+                        help="A study the experimenter made: the bots join it through its link (the stack's join "
+                             "rate limit applies); without --manage its state is not checked.")
     args = parser.parse_args(argv)
+    if args.target is not None:
+        return main_target(parser, args, argv)
+    if args.out is None:
+        args.out = str(RESULTS / "load")
     try:
         paces = [p.strip() for p in args.pace.split(",") if p.strip()]
         unknown = [p for p in paces if p not in PACES]
@@ -793,8 +910,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "benchmark": "load", "created": datetime.now().isoformat(timespec="seconds"),
         "command": "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "fd_limit": fd_limit,
-                    "note": "shared 2-core machine; other work ran beside the benchmark"},
+        "machine": machine_facts(fd_limit),
         "setup": {"group_size": GROUP_SIZE, "generation_backend": "recorded (real SmolLM2 statements replayed)",
                   "asgi": f"{args.server} via python -m config.serve --workers PROCS: one port, one address",
                   "channel_layer": "channels-redis, production settings (capacity 1000)",
@@ -820,6 +936,74 @@ def main(argv: list[str] | None = None) -> None:
                                       f"{report['seconds']} s\n\n{table}")
     Path(args.out).with_suffix(".partial.json").unlink(missing_ok=True)
     print(table)
+
+
+def main_target(parser: argparse.ArgumentParser, args, argv: list[str] | None) -> None:
+    """``--target``: the ladder of production runs against a stack this benchmark did not start."""
+    try:
+        target = parse_target(args.target)
+        paces = [p.strip() for p in args.pace.split(",") if p.strip()]
+        if not paces or any(p not in PACES for p in paces):
+            raise ValueError(f"--pace takes {' or '.join(PACES)} (comma-separated), not {args.pace!r}")
+        ns = [100, 500] if args.quick else [int(x) for x in args.n.split(",") if x.strip()] if args.n else None
+        if ns is not None and (not ns or min(ns) < GROUP_SIZE):
+            raise ValueError(f"--n takes counts of at least {GROUP_SIZE}")
+        if not (args.manage or args.target_study):
+            raise ValueError("--target needs --manage (the benchmark makes each run's study) or --target-study SLUG")
+        if args.ca_file and not Path(args.ca_file).is_file():
+            raise ValueError(f"--ca-file {args.ca_file}: no such file")
+        if args.drop_share or args.profile_bots:
+            raise ValueError("--drop-share and --profile-bots are for the stack this benchmark starts")
+    except ValueError as exc:
+        parser.error(str(exc))
+    from provenance import run_record
+    from tqdm import tqdm
+
+    record = run_record(argv)
+    fd_limit = raise_fd_limit()
+    work = Path(tempfile.mkdtemp(prefix="load-target-"))
+    started = time.monotonic()
+    plan = [(pace, n) for pace in paces for n in (ns or PACES[pace].ladder)]
+    runs: list[dict] = []
+    out = Path(args.out or RESULTS / "load-target")
+    with tqdm(total=len(plan), desc="load --target", unit="run", file=sys.stderr) as bar:
+        for pace, n in plan:
+            bar.set_postfix_str(f"{pace} N={n}")
+            run = run_target(n, target=target, work=work, ca_file=args.ca_file, manage=args.manage,
+                             study=args.target_study, pace=pace, phase_seconds=args.phase_seconds,
+                             critique_round=not args.no_critique, timeout=args.timeout)
+            runs.append(run)
+            bar.update(1)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.with_suffix(".partial.json").write_text(json.dumps({"runs": runs}, indent=2))
+            tqdm.write(f"{pace} target N={n}: p99 {run['latency']['p99_ms']} ms, lost {run['state']['lost_state']}, "
+                       f"errors {run['errors']}", file=sys.stderr)
+    report = {
+        "benchmark": "load", "created": datetime.now().isoformat(timespec="seconds"),
+        "command": "python benchmarks/load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_facts(fd_limit),
+        "setup": {"group_size": GROUP_SIZE, "target": target, "study": args.target_study or "made per run (--manage)",
+                  "latency": "server phase_started_at -> snapshot arrival at each member (push arrivals only)",
+                  "paces": {p: PACES[p]._asdict() for p in paces}, "phase_seconds": args.phase_seconds,
+                  "critique_round": not args.no_critique},
+        "seconds": round(time.monotonic() - started, 1),
+        "runs": runs,
+    }
+    report["targets"] = targets(runs)
+    report.update({k: v for k, v in record.finish().items() if k != "command"})
+    table = markdown(report)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(f"# Load benchmark against {target}\n\n`{report['command']}` — "
+                                      f"{report['created']}, {report['seconds']} s\n\n{table}")
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
+    print(table)
+
+
+def machine_facts(fd_limit: int) -> dict:
+    """What the result files record about the machine."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "fd_limit": fd_limit,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
+            "note": "shared 2-core machine; other work ran beside the benchmark"}
 
 
 def _entry() -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "benchmarks.md"
-ORDER = ("generation", "generation-bf16", "load", "servers", "analysis", "reward", "polis", "polis-seeds",
+ORDER = ("generation", "generation-bf16", "load", "servers", "cluster", "analysis", "reward", "polis", "polis-seeds",
          "polis-variants", "topics", "verifier")
 MISSING = "not recorded in the result file"
 HEADER = """# Benchmarks

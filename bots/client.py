@@ -132,6 +132,10 @@ class BotResult:
     # "error:CODE", "unanswered" (the socket dropped first), or "confirmed" (unanswered, but a later snapshot
     # showed this phase as submitted: the server stored it before the connection died).
     writes: list[dict] = field(default_factory=list)
+    # Every socket that closed under the bot before it was finished, as epoch seconds (the machine's clock):
+    # {"closed_at", "reconnected_at"}, the latter None while (or if never) reconnected. A failover's time is
+    # measured from these (benchmarks/cluster.py: a killed web host to every bot back).
+    reconnections: list[dict] = field(default_factory=list)
 
     def kind(self, name: str) -> KindCount:
         return self.kinds.setdefault(name, KindCount())
@@ -308,12 +312,14 @@ class Bot:
             if not first:
                 self.result.reconnects += 1
             first = False
+            closed_at = None
             try:
                 tls = {"ssl": self.tls} if self.tls is not None and self.ws_base.startswith("wss") else {}
                 async with ws_connect(f"{self.ws_base}/ws/p/{self.result.token}/", origin=self.origin, **tls,
                                       proxy=None, open_timeout=15, max_size=2 ** 22) as ws:
                     self.ws = ws
                     delay = 0.5
+                    self._reconnected(time.time())
                     pinger = asyncio.create_task(self.pinger())
                     try:
                         async for raw in ws:
@@ -321,6 +327,7 @@ class Bot:
                             if self.finished.is_set():
                                 break
                     finally:
+                        closed_at = time.time()  # the socket stopped delivering (closed, or the bot is done)
                         pinger.cancel()
                         self.cancel_action()
             except InvalidStatus as exc:
@@ -333,10 +340,16 @@ class Bot:
                     raise RuntimeError("server refused the token (4404)") from None
             if self.finished.is_set():
                 break
+            if closed_at is not None:
+                self.result.reconnections.append({"closed_at": round(closed_at, 3), "reconnected_at": None})
             # Unacknowledged messages died with the socket; the next snapshot tells what was stored.
             self.pending.clear()
             await asyncio.sleep(delay * (0.5 + self.rng.random()))
             delay = min(delay * 2, 10.0)
+
+    def _reconnected(self, at: float) -> None:
+        if self.result.reconnections and self.result.reconnections[-1]["reconnected_at"] is None:
+            self.result.reconnections[-1]["reconnected_at"] = round(at, 3)
 
     async def pinger(self) -> None:
         while True:
@@ -558,7 +571,8 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
                   "completion_code": r.completion_code, "completion_page_code": r.completion_page_code,
                   "screening_submissions": r.screening_submissions, "questionnaire": r.questionnaire,
                   "by_kind": {k: asdict(v) for k, v in r.kinds.items()}, "errors": dict(r.error_codes),
-                  "reconnects": r.reconnects, "http_retries": r.http_retries, "writes": r.writes} for r in results],
+                  "reconnects": r.reconnects, "reconnections": r.reconnections, "http_retries": r.http_retries,
+                  "writes": r.writes} for r in results],
     }
 
 

@@ -91,3 +91,36 @@ def test_targets_judge_the_human_ladder_and_the_bot_pace_ratio():
     assert "| human | uvicorn | production | 2 | 2000 |" in table and "≥ 2,000 on 2 processes: not met" in table
     # Without a bot-pace run at N = 500 that target is not measured, not met.
     assert load.targets([_run("production", "bot", 100, 1, 50.0)])["bot"]["n500_p99_le_5x_raw"] is None
+
+
+def test_target_mode_measures_a_stack_it_did_not_start(tmp_path):
+    """load.py --target against a running server (config.serve + Celery on the test database), twice: a study the
+    benchmark makes through the --manage hook, and one the experimenter made that the bots join through its link.
+    Latency comes from the server's phase_started_at alone; the state is checked through the hook."""
+    import json
+    import shlex
+    import sys
+
+    from tests.e2e.stack import running_stack
+    from tests.factories import make_study
+
+    load = load_module()
+    db_url = database_url(connection.settings_dict)
+    manage = shlex.join(["env", f"DATABASE_URL={db_url}", f"REDIS_URL={settings.REDIS_URL}",
+                         "DJANGO_SETTINGS_MODULE=config.settings.test", sys.executable, "manage.py"])
+    make_study("by-hand", min_group_size=5, max_group_size=5, critique_round=False, opinion_seconds=20,
+               rating_seconds=20, final_rating_seconds=20)
+    with running_stack(db_url, settings.REDIS_URL, tmp_path / "stack") as base:
+        for name, study in (("made", []), ("joined", ["--target-study", "by-hand"])):
+            load.main(["--target", base + "/", "--manage", manage, *study, "--pace", "bot", "--n", "5",
+                       "--no-critique", "--phase-seconds", "20", "--timeout", "60", "--out", str(tmp_path / name)])
+            report = json.loads((tmp_path / f"{name}.json").read_text())
+            (run,) = report["runs"]
+            assert run["stack"] == "target" and run["target"] == base and run["completed"] == 5, run["failures"]
+            assert run["errors"] == 0 and run["latency"]["count"] >= 5 and run["latency"]["p99_ms"] > 0
+            state = run["state"]
+            assert state["checked"] and state["unfinished_groups"] == 0 and state["lost_state"] == 0, state
+            assert state["duplicated"] == 0 and state["ledger"]["db_writes"] == state["ledger"]["logged_writes"] > 0
+            assert report["targets"]["target"] == {"bot": 5 if load.ok(run) else 0}
+            assert f"| {base} | – | bot | 5 |" in (tmp_path / f"{name}.md").read_text()
+    assert run["study"] == "by-hand" and run["study_made_by"].startswith("experimenter")

@@ -194,6 +194,42 @@ def test_postgres_restarted_on_its_host(env):
     finish(env, thread, box, study, 6)
 
 
+def test_the_cluster_benchmark_at_toy_size(env, tmp_path):
+    """benchmarks/cluster.py end to end on the cluster already up (--keep: the module's fixture takes it down): a
+    one-group ladder on two web hosts and on one, and web-1 killed under ten bots. No timing targets at this size:
+    the figures exist, the failover is measured from the bots' own reconnect times, and nothing is lost."""
+    out = tmp_path / "cluster"
+    done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "benchmarks/cluster.py", "--n", "5", "--pace", "bot",
+                           "--failover-n", "10", "--no-critique", "--keep", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:] + logs_tail(env)
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["benchmark"] == "cluster" and report["command"].startswith("python benchmarks/cluster.py --n 5")
+    assert report["commit"] and report["started_at"] and report["finished_at"] and report["machine"]["cpus"]
+    runs = report["capacity"]["runs"]
+    assert [(r["web_hosts"], r["n"]) for r in runs] == [(2, 5), (1, 5)]
+    for run in runs:
+        assert run["latency"]["count"] > 0 and run["latency"]["p99_ms"] > 0, run["latency"]
+        assert run["errors"] == 0 and run["completed"] == 5, (run["error_codes"], run["failures"])
+        assert run["state"]["checked"] and run["state"]["unfinished_groups"] == 0, run["state"]
+        assert run["state"]["lost_state"] == 0 and run["state"]["duplicated"] == 0, run["state"]
+        assert run["state"]["ledger"]["db_writes"] == run["state"]["ledger"]["logged_writes"] > 0, run["state"]
+    assert report["capacity"]["two_hosts"] in (0, 5) and report["capacity"]["one_host"] in (0, 5)
+    failover = report["failover"]
+    summary, run = failover["summary"], failover["run"]
+    assert failover["killed"] == "web-1" and run["during"]["killed_at"] > run["started_at"]
+    assert summary["affected_bots"] > 0 and summary["not_reconnected"] == [], summary
+    assert summary["reconnected"] == summary["affected_bots"]
+    assert 0 < summary["seconds_to_all_reconnected"] < 60, summary
+    assert 0 < summary["per_bot_closed_to_reconnected_s"]["max"] <= summary["seconds_to_all_reconnected"], summary
+    assert run["completed"] == 10 and run["errors"] == 0, (run["error_codes"], run["failures"])
+    assert run["state"]["lost_state"] == 0 and run["state"]["duplicated"] == 0, run["state"]
+    table = out.with_suffix(".md").read_text()
+    assert "| 2 | bot | 5 |" in table and "| 1 | bot | 5 |" in table and "| 10 | bot | web-1 |" in table
+    status = json.loads(cluster("status", "--json"))  # both web hosts back for the tests after this one
+    assert status["up"], status
+
+
 @pytest.mark.model
 def test_a_generation_host_killed_mid_task_hands_the_task_to_the_other(env):
     study = make_study(env, "cluster-generation", generation_backend="embedded", num_candidates=2,

@@ -205,6 +205,11 @@ def test_server_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
     summary, ledger, facts = run_through_a_kill(tmp_path, "asgi-kill", workers=1)
     assert all(b["reconnects"] >= 1 for b in summary["bots"] if b["pid"] in facts["in_session"]), \
         "a bot that was in a group at the kill never lost its socket"
+    # Each bot recorded when its socket closed and when it was open again (benchmarks/cluster.py's failover time).
+    dropped = [b for b in summary["bots"] if b["pid"] in facts["in_session"]]
+    assert all(b["reconnections"] for b in dropped), [b["index"] for b in dropped if not b["reconnections"]]
+    assert all(r["reconnected_at"] is not None and r["closed_at"] < r["reconnected_at"]
+               for b in dropped for r in b["reconnections"]), [b["reconnections"] for b in dropped]
     print(f"\nASGI kill -9 during rating ({facts['rating_groups']} groups rating): {summary['completed']}/{BOTS} "
           f"bots completed, {summary['reconnects']} reconnects; writes in DB {ledger['db_writes']} = bots' logs "
           f"{ledger['logged_writes']} (rating rows {ledger['db_rating_rows']} = {ledger['logged_rating_rows']}), "

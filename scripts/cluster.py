@@ -359,6 +359,19 @@ def redis_up() -> None:
     wait_tcp(address("redis"), 6379, 30, "Redis")
 
 
+def code_fingerprint() -> str:
+    """What migrate and collectstatic depend on: every migration and static file (path, size, mtime)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for pattern in ("*/migrations/*.py", "static/**/*"):
+        for path in sorted(ROOT.glob(pattern)):
+            if path.is_file() and ".venv" not in path.parts:
+                info = path.stat()
+                digest.update(f"{path.relative_to(ROOT)}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
 def manage(*args: str) -> None:
     """A management command from the machine itself (it reaches db and redis over the bridge)."""
     result = subprocess.run([PYTHON, "manage.py", *args], cwd=ROOT, env=app_env(), capture_output=True, text=True)
@@ -471,8 +484,12 @@ def up(args) -> int:
     network_up()
     db_up()
     redis_up()
-    manage("migrate", "--noinput")
-    manage("collectstatic", "--noinput", "-v", "0")
+    stamp = state_dir() / "run" / "schema-and-static"
+    if not stamp.exists() or stamp.read_text() != code_fingerprint():  # `up` after a drill: nothing to redo
+        manage("migrate", "--noinput")
+        manage("collectstatic", "--noinput", "-v", "0")
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(code_fingerprint())
     for host in WEB_HOSTS:
         web_up(host)
     for host in WEB_HOSTS:

@@ -135,9 +135,13 @@ def wait_for_rating(env, study_id: int, thread: threading.Thread, box: dict, tim
     """Wait until a member of the study has stored a rating; fail at once if the bots gave up before that, with
     what they reported, the study's groups and participants, and the hosts' logs."""
     def explain() -> str:
-        groups = sql(env, "SELECT id, phase, round, outcome FROM deliberation_group WHERE study_id = %s", (study_id,))
-        people = sql(env, "SELECT status, count(*) FROM participants_participant WHERE study_id = %s GROUP BY status",
-                     (study_id,))
+        try:
+            groups = sql(env, "SELECT id, phase, outcome, generation_status FROM deliberation_group "
+                              "WHERE study_id = %s", (study_id,))
+            people = sql(env, "SELECT status, count(*) FROM participants_participant WHERE study_id = %s "
+                              "GROUP BY status", (study_id,))
+        except psycopg.Error as exc:  # the database itself may be what failed
+            groups = people = f"unreadable ({exc})"
         summary = box.get("summary")
         bots = ({"statuses": [b["status"] for b in summary["bots"]], "failures": summary["failures"]}
                 if summary else "still running")

@@ -68,11 +68,20 @@ def workers_of(stack: Stack) -> list[psutil.Process]:
     """The server's worker processes: the children that hold the listening socket."""
     children = psutil.Process(stack.procs["asgi"].pid).children(recursive=True)
     return [c for c in children
-            if any(s.status == psutil.CONN_LISTEN and s.laddr.port == stack.port for s in c.net_connections("tcp"))]
+            if any(s.status == psutil.CONN_LISTEN and s.laddr.port == stack.port for s in connections_of(c))]
+
+
+def connections_of(process: psutil.Process) -> list:
+    """The process's TCP sockets; none once it has gone (the killed worker may vanish between the listing of the
+    server's children and this read)."""
+    try:
+        return process.net_connections("tcp")
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
 
 
 def sockets_of(worker: psutil.Process, port: int) -> int:
-    return sum(1 for s in worker.net_connections("tcp") if s.status == psutil.CONN_ESTABLISHED and s.laddr.port == port)
+    return sum(1 for s in connections_of(worker) if s.status == psutil.CONN_ESTABLISHED and s.laddr.port == port)
 
 
 def test_pushes_reach_members_of_one_group_on_two_worker_processes(tmp_path):

@@ -104,6 +104,12 @@ class Pace(NamedTuple):
     raw_seconds: float  # measured seconds of each raw-consumer run
     ladder: tuple[int, ...]
 
+    def resolve(self, think: tuple[float, float] | None = None, ping_seconds: float | None = None,
+                phase_seconds: int | None = None, timeout: float | None = None) -> tuple:
+        """(think, ping_seconds, phase_seconds, timeout): the values given, the pace's where one is None."""
+        return (tuple(think or self.think), ping_seconds or self.ping_seconds, phase_seconds or self.phase_seconds,
+                timeout or self.timeout)
+
 
 PACES = {
     "human": Pace(think=(20.0, 60.0), ping_seconds=15.0, typing_pauses=(2, 5), draft_on_submit=True,
@@ -368,10 +374,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     arguments override single values (the tests run a toy deliberation in seconds)."""
     speed = PACES[pace]
     server = server or default_server()
-    think = tuple(think or speed.think)
-    ping_seconds = ping_seconds or speed.ping_seconds
-    phase_seconds = phase_seconds or speed.phase_seconds
-    timeout = timeout or speed.timeout
+    think, ping_seconds, phase_seconds, timeout = speed.resolve(think, ping_seconds, phase_seconds, timeout)
     import redis
 
     slug = f"load{n}x{procs}-{secrets.token_hex(3)}"
@@ -521,10 +524,7 @@ def run_target(n: int, *, target: str, work: Path, ca_file: str = "", manage: st
     the bots are started (``info``: study id and slug, start time) and may act on the stack (kill a host); what it
     returns is stored under ``during``."""
     speed = PACES[pace]
-    think = tuple(think or speed.think)
-    ping_seconds = ping_seconds or speed.ping_seconds
-    phase_seconds = phase_seconds or speed.phase_seconds
-    timeout = timeout or speed.timeout
+    think, ping_seconds, phase_seconds, timeout = speed.resolve(think, ping_seconds, phase_seconds, timeout)
     run_id = f"t{n}-{secrets.token_hex(3)}"
     started = time.monotonic()
     if study:

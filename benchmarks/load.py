@@ -160,6 +160,7 @@ def make_timed_bot_class():
             self.drop_share = drop_share
             self.seen_phases: set[tuple] = set()
             self.latencies: list[float] = []  # phase change -> push arrival, seconds
+            self.by_phase: dict[str, list[float]] = {}  # the same, by the phase entered
             self.repair_latencies: list[float] = []  # phase change -> arrival via a stale ping's snapshot
             self.repaired = 0  # phase changes first seen after a dropped push (repaired by ping/next snapshot)
             self.stale_pings = 0
@@ -207,6 +208,7 @@ def make_timed_bot_class():
                             self.repair_latencies.append(delay)
                         elif not first_on_socket:
                             self.latencies.append(delay)
+                            self.by_phase.setdefault(group["phase"], []).append(delay)
                 self.missed = False
                 if not first_on_socket:
                     self.pushes += 1
@@ -271,6 +273,7 @@ async def _run_protocol_bots(spec: dict) -> dict:
                       "created": {k: {"created": v.created, "rows": v.rows, "sent": v.sent, "errors": v.errors}
                                   for k, v in b.result.kinds.items()},
                       "latencies": [round(x, 4) for x in b.latencies],
+                      "latencies_by_phase": {k: [round(x, 4) for x in v] for k, v in b.by_phase.items()},
                       "repair_latencies": [round(x, 4) for x in b.repair_latencies],
                       "repaired": b.repaired, "stale_pings": b.stale_pings,
                       "dropped_on_purpose": b.dropped_on_purpose} for b in bots]}
@@ -451,6 +454,10 @@ def bot_measures(results: list[dict], n: int, elapsed: float, bots_cpu: float) -
     errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
     return {
         "latency": latency_summary(latencies), "repair_latency": latency_summary(repair),
+        # which phase changes are slow (the phase entered: a grouping, a submission, a generation, a deadline)
+        "latency_by_phase": {phase: latency_summary([x for b in results
+                                                     for x in b.get("latencies_by_phase", {}).get(phase, [])])
+                             for phase in sorted({k for b in results for k in b.get("latencies_by_phase", {})})},
         "messages_received": received, "messages_per_s": round(received / elapsed, 1),
         "pushes_received": pushes,
         # one push reaches every member: pushes per group = pushes received / n; the raw run pushes at this period

@@ -18,6 +18,8 @@ import json
 import logging
 import time
 
+from asgiref.sync import sync_to_async
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -25,7 +27,14 @@ from django.utils import translation
 from django.utils.translation import gettext, gettext_lazy
 
 from participants.models import Participant
-from participants.services import is_token, presence_connect, presence_disconnect, presence_ping, presence_surplus
+from participants.services import (
+    is_token,
+    presence_connect,
+    presence_disconnect,
+    presence_ping,
+    presence_surplus,
+    presence_touch,
+)
 
 from . import messages as m
 from . import realtime, services
@@ -48,6 +57,8 @@ def _read_snapshot(participant_id: int) -> dict:
 
 
 read_snapshot = db(_read_snapshot)
+# A ping recorded in the liveness store (Redis) only: no database connection, so no Channels connection handling.
+touch = sync_to_async(presence_touch, thread_sensitive=False)
 
 
 def _connect(participant_id: int, channel_name: str) -> list[str]:
@@ -71,9 +82,13 @@ def _ping(participant_id: int, channel_name: str) -> str:
     return snapshot_version(*presence_ping(participant_id=participant_id, channel_name=channel_name))
 
 
-def _save_draft(participant_id: int, phase: str, payload: dict) -> bool:
-    participant = Participant.objects.only("id", "group_id", "study_id", "status").get(pk=participant_id)
-    return services.draft_save(participant=participant, phase=phase, payload=payload)
+def _save_draft(participant_id: int, phase: str, payload: dict, group_id: int | None = None) -> bool:
+    """``group_id``: the group the socket shows, if it shows one. ``draft_save`` checks the member is still in it
+    (a fresh read), so the participant's row need not be read first."""
+    if group_id is None:
+        group_id = Participant.objects.filter(pk=participant_id).values_list("group_id", flat=True).get()
+    return services.draft_save(participant=Participant(pk=participant_id, group_id=group_id), phase=phase,
+                               payload=payload)
 
 
 def _write(participant_id: int, message: m.ClientMessage):
@@ -109,13 +124,24 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     _drafting: asyncio.Task | None = None
     _draft_lock: asyncio.Lock | None = None
     _view: PushView | None = None  # what this socket last showed
+    _shown_version: str | None = None  # the version of the last snapshot sent
+    _verified_at: float = float("-inf")  # monotonic: when a read last confirmed the socket's row and version
+    _last_ping: float = float("-inf")
     _limiter: SocketLimiter | None = None
 
     async def dispatch(self, message: dict) -> None:
         """Every event (connect, a client message, a push) is handled in the study's language; tasks started
-        meanwhile (the push and draft loops) keep it."""
+        meanwhile (the push and draft loops) keep it.
+
+        Channels' own ``dispatch`` first runs ``close_old_connections`` through ``sync_to_async`` for every
+        event, on the one thread that thread-sensitive calls share in a process: every message and every push
+        of every socket then waits its turn there, one after another. This consumer touches the database only
+        through ``db()``, whose calls close their own connections, so it calls the handler directly."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']!r}")
         with translation.override(self.language):
-            await super().dispatch(message)
+            await handler(message)
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
@@ -146,6 +172,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self.send_snapshot()
         for older in await db(_connect)(participant.pk, self.channel_name):
             await self.channel_layer.send(older, {"type": "socket.replaced"})
+        self._verified_at = time.monotonic()
 
     async def socket_replaced(self, event: dict) -> None:
         await self.send_json(m.error_reply("replaced", REPLACED_MESSAGE))
@@ -195,7 +222,10 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
 
     async def handle(self, message: m.ClientMessage) -> None:
         if isinstance(message, m.Ping):
+            if await self._ping_from_memory(message):
+                return
             current = await db(_ping)(self.participant_id, self.channel_name)
+            self._verified_at = time.monotonic()
             if message.version != current:
                 if self._pushing is not None and not self._pushing.done():
                     # A push is being shown right now: ask it for one more fresh read and wait for it, so one
@@ -232,6 +262,24 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         if not result.created or result.replayed:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
 
+    async def _ping_from_memory(self, message: m.Ping) -> bool:
+        """Answer a ping without the database when nothing can have changed unseen: the client shows the version
+        this socket last sent, no push is waiting to be shown, the socket's last read (its row and version) is
+        under PING_VERIFY_SECONDS old, and it pinged recently (a socket quiet for long may have been swept and
+        must register again). The ping is recorded in the liveness store; False sends it down the reading path
+        (also when the store is the database's, as in the demo, or Redis is unreachable)."""
+        now = time.monotonic()
+        previous, self._last_ping = self._last_ping, now
+        if (message.version != self._shown_version or self._dirty
+                or (self._pushing is not None and not self._pushing.done())
+                or now - self._verified_at >= settings.PING_VERIFY_SECONDS
+                or now - previous >= settings.PRESENCE_TIMEOUT_SECONDS / 2):
+            return False
+        if not await touch(participant_id=self.participant_id, channel_name=self.channel_name):
+            return False
+        await self.send_json({"type": "pong", "version": message.version, "ref": message.ref})
+        return True
+
     async def _draft_loop(self) -> None:
         """Write this socket's newest draft at most once per DRAFT_WRITE_INTERVAL_SECONDS; what arrives in
         between replaces the waiting one and is written when the interval is over. Drafts are acknowledged
@@ -257,7 +305,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         (phase, payload, refs), self._draft = self._draft, None
         self._draft_written = time.monotonic()
         try:
-            saved = await db(_save_draft)(self.participant_id, phase, payload)
+            saved = await db(_save_draft)(self.participant_id, phase, payload, self.group_id)
         except services.SubmissionError as exc:
             if reply:
                 for ref in refs:
@@ -331,4 +379,6 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self.send_json(snapshot)
 
     async def send_json(self, content: dict) -> None:
+        if content.get("type") == "snapshot":
+            self._shown_version = content.get("version")
         await self.send(text_data=json.dumps(content))

@@ -107,6 +107,11 @@ class RedisLiveness:
             return None
 
     def touch(self, *, participant_id: int, channel_name: str, now: datetime) -> bool:
+        self.record(participant_id=participant_id, channel_name=channel_name, now=now)
+        return True  # the row's existence is checked by the caller's read (services.presence_ping)
+
+    def record(self, *, participant_id: int, channel_name: str, now: datetime) -> bool:
+        """Record a ping; False if Redis is (or was just) unreachable."""
         stamp = now.timestamp()
 
         def build(pipe):
@@ -114,8 +119,7 @@ class RedisLiveness:
             pipe.zadd(CHANNELS_KEY, {channel_name: stamp}, gt=True)
             pipe.zadd(PARTICIPANTS_KEY, {str(participant_id): stamp}, gt=True)
 
-        self._run(build)
-        return True  # the row's existence is checked by the caller's read (services.presence_ping)
+        return self._run(build) is not None
 
     def _seen(self, key: str, members: list[str]) -> Seen:
         if not members:

@@ -340,6 +340,16 @@ def presence_ping(*, participant_id: int, channel_name: str,
     return status, group_id, version
 
 
+def presence_touch(*, participant_id: int, channel_name: str, now: datetime | None = None) -> bool:
+    """A heartbeat that reads and writes no PostgreSQL: the ping recorded in the liveness store alone. False when
+    the store is the database's (the demo) or did not take the ping (Redis unreachable): the caller then takes
+    ``presence_ping``'s path, which reads the socket's row and registers it again if it was swept."""
+    store = liveness_store()
+    if store.writes_database:
+        return False
+    return store.record(participant_id=participant_id, channel_name=channel_name, now=now or timezone.now())
+
+
 def presence_surplus(*, participant_id: int, keep: int, now: datetime | None = None) -> list[str]:
     """The channel names of a participant's live sockets beyond the newest ``keep``, oldest first: the sockets
     a new connection closes (``WEBSOCKET_MAX_SOCKETS_PER_PARTICIPANT``). The newest win, so a participant is never

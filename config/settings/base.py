@@ -184,6 +184,10 @@ PRESENCE_TIMEOUT_SECONDS = 45
 # row; without it (the demo) the socket's Presence row. Redis calls give up after this many seconds.
 PRESENCE_REDIS_URL = os.environ.get("PRESENCE_REDIS_URL", REDIS_URL)
 PRESENCE_REDIS_TIMEOUT_SECONDS = float(os.environ.get("PRESENCE_REDIS_TIMEOUT_SECONDS", "0.5"))
+# A ping whose version is the one its socket last sent, with no push in flight, is answered without a database
+# read (the ping is recorded in Redis alone) unless the socket's last read was this many seconds ago: a push the
+# channel layer lost is then noticed within this time plus a ping interval (deliberation/consumers.py).
+PING_VERIFY_SECONDS = float(os.environ.get("PING_VERIFY_SECONDS", "45"))
 # A socket writes a member's draft at most once per this many seconds; the newest draft in between is written
 # when the interval is over (deliberation/consumers.py), and before a submission or a disconnect.
 DRAFT_WRITE_INTERVAL_SECONDS = float(os.environ.get("DRAFT_WRITE_INTERVAL_SECONDS", "2"))

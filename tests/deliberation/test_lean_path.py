@@ -18,6 +18,7 @@ from channels.db import database_sync_to_async as adb
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -254,6 +255,118 @@ def test_without_redis_as_in_the_demo_a_ping_refreshes_the_socket_row(settings):
     assert connected_participant_ids([m.pk for m in members], later) == {members[0].pk}
     sweep(now=later)  # the other two rows are 60 s old then: gone, no Redis needed to tell
     assert set(Presence.objects.values_list("participant_id", flat=True)) == {members[0].pk}
+
+
+@pytest.fixture
+def ping_reads(monkeypatch):
+    """The participants of every ping that took the reading path (consumers._ping; the real one runs)."""
+    from deliberation import consumers
+
+    calls = []
+    real = consumers._ping
+
+    def counted(participant_id, channel_name):
+        calls.append(participant_id)
+        return real(participant_id, channel_name)
+
+    monkeypatch.setattr(consumers, "_ping", counted)
+    return calls
+
+
+def ping(version, ref):
+    return json.dumps({"type": "ping", "version": version, "ref": ref})
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_ping_showing_the_sockets_own_version_is_answered_from_memory_and_recorded_in_redis(ping_reads):
+    study, people, sockets = await grouped(3)
+    ws, member = sockets[0], people[0]
+    shown = await adb(lambda: participant_version(member.pk))()
+    await ws.send_to(text_data=ping(shown, "p1"))  # the first ping reads: the socket has not pinged before
+    assert (await next_of(ws, "pong"))["version"] == shown
+    assert ping_reads == [member.pk]
+    channel = await adb(lambda: Presence.objects.get(participant=member).channel_name)()
+    before = presence_redis().zscore(CHANNELS_KEY, channel)
+    for i in range(3):  # pinging on: no database
+        await asyncio.sleep(0.05)
+        await ws.send_to(text_data=ping(shown, f"q{i}"))
+        assert (await next_of(ws, "pong"))["version"] == shown
+    assert ping_reads == [member.pk]
+    assert presence_redis().zscore(CHANNELS_KEY, channel) > before  # each one recorded all the same
+    # A client that shows something else (it missed a push) gets the reading path and a snapshot.
+    await ws.send_to(text_data=ping("in_group:0:0", "stale"))
+    assert (await next_of(ws, "snapshot"))["version"] == shown
+    assert ping_reads == [member.pk, member.pk]
+    await close_all(sockets)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_push_the_channel_layer_lost_is_repaired_by_the_first_ping_after_ping_verify_seconds(
+        ping_reads, settings):
+    settings.PING_VERIFY_SECONDS = 1.0
+    study, people, sockets = await grouped(3)
+    ws, member = sockets[0], people[0]
+    shown = await adb(lambda: participant_version(member.pk))()
+    await ws.send_to(text_data=ping(shown, "p0"))
+    await next_of(ws, "pong")
+    # The group moves on and its push never comes (a channel-layer outage): only the database knows.
+    await adb(lambda: Group.objects.filter(pk=member.group_id).update(version=F("version") + 1))()
+    await ws.send_to(text_data=ping(shown, "p1"))
+    assert (await next_of(ws, "pong"))["version"] == shown  # within PING_VERIFY_SECONDS: from memory
+    reads = len(ping_reads)
+    await asyncio.sleep(1.1)
+    await ws.send_to(text_data=ping(shown, "p2"))
+    repaired = await next_of(ws, "snapshot")
+    assert repaired["version"] == await adb(lambda: participant_version(member.pk))() != shown
+    assert len(ping_reads) == reads + 1
+    await close_all(sockets)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_without_redis_every_ping_reads_and_refreshes_the_row(ping_reads, settings):
+    settings.PRESENCE_REDIS_URL = ""  # the demo: the row is the only record of a ping
+    study, people, sockets = await grouped(3)
+    ws, member = sockets[0], people[0]
+    shown = await adb(lambda: participant_version(member.pk))()
+    for i in range(3):
+        await ws.send_to(text_data=ping(shown, f"p{i}"))
+        await next_of(ws, "pong")
+    assert ping_reads == [member.pk] * 3
+    await close_all(sockets)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_no_event_of_a_socket_waits_for_the_shared_thread_that_closes_old_connections(monkeypatch):
+    """Channels' dispatch hops to the process's one thread-sensitive thread for every event; this consumer's
+    does not (its database calls run on the pool and close their own connections)."""
+    import channels.consumer
+
+    hops = []
+    real = channels.consumer.aclose_old_connections
+
+    async def counted():
+        hops.append(1)
+        return await real()
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    study, people, sockets = await grouped(3)  # connects, and the pushes that form the group
+    ws = sockets[0]
+    await ws.send_to(text_data=draft("a draft", "d0"))
+    await next_of(ws, "ack")
+    await ws.send_to(text_data=ping(await adb(lambda: participant_version(people[0].pk))(), "p0"))
+    await next_of(ws, "pong")
+    assert hops == []
+    await close_all(sockets)
+
+
+def participant_version(participant_id: int) -> str:
+    status, group_id, version = Participant.objects.filter(pk=participant_id).values_list(
+        "status", "group_id", "group__version").get()
+    return f"{status}:{group_id or 0}:{version or 0}"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -327,6 +327,9 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     async def state_changed(self, event: dict) -> None:
         """Coalesce pushes: a burst of changes (five members submitting) shows the newest state once or twice,
         not once per change. The state after the last change is always shown."""
+        covered = event.get("covered_by")
+        if covered is not None and self._has_state(*covered):
+            return  # the group's push, already here, shows this participant's change (a group's finish)
         shared = event.get("group")
         if event.get("lobby") is not None:
             self._lobby_pushed = event["lobby"]
@@ -337,6 +340,12 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         self._dirty = True
         if self._pushing is None or self._pushing.done():
             self._pushing = asyncio.ensure_future(self._push_loop())
+
+    def _has_state(self, group_id: int, version: int) -> bool:
+        """Whether this socket shows, or is about to show, that group's state at that version or newer."""
+        pending, view = self._pushed, self._view
+        return ((pending is not None and pending["id"] == group_id and pending["version"] >= version)
+                or (view is not None and view.group_id == group_id and view.version >= version))
 
     async def _push_loop(self) -> None:
         while self._dirty:

@@ -276,6 +276,12 @@ def _shared_state(group: Group, members: list[list], connected: set[int], submit
     winner = group.winner_round2 if phase is Phase.DONE and group.winner_round2_id else group.winner_round1
     if phase in (Phase.CRITIQUE, Phase.REVISING, Phase.FINAL_RATING, Phase.DONE) and winner is not None:
         shared["winner"] = {"id": winner.pk, "text": winner.text, "round": winner.round}
+    if phase is Phase.DONE:
+        # For the members' sockets to show a finished member's page without a read (``PushView``). It stays on
+        # the server: a snapshot shows a member the code of their own status only, once they are finished.
+        study = group.study
+        shared["completion"] = {"codes": {status: study.completion_code(status) for status in FINISHED_IN_GROUP},
+                                "prolific": bool(study.prolific_redirect)}
     return shared
 
 
@@ -292,7 +298,8 @@ def remember_shared_state(shared: dict[str, Any]) -> None:
 
 
 def read_group_shared_state(group_id: int, now: datetime | None = None) -> dict[str, Any] | None:
-    group = (Group.objects.select_related("question", "winner_round1", "winner_round2").filter(pk=group_id).first())
+    group = (Group.objects.select_related("question", "winner_round1", "winner_round2", "study")
+             .filter(pk=group_id).first())
     return group_shared_state(group, now) if group is not None else None
 
 
@@ -329,6 +336,10 @@ def _group_part(participant_id: int, shared: dict[str, Any], own: dict[str, Any]
 
 
 # --- the push path: a member's snapshot from the pushed shared state, without a database read -------------
+# The statuses a group's finish gives its members (``services.group_finish``).
+FINISHED_IN_GROUP = (Participant.Status.COMPLETED.value, Participant.Status.DROPPED.value)
+
+
 def _answered(own: dict[str, Any], phase: Phase) -> bool:
     if phase is Phase.OPINION:
         return own["opinion"] is not None
@@ -397,12 +408,20 @@ class PushView:
         now = now or timezone.now()
         in_group = Participant.Status.IN_GROUP
         mine = next((row for row in shared["members"] if row[0] == self.participant_id), None)
-        if self.status != in_group or shared["id"] != self.group_id or mine is None or mine[2] != in_group:
+        # A member the group's finish just finished: their page shows their completion code (from the push).
+        finished = (mine is not None and mine[2] in FINISHED_IN_GROUP and shared["phase"] == Phase.DONE.value
+                    and shared.get("completion") is not None)
+        if self.status != in_group or shared["id"] != self.group_id or mine is None or \
+                (mine[2] != in_group and not finished):
             return None
         phase = Phase(shared["phase"])
         if phase is not self.phase:
             order = list(Phase)
             passed = order[order.index(self.phase):order.index(phase)]  # the phases that ended since
+            if shared["version"] == self.version + 1:
+                # One change since what this socket showed: the phases between were skipped (a study without
+                # the critique round), not run unseen; only the phase it showed has ended.
+                passed = passed[:1]
             if not passed or any(p in flow.INPUT_PHASES and (p is not self.phase or not _answered(self.own, p))
                                  for p in passed):
                 return None  # back in time (never), or a phase ended that this socket saw unanswered or not at all
@@ -413,13 +432,18 @@ class PushView:
         own = self.own
         if own["ratings_round"] != flow.round_of(phase):
             own = {**own, "ratings": None}
+        code = url = None
+        if finished:
+            self.status = mine[2]
+            code = shared["completion"]["codes"][self.status]
+            url = PROLIFIC_COMPLETE_URL.format(code=code) if shared["completion"]["prolific"] and code else None
         return {
             "type": "snapshot",
             "version": snapshot_version(self.status, shared["id"], shared["version"]),
             "server_time": _iso(now),
             "study": self.study,
-            "participant": {"status": self.status, "position": mine[1], "completion_code": None,
-                            "completion_url": None},
+            "participant": {"status": self.status, "position": mine[1], "completion_code": code,
+                            "completion_url": url},
             "lobby": None,
             "group": _group_part(self.participant_id, shared, own, now),
         }

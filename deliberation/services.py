@@ -166,6 +166,7 @@ class _Writes:
     events: list[GroupEvent] = field(default_factory=list)
     fields: dict[str, Any] = field(default_factory=dict)
     statuses: dict[int, str] = field(default_factory=dict)
+    finished: list[int] = field(default_factory=list)  # members the change finished: pushed after the group
 
     def write_events(self) -> None:
         if self.events:
@@ -230,6 +231,8 @@ def _apply(group: Group, event: flow.Event, now: datetime, *, read: MembersRead 
     _touch(group, shared=shared, phase=group.phase, deadline=group.deadline, phase_started_at=now,
            paused_seconds_left=group.paused_seconds_left, generation_status=group.generation_status,
            **writes.fields)
+    if writes.finished:  # their own sockets: after the group's push, which shows them finished
+        realtime.push_after_commit(participants=writes.finished, covered_by=(group.pk, group.version))
     return transition
 
 
@@ -828,7 +831,10 @@ def group_finish(group: Group, outcome: str, previous: flow.GroupState, now: dat
     if alone:
         group.save(update_fields=list(writes.fields))
         writes.write_events()
-    realtime.push_after_commit(participants=[m.participant_id for m in previous.members])
+    if alone:
+        realtime.push_after_commit(participants=[m.participant_id for m in previous.members])
+    else:  # after the transition's push, which carries their statuses (``_apply``)
+        writes.finished.extend(m.participant_id for m in previous.members)
     if study.reward_retrain_every:
         request_reward_retraining(study_id=study.pk)
 

@@ -440,6 +440,50 @@ def test_nobody_is_gone_or_taken_over_through_a_ten_second_redis_outage_nor_afte
         store.close()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_the_finish_shows_every_member_their_completion_code_from_the_push_without_a_read(monkeypatch):
+    """The finish carries the members' statuses and the study's codes in the group's push; the push to each
+    member's own channel that follows it says so (``covered_by``), so their sockets read nothing."""
+    from deliberation import consumers
+    from deliberation.selectors import participant_snapshot
+
+    from .test_consumers import phase_is
+    from .test_push_view import comparable
+
+    study, people, sockets = await grouped(3, critique_round=False, prolific_redirect=True,
+                                           completion_code_completed="DONE42")
+    for i, ws in enumerate(sockets):
+        await ws.send_to(text_data=json.dumps({"type": "submit_opinion", "text": f"Opinion number {i} on taxes."}))
+    for ws in sockets:
+        await next_of(ws, "snapshot", where=phase_is("generating"))
+    await adb(candidates_generate)(group_id=people[0].group_id, round=1)
+    ids = sorted(c["id"] for c in (await next_of(sockets[0], "snapshot", where=phase_is("rating")))["group"]
+                 ["candidates"])
+    for ws in sockets[1:]:
+        await next_of(ws, "snapshot", where=phase_is("rating"))
+    reads = []
+    real = consumers.read_snapshot
+
+    async def counted(participant_id):
+        reads.append(participant_id)
+        return await real(participant_id)
+
+    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    for ws in sockets:
+        await ws.send_to(text_data=json.dumps({
+            "type": "submit_ratings", "round": 1, "ranking": ids,
+            "ratings": [{"candidate_id": i, "agreement": 5, "quality": 4} for i in ids]}))
+    for ws, person in zip(sockets, people):
+        shown = await next_of(ws, "snapshot", where=phase_is("done"))
+        assert shown["participant"]["completion_code"] == "DONE42"
+        assert shown["participant"]["completion_url"].endswith("cc=DONE42")
+        assert comparable(shown) == comparable(await adb(participant_snapshot)(person))  # what a read shows
+    await asyncio.sleep(0.5)  # the participant pushes after the group's have arrived too
+    assert reads == []
+    await close_all(sockets)
+
+
 # --- drafts -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def draft_writes(monkeypatch):

@@ -117,17 +117,18 @@ def test_pushed_state_gives_every_member_the_snapshot_a_database_read_gives(own_
         s.push(f"final rating {i}")
     group.refresh_from_db()
     assert group.phase == "done"
-    end = {(m.pk, f"final rating {len(members) - 1}") for m in members}  # status and completion code change
     own = {(m.pk, f"{kind} {i}") for i, m in enumerate(members)
            for kind in ("opinion", "rating", "critique", "final rating")}
     if own_socket:
-        # The socket read only at the end; every other push was shown from the pushed state.
-        assert set(s.read_for) == end, set(s.read_for) ^ end
-        assert s.composed >= 60, s.composed
+        # The socket never read: every push was shown from the pushed state, the finish (status and completion
+        # code) included.
+        assert s.read_for == [], s.read_for
+        assert s.composed >= 64, s.composed
     else:
-        # It read after each of its member's submissions (it never saw the text) and at the end, no more.
-        assert set(s.read_for) == own | end, set(s.read_for) ^ (own | end)
-        assert s.composed >= 45, s.composed
+        # It read after each of its member's submissions (it never saw the text), no more.
+        assert set(s.read_for) == own, set(s.read_for) ^ own
+        assert s.composed >= 48, s.composed
+    assert {m.pk: s.views[m.pk].status for m in members} == {m.pk: "completed" for m in members}
 
 
 def test_a_time_out_that_stores_a_draft_as_the_answer_makes_the_socket_read():

@@ -367,6 +367,9 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
                         await self.send_json(snapshot)
                         continue
                 await self.send_snapshot()
+            except OSError:  # the client went away mid-send (uvicorn's ClientDisconnected is an OSError)
+                logger.debug("participant %s disconnected during a push", self.participant_id)
+                return
             except Exception:  # a lost push is repaired by the client's next ping
                 logger.exception("push to participant %s failed", self.participant_id)
                 return

@@ -103,6 +103,12 @@ class Pace(NamedTuple):
     timeout: float  # seconds the bots get to finish a deliberation
     raw_seconds: float  # measured seconds of each raw-consumer run
     ladder: tuple[int, ...]
+    arrivals_per_second: float | None = None  # how fast people join; None: N in min(20, max(2, N/100)) s
+
+    def ramp(self, n: int, arrivals_per_second: float | None = None) -> float:
+        """Seconds over which the N bots join (evenly spread)."""
+        rate = arrivals_per_second or self.arrivals_per_second
+        return n / rate if rate else min(20.0, max(2.0, n / 100))
 
     def resolve(self, think: tuple[float, float] | None = None, ping_seconds: float | None = None,
                 phase_seconds: int | None = None, timeout: float | None = None) -> tuple:
@@ -113,7 +119,9 @@ class Pace(NamedTuple):
 
 PACES = {
     "human": Pace(think=(20.0, 60.0), ping_seconds=15.0, typing_pauses=(2, 5), draft_on_submit=True,
-                  phase_seconds=180, timeout=600.0, raw_seconds=60.0, ladder=(500, 1000, 2000)),
+                  phase_seconds=180, timeout=600.0, raw_seconds=60.0, ladder=(500, 1000, 2000),
+                  # 600 joins a minute: a fast Prolific launch (the bot pace's 100 a second is a flash crowd)
+                  arrivals_per_second=10.0),
     "bot": Pace(think=(0.3, 1.0), ping_seconds=15.0, typing_pauses=(1, 1), draft_on_submit=False,
                 phase_seconds=30, timeout=75.0, raw_seconds=15.0, ladder=(100, 500)),
 }
@@ -365,6 +373,18 @@ def push_main(spec_path: str) -> None:
 
 
 
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def ramp_of(args, pace: str, n: int) -> float:
+    """The join ramp of one run, in seconds: ``--arrivals-per-second`` or the pace's."""
+    return PACES[pace].ramp(n, args.arrivals_per_second)
+
+
 # --- one production run -------------------------------------------------------------------------
 def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Path, pace: str = "bot",
                    think: tuple[float, float] | None = None, ping_seconds: float | None = None,
@@ -386,7 +406,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     setup_s = time.monotonic() - started
     redis.Redis.from_url(redis_url).delete(*(redis.Redis.from_url(redis_url).keys(f"{QUERY_KEY}*") or ["-"]))
     bot_procs = bot_procs or (1 if n <= 200 else 2)
-    ramp = ramp_seconds if ramp_seconds is not None else min(20.0, max(2.0, n / 100))
+    ramp = ramp_seconds if ramp_seconds is not None else speed.ramp(n)
     env = server_env(db_url, redis_url)
     with Stack(work / f"prod-{pace}-{n}x{procs}", env, SCRIPT) as stack:
         port = free_port()
@@ -406,7 +426,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
                 "drop_share": drop_share, "typing_pauses": list(speed.typing_pauses),
                 "draft_on_submit": speed.draft_on_submit, "profile_dir": str(profile_dir or "")}
         bots = run_bot_processes(stack, "prod", n, bot_procs, spec, stack.log_dir)
-        bots_cpu = wait_for_bots(bots, kill_at=t0 + timeout + 60)
+        bots_cpu = wait_for_bots(bots, kill_at=t0 + ramp + timeout + 60)
         elapsed = time.time() - t0
         time.sleep(1.0)  # let the query counters publish
         sampler.close()
@@ -545,7 +565,7 @@ def run_target(n: int, *, target: str, work: Path, ca_file: str = "", manage: st
         raise ValueError("a target run needs a study: --target-study SLUG, or --manage to make one")
     setup_s = time.monotonic() - started
     bot_procs = bot_procs or (1 if n <= 200 else 2)
-    ramp = ramp_seconds if ramp_seconds is not None else min(20.0, max(2.0, n / 100))
+    ramp = ramp_seconds if ramp_seconds is not None else speed.ramp(n)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     during_result = None
     with Stack(work / f"target-{label or pace}-{n}-{run_id}", env, SCRIPT) as stack:
@@ -559,7 +579,7 @@ def run_target(n: int, *, target: str, work: Path, ca_file: str = "", manage: st
         try:
             if during is not None:
                 during_result = during({"study_id": study_id, "slug": slug, "started_at": t0, "n": n})
-            bots_cpu = wait_for_bots(bots, kill_at=t0 + timeout + 60)
+            bots_cpu = wait_for_bots(bots, kill_at=t0 + ramp + timeout + 60)
         finally:
             for proc, _ in bots:  # an exception in ``during``: no bot outlives the run
                 if proc.poll() is None:
@@ -809,6 +829,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--phase-seconds", type=int, default=None,
                         help="Input-phase deadline, a backstop for misses (default: the pace's, human 180, bot 30).")
     parser.add_argument("--no-critique", action="store_true", help="Skip the critique round (shorter runs).")
+    parser.add_argument("--arrivals-per-second", type=positive_float, default=None, metavar="R",
+                        help="How fast the bots join, evenly spread (default: the pace's; human 10/s, bot N in "
+                             "min(20, max(2, N/100)) s).")
     parser.add_argument("--no-raw", action="store_true", help="Skip the raw-consumer rows.")
     parser.add_argument("--drop-share", type=float, default=0.0,
                         help="Bots ignore this share of pushes on purpose (proves the snapshot repair).")
@@ -887,7 +910,7 @@ def main(argv: list[str] | None = None) -> None:
             prod = run_production(n, procs, db_url=db_url, redis_url=args.redis_url, work=work, pace=pace,
                                   phase_seconds=args.phase_seconds, critique_round=not args.no_critique,
                                   timeout=args.timeout, drop_share=args.drop_share, profile_dir=args.profile_bots,
-                                  server=args.server)
+                                  server=args.server, ramp_seconds=ramp_of(args, pace, n))
             runs.append(prod)
             bar.update(1)
             done = [prod]
@@ -978,7 +1001,8 @@ def main_target(parser: argparse.ArgumentParser, args, argv: list[str] | None) -
             bar.set_postfix_str(f"{pace} N={n}")
             run = run_target(n, target=target, work=work, ca_file=args.ca_file, manage=args.manage,
                              study=args.target_study, pace=pace, phase_seconds=args.phase_seconds,
-                             critique_round=not args.no_critique, timeout=args.timeout)
+                             critique_round=not args.no_critique, timeout=args.timeout,
+                             ramp_seconds=ramp_of(args, pace, n))
             runs.append(run)
             bar.update(1)
             out.parent.mkdir(parents=True, exist_ok=True)

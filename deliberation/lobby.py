@@ -6,15 +6,16 @@ receivers here (connected in ``DeliberationConfig.ready``) form groups or move a
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.dispatch import receiver
 from django.utils import timezone
 
 from core import flow
 from core.matching import Waiting, match_lobby
-from participants.models import Participant
+from participants.models import Participant, Presence
 from participants.signals import lobby_entered, presence_changed
 
 from . import realtime
@@ -33,10 +34,7 @@ def lobby_match(*, study_id: int, now: datetime | None = None, announce: bool = 
         study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
         if study.paused_at is not None:  # paused: no new groups, nobody times out (deliberation/pause.py)
             return []
-        waiting_rows = list(
-            Participant.objects.filter(study=study, status=Participant.Status.LOBBY)
-            .values_list("id", "lobby_entered_at")
-        )
+        waiting_rows = _waiting_that_count(study, now)
         if not waiting_rows:
             return []
         connected = connected_participant_ids([pid for pid, _ in waiting_rows], now)
@@ -54,9 +52,22 @@ def lobby_match(*, study_id: int, now: datetime | None = None, announce: bool = 
                 completion_code=study.completion_code("lobby_timeout"), finished_at=now)
             realtime.push_after_commit(participants=decision.timed_out)
         if announce or groups or decision.timed_out:
-            left = len(waiting_rows) - sum(len(ids) for ids in decision.groups) - len(decision.timed_out)
+            # Counted after the groups formed and the timed out left (this transaction's own writes).
+            left = Participant.objects.filter(study=study, status=Participant.Status.LOBBY).count()
             realtime.push_after_commit(lobbies={study.pk: left})
     return groups
+
+
+def _waiting_that_count(study: Study, now: datetime) -> list[tuple[int, datetime]]:
+    """The waiters ``match_lobby`` can act on: those with a registered socket (only the connected are grouped)
+    and those past the lobby timeout (they leave). Anyone else in the lobby changes nothing, so a lobby full of
+    people who consented and have not opened their page yet is not read on every arrival (O(lobby) per
+    arrival, O(N^2) as a study fills)."""
+    lobby = Participant.objects.filter(study=study, status=Participant.Status.LOBBY)
+    overdue = now - timedelta(seconds=study.lobby_timeout_seconds)
+    return list(lobby.filter(Q(Exists(Presence.objects.filter(participant_id=OuterRef("pk"))))
+                             | Q(lobby_entered_at__lte=overdue))
+                .values_list("id", "lobby_entered_at"))
 
 
 @receiver(lobby_entered, dispatch_uid="deliberation.lobby.on_lobby_entered")

@@ -588,6 +588,34 @@ async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monk
     await ws.disconnect()
 
 
+@pytest.mark.django_db
+def test_matching_reads_only_waiters_with_a_socket_or_past_the_timeout_and_counts_the_whole_lobby(monkeypatch):
+    """People who consented and never opened their page cannot be grouped: an arrival's match does not read
+    them (O(lobby) per arrival) unless they are past the lobby timeout, and the number pushed counts them."""
+    from deliberation import lobby, realtime
+
+    from ..factories import join
+
+    study = make_study(slug="lobby-reads", max_group_size=3, min_group_size=3, lobby_timeout_seconds=300)
+    idle = [join(study, f"idle-{i}", connected=False) for i in range(30)]
+    present = [join(study, f"here-{i}", connected=False) for i in range(3)]
+    overdue = idle[0]
+    Participant.objects.filter(pk=overdue.pk).update(lobby_entered_at=timezone.now() - timedelta(seconds=301))
+    for p in present:
+        Presence.objects.create(participant=p, channel_name=f"test.{p.pk}", last_seen=timezone.now())
+    read = lobby._waiting_that_count(study, timezone.now())
+    assert {pid for pid, _ in read} == {overdue.pk, *(p.pk for p in present)}
+    pushed = []
+    monkeypatch.setattr(realtime, "push_after_commit", lambda **kw: pushed.append(kw))
+    groups = lobby.lobby_match(study_id=study.pk, announce=True)
+    assert len(groups) == 1
+    assert set(Participant.objects.filter(group=groups[0]).values_list("pk", flat=True)) == {p.pk for p in present}
+    overdue.refresh_from_db()
+    assert overdue.status == Participant.Status.LOBBY_TIMEOUT
+    assert {"lobbies": {study.pk: 29}} in pushed  # 33 waiting - 3 grouped - 1 timed out
+    assert Participant.objects.filter(study=study, status=Participant.Status.LOBBY).count() == 29
+
+
 # --- drafts and the group's row lock (two real connections) -----------------------------------------------
 def _hold_group(group_id: int, *, no_key: bool, locked: threading.Event, release: threading.Event,
                 then=None) -> threading.Thread:

@@ -38,8 +38,10 @@ from participants.services import (
 
 from . import messages as m
 from . import realtime, services
+from .drafts import draft_batch
 from .ratelimit import SocketLimiter
 from .selectors import PushView, participant_snapshot, snapshot_version
+from .services import DraftWrite
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +84,8 @@ def _ping(participant_id: int, channel_name: str) -> str:
     return snapshot_version(*presence_ping(participant_id=participant_id, channel_name=channel_name))
 
 
-def _save_draft(participant_id: int, phase: str, payload: dict, group_id: int | None = None) -> bool:
-    """``group_id``: the group the socket shows, if it shows one. ``draft_save`` checks the member is still in it
-    (a fresh read), so the participant's row need not be read first."""
-    if group_id is None:
-        group_id = Participant.objects.filter(pk=participant_id).values_list("group_id", flat=True).get()
-    return services.draft_save(participant=Participant(pk=participant_id, group_id=group_id), phase=phase,
-                               payload=payload)
+def _group_of(participant_id: int) -> int | None:
+    return Participant.objects.filter(pk=participant_id).values_list("group_id", flat=True).get()
 
 
 def _write(participant_id: int, message: m.ClientMessage):
@@ -305,7 +302,9 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         (phase, payload, refs), self._draft = self._draft, None
         self._draft_written = time.monotonic()
         try:
-            saved = await db(_save_draft)(self.participant_id, phase, payload, self.group_id)
+            # The group the socket shows: ``drafts_save`` checks the member is still in it (a fresh read).
+            group_id = self.group_id if self.group_id is not None else await db(_group_of)(self.participant_id)
+            saved = await draft_batch().save(DraftWrite(self.participant_id, group_id, phase, payload))
         except services.SubmissionError as exc:
             if reply:
                 for ref in refs:

@@ -6,6 +6,7 @@ rules themselves live in the pure ``core.flow`` module.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 import unicodedata
@@ -260,7 +261,7 @@ def lock_group(group_id: int, *, no_key: bool = False) -> Group:
     """The group, row-locked for the rest of the transaction, with what its pushed state shows loaded.
 
     Submissions take ``FOR NO KEY UPDATE`` (``no_key``): it orders them like a full lock but lets drafts pass
-    (``draft_save`` takes ``FOR KEY SHARE``). Every other change (deadlines, presence, a forced advance) holds
+    (``drafts_save`` takes ``FOR KEY SHARE``). Every other change (deadlines, presence, a forced advance) holds
     ``FOR UPDATE`` before it reads the members and their drafts, so a draft being written meanwhile either
     committed before that read or waits and then sees the new phase (``store_timed_out_drafts`` says why a
     submission that ends a phase needs no more)."""
@@ -385,6 +386,22 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
 
 
 # --- submissions ----------------------------------------------------------------------------
+def _may_write_error(status: str | None, group_id: int | None, taken_over: bool,
+                     expected_group_id: int | None) -> SubmissionError | None:
+    """Why a member with this row (status, group, taken over) may not write for ``expected_group_id``; None:
+    they may."""
+    if taken_over:
+        return SubmissionError("taken_over", gettext_lazy(
+            "You were away for too long, so a simulated participant finished the group in your place. Your earlier "
+            "answers are kept; you cannot answer any more."))
+    if group_id is None and status in (Participant.Status.JOINED, Participant.Status.LOBBY):
+        return SubmissionError("not_in_group", gettext_lazy("You are not in a group yet."))
+    if status != Participant.Status.IN_GROUP or group_id != expected_group_id:
+        return SubmissionError("not_in_group", gettext_lazy("You are no longer in a group, so you cannot answer any "
+                                                            "more."))
+    return None
+
+
 def _ensure_may_write(participant: Participant) -> None:
     """Only a member still in their group writes. Once a seat is taken over (``deliberation/takeover.py``) its
     answers come from the bot alone (it passes ``by_bot=True``), so a person who comes back cannot mix their
@@ -393,15 +410,9 @@ def _ensure_may_write(participant: Participant) -> None:
     is in flight then; a group that finishes meanwhile refuses it by its phase."""
     row = Participant.objects.filter(pk=participant.pk).values_list("status", "group_id", "taken_over_at").first()
     status, group_id, taken_over_at = row or (None, None, None)
-    if taken_over_at is not None:
-        raise SubmissionError("taken_over", gettext_lazy(
-            "You were away for too long, so a simulated participant finished the group in your place. Your earlier "
-            "answers are kept; you cannot answer any more."))
-    if group_id is None and status in (Participant.Status.JOINED, Participant.Status.LOBBY):
-        raise SubmissionError("not_in_group", gettext_lazy("You are not in a group yet."))
-    if status != Participant.Status.IN_GROUP or group_id != participant.group_id:
-        raise SubmissionError("not_in_group", gettext_lazy("You are no longer in a group, so you cannot answer any "
-                                                           "more."))
+    error = _may_write_error(status, group_id, taken_over_at is not None, participant.group_id)
+    if error is not None:
+        raise error
 
 
 def submission_replay(*, participant: Participant, ref: str | None, kind: str,
@@ -643,39 +654,126 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
     return SubmitResult(created=True, stored=_ratings_view(ratings, rank_of))
 
 
+@dataclass(frozen=True)
+class DraftWrite:
+    """One member's draft. ``group_id``: the group the member's page shows (None: none, so it is refused)."""
+    participant_id: int
+    group_id: int | None
+    phase: str
+    payload: dict
+
+
 def draft_save(*, participant: Participant, phase: str, payload: dict) -> bool:
     """Keep what a member has typed so far; silently ignored (False) once the phase has moved on, refused once
-    they are no longer in the group or their seat was taken over.
+    they are no longer in the group or their seat was taken over. One draft of ``drafts_save``."""
+    outcome = drafts_save([DraftWrite(participant.pk, participant.group_id, phase, payload)])[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
-    Without the group's row lock: one upsert (INSERT ... ON CONFLICT DO UPDATE), then the group's phase read
-    under ``FOR KEY SHARE``, which no submission and no other draft waits for. It waits only for a change
-    holding the group ``FOR UPDATE`` (every change but a submission, a deadline among them): either that change
-    read this draft (it committed first), or this read sees the new phase and the draft is rolled back and
-    reported as not saved. So a draft acknowledged as saved is never older than what a deadline stores (a
-    submission that ends a phase: ``store_timed_out_drafts``). The consumer writes a socket's drafts at most
-    every ``DRAFT_WRITE_INTERVAL_SECONDS``."""
-    if phase not in {p.value for p in flow.INPUT_PHASES}:
-        return False
+
+def drafts_save(writes: list[DraftWrite]) -> list[bool | Exception]:
+    """Many members' drafts at once (the sockets of one process, ``deliberation.drafts``): for each, True
+    (stored), False (their group's phase has moved on: nothing stored), the SubmissionError saying why they may
+    not write (no longer in the group, seat taken over) or the database's error refusing that draft. The newest
+    of one member's drafts of a phase is the one written.
+
+    Without the group's row lock: on PostgreSQL one statement that takes each group's row ``FOR KEY SHARE``,
+    which no submission and no other draft waits for, then upserts the drafts whose group is still in that
+    phase. It waits only for a change holding the group ``FOR UPDATE`` (every change but a submission, a
+    deadline among them): a change that locked the group first has committed when the lock is granted, and the
+    statement sees its new phase and stores nothing; a change that comes later waits for this commit and reads
+    these drafts. So a draft acknowledged as saved is never older than what a deadline stores (a submission that
+    ends a phase: ``store_timed_out_drafts``). If the statement fails (a row the database refuses), each draft
+    is written alone, so one bad draft loses no other."""
+    outcomes: list[bool | Exception] = [False] * len(writes)
+    todo = [i for i, w in enumerate(writes) if w.phase in {p.value for p in flow.INPUT_PHASES}]
+    if not todo:
+        return outcomes
+    if connection.vendor != "postgresql":  # the demo's SQLite has one writer at a time
+        for i in todo:
+            outcomes[i] = _draft_save_one(writes[i])
+        return outcomes
+    try:
+        with transaction.atomic():
+            for i, outcome in zip(todo, _drafts_upsert([writes[i] for i in todo])):
+                outcomes[i] = outcome
+    except (DataError, IntegrityError):
+        if len(todo) == 1:
+            raise
+        logger.warning("a batch of %d drafts was refused; writing them one by one", len(todo))
+        for i in todo:
+            try:
+                with transaction.atomic():
+                    outcomes[i] = _drafts_upsert([writes[i]])[0]
+            except (DataError, IntegrityError) as exc:  # this draft's own outcome: its socket says so
+                outcomes[i] = exc
+    return outcomes
+
+
+_DRAFTS_UPSERT = """
+WITH input AS (
+    SELECT * FROM unnest(%(participants)s::bigint[], %(groups)s::bigint[], %(phases)s::text[],
+                         %(payloads)s::text[]) AS i(participant_id, shown_group_id, phase, payload)
+), members AS (
+    SELECT i.participant_id, i.phase, i.payload, p.status, p.group_id AS member_of,
+           p.taken_over_at IS NOT NULL AS taken_over, i.shown_group_id AS group_id
+    FROM input i LEFT JOIN {participant} p ON p.id = i.participant_id
+), groups AS (
+    SELECT id, phase FROM {group} WHERE id IN (SELECT group_id FROM members) ORDER BY id FOR KEY SHARE
+), checked AS (
+    SELECT m.*, g.phase AS group_phase FROM members m LEFT JOIN groups g ON g.id = m.group_id
+), stored AS (
+    INSERT INTO {draft} (group_id, participant_id, phase, payload, updated_at)
+    SELECT group_id, participant_id, phase, payload::jsonb, %(now)s FROM checked
+    WHERE status = %(in_group)s AND member_of = group_id AND NOT taken_over AND group_phase = phase
+    ON CONFLICT (group_id, participant_id, phase)
+    DO UPDATE SET payload = EXCLUDED.payload, updated_at = EXCLUDED.updated_at
+    RETURNING participant_id, phase
+)
+SELECT c.participant_id, c.phase, c.status, c.member_of, c.taken_over, c.group_id, s.participant_id IS NOT NULL
+FROM checked c LEFT JOIN stored s ON s.participant_id = c.participant_id AND s.phase = c.phase
+"""
+
+
+def _drafts_upsert(writes: list[DraftWrite]) -> list[bool | SubmissionError]:
+    """``drafts_save``'s statement, in the caller's transaction."""
+    newest = {(w.participant_id, w.phase): w for w in writes}  # one row per key: ON CONFLICT touches a row once
+    sql = _DRAFTS_UPSERT.format(participant=Participant._meta.db_table, group=Group._meta.db_table,
+                                draft=Draft._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, {
+            "participants": [w.participant_id for w in newest.values()],
+            "groups": [w.group_id for w in newest.values()],
+            "phases": [w.phase for w in newest.values()],
+            "payloads": [json.dumps(w.payload) for w in newest.values()],
+            "now": timezone.now(), "in_group": Participant.Status.IN_GROUP.value})
+        rows = cursor.fetchall()
+    result: dict[tuple[int, str], bool | SubmissionError] = {}
+    for participant_id, phase, status, member_of, taken_over, group_id, stored in rows:
+        error = _may_write_error(status, member_of, bool(taken_over), group_id)
+        result[(participant_id, phase)] = error if error is not None else bool(stored)
+    return [result[(w.participant_id, w.phase)] for w in writes]
+
+
+def _draft_save_one(write: DraftWrite) -> bool | SubmissionError:
+    """One draft where there is one writer at a time (SQLite): check, upsert, read the phase."""
     with transaction.atomic():
-        _ensure_may_write(participant)
-        Draft.objects.bulk_create([Draft(group_id=participant.group_id, participant=participant, phase=phase,
-                                         payload=payload, updated_at=timezone.now())],
+        row = Participant.objects.filter(pk=write.participant_id) \
+            .values_list("status", "group_id", "taken_over_at").first()
+        status, member_of, taken_over_at = row or (None, None, None)
+        group_id = write.group_id
+        error = _may_write_error(status, member_of, taken_over_at is not None, group_id)
+        if error is not None:
+            return error
+        Draft.objects.bulk_create([Draft(group_id=group_id, participant_id=write.participant_id, phase=write.phase,
+                                         payload=write.payload, updated_at=timezone.now())],
                                   update_conflicts=True, unique_fields=["group", "participant", "phase"],
                                   update_fields=["payload", "updated_at"])
-        if _group_phase_key_shared(participant.group_id) != phase:
+        if Group.objects.filter(pk=group_id).values_list("phase", flat=True).first() != write.phase:
             transaction.set_rollback(True)
             return False
     return True
-
-
-def _group_phase_key_shared(group_id: int) -> str | None:
-    if connection.vendor != "postgresql":  # the demo's SQLite has one writer at a time
-        return Group.objects.filter(pk=group_id).values_list("phase", flat=True).first()
-    with connection.cursor() as cursor:
-        # FOR KEY SHARE (Django's select_for_update has no such mode): waits only for a transition's FOR UPDATE.
-        cursor.execute("SELECT phase FROM deliberation_group WHERE id = %s FOR KEY SHARE", [group_id])
-        row = cursor.fetchone()
-    return row[0] if row else None
 
 
 def store_timed_out_drafts(group: Group, phase: Phase, read: MembersRead, previous: flow.GroupState, now: datetime,
@@ -687,7 +785,7 @@ def store_timed_out_drafts(group: Group, phase: Phase, read: MembersRead, previo
     Why that read is recent enough. A change other than a submission (a deadline, a forced advance, a presence
     change) locks the group ``FOR UPDATE`` before it reads the members: a draft being written holds
     ``FOR KEY SHARE`` until its commit, so it either committed before the read (and is read) or waits for this
-    transaction and then sees the new phase and is refused, never acknowledged (``draft_save``). A submission
+    transaction and then sees the new phase and is refused, never acknowledged (``drafts_save``). A submission
     holds only ``FOR NO KEY UPDATE``, which drafts pass, and ends a phase only when every connected member has
     submitted. If every member has, there is no draft to store, and a draft written meanwhile is never an
     answer. Otherwise the drafts stored are those of members with no live socket at the read. A socket that

@@ -487,15 +487,15 @@ async def test_the_finish_shows_every_member_their_completion_code_from_the_push
 # --- drafts -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def draft_writes(monkeypatch):
-    """Every draft_save call that reaches the service (the real one runs)."""
+    """Every draft that reaches the service (the real one runs)."""
     calls = []
-    real = services.draft_save
+    real = services.drafts_save
 
-    def counted(**kwargs):
-        calls.append(kwargs["payload"])
-        return real(**kwargs)
+    def counted(writes):
+        calls.extend(w.payload for w in writes)
+        return real(writes)
 
-    monkeypatch.setattr(services, "draft_save", counted)
+    monkeypatch.setattr(services, "drafts_save", counted)
     return calls
 
 

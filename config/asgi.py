@@ -1,6 +1,6 @@
 """ASGI entry point: HTTP through Django, websockets through Channels.
 
-Run with ``python -m config.serve -b HOST -p PORT`` (daphne with the project's websocket limits; several
+Run with ``python -m config.serve -b HOST -p PORT`` (uvicorn with the project's websocket limits; several
 processes share the Redis channel layer).
 """
 import os
@@ -24,3 +24,20 @@ application = ProtocolTypeRouter({
     "http": django_asgi_app,
     "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
 })
+
+
+def warm_up() -> None:
+    """Do now what the first page after a start would: import the URLconf (and with it the admin and every
+    app's views) and compile the participants' templates. Done lazily, that holds the GIL for about a second in
+    the middle of a running study, while every websocket of the process waits (the first group to finish, the
+    first completion page)."""
+    from django.template.loader import get_template
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 (the import is the point)
+    for name in ("participants/study.html", "participants/complete.html", "participants/consent.html",
+                 "participants/message.html"):
+        get_template(name)
+
+
+warm_up()

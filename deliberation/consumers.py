@@ -363,6 +363,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
                         continue  # already shown (a database read got there first)
                     snapshot = self._view.snapshot(shared)
                     if snapshot is not None:
+                        await self._follow(snapshot)  # a group just formed: its channel from now on
                         await self.send_json(snapshot)
                         continue
                 await self.send_snapshot()
@@ -376,6 +377,11 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     async def send_snapshot(self) -> None:
         snapshot = await read_snapshot(self.participant_id)
         self._view = PushView(self.participant_id, snapshot)
+        await self._follow(snapshot)
+        await self.send_json(snapshot)
+
+    async def _follow(self, snapshot: dict) -> None:
+        """Listen to the channels of what the snapshot shows: its group's, and the lobby's only while waiting."""
         group = snapshot.get("group")
         if group and group["id"] != self.group_id:
             self.group_id = group["id"]
@@ -387,7 +393,6 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             self.in_lobby = in_lobby
             change = self.channel_layer.group_add if in_lobby else self.channel_layer.group_discard
             await change(realtime.lobby_channel(self.study_id), self.channel_name)
-        await self.send_json(snapshot)
 
     async def send_json(self, content: dict) -> None:
         if content.get("type") == "snapshot":

@@ -7,7 +7,8 @@ reading the database (``selectors.PushView``), and reads the database only when 
 changed. A push to a lobby carries the number waiting (``lobbies={study_id: waiting}``), so an arrival costs
 the lobby's sockets no read. Pushes to a participant carry nothing, and those sockets read a fresh snapshot,
 except after a group's finish: that push names the group state that shows it (``covered_by``), sent just before,
-and a socket that has it reads nothing. A lost
+and a socket that has it reads nothing; and when a group forms: that push carries the new group's state
+(``joined``), which the members' lobby sockets show without a read. A lost
 push costs nothing: the client's next ping (or reconnect) repairs it. Pushes are sent only after the
 transaction commits, so nobody sees state that could still roll back.
 """
@@ -71,18 +72,21 @@ def _send(channel_groups: list[tuple[str, int | dict | None]]) -> None:
 
 
 def push_after_commit(*, groups: Iterable[int] = (), states: Iterable[dict] = (), participants: Iterable[int] = (),
-                      lobbies: Iterable[int] | dict[int, int] = (), covered_by: tuple[int, int] | None = None
-                      ) -> None:
+                      lobbies: Iterable[int] | dict[int, int] = (), covered_by: tuple[int, int] | None = None,
+                      joined: dict | None = None) -> None:
     """After the commit, push to ``groups`` (read then), to the groups of ``states`` (shared states built in the
     transaction; the newest per group wins), to ``participants`` and to ``lobbies`` (study id -> number waiting;
     a plain id: the sockets read it). ``covered_by=(group id, version)``: the participants' change is in that
     group's pushed state, sent before this (an earlier ``push_after_commit`` of the same transaction), so a
-    socket that has that state needs no read."""
+    socket that has that state needs no read. ``joined``: the state of the group the participants were just put
+    in (built in the transaction), which their lobby sockets show without a read."""
     by_group = {shared["id"]: {**STATE_CHANGED, "group": shared} for shared in states}
     names: list[tuple[str, int | dict | None]] = [(group_channel(g), g) for g in dict.fromkeys(groups)
                                                   if g not in by_group]
     names += [(group_channel(g), message) for g, message in by_group.items()]
     hint = {**STATE_CHANGED, "covered_by": list(covered_by)} if covered_by is not None else None
+    if joined is not None:
+        hint = {**STATE_CHANGED, "group": joined}
     names += [(participant_channel(p), hint) for p in participants]
     if isinstance(lobbies, dict):
         names += [(lobby_channel(s), lobby_message(n)) for s, n in lobbies.items()]

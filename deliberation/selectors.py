@@ -250,6 +250,14 @@ def shared_state_from(group: Group, read: MembersRead, *, submitted: set[int],
     return _shared_state(group, members, read.connected, set(submitted), rows)
 
 
+def shared_state_formed(group: Group, participant_ids: tuple[int, ...] | list[int]) -> dict[str, Any]:
+    """The shared state of a group just formed from these lobby members (all connected: only they are grouped,
+    in this order of positions), built in the forming transaction from what it wrote."""
+    members = [[pid, position, Participant.Status.IN_GROUP.value]
+               for position, pid in enumerate(participant_ids, start=1)]
+    return _shared_state(group, members, set(participant_ids), set(), [])
+
+
 def _shared_state(group: Group, members: list[list], connected: set[int], submitted: set[int],
                   candidates: list[list] | None = None) -> dict[str, Any]:
     phase = Phase(group.phase)
@@ -401,6 +409,12 @@ class PushView:
                 "server_time": _iso(now or timezone.now()), "study": self.study, "participant": self.participant,
                 "lobby": self.lobby, "group": None}
 
+    def _joins(self, shared: dict[str, Any], mine: list | None) -> bool:
+        """Whether this lobby socket's participant is a member of a group in its first state (as formed)."""
+        return (self.status == Participant.Status.LOBBY and self.group_id is None and mine is not None
+                and mine[2] == Participant.Status.IN_GROUP and shared["phase"] == Phase.OPINION.value
+                and not shared["submitted"] and shared["outcome"] is None)
+
     def is_news(self, shared: dict[str, Any]) -> bool:
         return shared["id"] != self.group_id or shared["version"] > self.version
 
@@ -408,6 +422,12 @@ class PushView:
         now = now or timezone.now()
         in_group = Participant.Status.IN_GROUP
         mine = next((row for row in shared["members"] if row[0] == self.participant_id), None)
+        if self._joins(shared, mine):
+            # A group formed from the lobby: nothing of this member's is in it yet (no answer, no draft).
+            self.status, self.position, self.group_id, self.lobby = in_group.value, mine[1], shared["id"], None
+            self.phase = Phase(shared["phase"])
+            self.participant = {**self.participant, "status": self.status, "position": self.position}
+            self.own = {"opinion": None, "critique": None, "ratings": None, "ratings_round": None, "draft": None}
         # A member the group's finish just finished: their page shows their completion code (from the push).
         finished = (mine is not None and mine[2] in FINISHED_IN_GROUP and shared["phase"] == Phase.DONE.value
                     and shared.get("completion") is not None)

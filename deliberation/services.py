@@ -49,6 +49,7 @@ from .selectors import (  # noqa: F401 (connected_/submitted_participant_ids: de
     connected_participant_ids,
     group_members,
     group_shared_state,
+    shared_state_formed,
     shared_state_from,
     submitted_participant_ids,
 )
@@ -380,7 +381,11 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
         Participant.objects.filter(pk=pid).update(group=group, position=position, status=Participant.Status.IN_GROUP)
     log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk, condition=condition,
               arm=arm.provenance())
-    realtime.push_after_commit(participants=participant_ids)  # the lobby: lobby_match pushes the number left
+    # Each member's socket shows the new group from this state, without a read (``PushView``); the lobby gets
+    # the number left from lobby_match.
+    group.study, group.question = study, question
+    joined = shared_state_formed(group, participant_ids)
+    realtime.push_after_commit(participants=participant_ids, joined=joined)
     study_close_if_full(study=study)
     return group
 

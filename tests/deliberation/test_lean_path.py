@@ -588,6 +588,46 @@ async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monk
     await ws.disconnect()
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_a_group_forming_is_shown_to_its_waiting_members_from_the_push_without_a_read(monkeypatch):
+    from deliberation import consumers
+    from deliberation.selectors import participant_snapshot
+
+    from .test_consumers import open_socket
+
+    study = await adb(make_study)(slug="forming-push", max_group_size=3, min_group_size=3)
+    people = [await arrive(study, f"forming-{i}") for i in range(3)]
+    sockets = []
+    for person in people[:2]:
+        sockets.append(await open_socket(person))
+        assert (await next_of(sockets[-1], "snapshot"))["group"] is None
+    reads = []
+    real = consumers.read_snapshot
+
+    async def counted(participant_id):
+        reads.append(participant_id)
+        return await real(participant_id)
+
+    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    sockets.append(await open_socket(people[2]))  # the third arrives: the group forms
+    shown = [await next_of(ws, "snapshot", where=lambda m: m["group"] is not None) for ws in sockets]
+    assert reads == [people[2].pk]  # the newcomer's connect; nobody read the group it formed
+    for person, snapshot in zip(people, shown):
+        fresh = await adb(participant_snapshot)(person)
+        for key in ("version", "participant", "study", "lobby"):
+            assert snapshot[key] == fresh[key], key
+        assert {**snapshot["group"], "seconds_left": None} == {**fresh["group"], "seconds_left": None}
+    # The group's later pushes reach those sockets: they listen to its channel now (the advance ends a phase
+    # they left unanswered, so each reads its own row then: a timed-out draft may have become its answer).
+    group_id = shown[0]["group"]["id"]
+    await adb(services.group_force_advance)(group_id=group_id, user="test")
+    for ws in sockets:
+        moved = await next_of(ws, "snapshot", where=lambda m: m["group"] and m["group"]["phase"] != "opinion")
+        assert moved["group"]["id"] == group_id
+    await close_all(sockets)
+
+
 @pytest.mark.django_db
 def test_matching_reads_only_waiters_with_a_socket_or_past_the_timeout_and_counts_the_whole_lobby(monkeypatch):
     """People who consented and never opened their page cannot be grouped: an arrival's match does not read

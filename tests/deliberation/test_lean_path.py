@@ -273,6 +273,21 @@ def ping_reads(monkeypatch):
     return calls
 
 
+def count_snapshot_reads(monkeypatch) -> list[int]:
+    """From now on, the participant of every snapshot a socket reads from the database (the real read runs)."""
+    from deliberation import consumers
+
+    reads = []
+    real = consumers.read_snapshot
+
+    async def counted(participant_id):
+        reads.append(participant_id)
+        return await real(participant_id)
+
+    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    return reads
+
+
 def ping(version, ref):
     return json.dumps({"type": "ping", "version": version, "ref": ref})
 
@@ -445,7 +460,6 @@ def test_nobody_is_gone_or_taken_over_through_a_ten_second_redis_outage_nor_afte
 async def test_the_finish_shows_every_member_their_completion_code_from_the_push_without_a_read(monkeypatch):
     """The finish carries the members' statuses and the study's codes in the group's push; the push to each
     member's own channel that follows it says so (``covered_by``), so their sockets read nothing."""
-    from deliberation import consumers
     from deliberation.selectors import participant_snapshot
 
     from .test_consumers import phase_is
@@ -462,14 +476,7 @@ async def test_the_finish_shows_every_member_their_completion_code_from_the_push
                  ["candidates"])
     for ws in sockets[1:]:
         await next_of(ws, "snapshot", where=phase_is("rating"))
-    reads = []
-    real = consumers.read_snapshot
-
-    async def counted(participant_id):
-        reads.append(participant_id)
-        return await real(participant_id)
-
-    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    reads = count_snapshot_reads(monkeypatch)
     for ws in sockets:
         await ws.send_to(text_data=json.dumps({
             "type": "submit_ratings", "round": 1, "ranking": ids,
@@ -561,7 +568,6 @@ def arrive(study, pid: str) -> Participant:
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monkeypatch):
-    from deliberation import consumers
     from deliberation.selectors import participant_snapshot
 
     from .test_consumers import open_socket
@@ -570,14 +576,7 @@ async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monk
     waiting = [await arrive(study, "lobby-0")]
     ws = await open_socket(waiting[0])
     assert (await next_of(ws, "snapshot"))["lobby"]["waiting"] == 1
-    reads = []
-    real = consumers.read_snapshot
-
-    async def counted(participant_id):
-        reads.append(participant_id)
-        return await real(participant_id)
-
-    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    reads = count_snapshot_reads(monkeypatch)
     for i in (1, 2):
         waiting.append(await arrive(study, f"lobby-{i}"))
         shown = await next_of(ws, "snapshot", where=lambda m, n=i + 1: m["lobby"]["waiting"] == n)
@@ -591,7 +590,6 @@ async def test_an_arrival_updates_the_lobby_sockets_without_a_database_read(monk
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_group_forming_is_shown_to_its_waiting_members_from_the_push_without_a_read(monkeypatch):
-    from deliberation import consumers
     from deliberation.selectors import participant_snapshot
 
     from .test_consumers import open_socket
@@ -602,14 +600,7 @@ async def test_a_group_forming_is_shown_to_its_waiting_members_from_the_push_wit
     for person in people[:2]:
         sockets.append(await open_socket(person))
         assert (await next_of(sockets[-1], "snapshot"))["group"] is None
-    reads = []
-    real = consumers.read_snapshot
-
-    async def counted(participant_id):
-        reads.append(participant_id)
-        return await real(participant_id)
-
-    monkeypatch.setattr(consumers, "read_snapshot", counted)
+    reads = count_snapshot_reads(monkeypatch)
     sockets.append(await open_socket(people[2]))  # the third arrives: the group forms
     shown = [await next_of(ws, "snapshot", where=lambda m: m["group"] is not None) for ws in sockets]
     assert reads == [people[2].pk]  # the newcomer's connect; nobody read the group it formed

@@ -126,10 +126,6 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
     _last_ping: float = float("-inf")
     _limiter: SocketLimiter | None = None
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._tasks: set[asyncio.Task] = set()  # pings answered beside the event loop (``_background``)
-
     async def dispatch(self, message: dict) -> None:
         """Every event (connect, a client message, a push) is handled in the study's language; tasks started
         meanwhile (the push and draft loops) keep it.
@@ -187,8 +183,6 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self._write_draft(reply=False)
         if self._drafting is not None and not self._drafting.done():
             self._drafting.cancel()
-        if self._tasks:  # a ping in flight finishes first: its re-registration must not outlive the socket's row
-            await asyncio.gather(*self._tasks, return_exceptions=True)
         for name in (realtime.participant_channel(self.participant_id), realtime.lobby_channel(self.study_id)):
             await self.channel_layer.group_discard(name, self.channel_name)
         if self.group_id:
@@ -225,9 +219,20 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
 
     async def handle(self, message: m.ClientMessage) -> None:
         if isinstance(message, m.Ping):
-            # In a task of its own: Channels hands a consumer its events one at a time, so a ping waiting for
-            # Redis or the thread pool would hold back the pushes queued behind it.
-            self._background(self._answer_ping(message), message)
+            if await self._ping_from_memory(message):
+                return
+            current = await db(_ping)(self.participant_id, self.channel_name)
+            self._verified_at = time.monotonic()
+            if message.version != current:
+                if self._pushing is not None and not self._pushing.done():
+                    # A push is being shown right now: ask it for one more fresh read and wait for it, so one
+                    # read serves the push and this ping (under load both often come for the same change).
+                    self._must_read = self._dirty = True
+                    await asyncio.shield(self._pushing)
+                else:
+                    await self.send_snapshot()
+            else:
+                await self.send_json({"type": "pong", "version": current, "ref": message.ref})
             return
         if isinstance(message, m.Sync):
             await self.send_snapshot()
@@ -238,11 +243,13 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             refs = self._draft[2] if self._draft is not None else []
             self._draft = (message.phase, payload, [*refs, message.ref])  # the newest wins
             if self._drafting is None or self._drafting.done():
-                # Written by a task (at once when none was written lately), so pushes do not wait for it.
-                self._drafting = asyncio.ensure_future(self._draft_loop())
+                if time.monotonic() - self._draft_written >= settings.DRAFT_WRITE_INTERVAL_SECONDS:
+                    await self._write_draft()  # none written lately: at once, answered before the next message
+                else:
+                    self._drafting = asyncio.ensure_future(self._draft_loop())
             return
-        if self._draft is not None or (self._drafting is not None and not self._drafting.done()):
-            await self._write_draft()  # the page sends its draft just before a submission: it goes first
+        if self._draft is not None:  # the page sends its draft just before a submission: it goes first
+            await self._write_draft()
         group_id, result = await db(_write)(self.participant_id, message)
         if result.created and not result.replayed and self._view is not None:
             kind = {m.SubmitOpinion: "opinion", m.SubmitCritique: "critique"}.get(type(message), "ratings")
@@ -251,43 +258,6 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         await self.send_json(m.ack_reply(message.ref, created=result.created))
         if not result.created or result.replayed:
             await self.send_snapshot()  # a resubmission (second tab, retry): show what is stored
-
-    def _background(self, work, message: m.ClientMessage) -> None:
-        """Run one message's work beside the event loop of this socket, with ``receive``'s error replies."""
-        async def run() -> None:
-            try:
-                with translation.override(self.language):
-                    await work
-            except OSError:  # the client went away meanwhile
-                return
-            except Exception:
-                logger.exception("unexpected error handling a message from participant %s", self.participant_id)
-                try:
-                    await self.send_json(m.error_reply("server_error", gettext(
-                        "Something went wrong on our side; nothing you entered was lost. Please try again."),
-                        getattr(message, "ref", None)))
-                except Exception:  # the socket is gone: the client's next ping or reconnect repairs it
-                    pass
-
-        task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _answer_ping(self, message: m.Ping) -> None:
-        if await self._ping_from_memory(message):
-            return
-        current = await db(_ping)(self.participant_id, self.channel_name)
-        self._verified_at = time.monotonic()
-        if message.version != current:
-            if self._pushing is not None and not self._pushing.done():
-                # A push is being shown right now: ask it for one more fresh read and wait for it, so one
-                # read serves the push and this ping (under load both often come for the same change).
-                self._must_read = self._dirty = True
-                await asyncio.shield(self._pushing)
-            else:
-                await self.send_snapshot()
-        else:
-            await self.send_json({"type": "pong", "version": current, "ref": message.ref})
 
     async def _ping_from_memory(self, message: m.Ping) -> bool:
         """Answer a ping without the database when nothing can have changed unseen: the client shows the version

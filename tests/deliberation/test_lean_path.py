@@ -647,46 +647,6 @@ def test_matching_reads_only_waiters_with_a_socket_or_past_the_timeout_and_count
     assert Participant.objects.filter(study=study, status=Participant.Status.LOBBY).count() == 29
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.asyncio
-async def test_a_push_does_not_wait_behind_a_slow_ping_or_draft_of_the_same_socket(monkeypatch):
-    """Channels hands a consumer its events one at a time: a ping or a draft waiting on Redis, the database or
-    the thread pool must not hold back the pushes queued behind it (they run beside the socket's events)."""
-    from deliberation import consumers
-
-    study, people, sockets = await grouped(3)
-    ws = sockets[0]
-    real_ping, real_drafts = consumers._ping, services.drafts_save
-
-    def slow_ping(*args):
-        time.sleep(3)
-        return real_ping(*args)
-
-    def slow_drafts(writes):
-        time.sleep(3)
-        return real_drafts(writes)
-
-    monkeypatch.setattr(consumers, "_ping", slow_ping)
-    monkeypatch.setattr(services, "drafts_save", slow_drafts)
-    await ws.send_to(text_data=json.dumps({"type": "ping", "version": "stale", "ref": "p1"}))
-    await ws.send_to(text_data=draft("words while a ping waits", "d1"))
-    await asyncio.sleep(0.3)  # both in flight
-    started = time.monotonic()
-    await adb(services.group_force_advance)(group_id=people[0].group_id, user="test")
-    seen = []
-    while True:
-        message = json.loads(await ws.receive_from(timeout=10))
-        seen.append(message.get("ref") or message["type"])
-        if message["type"] == "snapshot" and message["group"]["phase"] != "opinion":
-            break
-    assert time.monotonic() - started < 2.5, seen  # well before the ping's and the draft's 3 s
-    assert "d1" not in seen, seen  # the push overtook the draft's answer
-    replies = [json.loads(await ws.receive_from(timeout=10)) for _ in range(2)]
-    assert "d1" in [r.get("ref") for r in replies], replies  # the draft is still answered once written
-    assert "snapshot" in [r["type"] for r in replies], replies  # and the stale ping
-    await close_all(sockets)
-
-
 # --- drafts and the group's row lock (two real connections) -----------------------------------------------
 def _hold_group(group_id: int, *, no_key: bool, locked: threading.Event, release: threading.Event,
                 then=None) -> threading.Thread:

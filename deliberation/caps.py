@@ -26,15 +26,16 @@ def consented_count(study: Study) -> int:
     return Participant.objects.filter(study=study).exclude(status=Participant.Status.JOINED).count()
 
 
-def study_full_reason(study: Study) -> str:
-    """Which cap is reached ('' when none is)."""
+def study_full_reason(study: Study, arms: list[StudyArm] | None = None) -> str:
+    """Which cap is reached ('' when none is). Only caps that are set cost a query: the lobby asks this on
+    every group formed. ``arms``: the study's arms, when the caller has them."""
     if study.max_participants is not None and consented_count(study) >= study.max_participants:
         return f"participant cap of {study.max_participants} reached"
-    groups = Group.objects.filter(study=study).count()
-    if study.max_groups is not None and groups >= study.max_groups:
+    if study.max_groups is not None and Group.objects.filter(study=study).count() >= study.max_groups:
         return f"group cap of {study.max_groups} reached"
-    arms = list(StudyArm.objects.filter(study=study))
-    if arms:
+    arms = list(StudyArm.objects.filter(study=study)) if arms is None else arms
+    # Every arm full closes the study; an arm without caps never fills.
+    if arms and all(arm.max_groups is not None or arm.max_participants is not None for arm in arms):
         usage = {row["arm"]: row for row in Group.objects.filter(study=study).values("arm")
                  .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))}
         if all(arm_is_full(arm, groups=usage.get(arm.pk, {}).get("groups", 0),
@@ -44,12 +45,12 @@ def study_full_reason(study: Study) -> str:
     return ""
 
 
-def study_close_if_full(*, study: Study) -> bool:
+def study_close_if_full(*, study: Study, arms: list[StudyArm] | None = None) -> bool:
     """Close the study (is_active off, closed_reason) if a cap is reached; True if it closed now. The caller holds
     the study's row lock (the lobby matcher, or the join)."""
     if not study.is_active:
         return False
-    reason = study_full_reason(study)
+    reason = study_full_reason(study, arms)
     if not reason:
         return False
     closed = f"Closed itself: {reason}."

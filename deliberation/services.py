@@ -341,8 +341,9 @@ def assign_arm(study: Study, ordinal: int, *, group_size: int = 0,
     ``weight`` times in every block. An arm at its cap is skipped: the next slots of the sequence decide, so the
     remaining arms keep their ratio. None when every arm is full."""
     arms = arms if arms is not None else study_arms_ensure(study)
+    capped = any(a.max_groups is not None or a.max_participants is not None for a in arms)
     usage = {row["arm"]: row for row in Group.objects.filter(study=study, arm__in=arms).values("arm")
-             .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))}
+             .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))} if capped else {}
     open_arms = [a for a in arms if not arm_is_full(a, groups=usage.get(a.pk, {}).get("groups", 0),
                                                     members=usage.get(a.pk, {}).get("members", 0),
                                                     joining=group_size)]
@@ -364,11 +365,11 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
     arms = study_arms_ensure(study)
     ordinal = Group.objects.filter(study=study).count()
     if study.max_groups is not None and ordinal >= study.max_groups:
-        study_close_if_full(study=study)
+        study_close_if_full(study=study, arms=arms)
         return None
     arm = assign_arm(study, ordinal, group_size=len(participant_ids), arms=arms)
     if arm is None:
-        study_close_if_full(study=study)
+        study_close_if_full(study=study, arms=arms)
         return None
     question = next_question(study)
     state = flow.initial_state(tuple(flow.MemberView(pid, connected=True) for pid in participant_ids),
@@ -386,7 +387,7 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
     group.study, group.question = study, question
     joined = shared_state_formed(group, participant_ids)
     realtime.push_after_commit(participants=participant_ids, joined=joined)
-    study_close_if_full(study=study)
+    study_close_if_full(study=study, arms=arms)
     return group
 
 

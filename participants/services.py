@@ -315,13 +315,18 @@ def participant_consent(*, participant: Participant, consent=None) -> Participan
 # The Presence table registers open sockets (connect and disconnect write it); pings go to the liveness store
 # (participants.presence: Redis, or the row itself in the demo), so a ping costs PostgreSQL one read, no write.
 def presence_connect(*, participant_id: int, channel_name: str, now: datetime | None = None) -> None:
+    """Register a socket in three statements: the participant's ``last_seen_at`` (unless they withdrew), one
+    upsert of the socket's row, then the participant's row read for the presence change (the lobby or the
+    group moves on), after the writes as before."""
     now = now or timezone.now()
-    if Participant.objects.filter(pk=participant_id, status=Participant.Status.WITHDRAWN).exists():
+    if not Participant.objects.filter(pk=participant_id).exclude(status=Participant.Status.WITHDRAWN) \
+            .update(last_seen_at=now):
         return  # a tab left open after withdrawing must not count as a member present (participants.withdrawal)
-    Presence.objects.update_or_create(channel_name=channel_name,
-                                      defaults={"participant_id": participant_id, "last_seen": now})
-    Participant.objects.filter(pk=participant_id).update(last_seen_at=now)
-    _presence_changed(participant_id)
+    Presence.objects.bulk_create(
+        [Presence(participant_id=participant_id, channel_name=channel_name, last_seen=now)],
+        update_conflicts=True, unique_fields=["channel_name"], update_fields=["participant_id", "last_seen"])
+    participant = Participant.objects.only("group_id", "status", "study_id").get(pk=participant_id)
+    signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
 
 
 def presence_ping(*, participant_id: int, channel_name: str,

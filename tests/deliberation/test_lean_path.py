@@ -647,6 +647,43 @@ def test_matching_reads_only_waiters_with_a_socket_or_past_the_timeout_and_count
     assert Participant.objects.filter(study=study, status=Participant.Status.LOBBY).count() == 29
 
 
+@pytest.mark.django_db
+def test_registering_a_socket_is_three_statements_and_an_arrival_in_the_lobby_few_more():
+    """A socket's connect writes its presence in three statements (last_seen_at unless withdrawn, one upsert, the
+    row read for the presence change); an arrival that forms no group adds the matcher's few reads, whatever the
+    study's size (no caps set: no count of the study's groups)."""
+    from participants.services import presence_connect
+
+    from ..factories import join
+
+    study = make_study(slug="connect-count", max_group_size=5, min_group_size=5)
+    for i in range(3):
+        join(study, f"early-{i}")
+    done = join(make_study(slug="connect-done"), "done")
+    Participant.objects.filter(pk=done.pk).update(status=Participant.Status.COMPLETED)
+    with CaptureQueriesContext(connection) as captured:
+        presence_connect(participant_id=done.pk, channel_name="test.done")
+    assert len(captured.captured_queries) == 3, [q["sql"] for q in captured.captured_queries]
+    assert Presence.objects.filter(participant=done, channel_name="test.done").exists()
+    with CaptureQueriesContext(connection) as again:  # the same socket again: one upsert, no second row
+        presence_connect(participant_id=done.pk, channel_name="test.done")
+    assert len(again.captured_queries) == 3 and Presence.objects.filter(channel_name="test.done").count() == 1
+
+    newcomer = join(study, "newcomer", connected=False)
+    with CaptureQueriesContext(connection) as arrival:
+        presence_connect(participant_id=newcomer.pk, channel_name="test.newcomer")
+    sql = [q["sql"] for q in arrival.captured_queries]
+    assert not any('FROM "deliberation_group"' in s for s in sql), sql
+    assert len([s for s in sql if s not in ("BEGIN", "COMMIT")]) <= 9, sql
+    assert Participant.objects.get(pk=newcomer.pk).status == Participant.Status.LOBBY
+
+    Participant.objects.filter(pk=done.pk).update(status=Participant.Status.WITHDRAWN)
+    with CaptureQueriesContext(connection) as withdrawn:
+        presence_connect(participant_id=done.pk, channel_name="test.withdrawn")
+    assert len(withdrawn.captured_queries) == 1  # refused by the first statement, nothing written
+    assert not Presence.objects.filter(channel_name="test.withdrawn").exists()
+
+
 # --- drafts and the group's row lock (two real connections) -----------------------------------------------
 def _hold_group(group_id: int, *, no_key: bool, locked: threading.Event, release: threading.Event,
                 then=None) -> threading.Thread:

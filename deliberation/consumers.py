@@ -26,6 +26,7 @@ from django.conf import settings
 from django.utils import translation
 from django.utils.translation import gettext, gettext_lazy
 
+from core.prepared import Prepared
 from participants.models import Participant
 from participants.services import (
     is_token,
@@ -84,13 +85,20 @@ def _ping(participant_id: int, channel_name: str) -> str:
     return snapshot_version(*presence_ping(participant_id=participant_id, channel_name=channel_name))
 
 
+# A socket's own reads, compiled once per process (core.prepared): every connect, draft and submission runs one.
+_BY_TOKEN = Prepared(lambda token: Participant.objects.filter(token=token).select_related("study")
+                     .only("id", "group_id", "study_id", "study__language")[:1], token=str)
+_GROUP_OF = Prepared(lambda pk: Participant.objects.filter(pk=pk).values_list("group_id", flat=True), pk=int)
+_WRITER = Prepared(lambda pk: Participant.objects.only("id", "group_id", "study_id", "status").filter(pk=pk), pk=int)
+
+
 def _group_of(participant_id: int) -> int | None:
-    return Participant.objects.filter(pk=participant_id).values_list("group_id", flat=True).get()
+    return _GROUP_OF.one(pk=participant_id)
 
 
 def _write(participant_id: int, message: m.ClientMessage):
     """A submission, with the participant it comes from, in one trip to the thread pool."""
-    participant = Participant.objects.only("id", "group_id", "study_id", "status").get(pk=participant_id)
+    participant = _WRITER.one(pk=participant_id)
     if isinstance(message, m.SubmitOpinion):
         result = services.opinion_submit(participant=participant, text=message.text, ref=message.ref)
     elif isinstance(message, m.SubmitCritique):
@@ -144,10 +152,7 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
         token = self.scope["url_route"]["kwargs"]["token"]
         participant = None
         if is_token(token):  # a mangled token (e.g. with a NUL byte) must not reach the query
-            participant = await db(
-                lambda: Participant.objects.filter(token=token).select_related("study")
-                .only("id", "group_id", "study_id", "study__language").first()
-            )()
+            participant = await db(_BY_TOKEN.first)(token=token)
         if participant is None:
             await self.close(code=CLOSE_UNKNOWN_TOKEN)
             return

@@ -20,6 +20,7 @@ from django.utils import timezone, translation
 
 from core import flow
 from core.flow import Phase
+from core.prepared import Prepared
 from core.seeds import derive_seed
 from participants.consent import opinion_notice
 from participants.models import Participant, Presence
@@ -148,22 +149,29 @@ def _in_language(language: str, function, *args):
         return function(*args)
 
 
+def _snapshot_row(pk: int):
+    mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
+    return (Participant.objects.select_related("study", "group")
+            .only("id", "status", "position", "completion_code", "lobby_entered_at", "study_id", "group_id",
+                  *(f"study__{f}" for f in ("title", "language", "max_text_chars", "prolific_redirect", "min_group_size",
+                                            "max_group_size", "lobby_timeout_seconds", *TEXT_USE_FIELDS)),
+                  "group__id", "group__version", "group__phase")
+            .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
+                      my_critique=Subquery(Critique.objects.filter(**mine).values("text")[:1]),
+                      my_draft=Subquery(Draft.objects.filter(**mine, phase=OuterRef("group__phase"))
+                                        .values("payload")[:1], output_field=JSONField()))
+            .filter(pk=pk))
+
+
+# Compiled once per process (core.prepared): every connect, reload and unsafe push reads it.
+_SNAPSHOT_ROW = Prepared(_snapshot_row, pk=int)
+
+
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     # One query for the participant, their study, their group's version and their own texts; the group's
     # shared part comes from the per-version cache (a push has usually just put it there) or one more read.
-    mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
-    participant = (Participant.objects.select_related("study", "group")
-                   .only("id", "status", "position", "completion_code", "lobby_entered_at", "study_id", "group_id",
-                         *(f"study__{f}" for f in ("title", "language", "max_text_chars", "prolific_redirect",
-                                                   "min_group_size",
-                                                   "max_group_size", "lobby_timeout_seconds", *TEXT_USE_FIELDS)),
-                         "group__id", "group__version", "group__phase")
-                   .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
-                             my_critique=Subquery(Critique.objects.filter(**mine).values("text")[:1]),
-                             my_draft=Subquery(Draft.objects.filter(**mine, phase=OuterRef("group__phase"))
-                                               .values("payload")[:1], output_field=JSONField()))
-                   .get(pk=participant.pk))
+    participant = _SNAPSHOT_ROW.one(pk=participant.pk)
     study = participant.study
     group = participant.group
     shared = None

@@ -25,6 +25,7 @@ from core import flow
 from core.blocks import block_rank, weighted_block_choice
 from core.errors import SubmissionError
 from core.flow import Phase
+from core.prepared import Prepared
 from core.seeds import derive_seed
 from core.social_choice import elect
 from participants.models import Participant
@@ -266,8 +267,17 @@ def lock_group(group_id: int, *, no_key: bool = False) -> Group:
     ``FOR UPDATE`` before it reads the members and their drafts, so a draft being written meanwhile either
     committed before that read or waits and then sees the new phase (``store_timed_out_drafts`` says why a
     submission that ends a phase needs no more)."""
-    return (Group.objects.select_for_update(of=("self",), no_key=no_key)
-            .select_related("study", "arm", "question", "winner_round1", "winner_round2").get(pk=group_id))
+    return (_LOCK_GROUP_NO_KEY if no_key else _LOCK_GROUP).one(pk=group_id)
+
+
+def _lock_group_query(no_key: bool) -> Prepared:
+    # Compiled once per process (core.prepared): with its five related tables this query took 1.9 ms to compile.
+    return Prepared(lambda pk: Group.objects.select_for_update(of=("self",), no_key=no_key)
+                    .select_related("study", "arm", "question", "winner_round1", "winner_round2").filter(pk=pk),
+                    pk=int)
+
+
+_LOCK_GROUP, _LOCK_GROUP_NO_KEY = _lock_group_query(False), _lock_group_query(True)
 
 
 def group_apply(*, group_id: int, event: flow.Event, now: datetime | None = None) -> flow.Transition:
@@ -408,13 +418,17 @@ def _may_write_error(status: str | None, group_id: int | None, taken_over: bool,
     return None
 
 
+_MAY_WRITE = Prepared(lambda pk: Participant.objects.filter(pk=pk).values_list("status", "group_id", "taken_over_at"),
+                      pk=int)
+
+
 def _ensure_may_write(participant: Participant) -> None:
     """Only a member still in their group writes. Once a seat is taken over (``deliberation/takeover.py``) its
     answers come from the bot alone (it passes ``by_bot=True``), so a person who comes back cannot mix their
     answers with the bot's. Read fresh: the caller's ``participant`` may be older than the take-over. A person
     being taken over has no open socket (the take-over checks that under their row lock), so no write of theirs
     is in flight then; a group that finishes meanwhile refuses it by its phase."""
-    row = Participant.objects.filter(pk=participant.pk).values_list("status", "group_id", "taken_over_at").first()
+    row = _MAY_WRITE.first(pk=participant.pk)
     status, group_id, taken_over_at = row or (None, None, None)
     error = _may_write_error(status, group_id, taken_over_at is not None, participant.group_id)
     if error is not None:
@@ -428,13 +442,16 @@ def submission_replay(*, participant: Participant, ref: str | None, kind: str,
     group may have moved on or finished since, and the answer is the original ack all the same."""
     if not ref:
         return None
-    stored = SubmissionReceipt.objects.filter(participant_id=participant.pk, ref=ref) \
-        .values_list("kind", "round").first()
+    stored = _RECEIPT.first(participant_id=participant.pk, ref=ref)
     if stored is None:
         return None
     if stored != (kind, round):
         raise SubmissionError("invalid", gettext_lazy("That reference was already used for another answer."))
     return SubmitResult(created=True, replayed=True)
+
+
+_RECEIPT = Prepared(lambda participant_id, ref: SubmissionReceipt.objects.filter(participant_id=participant_id, ref=ref)
+                    .values_list("kind", "round")[:1], participant_id=int, ref=str)
 
 
 def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int | None = None) -> SubmitResult | None:

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
 from core.errors import SubmissionError
+from core.prepared import Prepared
 
 from . import signals
 from .models import Participant, Presence
@@ -325,8 +326,16 @@ def presence_connect(*, participant_id: int, channel_name: str, now: datetime | 
     Presence.objects.bulk_create(
         [Presence(participant_id=participant_id, channel_name=channel_name, last_seen=now)],
         update_conflicts=True, unique_fields=["channel_name"], update_fields=["participant_id", "last_seen"])
-    participant = Participant.objects.only("group_id", "status", "study_id").get(pk=participant_id)
+    participant = _PRESENCE_ROW.one(pk=participant_id)
     signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
+
+
+# The hot reads of a socket, compiled once per process (core.prepared).
+_PING_READ = Prepared(lambda pk, channel_name: Participant.objects.filter(pk=pk)
+                      .annotate(registered=Exists(Presence.objects.filter(channel_name=channel_name)))
+                      .values_list("status", "group_id", "group__version", "registered"),
+                      pk=int, channel_name=str)
+_PRESENCE_ROW = Prepared(lambda pk: Participant.objects.only("group_id", "status", "study_id").filter(pk=pk), pk=int)
 
 
 def presence_ping(*, participant_id: int, channel_name: str,
@@ -335,10 +344,7 @@ def presence_ping(*, participant_id: int, channel_name: str,
     that checks the socket is still registered; a socket whose row was swept (e.g. a long sleep) registers
     again. With Redis this writes nothing to PostgreSQL."""
     now = now or timezone.now()
-    status, group_id, version, registered = (
-        Participant.objects.filter(pk=participant_id)
-        .annotate(registered=Exists(Presence.objects.filter(channel_name=channel_name)))
-        .values_list("status", "group_id", "group__version", "registered").get())
+    status, group_id, version, registered = _PING_READ.one(pk=participant_id, channel_name=channel_name)
     store = liveness_store()
     if not registered or not store.touch(participant_id=participant_id, channel_name=channel_name, now=now):
         presence_connect(participant_id=participant_id, channel_name=channel_name, now=now)
@@ -374,7 +380,7 @@ def presence_disconnect(*, participant_id: int, channel_name: str) -> None:
 
 
 def _presence_changed(participant_id: int) -> None:
-    participant = Participant.objects.only("group_id", "status", "study_id").get(pk=participant_id)
+    participant = _PRESENCE_ROW.one(pk=participant_id)
     signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
 
 

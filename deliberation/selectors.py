@@ -77,27 +77,53 @@ class MembersRead:
         return next((r for r in self.rows if r.id == participant_id), None)
 
 
-def group_members(group: Group, now: datetime, *, answered=None) -> MembersRead:
+def _answered_rows(kind: str, group_id: int):
+    """A submission's own kind of answer in the group: "opinion", "critique", "rating1" or "rating2"."""
+    if kind.startswith("rating"):
+        return Rating.objects.filter(group_id=group_id, round=int(kind[len("rating"):]))
+    return {"opinion": Opinion, "critique": Critique}[kind].objects.filter(group_id=group_id)
+
+
+def _members_query(phase: Phase, answered: str | None) -> Prepared:
+    """The members' read for a phase and an answer kind: one shape each, compiled once per process."""
+    key = (phase, answered)
+    prepared = _MEMBERS.get(key)
+    if prepared is None:
+        def build(group_id: int):
+            group = Group(pk=group_id, phase=phase.value)
+            mine = OuterRef("pk")
+            rows = Participant.objects.filter(group_id=group_id).order_by("position").annotate(
+                seen=Subquery(Presence.objects.filter(participant=mine).order_by("-last_seen")
+                              .values("last_seen")[:1]))
+            answers = _answers(group, phase)
+            if answers is not None:
+                rows = rows.annotate(submitted=Exists(answers.filter(participant=mine)))
+            if phase in flow.INPUT_PHASES:
+                drafts = Draft.objects.filter(group_id=group_id, participant=mine, phase=phase.value)
+                rows = rows.annotate(draft=Subquery(drafts.values("payload")[:1], output_field=JSONField()),
+                                     draft_id=Subquery(drafts.values("pk")[:1]))
+            if answered is not None:
+                rows = rows.annotate(answered=Exists(_answered_rows(answered, group_id).filter(participant=mine)))
+            fields = ["id", "position", "status", "taken_over_at", "seen"] + \
+                [f for f, on in (("submitted", answers is not None), ("draft", phase in flow.INPUT_PHASES),
+                                 ("draft_id", phase in flow.INPUT_PHASES), ("answered", answered is not None)) if on]
+            return rows.values(*fields)
+
+        prepared = _MEMBERS.setdefault(key, Prepared(build, group_id=int))
+    return prepared
+
+
+_MEMBERS: dict[tuple[Phase, str | None], Prepared] = {}
+
+
+def group_members(group: Group, now: datetime, *, answered: str | None = None) -> MembersRead:
     """One query: each member's seat and status, whether they submitted in the current phase, their draft of it
-    and their newest presence row; ``answered``: a queryset of answers (``Opinion.objects.filter(group=...)``)
-    whose existence per member is returned too (a submission's check for an earlier answer)."""
-    phase = Phase(group.phase)
-    mine = OuterRef("pk")
-    rows = group.members.order_by("position").annotate(
-        seen=Subquery(Presence.objects.filter(participant=mine).order_by("-last_seen").values("last_seen")[:1]))
-    answers = _answers(group, phase)
-    if answers is not None:
-        rows = rows.annotate(submitted=Exists(answers.filter(participant=mine)))
-    if phase in flow.INPUT_PHASES:
-        drafts = Draft.objects.filter(group=group, participant=mine, phase=phase.value)
-        rows = rows.annotate(draft=Subquery(drafts.values("payload")[:1], output_field=JSONField()),
-                             draft_id=Subquery(drafts.values("pk")[:1]))
-    if answered is not None:
-        rows = rows.annotate(answered=Exists(answered.filter(participant=mine)))
-    fields = ["id", "position", "status", "taken_over_at", "seen"] + \
-        [f for f, on in (("submitted", answers is not None), ("draft", phase in flow.INPUT_PHASES),
-                         ("draft_id", phase in flow.INPUT_PHASES), ("answered", answered is not None)) if on]
-    values = list(rows.values(*fields))
+    and their newest presence row; ``answered``: a kind of answer ("opinion", "critique", "rating1", "rating2")
+    whose existence per member is returned too (a submission's check for an earlier answer). Compiled once per
+    (phase, kind) and process (core.prepared): every submission, deadline and presence change runs it."""
+    if answered is not None and answered not in ("opinion", "critique", "rating1", "rating2"):
+        raise ValueError(f"unknown answer kind {answered!r}")
+    values = _members_query(Phase(group.phase), answered).rows(group_id=group.pk)
     members = [MemberRow(v["id"], v["position"], v["status"], v["taken_over_at"] is not None,
                          v.get("submitted", False), v.get("draft"), v.get("answered", False), v.get("draft_id"))
                for v in values]

@@ -538,7 +538,7 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
         # Under the lock: one read of the members (and whether this one answered before), then the insert, the
         # events, the version bump (tests/deliberation/test_lean_path.py counts the statements).
         group = _locked_group(participant)
-        read = group_members(group, now, answered=Opinion.objects.filter(group=group))
+        read = group_members(group, now, answered="opinion")
         if _answered(read, participant):
             _release_ref(participant, ref)
             return _text_resubmitted(Opinion.objects.get(participant=participant, group=group), text,
@@ -565,7 +565,7 @@ def critique_submit(*, participant: Participant, text: str, by_bot: bool = False
         if replay := _claim_ref(participant, ref, "critique"):
             return replay
         group = _locked_group(participant)
-        read = group_members(group, now, answered=Critique.objects.filter(group=group))
+        read = group_members(group, now, answered="critique")
         if _answered(read, participant):
             _release_ref(participant, ref)
             return _text_resubmitted(Critique.objects.get(participant=participant, group=group), text,
@@ -647,7 +647,7 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
         if replay := _claim_ref(participant, ref, "ratings", round):
             return replay
         group = _locked_group(participant)
-        read = group_members(group, now, answered=Rating.objects.filter(group=group, round=round))
+        read = group_members(group, now, answered=f"rating{round}")
         stored = list(Rating.objects.filter(participant=participant, group=group, round=round)) \
             if _answered(read, participant) else []
         if stored:

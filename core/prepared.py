@@ -161,7 +161,7 @@ class Prepared:
             sql, params = compiler.as_sql()
             by_value = {value: name for name, value in stand_ins.items()}
             slots = tuple((i, by_value[p]) for i, p in enumerate(params)
-                          if isinstance(p, (int, str)) and not isinstance(p, bool) and p in by_value)
+                          if isinstance(p, int | str) and not isinstance(p, bool) and p in by_value)
             missing = set(stand_ins) - {name for _, name in slots}
             if missing:
                 raise ImproperlyConfigured(f"prepared parameters {sorted(missing)} do not reach the SQL unchanged: "

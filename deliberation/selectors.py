@@ -179,8 +179,9 @@ def _snapshot_row(pk: int):
     mine = {"group_id": OuterRef("group_id"), "participant_id": OuterRef("pk")}
     return (Participant.objects.select_related("study", "group")
             .only("id", "status", "position", "completion_code", "lobby_entered_at", "study_id", "group_id",
-                  *(f"study__{f}" for f in ("title", "language", "max_text_chars", "prolific_redirect", "min_group_size",
-                                            "max_group_size", "lobby_timeout_seconds", *TEXT_USE_FIELDS)),
+                  *(f"study__{f}" for f in ("title", "language", "max_text_chars", "prolific_redirect",
+                                            "min_group_size", "max_group_size", "lobby_timeout_seconds",
+                                            *TEXT_USE_FIELDS)),
                   "group__id", "group__version", "group__phase")
             .annotate(my_opinion=Subquery(Opinion.objects.filter(**mine).values("text")[:1]),
                       my_critique=Subquery(Critique.objects.filter(**mine).values("text")[:1]),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import EmptyResultSet, FullResultSet, ImproperlyConfigured
 from django.db import connections
 from django.db.models.query import (
     FlatValuesListIterable,
@@ -37,15 +37,17 @@ from django.db.models.query import (
 )
 from django.db.transaction import TransactionManagementError
 
-# Stand-ins: values no real parameter has (an int in every integer column's range; a string with control bytes).
+# Stand-ins: ints within every integer column's range (Django compiles an out-of-range lookup to "no rows"), and
+# strings with control bytes. A query is compiled with two sets of them, and the parameters must sit in the same
+# places both times, so a constant of the query that happens to equal a stand-in is caught, not replaced.
 _next_stand_in = itertools.count(1)
-_INT_BASE = 2_000_000_000
+_INT_BASE = 20_000  # a positive smallint
 
 
 def _stand_in(kind: type) -> Any:
     number = next(_next_stand_in)
     if kind is int:
-        return _INT_BASE + number % 100_000_000
+        return _INT_BASE + number % 10_000
     if kind is str:
         return f"\x1fprepared-{number}\x1f"
     raise TypeError(f"a prepared parameter is int or str, not {kind!r}")
@@ -149,23 +151,33 @@ class Prepared:
         return obj
 
     # --- building ------------------------------------------------------------------------------------------
+    def _build(self, using: str):
+        stand_ins = {name: _stand_in(kind) for name, kind in self.types.items()}
+        queryset = self.build(**stand_ins)
+        compiler = queryset.query.get_compiler(using=using)
+        try:
+            sql, params = compiler.as_sql()
+        except (EmptyResultSet, FullResultSet):
+            raise ImproperlyConfigured("a prepared query must compile to SQL for any value (this one compiled to no "
+                                       "rows or all rows for a stand-in value)") from None
+        by_value = {value: name for name, value in stand_ins.items()}
+        slots = tuple((i, by_value[p]) for i, p in enumerate(params)
+                      if isinstance(p, int | str) and not isinstance(p, bool) and p in by_value)
+        missing = set(stand_ins) - {name for _, name in slots}
+        if missing:
+            raise ImproperlyConfigured(f"prepared parameters {sorted(missing)} do not reach the SQL unchanged: {sql}")
+        return queryset, compiler, sql, params, slots
+
     def _compile(self, using: str) -> _Compiled:
         connection = connections[using]
         with self._lock:
             key = (using, connection.vendor)
             if key in self._compiled:
                 return self._compiled[key]
-            stand_ins = {name: _stand_in(kind) for name, kind in self.types.items()}
-            queryset = self.build(**stand_ins)
-            compiler = queryset.query.get_compiler(using=using)
-            sql, params = compiler.as_sql()
-            by_value = {value: name for name, value in stand_ins.items()}
-            slots = tuple((i, by_value[p]) for i, p in enumerate(params)
-                          if isinstance(p, int | str) and not isinstance(p, bool) and p in by_value)
-            missing = set(stand_ins) - {name for _, name in slots}
-            if missing:
-                raise ImproperlyConfigured(f"prepared parameters {sorted(missing)} do not reach the SQL unchanged: "
-                                           f"{sql}")
+            queryset, compiler, sql, params, slots = self._build(using)
+            again = self._build(using)
+            if (again[2], again[4]) != (sql, slots):
+                raise ImproperlyConfigured(f"a prepared query's SQL or parameter places change with its values: {sql}")
             select = compiler.select[:compiler.col_count]
             converters = compiler.get_converters([column for column, _, _ in select])
             common = dict(sql=sql, params=tuple(params), slots=slots, converters=converters,

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Exists, JSONField, Max, OuterRef, Subquery
+from django.db.models import Count, Exists, JSONField, Max, OuterRef, Subquery
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 from django.utils import timezone, translation
 
 from core import flow
@@ -194,6 +196,40 @@ def _snapshot_row(pk: int):
 _SNAPSHOT_ROW = Prepared(_snapshot_row, pk=int)
 
 
+_LOBBY_COUNT = Prepared(lambda study_id, status: Participant.objects.filter(study_id=study_id, status=status)
+                        .order_by().values("study_id").annotate(n=Count("id")).values_list("n", flat=True),
+                        study_id=int, status=str)
+_OWN_RATINGS = Prepared(lambda group_id, participant_id, round: Rating.objects.filter(
+    group_id=group_id, participant_id=participant_id, round=round).values_list("candidate_id", "agreement", "quality",
+                                                                               "rank"),
+    group_id=int, participant_id=int, round=int)
+
+# The opinion page's notice of what the study may do with a text (``Study.text_use``: the study and all its
+# arms), per study and process for NOTICE_TTL_SECONDS: every snapshot shows it, and it reads every arm. Saving a
+# study or an arm in this process forgets it at once; elsewhere (the admin's process) it is at most that old.
+NOTICE_TTL_SECONDS = 10.0
+_notices: dict[int, tuple[float, tuple, str]] = {}
+
+
+def study_opinion_notice(study: Study) -> str:
+    """The notice in the study's language; ``study`` needs its language and ``TEXT_USE_FIELDS`` loaded."""
+    key = (study.language, *(getattr(study, f) for f in TEXT_USE_FIELDS))
+    hit = _notices.get(study.pk)
+    if hit is not None and hit[1] == key and time.monotonic() - hit[0] <= NOTICE_TTL_SECONDS:
+        return hit[2]
+    notice = _in_language(study.language, opinion_notice, study.text_use())
+    if len(_notices) >= _SHARED_MAX:
+        _notices.clear()
+    _notices[study.pk] = (time.monotonic(), key, notice)
+    return notice
+
+
+@receiver([post_save, post_delete], sender=StudyArm, dispatch_uid="deliberation.selectors.arm_changed")
+@receiver([post_save, post_delete], sender=Study, dispatch_uid="deliberation.selectors.study_changed")
+def _forget_notice(sender, instance, **kwargs) -> None:
+    _notices.pop(instance.study_id if sender is StudyArm else instance.pk, None)
+
+
 def participant_snapshot(participant: Participant, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     # One query for the participant, their study, their group's version and their own texts; the group's
@@ -209,7 +245,7 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         "version": snapshot_version(participant.status, shared and shared["id"], shared and shared["version"]),
         "server_time": _iso(now),
         "study": {"title": study.title, "max_text_chars": study.max_text_chars,
-                  "opinion_notice": _in_language(study.language, opinion_notice, study.text_use())},
+                  "opinion_notice": study_opinion_notice(study)},
         "participant": {
             "status": participant.status,
             "position": participant.position,
@@ -220,7 +256,7 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         "group": None,
     }
     if participant.status == Participant.Status.LOBBY:
-        waiting = Participant.objects.filter(study=study, status=Participant.Status.LOBBY).count()
+        waiting = _LOBBY_COUNT.first(study_id=study.pk, status=Participant.Status.LOBBY.value) or 0
         snapshot["lobby"] = {"waiting": waiting, "min_group_size": study.min_group_size,
                              "max_group_size": study.max_group_size, "timeout_seconds": study.lobby_timeout_seconds,
                              "entered_at": _iso(participant.lobby_entered_at)}
@@ -229,8 +265,7 @@ def participant_snapshot(participant: Participant, now: datetime | None = None) 
         own = {"opinion": participant.my_opinion, "critique": participant.my_critique,
                "draft": participant.my_draft if shared["phase"] == group.phase else None, "ratings": None}
         if phase in (Phase.RATING, Phase.FINAL_RATING):
-            rows = Rating.objects.filter(group_id=group.pk, participant_id=participant.pk, round=flow.round_of(phase)) \
-                .values_list("candidate_id", "agreement", "quality", "rank")
+            rows = _OWN_RATINGS.rows(group_id=group.pk, participant_id=participant.pk, round=flow.round_of(phase))
             own["ratings"] = {str(cid): {"agreement": a, "quality": q, "rank": r} for cid, a, q, r in rows} or None
         snapshot["group"] = _group_part(participant.pk, shared, own, now)
     return snapshot

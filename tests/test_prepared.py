@@ -85,3 +85,20 @@ def test_bad_parameters_are_refused_clearly():
         wrapped.rows(text="abc")
     with pytest.raises(TypeError):
         Prepared(lambda x: None, x=float).rows(x=1.0)
+
+
+def test_a_small_integer_column_takes_a_parameter_and_a_shape_that_varies_with_its_values_is_refused(monkeypatch):
+    from core import prepared as module
+    from deliberation.models import Rating
+
+    group, members = make_group(n=3)
+    rounds = Prepared(lambda group_id, round: Rating.objects.filter(group_id=group_id, round=round)
+                      .values_list("pk"), group_id=int, round=int)  # round: a small integer column
+    assert rounds.rows(group_id=group.pk, round=1) == []
+    # A constant of the query equal to the stand-in of one build: the parameter places differ between the two
+    # builds, and that is refused rather than guessed.
+    values = iter([7, 8])
+    monkeypatch.setattr(module, "_stand_in", lambda kind: next(values))
+    clash = Prepared(lambda pk: Participant.objects.filter(pk=pk, position=7).values_list("pk"), pk=int)
+    with pytest.raises(ImproperlyConfigured):
+        clash.rows(pk=members[0].pk)

@@ -1,13 +1,15 @@
-"""The production application (``config.asgi``) with every SQL statement it executes counted, for the load
-benchmark: ``python -m config.serve ... benchmarks.counted_asgi:application``. Each server worker process imports
-it, so each counts its own statements and publishes the count to Redis (``benchmarks/stack.py``)."""
+"""The production application (``config.asgi``) with every SQL statement it executes counted and its garbage
+collections timed, for the load benchmark: ``python -m config.serve ... benchmarks.counted_asgi:application``.
+Each server worker process imports it, so each counts its own statements and collections and publishes them to
+Redis (``benchmarks/stack.py``)."""
 from __future__ import annotations
 
 import os
 
-from benchmarks.stack import install_query_counter
+from benchmarks.stack import install_gc_recorder, install_query_counter
 
 install_query_counter(os.environ["REDIS_URL"], "asgi")
+install_gc_recorder(os.environ["REDIS_URL"], "asgi")
 
 from config.asgi import application  # noqa: E402 (after the counter, so the first connection is counted too)
 

@@ -63,6 +63,7 @@ for _path in (ROOT, BENCHMARKS):
         sys.path.insert(0, str(_path))
 
 from stack import (  # noqa: E402 (the process manager: servers, bot processes, sampling, databases)
+    GC_KEY,
     QUERY_KEY,
     Sampler,
     Stack,
@@ -71,6 +72,7 @@ from stack import (  # noqa: E402 (the process manager: servers, bot processes, 
     drop_database,
     over_capacity_lines,
     raise_fd_limit,
+    read_gc,
     read_query_count,
     run_bot_processes,
     serve,
@@ -168,6 +170,7 @@ def make_timed_bot_class():
             self.drop_share = drop_share
             self.seen_phases: set[tuple] = set()
             self.latencies: list[float] = []  # phase change -> push arrival, seconds
+            self.arrivals: list[float] = []  # when each of those pushes arrived (epoch seconds)
             self.by_phase: dict[str, list[float]] = {}  # the same, by the phase entered
             self.repair_latencies: list[float] = []  # phase change -> arrival via a stale ping's snapshot
             self.repaired = 0  # phase changes first seen after a dropped push (repaired by ping/next snapshot)
@@ -216,6 +219,7 @@ def make_timed_bot_class():
                             self.repair_latencies.append(delay)
                         elif not first_on_socket:
                             self.latencies.append(delay)
+                            self.arrivals.append(arrived)
                             self.by_phase.setdefault(group["phase"], []).append(delay)
                 self.missed = False
                 if not first_on_socket:
@@ -281,6 +285,7 @@ async def _run_protocol_bots(spec: dict) -> dict:
                       "created": {k: {"created": v.created, "rows": v.rows, "sent": v.sent, "errors": v.errors}
                                   for k, v in b.result.kinds.items()},
                       "latencies": [round(x, 4) for x in b.latencies],
+                      "arrivals": [round(x, 2) for x in b.arrivals],
                       "latencies_by_phase": {k: [round(x, 4) for x in v] for k, v in b.by_phase.items()},
                       "repair_latencies": [round(x, 4) for x in b.repair_latencies],
                       "repaired": b.repaired, "stale_pings": b.stale_pings,
@@ -404,7 +409,8 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     started = time.monotonic()
     study, tokens = make_study(n, slug, phase_seconds=phase_seconds, critique_round=critique_round)
     setup_s = time.monotonic() - started
-    redis.Redis.from_url(redis_url).delete(*(redis.Redis.from_url(redis_url).keys(f"{QUERY_KEY}*") or ["-"]))
+    for prefix in (QUERY_KEY, GC_KEY):
+        redis.Redis.from_url(redis_url).delete(*(redis.Redis.from_url(redis_url).keys(f"{prefix}*") or ["-"]))
     bot_procs = bot_procs or (1 if n <= 200 else 2)
     ramp = ramp_seconds if ramp_seconds is not None else speed.ramp(n)
     env = server_env(db_url, redis_url)
@@ -433,6 +439,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         cpu = {role: round(sampler.cpu(role) - cpu0[role], 2) for role in cpu0}
         queries = read_query_count(redis_url) - queries0
         asgi_queries = read_query_count(redis_url, "asgi") - asgi_queries0
+        asgi_gc = read_gc(redis_url, "asgi")
         peak_rss = sampler.peak_rss["asgi"]
         results = []
         for proc, out in bots:
@@ -442,7 +449,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         server_log = stack.log_text("asgi")
         server_errors = sum(1 for line in server_log.splitlines() if " ERROR " in line or "Traceback" in line)
     state = verify_state(study, results)
-    measures = bot_measures(results, n, elapsed, bots_cpu)
+    measures = bot_measures(results, n, elapsed, bots_cpu, started=t0)
     actions = measures["participant_actions"]
     return {
         "stack": "production", "pace": pace, "server": server, "n": n, "procs": procs, "bot_processes": bot_procs,
@@ -455,6 +462,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "db_queries": queries, "db_queries_asgi": asgi_queries,
         "db_queries_per_action": round(queries / actions, 2) if actions else None,
         "server_cpu_s": cpu,
+        "asgi_gc": asgi_gc,  # the ASGI workers' garbage collections (benchmarks/stack.py read_gc)
         "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
         "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
         "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
@@ -462,7 +470,22 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     }
 
 
-def bot_measures(results: list[dict], n: int, elapsed: float, bots_cpu: float) -> dict:
+LATENCY_BUCKET_S = 10
+
+
+def latency_over_time(results: list[dict], started: float, bucket_s: int = LATENCY_BUCKET_S) -> list[list]:
+    """[[seconds from the start, pushes, p50 ms, p99 ms], ...] per ``bucket_s`` of the run by arrival time: when
+    in a run the tail happens (the arrivals' ramp, a stall, the finish)."""
+    buckets: dict[int, list[float]] = {}
+    for b in results:
+        for at, delay in zip(b.get("arrivals", []), b["latencies"]):
+            buckets.setdefault(int((at - started) // bucket_s), []).append(delay)
+    return [[k * bucket_s, len(v), round(1000 * percentile(v, 50), 1), round(1000 * percentile(v, 99), 1)]
+            for k, v in sorted(buckets.items())]
+
+
+def bot_measures(results: list[dict], n: int, elapsed: float, bots_cpu: float,
+                 started: float | None = None) -> dict:
     """What the bots measured in one run (their result dicts, ``_run_protocol_bots``): push latency, messages,
     errors, reconnects, the snapshot protocol's repairs, their own CPU."""
     latencies = [x for b in results for x in b["latencies"]]
@@ -474,6 +497,8 @@ def bot_measures(results: list[dict], n: int, elapsed: float, bots_cpu: float) -
     errors = sum(sum(b["errors"].values()) for b in results) + sum(1 for b in results if b["failure"]) - timed_out
     return {
         "latency": latency_summary(latencies), "repair_latency": latency_summary(repair),
+        # per LATENCY_BUCKET_S of the run: [seconds from the start, pushes, p50 ms, p99 ms]
+        "latency_over_time": latency_over_time(results, started) if started is not None else None,
         # which phase changes are slow (the phase entered: a grouping, a submission, a generation, a deadline)
         "latency_by_phase": {phase: latency_summary([x for b in results
                                                      for x in b.get("latencies_by_phase", {}).get(phase, [])])

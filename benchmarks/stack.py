@@ -104,6 +104,63 @@ def serve(role: str, args: list[str]) -> None:
         raise SystemExit(f"unknown role {role}")
 
 
+GC_KEY = "loadbench:gc:"
+
+
+def install_gc_recorder(redis_url: str, name: str) -> None:
+    """Time this process's garbage collections (a full one holds the GIL while it walks the whole heap, so every
+    socket of the process waits); publish the figures to Redis twice a second for ``read_gc``."""
+    import gc
+    import json
+
+    stats = {"collections": [0, 0, 0], "pause_s": [0.0, 0.0, 0.0], "max_pause_ms": [0.0, 0.0, 0.0],
+             "pauses_over_100ms": 0}
+    started = [0.0]
+
+    def timing(phase, info):
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        pause, generation = time.perf_counter() - started[0], info["generation"]
+        stats["collections"][generation] += 1
+        stats["pause_s"][generation] += pause
+        stats["max_pause_ms"][generation] = max(stats["max_pause_ms"][generation], 1000 * pause)
+        stats["pauses_over_100ms"] += pause > 0.1
+
+    gc.callbacks.append(timing)
+
+    def publish():
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        key = f"{GC_KEY}{name}:{os.getpid()}"
+        while True:
+            try:
+                client.set(key, json.dumps(stats), ex=3600)
+            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=publish, daemon=True, name="gc-publisher").start()
+
+
+def read_gc(redis_url: str, role: str) -> dict:
+    """The garbage collections of every process of ``role`` since each started: per generation, how many and
+    their total and longest pause; and how many paused over 100 ms."""
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys(f"{GC_KEY}{role}*")
+    per = [json.loads(v) for v in client.mget(keys) if v] if keys else []
+    return {"processes": len(per),
+            "collections": [sum(p["collections"][g] for p in per) for g in range(3)],
+            "pause_s": [round(sum(p["pause_s"][g] for p in per), 2) for g in range(3)],
+            "max_pause_ms": [round(max((p["max_pause_ms"][g] for p in per), default=0.0), 1) for g in range(3)],
+            "pauses_over_100ms": sum(p["pauses_over_100ms"] for p in per)}
+
+
 def read_query_count(redis_url: str, role: str = "") -> int:
     """SQL statements counted so far by every process (or every process of ``role``: "asgi", "celery")."""
     import redis

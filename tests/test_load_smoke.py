@@ -39,6 +39,13 @@ def test_twenty_bots_lose_nothing_and_dropped_pushes_are_repaired(tmp_path):
     assert run["db_queries_asgi"] > 0  # counted inside the server's workers, whichever way the server starts them
     assert run["server_cpu_s"]["asgi"] > 0 and run["asgi_rss_peak_mb"] > 0
     assert run["pushes_received"] > 0 and run["push_period_s"] > 0 and run["bots_cpu_ms_per_message"] > 0
+    # every timed push falls in one 10-s bucket of the run, in order
+    buckets = run["latency_over_time"]
+    assert sum(count for _, count, _, _ in buckets) == run["latency"]["count"]
+    assert [start for start, *_ in buckets] == sorted(start for start, *_ in buckets) and buckets[0][0] >= 0
+    assert all(p50 <= p99 for _, _, p50, p99 in buckets)
+    gc = run["asgi_gc"]  # timed inside the server's worker
+    assert gc["processes"] == 1 and gc["collections"][0] > 0 and gc["pause_s"][0] > 0
 
     raw = load.run_raw(20, 1, redis_url=settings.REDIS_URL, work=tmp_path, duration=2.0,
                        period=run["push_period_s"])

@@ -144,6 +144,63 @@ def install_gc_recorder(redis_url: str, name: str) -> None:
     threading.Thread(target=publish, daemon=True, name="gc-publisher").start()
 
 
+STALL_KEY = "loadbench:stalls:"
+STALL_MS = 50.0
+
+
+def install_stall_probe(redis_url: str, name: str) -> None:
+    """A thread that asks for the GIL every 10 ms and notes, per wall-clock second, how late it got it when that
+    was over STALL_MS: the seconds in which this process could not run Python (a long collection, one handler
+    holding the GIL, the process starved of CPU). Published to Redis for ``read_stalls``."""
+    import json
+
+    late: dict[int, float] = {}
+
+    def probe():
+        expected = time.perf_counter() + 0.01
+        while True:
+            time.sleep(max(0.0, expected - time.perf_counter()))
+            now = time.perf_counter()
+            lateness_ms = 1000 * (now - expected)
+            if lateness_ms > STALL_MS:
+                second = int(time.time())
+                late[second] = max(late.get(second, 0.0), lateness_ms)
+            expected = now + 0.01
+
+    def publish():
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        key = f"{STALL_KEY}{name}:{os.getpid()}"
+        while True:
+            try:
+                client.set(key, json.dumps({str(k): round(v, 1) for k, v in sorted(late.items())[-2000:]}),
+                           ex=3600)
+            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=probe, daemon=True, name="stall-probe").start()
+    threading.Thread(target=publish, daemon=True, name="stall-publisher").start()
+
+
+def read_stalls(redis_url: str, role: str, since: float) -> list[list]:
+    """[[seconds from ``since``, the worst lateness in ms over the processes of ``role``], ...] for every second
+    in which a process of ``role`` got the GIL over STALL_MS late."""
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys(f"{STALL_KEY}{role}*")
+    worst: dict[int, float] = {}
+    for value in (client.mget(keys) if keys else []):
+        for second, ms in json.loads(value or "{}").items():
+            if int(second) >= since:
+                worst[int(second)] = max(worst.get(int(second), 0.0), ms)
+    return [[round(second - since), ms] for second, ms in sorted(worst.items())]
+
+
 def read_gc(redis_url: str, role: str) -> dict:
     """The garbage collections of every process of ``role`` since each started: per generation, how many and
     their total and longest pause; and how many paused over 100 ms."""

@@ -3,6 +3,7 @@
 Run with ``python -m config.serve -b HOST -p PORT`` (uvicorn with the project's websocket limits; several
 processes share the Redis channel layer).
 """
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -41,3 +42,7 @@ def warm_up() -> None:
 
 
 warm_up()
+# What the start loaded (Django, the apps, the URLconf, the templates) lives as long as the process: out of the
+# garbage collector's sight, so a full collection walks only what the sockets made since. A full collection holds
+# the GIL, and every socket of the process waits for it (benchmarks/load.py reports them: asgi_gc).
+gc.freeze()

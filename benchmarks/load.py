@@ -451,6 +451,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
             results.extend(json.loads(out.read_text())["bots"])
         server_log = stack.log_text("asgi")
         server_errors = sum(1 for line in server_log.splitlines() if " ERROR " in line or "Traceback" in line)
+        error_examples = error_lines(server_log)
     state = verify_state(study, results)
     measures = bot_measures(results, n, elapsed, bots_cpu, started=t0)
     actions = measures["participant_actions"]
@@ -461,6 +462,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "ping_s": ping_seconds, "phase_s": phase_seconds,
         **measures,
         "server_error_log_lines": server_errors,
+        "server_error_examples": error_examples,
         "channel_over_capacity_log_lines": over_capacity_lines(server_log),
         "db_queries": queries, "db_queries_asgi": asgi_queries,
         "db_queries_per_action": round(queries / actions, 2) if actions else None,
@@ -487,6 +489,22 @@ def latency_over_time(results: list[dict], started: float, bucket_s: int = LATEN
             buckets.setdefault(int((at - started) // bucket_s), []).append(delay)
     return [[k * bucket_s, len(v), round(1000 * percentile(v, 50), 1), round(1000 * percentile(v, 99), 1)]
             for k, v in sorted(buckets.items())]
+
+
+def error_lines(log: str, most: int = 10) -> list[str]:
+    """The distinct error lines of a server log, with the exception that ended each traceback: what
+    ``server_error_log_lines`` counted, to read (the log itself goes with the run's temporary folder)."""
+    found: list[str] = []
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if " ERROR " in line:
+            found.append(line.strip()[:300])
+        elif line.startswith("Traceback"):
+            end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j].startswith((" ", "\t"))),
+                       None)
+            if end is not None:
+                found.append(lines[end].strip()[:300])
+    return list(dict.fromkeys(found))[:most]
 
 
 def bot_measures(results: list[dict], n: int, elapsed: float, bots_cpu: float,

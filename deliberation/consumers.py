@@ -216,7 +216,11 @@ class ParticipantConsumer(AsyncWebsocketConsumer):
             if exc.code == "already_submitted":
                 await self.send_snapshot()  # a second tab or a late retry: show what is stored, then say why
             await self.send_json(m.error_reply(exc.code, exc.message, getattr(message, "ref", None)))
-        except Exception:
+        except Exception as exc:
+            if isinstance(exc, OSError) and not isinstance(exc, TimeoutError):
+                # The client went away before the reply (uvicorn's ClientDisconnected): nobody to tell.
+                logger.debug("participant %s disconnected before a reply", self.participant_id)
+                return
             logger.exception("unexpected error handling a message from participant %s", self.participant_id)
             await self.send_json(m.error_reply("server_error", gettext("Something went wrong on our side; nothing you "
                                                                        "entered was lost. Please try again."),

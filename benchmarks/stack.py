@@ -64,29 +64,43 @@ def install_query_counter(redis_url: str, name: str) -> None:
 
     connection_created.connect(on_connection, weak=False)
 
+    def payload() -> int:
+        if os.environ.get("LOAD_SQL_LOG"):
+            Path(os.environ["LOAD_SQL_LOG"] + f".{name}.{os.getpid()}").write_text(
+                "\n".join(f"{v} {k}" for k, v in kinds.most_common()))
+        return count[0]
+
+    def reset() -> None:
+        count[0] = 0
+        kinds.clear()
+
+    keep_publishing(redis_url, f"{QUERY_KEY}{name}", payload, reset=reset)
+
+
+def keep_publishing(redis_url: str, key: str, payload, *, every: float = 0.5, reset=None, loops=()) -> None:
+    """Set ``key:PID`` in Redis to ``payload()`` every ``every`` seconds from a daemon thread, with ``loops`` in
+    threads of their own beside it. A server that imports the application and then forks its workers (granian)
+    leaves the threads behind in the parent: each worker starts them again, after ``reset()``, and publishes
+    its own figures under its own pid."""
+
     def publish():
         import redis
 
         client = redis.Redis.from_url(redis_url)
-        key = f"{QUERY_KEY}{name}:{os.getpid()}"
         while True:
             try:
-                client.set(key, count[0], ex=3600)
-                if os.environ.get("LOAD_SQL_LOG"):
-                    Path(os.environ["LOAD_SQL_LOG"] + f".{name}.{os.getpid()}").write_text(
-                        "\n".join(f"{v} {k}" for k, v in kinds.most_common()))
+                client.set(f"{key}:{os.getpid()}", payload(), ex=3600)
             except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
                 pass
-            time.sleep(0.5)
+            time.sleep(every)
 
     def start() -> None:
-        threading.Thread(target=publish, daemon=True, name="query-counter").start()
+        for target in (publish, *loops):
+            threading.Thread(target=target, daemon=True, name=f"loadbench-{target.__name__}").start()
 
     def in_forked_child() -> None:
-        # A server that imports the application and then forks its workers (granian) leaves this thread behind in
-        # the parent: each worker counts its own statements from zero and publishes them under its own pid.
-        count[0] = 0
-        kinds.clear()
+        if reset is not None:
+            reset()
         start()
 
     os.register_at_fork(after_in_child=in_forked_child)
@@ -113,8 +127,7 @@ def install_gc_recorder(redis_url: str, name: str) -> None:
     import gc
     import json
 
-    stats = {"collections": [0, 0, 0], "pause_s": [0.0, 0.0, 0.0], "max_pause_ms": [0.0, 0.0, 0.0],
-             "pauses_over_100ms": 0}
+    stats: dict = {}
     started = [0.0]
 
     def timing(phase, info):
@@ -127,21 +140,13 @@ def install_gc_recorder(redis_url: str, name: str) -> None:
         stats["max_pause_ms"][generation] = max(stats["max_pause_ms"][generation], 1000 * pause)
         stats["pauses_over_100ms"] += pause > 0.1
 
+    def reset() -> None:
+        stats.update(collections=[0, 0, 0], pause_s=[0.0, 0.0, 0.0], max_pause_ms=[0.0, 0.0, 0.0],
+                     pauses_over_100ms=0)
+
+    reset()
     gc.callbacks.append(timing)
-
-    def publish():
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        key = f"{GC_KEY}{name}:{os.getpid()}"
-        while True:
-            try:
-                client.set(key, json.dumps(stats), ex=3600)
-            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
-                pass
-            time.sleep(0.5)
-
-    threading.Thread(target=publish, daemon=True, name="gc-publisher").start()
+    keep_publishing(redis_url, f"{GC_KEY}{name}", lambda: json.dumps(stats), reset=reset)
 
 
 STALL_KEY = "loadbench:stalls:"
@@ -167,21 +172,9 @@ def install_stall_probe(redis_url: str, name: str) -> None:
                 late[second] = max(late.get(second, 0.0), lateness_ms)
             expected = now + 0.01
 
-    def publish():
-        import redis
-
-        client = redis.Redis.from_url(redis_url)
-        key = f"{STALL_KEY}{name}:{os.getpid()}"
-        while True:
-            try:
-                client.set(key, json.dumps({str(k): round(v, 1) for k, v in sorted(late.items())[-2000:]}),
-                           ex=3600)
-            except Exception:  # noqa: BLE001 - a missed publish is made up by the next one
-                pass
-            time.sleep(1.0)
-
-    threading.Thread(target=probe, daemon=True, name="stall-probe").start()
-    threading.Thread(target=publish, daemon=True, name="stall-publisher").start()
+    keep_publishing(redis_url, f"{STALL_KEY}{name}",
+                    lambda: json.dumps({str(k): round(v, 1) for k, v in sorted(late.items())[-2000:]}),
+                    every=1.0, reset=late.clear, loops=(probe,))
 
 
 def read_stalls(redis_url: str, role: str, since: float) -> list[list]:

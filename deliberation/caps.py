@@ -14,6 +14,11 @@ from participants.models import Participant
 from .models import Group, Study, StudyArm
 
 
+def arm_has_cap(arm: StudyArm) -> bool:
+    """Whether the arm caps its groups or participants (an arm without caps never fills)."""
+    return arm.max_groups is not None or arm.max_participants is not None
+
+
 def arm_is_full(arm: StudyArm, *, groups: int, members: int, joining: int = 0) -> bool:
     """True when the arm takes no more groups: its group cap is reached, or this group's members would pass
     its participant cap."""
@@ -34,8 +39,7 @@ def study_full_reason(study: Study, arms: list[StudyArm] | None = None) -> str:
     if study.max_groups is not None and Group.objects.filter(study=study).count() >= study.max_groups:
         return f"group cap of {study.max_groups} reached"
     arms = list(StudyArm.objects.filter(study=study)) if arms is None else arms
-    # Every arm full closes the study; an arm without caps never fills.
-    if arms and all(arm.max_groups is not None or arm.max_participants is not None for arm in arms):
+    if arms and all(arm_has_cap(arm) for arm in arms):  # every arm full closes the study
         usage = {row["arm"]: row for row in Group.objects.filter(study=study).values("arm")
                  .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))}
         if all(arm_is_full(arm, groups=usage.get(arm.pk, {}).get("groups", 0),

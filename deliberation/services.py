@@ -31,7 +31,7 @@ from core.social_choice import elect
 from participants.models import Participant
 
 from . import realtime
-from .caps import arm_is_full, study_close_if_full
+from .caps import arm_has_cap, arm_is_full, study_close_if_full
 from .models import (
     Candidate,
     Critique,
@@ -351,7 +351,7 @@ def assign_arm(study: Study, ordinal: int, *, group_size: int = 0,
     ``weight`` times in every block. An arm at its cap is skipped: the next slots of the sequence decide, so the
     remaining arms keep their ratio. None when every arm is full."""
     arms = arms if arms is not None else study_arms_ensure(study)
-    capped = any(a.max_groups is not None or a.max_participants is not None for a in arms)
+    capped = any(arm_has_cap(a) for a in arms)
     usage = {row["arm"]: row for row in Group.objects.filter(study=study, arm__in=arms).values("arm")
              .annotate(groups=Count("id", distinct=True), members=Count("members", distinct=True))} if capped else {}
     open_arms = [a for a in arms if not arm_is_full(a, groups=usage.get(a.pk, {}).get("groups", 0),

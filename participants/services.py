@@ -326,8 +326,7 @@ def presence_connect(*, participant_id: int, channel_name: str, now: datetime | 
     Presence.objects.bulk_create(
         [Presence(participant_id=participant_id, channel_name=channel_name, last_seen=now)],
         update_conflicts=True, unique_fields=["channel_name"], update_fields=["participant_id", "last_seen"])
-    participant = _PRESENCE_ROW.one(pk=participant_id)
-    signals.presence_changed.send(sender=Participant, participant=participant)  # deliberation.lobby
+    _presence_changed(participant_id)
 
 
 # The hot reads of a socket, compiled once per process (core.prepared).

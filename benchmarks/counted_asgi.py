@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import os
 
-from benchmarks.stack import install_gc_recorder, install_query_counter, install_stall_probe
+from benchmarks.stack import install_gc_recorder, install_push_tracer, install_query_counter, install_stall_probe
 
 install_query_counter(os.environ["REDIS_URL"], "asgi")
 install_gc_recorder(os.environ["REDIS_URL"], "asgi")
 install_stall_probe(os.environ["REDIS_URL"], "asgi")
 
 from config.asgi import application  # noqa: E402 (after the counter, so the first connection is counted too)
+
+install_push_tracer(os.environ["REDIS_URL"], "asgi")  # after the application: it wraps the consumer's methods
 
 __all__ = ["application"]

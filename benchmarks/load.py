@@ -64,6 +64,7 @@ for _path in (ROOT, BENCHMARKS):
 
 from stack import (  # noqa: E402 (the process manager: servers, bot processes, sampling, databases)
     GC_KEY,
+    PUSH_KEY,
     QUERY_KEY,
     STALL_KEY,
     Sampler,
@@ -74,6 +75,7 @@ from stack import (  # noqa: E402 (the process manager: servers, bot processes, 
     over_capacity_lines,
     raise_fd_limit,
     read_gc,
+    read_push_trace,
     read_query_count,
     read_stalls,
     run_bot_processes,
@@ -411,7 +413,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
     started = time.monotonic()
     study, tokens = make_study(n, slug, phase_seconds=phase_seconds, critique_round=critique_round)
     setup_s = time.monotonic() - started
-    for prefix in (QUERY_KEY, GC_KEY, STALL_KEY):
+    for prefix in (QUERY_KEY, GC_KEY, STALL_KEY, PUSH_KEY):
         redis.Redis.from_url(redis_url).delete(*(redis.Redis.from_url(redis_url).keys(f"{prefix}*") or ["-"]))
     bot_procs = bot_procs or (1 if n <= 200 else 2)
     ramp = ramp_seconds if ramp_seconds is not None else speed.ramp(n)
@@ -443,6 +445,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         asgi_queries = read_query_count(redis_url, "asgi") - asgi_queries0
         asgi_gc = read_gc(redis_url, "asgi")
         asgi_stalls = read_stalls(redis_url, "asgi", t0)
+        push_path = read_push_trace(redis_url)
         peak_rss = sampler.peak_rss["asgi"]
         results = []
         for proc, out in bots:
@@ -470,6 +473,8 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "asgi_gc": asgi_gc,  # the ASGI workers' garbage collections (benchmarks/stack.py read_gc)
         # seconds from the start in which a worker got the GIL over 50 ms late, with the worst lateness in ms
         "asgi_stalls": asgi_stalls,
+        # phase_started_at -> each stage of a phase change's push on the server (benchmarks/stack.py)
+        "push_path": push_path,
         "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
         "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
         "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),

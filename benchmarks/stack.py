@@ -111,8 +111,12 @@ def serve(role: str, args: list[str]) -> None:
     raise_fd_limit()
     if role == "celery":
         install_query_counter(os.environ["REDIS_URL"], "celery")
+        import django
+
         from config.celery_app import app
 
+        django.setup()
+        install_push_tracer(os.environ["REDIS_URL"], "celery")
         app.worker_main(["worker", *args])
     else:
         raise SystemExit(f"unknown role {role}")
@@ -209,6 +213,112 @@ def read_gc(redis_url: str, role: str) -> dict:
             "pause_s": [round(sum(p["pause_s"][g] for p in per), 2) for g in range(3)],
             "max_pause_ms": [round(max((p["max_pause_ms"][g] for p in per), default=0.0), 1) for g in range(3)],
             "pauses_over_100ms": sum(p["pauses_over_100ms"] for p in per)}
+
+
+PUSH_KEY = "loadbench:push:"
+PUSH_BUCKETS_MS = (0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 75, 100, 150, 200, 300, 500, 1000, 2000, 5000, 10000)
+PUSH_STAGES = ("committed", "published", "received", "sent")
+
+
+def install_push_tracer(redis_url: str, name: str) -> None:
+    """Time each phase change's push along its path, from the group's ``phase_started_at`` (the server's clock,
+    taken before the submission's lock and statements): ``committed`` when ``realtime._send`` starts (after the
+    commit), ``published`` when its ``group_send`` returned, then per socket ``received`` when the consumer's
+    ``state_changed`` got it and ``sent`` when the socket sent the snapshot that shows it (the bots time the
+    arrival). Only the first sight of a (group, phase start) counts, per process for the first two and per socket
+    for the others. Histograms (PUSH_BUCKETS_MS), published to Redis every second for ``read_push_trace``."""
+    import bisect
+    import json
+    from datetime import datetime
+
+    hist = {stage: [0] * (len(PUSH_BUCKETS_MS) + 1) for stage in PUSH_STAGES}
+    seen: dict[tuple, None] = {}
+
+    def record(stage: str, started_iso: str) -> None:
+        delay_ms = 1000 * (time.time() - datetime.fromisoformat(started_iso).timestamp())
+        hist[stage][bisect.bisect_left(PUSH_BUCKETS_MS, delay_ms)] += 1
+
+    def reset() -> None:
+        for counts in hist.values():
+            counts[:] = [0] * len(counts)
+        seen.clear()
+
+    def patch() -> None:
+        from deliberation import realtime
+
+        send = realtime._send
+
+        def traced_send(channel_groups):
+            firsts = []
+            for _, what in channel_groups:
+                shared = what.get("group") if isinstance(what, dict) else None
+                if shared and shared.get("phase_started_at"):
+                    key = (shared["id"], shared["phase_started_at"])
+                    if key not in seen:
+                        seen[key] = None
+                        firsts.append(shared["phase_started_at"])
+                        record("committed", shared["phase_started_at"])
+            send(channel_groups)
+            for started in firsts:
+                record("published", started)
+            while len(seen) > 50_000:
+                seen.pop(next(iter(seen)))
+
+        realtime._send = traced_send
+        try:
+            from deliberation.consumers import ParticipantConsumer as consumer
+        except ImportError:  # the Celery worker has no consumers to trace
+            return
+        state_changed, send_json = consumer.state_changed, consumer.send_json
+
+        async def traced_state_changed(self, event):
+            shared = event.get("group")
+            if shared and shared.get("phase_started_at"):
+                mine = self.__dict__.setdefault("_traced", set())
+                if ("r", shared["phase_started_at"]) not in mine:
+                    mine.add(("r", shared["phase_started_at"]))
+                    record("received", shared["phase_started_at"])
+            await state_changed(self, event)
+
+        async def traced_send_json(self, content):
+            group = content.get("group") if content.get("type") == "snapshot" else None
+            if group and group.get("phase_started_at"):
+                mine = self.__dict__.setdefault("_traced", set())
+                if ("r", group["phase_started_at"]) in mine and ("s", group["phase_started_at"]) not in mine:
+                    mine.add(("s", group["phase_started_at"]))
+                    record("sent", group["phase_started_at"])
+            await send_json(self, content)
+
+        consumer.state_changed, consumer.send_json = traced_state_changed, traced_send_json
+
+    patch()  # Django is set up: the caller imported the application first
+    keep_publishing(redis_url, f"{PUSH_KEY}{name}", lambda: json.dumps(hist), every=1.0, reset=reset)
+
+
+def read_push_trace(redis_url: str) -> dict:
+    """The push path of every traced process, merged: per stage, how many and p50/p99 in ms (a bucket's upper
+    bound, PUSH_BUCKETS_MS)."""
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = client.keys(f"{PUSH_KEY}*")
+    merged = {stage: [0] * (len(PUSH_BUCKETS_MS) + 1) for stage in PUSH_STAGES}
+    for value in (client.mget(keys) if keys else []):
+        for stage, counts in json.loads(value or "{}").items():
+            merged[stage] = [a + b for a, b in zip(merged[stage], counts)]
+
+    def quantile(counts, q):
+        total, running = sum(counts), 0
+        for i, c in enumerate(counts):
+            running += c
+            if total and running >= q * total:
+                return PUSH_BUCKETS_MS[i] if i < len(PUSH_BUCKETS_MS) else None
+        return None
+
+    return {stage: {"count": sum(c), "p50_ms_at_most": quantile(c, 0.5), "p99_ms_at_most": quantile(c, 0.99)}
+            for stage, c in merged.items()}
 
 
 def read_query_count(redis_url: str, role: str = "") -> int:

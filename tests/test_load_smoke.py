@@ -46,6 +46,10 @@ def test_twenty_bots_lose_nothing_and_dropped_pushes_are_repaired(tmp_path):
     assert all(p50 <= p99 for _, _, p50, p99 in buckets)
     gc = run["asgi_gc"]  # timed inside the server's worker
     assert gc["processes"] == 1 and gc["collections"][0] > 0 and gc["pause_s"][0] > 0
+    path = run["push_path"]  # each stage of a phase change's push, timed inside the server's processes
+    assert path["committed"]["count"] > 0 and path["published"]["count"] == path["committed"]["count"]
+    assert path["received"]["count"] >= run["latency"]["count"] and path["sent"]["count"] > 0
+    assert path["committed"]["p50_ms_at_most"] <= path["sent"]["p50_ms_at_most"]
 
     raw = load.run_raw(20, 1, redis_url=settings.REDIS_URL, work=tmp_path, duration=2.0,
                        period=run["push_period_s"])

@@ -225,14 +225,14 @@ def install_push_tracer(redis_url: str, name: str) -> None:
     taken before the submission's lock and statements): ``committed`` when ``realtime._send`` starts (after the
     commit), ``published`` when its ``group_send`` returned, then per socket ``received`` when the consumer's
     ``state_changed`` got it and ``sent`` when the socket sent the snapshot that shows it (the bots time the
-    arrival). Only the first sight of a (group, phase start) counts, per process for the first two and per socket
-    for the others. Histograms (PUSH_BUCKETS_MS), published to Redis every second for ``read_push_trace``."""
+    arrival). The first two count the pushes of the transactions that changed the phase; the others the first
+    sight of a (group, phase start) per socket. Histograms (PUSH_BUCKETS_MS), published to Redis every second
+    for ``read_push_trace``."""
     import bisect
     import json
     from datetime import datetime
 
     hist = {stage: [0] * (len(PUSH_BUCKETS_MS) + 1) for stage in PUSH_STAGES}
-    seen: dict[tuple, None] = {}
 
     def record(stage: str, started_iso: str) -> None:
         delay_ms = 1000 * (time.time() - datetime.fromisoformat(started_iso).timestamp())
@@ -241,12 +241,30 @@ def install_push_tracer(redis_url: str, name: str) -> None:
     def reset() -> None:
         for counts in hist.values():
             counts[:] = [0] * len(counts)
-        seen.clear()
 
     def patch() -> None:
-        from deliberation import realtime
+        from deliberation import realtime, services
 
-        send = realtime._send
+        # The phase changes made in this process: their key when the transaction pushes their state. A later
+        # push of the same phase (another member's answer), perhaps first seen by another process, is not one.
+        changes: dict[tuple, None] = {}
+        changing = threading.local()
+        touch, push_after_commit, send = services._touch, realtime.push_after_commit, realtime._send
+
+        def traced_touch(group, *, shared=None, **fields):
+            changing.now = "phase_started_at" in fields
+            try:
+                touch(group, shared=shared, **fields)
+            finally:
+                changing.now = False
+
+        def traced_push_after_commit(*, states=(), joined=None, **kwargs):
+            states = list(states)
+            if getattr(changing, "now", False):
+                changes.update(((x["id"], x["phase_started_at"]), None) for x in states)
+            if joined is not None:  # a group formed: its first phase started
+                changes[(joined["id"], joined["phase_started_at"])] = None
+            push_after_commit(states=states, joined=joined, **kwargs)
 
         def traced_send(channel_groups):
             firsts = []
@@ -254,16 +272,17 @@ def install_push_tracer(redis_url: str, name: str) -> None:
                 shared = what.get("group") if isinstance(what, dict) else None
                 if shared and shared.get("phase_started_at"):
                     key = (shared["id"], shared["phase_started_at"])
-                    if key not in seen:
-                        seen[key] = None
+                    if key in changes:
+                        del changes[key]
                         firsts.append(shared["phase_started_at"])
                         record("committed", shared["phase_started_at"])
             send(channel_groups)
             for started in firsts:
                 record("published", started)
-            while len(seen) > 50_000:
-                seen.pop(next(iter(seen)))
+            while len(changes) > 50_000:  # a change rolled back is never sent
+                changes.pop(next(iter(changes)))
 
+        services._touch, realtime.push_after_commit = traced_touch, traced_push_after_commit
         realtime._send = traced_send
         try:
             from deliberation.consumers import ParticipantConsumer as consumer

@@ -5,7 +5,6 @@ processes share the Redis channel layer).
 """
 import gc
 import os
-import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -15,24 +14,6 @@ require_settings_module()  # explicit DJANGO_SETTINGS_MODULE, or DELIBERATION_DE
 # The ASGI server runs database work on many threads at once: bound its PostgreSQL connections with a pool
 # (see config/settings/base.py database_from_env; DB_POOL_MAX_SIZE=0 turns it off).
 os.environ.setdefault("DB_POOL_MAX_SIZE", "40")
-
-
-def gil_switch_interval() -> float:
-    """Seconds a thread may hold the GIL while another waits for it (``ASGI_GIL_SWITCH_MS``; Python's default
-    is 5 ms). The database threads give the GIL up on every round trip to PostgreSQL and must get it back to go
-    on; while the event loop serializes frames, each of a submission's statements could wait up to the whole
-    interval for it, and the phase change's push with them."""
-    raw = os.environ.get("ASGI_GIL_SWITCH_MS", "")
-    try:
-        ms = float(raw) if raw else 5.0
-    except ValueError:
-        raise SystemExit(f"ASGI_GIL_SWITCH_MS must be a number of milliseconds, not {raw!r}") from None
-    if not 0.05 <= ms <= 100:
-        raise SystemExit(f"ASGI_GIL_SWITCH_MS must be between 0.05 and 100 ms, not {raw!r}")
-    return ms / 1000
-
-
-sys.setswitchinterval(gil_switch_interval())
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -388,8 +388,9 @@ def group_create(*, study: Study, participant_ids: tuple[int, ...], now: datetim
     group = Group.objects.create(study=study, question=question, phase=state.phase.value,
                                  deadline=state.deadline, phase_started_at=now, condition=condition,
                                  excluded_participant_id=excluded, arm=arm)
-    for position, pid in enumerate(participant_ids, start=1):
-        Participant.objects.filter(pk=pid).update(group=group, position=position, status=Participant.Status.IN_GROUP)
+    Participant.objects.bulk_update([  # one UPDATE for the whole group
+        Participant(pk=pid, group=group, position=position, status=Participant.Status.IN_GROUP)
+        for position, pid in enumerate(participant_ids, start=1)], ["group", "position", "status"])
     log_event(group, "group_formed", members=list(participant_ids), question_id=question.pk, condition=condition,
               arm=arm.provenance())
     # Each member's socket shows the new group from this state, without a read (``PushView``); the lobby gets
@@ -435,6 +436,19 @@ def _ensure_may_write(participant: Participant) -> None:
         raise error
 
 
+def _ensure_member_may_write(read: MembersRead, participant: Participant) -> None:
+    """``_ensure_may_write`` from the members' read made under the group's lock (fresher than a read before
+    it, and no statement of its own). A member missing from it has left the group: the fresh read says why."""
+    row = read.row(participant.pk)
+    if row is None:
+        _ensure_may_write(participant)
+        raise SubmissionError("not_in_group", gettext_lazy("You are no longer in a group, so you cannot answer any "
+                                                            "more."))
+    error = _may_write_error(row.status, participant.group_id, row.taken_over, participant.group_id)
+    if error is not None:
+        raise error
+
+
 def submission_replay(*, participant: Participant, ref: str | None, kind: str,
                       round: int | None = None) -> SubmitResult | None:
     """The original result of a submission already stored under the client's ``ref`` (a retry whose ack was
@@ -454,22 +468,33 @@ _RECEIPT = Prepared(lambda participant_id, ref: SubmissionReceipt.objects.filter
                     .values_list("kind", "round")[:1], participant_id=int, ref=str)
 
 
+def _claim_sql() -> str:
+    meta = SubmissionReceipt._meta
+    columns = ", ".join(meta.get_field(name).column for name in ("participant", "ref", "group", "kind", "round",
+                                                                   "created_at"))
+    return (f'INSERT INTO "{meta.db_table}" ({columns}) VALUES (%s, %s, %s, %s, %s, %s) '
+            f'ON CONFLICT ON CONSTRAINT "one_receipt_per_ref" DO NOTHING RETURNING "{meta.pk.column}"')
+
+
 def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int | None = None) -> SubmitResult | None:
-    """Store the receipt in the submission's own transaction (rolled back with it if the submission fails). A
-    second submission with the same ref while the first is still in flight (a reload, a reconnect to another
-    process) waits here on the unique index until the first ends; if that one was stored, it gets its result."""
+    """The submission's receipt, stored first in its own transaction (rolled back with it if the submission
+    fails), or the original result if ``ref`` was stored before (``submission_replay``: a retry whose ack was
+    lost gets it even if the group has moved on or finished since). One statement when the ref is new: an INSERT
+    that does nothing on a conflict, no savepoint. A second submission with the same ref while the first is
+    still in flight (a reload, a reconnect to another process) waits on the unique index until the first ends;
+    if that one was stored, it gets its result."""
     if not ref:
         return None
-    try:
-        with transaction.atomic():
-            SubmissionReceipt.objects.create(participant_id=participant.pk, ref=ref, group_id=participant.group_id,
-                                             kind=kind, round=round)
-    except IntegrityError:
-        replay = submission_replay(participant=participant, ref=ref, kind=kind, round=round)
-        if replay is None:  # pragma: no cover - the conflicting row was committed, so it is visible now
-            raise
-        return replay
-    return None
+    if participant.group_id is None:  # nothing to claim: the checks that follow refuse it
+        return submission_replay(participant=participant, ref=ref, kind=kind, round=round)
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_sql(), [participant.pk, ref, participant.group_id, kind, round, timezone.now()])
+        if cursor.fetchone() is not None:
+            return None
+    replay = submission_replay(participant=participant, ref=ref, kind=kind, round=round)
+    if replay is None:  # pragma: no cover - the conflicting row was committed, so it is visible now
+        raise IntegrityError(f"receipt {ref!r} of participant {participant.pk} conflicts but cannot be read")
+    return replay
 
 
 def _release_ref(participant: Participant, ref: str | None) -> None:
@@ -483,6 +508,7 @@ def _locked_group(participant: Participant) -> Group:
     comes after this lock: two submissions of one member at once (a double click, two tabs, a retry after a
     reconnect) would both pass a check made before it, and the second would then hit the unique constraint."""
     if participant.group_id is None:
+        _ensure_may_write(participant)  # says why (not yet, or no longer) if it can
         raise SubmissionError("not_in_group", gettext_lazy("You are not in a group yet."))
     return lock_group(participant.group_id, no_key=True)
 
@@ -527,18 +553,16 @@ def opinion_submit(*, participant: Participant, text: str, by_bot: bool = False,
     ``replayed=True``) and stores nothing."""
     now = timezone.now()
     with transaction.atomic():
-        if replay := submission_replay(participant=participant, ref=ref, kind="opinion"):
-            return replay
-        if not by_bot:
-            _ensure_may_write(participant)
-        # Before the group lock: a second copy with the same ref waits on the receipt's unique index and
-        # then gets the first one's result.
+        # First, before the group lock: a retry gets its original result whatever happened since, and a
+        # second copy with the same ref waits on the receipt's unique index, then gets the first one's.
         if replay := _claim_ref(participant, ref, "opinion"):
             return replay
-        # Under the lock: one read of the members (and whether this one answered before), then the insert, the
-        # events, the version bump (tests/deliberation/test_lean_path.py counts the statements).
+        # Under the lock: one read of the members (whether this one may write, and answered before), then the
+        # insert, the events, the version bump (tests/deliberation/test_lean_path.py counts the statements).
         group = _locked_group(participant)
         read = group_members(group, now, answered="opinion")
+        if not by_bot:
+            _ensure_member_may_write(read, participant)
         if _answered(read, participant):
             _release_ref(participant, ref)
             return _text_resubmitted(Opinion.objects.get(participant=participant, group=group), text,
@@ -556,16 +580,14 @@ def critique_submit(*, participant: Participant, text: str, by_bot: bool = False
                     ref: str | None = None) -> SubmitResult:
     now = timezone.now()
     with transaction.atomic():
-        if replay := submission_replay(participant=participant, ref=ref, kind="critique"):
-            return replay
-        if not by_bot:
-            _ensure_may_write(participant)
-        # Before the group lock: a second copy with the same ref waits on the receipt's unique index and
-        # then gets the first one's result.
+        # First, before the group lock: a retry gets its original result whatever happened since, and a
+        # second copy with the same ref waits on the receipt's unique index, then gets the first one's.
         if replay := _claim_ref(participant, ref, "critique"):
             return replay
         group = _locked_group(participant)
         read = group_members(group, now, answered="critique")
+        if not by_bot:
+            _ensure_member_may_write(read, participant)
         if _answered(read, participant):
             _release_ref(participant, ref)
             return _text_resubmitted(Critique.objects.get(participant=participant, group=group), text,
@@ -638,16 +660,14 @@ def ratings_submit(*, participant: Participant, round: int, ratings: dict[int, d
     phase = Phase.RATING if round == 1 else Phase.FINAL_RATING
     rank_of = {cid: i + 1 for i, cid in enumerate(ranking)}
     with transaction.atomic():
-        if replay := submission_replay(participant=participant, ref=ref, kind="ratings", round=round):
-            return replay
-        if not by_bot:
-            _ensure_may_write(participant)
-        # Before the group lock: a second copy with the same ref waits on the receipt's unique index and
-        # then gets the first one's result.
+        # First, before the group lock: a retry gets its original result whatever happened since, and a
+        # second copy with the same ref waits on the receipt's unique index, then gets the first one's.
         if replay := _claim_ref(participant, ref, "ratings", round):
             return replay
         group = _locked_group(participant)
         read = group_members(group, now, answered=f"rating{round}")
+        if not by_bot:
+            _ensure_member_may_write(read, participant)
         stored = list(Rating.objects.filter(participant=participant, group=group, round=round)) \
             if _answered(read, participant) else []
         if stored:

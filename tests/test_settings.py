@@ -128,20 +128,3 @@ def test_require_settings_module_rules():
     for environ in ({}, {"DELIBERATION_DEV": "0"}, {"DELIBERATION_DEV": ""}, {"DJANGO_SETTINGS_MODULE": " "}):
         with pytest.raises(SettingsModuleMissing):
             require_settings_module(environ)
-
-
-@pytest.mark.parametrize("value, expected", [("", 0.005), ("1", 0.001), ("0.5", 0.0005)])
-def test_the_asgi_process_sets_the_gil_switch_interval_from_the_environment(monkeypatch, value, expected):
-    from config.asgi import gil_switch_interval
-
-    monkeypatch.setenv("ASGI_GIL_SWITCH_MS", value)
-    assert gil_switch_interval() == expected
-
-
-@pytest.mark.parametrize("value", ["fast", "0", "1000"])
-def test_a_bad_gil_switch_interval_stops_the_start_with_a_clear_message(monkeypatch, value):
-    from config.asgi import gil_switch_interval
-
-    monkeypatch.setenv("ASGI_GIL_SWITCH_MS", value)
-    with pytest.raises(SystemExit, match="ASGI_GIL_SWITCH_MS"):
-        gil_switch_interval()

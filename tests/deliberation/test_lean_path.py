@@ -110,6 +110,30 @@ def test_each_submission_kind_runs_at_most_six_statements_under_the_group_lock_a
         assert not any('FROM "deliberation_group"' in s for s in sql), sql  # the group is not read again
 
 
+@pytest.mark.django_db(transaction=True)
+def test_before_the_lock_a_submission_runs_one_statement_its_receipt_and_no_savepoint():
+    """The receipt's INSERT (nothing on a conflict) is the only statement before the group's lock: whether the
+    member may still write is read from the members' read under the lock. A taken-over member is refused there
+    and leaves no receipt."""
+    group, members = make_group(n=3)
+    with CaptureQueriesContext(connection) as captured:
+        assert opinion_submit(participant=members[0], text=OPINIONS[0], ref="op-first").created
+    sql = [q["sql"] for q in captured.captured_queries]
+    before = [s for s in sql[:next(i for i, s in enumerate(sql) if LOCK.search(s))] if s != "BEGIN"]
+    assert len(before) == 1 and "ON CONFLICT" in before[0] and "submissionreceipt" in before[0], sql
+    assert not any("SAVEPOINT" in s for s in sql), sql
+    with CaptureQueriesContext(connection) as again:  # the same ref again: the original ack, nothing under a lock
+        replay = opinion_submit(participant=members[0], text=OPINIONS[0], ref="op-first")
+    assert replay.created and replay.replayed
+    assert not any(LOCK.search(q["sql"]) for q in again.captured_queries)
+    Participant.objects.filter(pk=members[1].pk).update(taken_over_at=timezone.now())
+    with pytest.raises(services.SubmissionError) as refused:
+        opinion_submit(participant=members[1], text=OPINIONS[1], ref="op-taken")
+    assert refused.value.code == "taken_over"
+    assert not services.SubmissionReceipt.objects.filter(ref="op-taken").exists()
+    assert not Opinion.objects.filter(participant=members[1]).exists()
+
+
 def ends_phase(group: Group, kind: str, call, counts: dict) -> dict:
     """Run the submission that ends the group's phase; record its statements under the lock and check that the
     state it pushed equals a fresh read after it."""

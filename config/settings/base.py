@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
@@ -107,16 +108,25 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 
 
 def redis_channel_layer(url: str) -> dict:
+    """The Redis channel layer: ``CHANNEL_LAYER=pubsub`` (the default) or ``core``.
+
+    pubsub (``channels_redis.pubsub``): each process holds one subscription connection, and Redis pushes it every
+    message for the channels and groups its sockets listen to. core (``channels_redis.core``) keeps messages in
+    Redis lists that each process pops one at a time, one round trip per message behind one lock per process:
+    at 2,000 participants on two processes its receive queue fell seconds behind in bursts (benchmarks/load.py
+    push_path: published -> received p99 5 s; docs/load.md). pubsub keeps nothing for a process that is not
+    listening, which the snapshot protocol does not need: a lost push is repaired by the next ping."""
     # redis-py is pinned <8 (see requirements.txt); the explicit options also guard against
     # redis-py 8's 5 s socket_timeout and its 100-connection pool that raises instead of waiting.
-    return {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {
-            "hosts": [{"address": url, "socket_timeout": None, "max_connections": 5000}],
-            "capacity": int(os.environ.get("CHANNEL_CAPACITY", "1000")),
-            "expiry": 60,
-        },
-    }
+    host = {"address": url, "socket_timeout": None, "max_connections": 5000}
+    kind = os.environ.get("CHANNEL_LAYER", "pubsub")
+    if kind == "pubsub":
+        return {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [host]}}
+    if kind == "core":
+        return {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [host], "capacity": int(os.environ.get("CHANNEL_CAPACITY", "1000")),
+                           "expiry": 60}}
+    raise ImproperlyConfigured(f"CHANNEL_LAYER must be pubsub or core, not {kind!r}")
 
 
 CHANNEL_LAYERS = {"default": redis_channel_layer(REDIS_URL)} if REDIS_URL else {

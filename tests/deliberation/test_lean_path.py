@@ -57,10 +57,18 @@ def statements_under_lock(call):
 
 
 def listen(group: Group):
+    """A channel in the group's channel group, and a call that returns its next message. Its own event loop, in
+    a thread, lives as long as the listener: the pub/sub channel layer keeps a channel's subscription per loop."""
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True, name="listen").start()
     layer = get_channel_layer()
-    channel = async_to_sync(layer.new_channel)()
-    async_to_sync(layer.group_add)(group_channel(group.pk), channel)
-    return lambda: async_to_sync(layer.receive)(channel)
+
+    def run(coroutine):
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout=10)
+
+    channel = run(layer.new_channel())
+    run(layer.group_add(group_channel(group.pk), channel))
+    return lambda: run(layer.receive(channel))
 
 
 def fresh_state(group_id: int) -> dict:

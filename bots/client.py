@@ -136,6 +136,9 @@ class BotResult:
     # {"closed_at", "reconnected_at"}, the latter None while (or if never) reconnected. A failover's time is
     # measured from these (benchmarks/cluster.py: a killed web host to every bot back).
     reconnections: list[dict] = field(default_factory=list)
+    # The local TCP port of every websocket the bot opened, in order: which server process held which socket
+    # (tests/faults/test_asgi_kill.py matches them with the workers' connections).
+    local_ports: list[int] = field(default_factory=list)
 
     def kind(self, name: str) -> KindCount:
         return self.kinds.setdefault(name, KindCount())
@@ -319,6 +322,8 @@ class Bot:
                                       proxy=None, open_timeout=15, max_size=2 ** 22) as ws:
                     self.ws = ws
                     delay = 0.5
+                    if isinstance(ws.local_address, tuple):  # (host, port, ...) on TCP
+                        self.result.local_ports.append(ws.local_address[1])
                     self._reconnected(time.time())
                     pinger = asyncio.create_task(self.pinger())
                     try:
@@ -572,7 +577,7 @@ def summarize(results: list[BotResult], config: BotConfig, seconds: float) -> di
                   "screening_submissions": r.screening_submissions, "questionnaire": r.questionnaire,
                   "by_kind": {k: asdict(v) for k, v in r.kinds.items()}, "errors": dict(r.error_codes),
                   "reconnects": r.reconnects, "reconnections": r.reconnections, "http_retries": r.http_retries,
-                  "writes": r.writes} for r in results],
+                  "local_ports": r.local_ports, "writes": r.writes} for r in results],
     }
 
 

@@ -13,7 +13,6 @@ from datetime import timedelta
 
 import pytest
 import redis
-from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async as adb
 from channels.layers import get_channel_layer
 from django.conf import settings

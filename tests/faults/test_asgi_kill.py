@@ -27,7 +27,7 @@ from websockets.sync.client import connect as ws_connect
 
 from bots.client import BotConfig, run_bots
 from deliberation.models import Group, Rating
-from deliberation.realtime import group_channel, participant_channel
+from deliberation.realtime import group_channel
 from deliberation.services import group_force_advance
 from participants.models import Participant
 
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 BOTS = 100
 GROUP_SIZE = 5
 PHASE_SECONDS = 180  # far beyond the test: nothing may be stored by a deadline
-LAYER_PREFIX = "asgi"  # channels-redis's key prefix (the project keeps the default)
+LAYER_PREFIX = "asgi"  # channels-redis's prefix (the project keeps the default)
 
 
 def state_of(study, stack: Stack) -> str:
@@ -53,15 +53,17 @@ def state_of(study, stack: Stack) -> str:
             f"ratings: {Rating.objects.count()}; logs: {logs}")
 
 
-def process_of(channel: bytes | str) -> str:
-    """The worker process a channel lives in: channels-redis names it ``specific.<process prefix>!<socket>``."""
-    name = channel.decode() if isinstance(channel, bytes) else channel
-    return name.split(".", 1)[1].split("!", 1)[0]
+def processes_listening(client: redis.Redis, channel_group: str) -> int:
+    """How many processes listen to a channel-layer group: the pub/sub layer subscribes each process's one
+    connection to the groups its sockets are in."""
+    [(_, count)] = client.pubsub_numsub(f"{LAYER_PREFIX}__group__{channel_group}")
+    return count
 
 
-def channel_group_processes(client: redis.Redis, channel_group: str) -> set[str]:
-    """The worker processes holding a socket in a channel-layer group (its members in Redis)."""
-    return {process_of(c) for c in client.zrange(f"{LAYER_PREFIX}:group:{channel_group}", 0, -1)}
+def client_ports(worker: psutil.Process, port: int) -> set[int]:
+    """The client ports of the worker's websockets on ``port`` (the bots record theirs: ``local_ports``)."""
+    return {s.raddr.port for s in connections_of(worker) if s.status == psutil.CONN_ESTABLISHED
+            and s.laddr.port == port and s.raddr}
 
 
 def workers_of(stack: Stack) -> list[psutil.Process]:
@@ -103,10 +105,10 @@ def test_pushes_reach_members_of_one_group_on_two_worker_processes(tmp_path):
                                                      origin=origin))
                 sockets.append(ws)
                 assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
-                if i >= len(members) - 1 and len(channel_group_processes(client, group_channel(group.pk))) == 2:
+                if i >= len(members) - 1 and processes_listening(client, group_channel(group.pk)) == 2:
                     break
-            spread = channel_group_processes(client, group_channel(group.pk))
-            assert len(spread) == 2, f"{len(sockets)} sockets of one group all landed in one worker"
+            spread = processes_listening(client, group_channel(group.pk))
+            assert spread == 2, f"{len(sockets)} sockets of one group all landed in one worker"
             per_worker = [sockets_of(w, stack.port) for w in workers_of(stack)]
             assert len(per_worker) == 2 and min(per_worker) >= 1, per_worker
 
@@ -156,10 +158,9 @@ def run_through_a_kill(tmp_path, slug: str, *, workers: int):
         in_session = dict(Participant.objects.filter(study=study, status=Participant.Status.IN_GROUP)
                           .values_list("recruitment_id", "pk"))
         facts["in_session"] = set(in_session)
-        # Which worker process holds each member's sockets (their channels in Redis), and each group's spread.
-        facts["processes"] = {pid: channel_group_processes(client, participant_channel(pk))
-                              for pid, pk in in_session.items()}
-        facts["group_spread"] = {g: len(channel_group_processes(client, group_channel(g)))
+        # Which worker process holds which sockets (by the bots' client ports), and each group's spread.
+        facts["ports"] = {w.pid: client_ports(w, stack.port) for w in workers_of(stack)}
+        facts["group_spread"] = {g: processes_listening(client, group_channel(g))
                                  for g in groups.filter(phase__in=("rating", "critique", "final_rating"))
                                  .values_list("pk", flat=True)}
         killed = time.monotonic()
@@ -230,10 +231,12 @@ def test_server_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
 def test_one_of_two_workers_killed_mid_rating_loses_and_duplicates_nothing(tmp_path):
     summary, ledger, facts = run_through_a_kill(tmp_path, "asgi-kill-two", workers=2)
     # Before the kill: both workers held members' sockets, and at least one group had members on both.
-    by_process = defaultdict(set)
-    for pid, processes in facts["processes"].items():
-        for process in processes:
-            by_process[process].add(pid)
+    by_process = defaultdict(set)  # worker -> the members whose socket it held at the kill
+    for bot in summary["bots"]:
+        if bot["pid"] in facts["in_session"]:
+            for worker, ports in facts["ports"].items():
+                if ports & set(bot["local_ports"]):
+                    by_process[worker].add(bot["pid"])
     assert len(by_process) == 2, {p: len(m) for p, m in by_process.items()}
     assert max(facts["group_spread"].values()) == 2, facts["group_spread"]
     # The killed worker's members lost their sockets and came back (to the other worker or its replacement);

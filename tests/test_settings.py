@@ -128,3 +128,21 @@ def test_require_settings_module_rules():
     for environ in ({}, {"DELIBERATION_DEV": "0"}, {"DELIBERATION_DEV": ""}, {"DJANGO_SETTINGS_MODULE": " "}):
         with pytest.raises(SettingsModuleMissing):
             require_settings_module(environ)
+
+
+@pytest.mark.parametrize("choice, backend", [("", "channels_redis.pubsub.RedisPubSubChannelLayer"),
+                                             ("core", "channels_redis.core.RedisChannelLayer")])
+def test_the_channel_layer_is_redis_pub_sub_unless_core_is_chosen(choice, backend):
+    env = {**PG, "CHANNEL_LAYER": choice} if choice else PG
+    assert settings_in_subprocess("config.settings.production", env,
+                                  'settings.CHANNEL_LAYERS["default"]["BACKEND"]') == backend
+
+
+def test_an_unknown_channel_layer_is_refused_by_name(monkeypatch):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.settings.base import redis_channel_layer
+
+    monkeypatch.setenv("CHANNEL_LAYER", "kafka")
+    with pytest.raises(ImproperlyConfigured, match="CHANNEL_LAYER must be pubsub or core, not 'kafka'"):
+        redis_channel_layer("redis://127.0.0.1:6379/0")

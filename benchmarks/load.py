@@ -13,11 +13,11 @@ second are the ones the production bots received (``push_period_s``), so the two
 
 Stack per run (``benchmarks/stack.py`` starts and measures it): ``python -m config.serve --server S --workers
 PROCS`` (config.serve's default server unless ``--server``; 1 or 2 worker processes on ONE port, so the bots use
-one address), the Redis channel layer (production settings: capacity 1000), PostgreSQL (a fresh benchmark
-database, dropped at the end) and a Celery worker with beat (the deadline sweeper) running the ``recorded``
-generation backend, i.e. real SmolLM2 statements replayed, so generation time is not what is measured. Bots are
-``bots.client.Bot`` (the browser protocol), in 1-2 processes of their own; their CPU is measured too (per message
-they send or receive).
+one address), the Redis channel layer (production settings: pub/sub unless CHANNEL_LAYER=core), PostgreSQL (a
+fresh benchmark database, dropped at the end) and a Celery worker with beat (the deadline sweeper) running the
+``recorded`` generation backend, i.e. real SmolLM2 statements replayed, so generation time is not what is measured.
+Bots are ``bots.client.Bot`` (the browser protocol), in 1-2 processes of their own; their CPU is measured too (per
+message they send or receive).
 
 Measured:
 - latency from a phase change (``phase_started_at``, the server's clock; same machine) to the arrival of the
@@ -32,7 +32,10 @@ Measured:
 - server CPU seconds and RSS growth per connection (psutil, sampled every second);
 - lost state: at the end every group must be done, every participant completed, and every answer a bot got
   acknowledged must be in the database (opinion, critique, ratings per round);
-- channels-redis "over capacity" log lines (dropped messages, logged at INFO only).
+- channels-redis "over capacity" log lines (dropped messages of the core layer, logged at INFO only);
+- ``push_path``: each stage of a phase change's push inside the server (``benchmarks/stack.py``
+  ``install_push_tracer``): from ``phase_started_at`` to the commit, to the channel layer's publish, to each
+  socket's receipt of it and to the socket's send; histograms, so p50/p99 are bucket bounds.
 
 Targets (issue 16; ``targets()``): at human pace, >= 2,000 participants on 2 processes with p99 <= 100 ms, no
 errors, every group finished and nothing lost; at every N, production p99 <= 2x the raw consumer's p99; 2 processes
@@ -996,7 +999,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": machine_facts(fd_limit),
         "setup": {"group_size": GROUP_SIZE, "generation_backend": "recorded (real SmolLM2 statements replayed)",
                   "asgi": f"{args.server} via python -m config.serve --workers PROCS: one port, one address",
-                  "channel_layer": "channels-redis, production settings (capacity 1000)",
+                  "channel_layer": f"channels-redis, production settings ({os.environ.get('CHANNEL_LAYER', 'pubsub')})",
                   "celery": "1 solo worker with beat (deadline sweeper every 2 s)",
                   "latency": "server phase_started_at -> snapshot arrival at each member (push arrivals only)",
                   "db_queries": "SQL statements counted by a Django execute_wrapper in the ASGI workers and Celery, "

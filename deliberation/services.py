@@ -473,7 +473,8 @@ def _claim_sql() -> str:
     columns = ", ".join(meta.get_field(name).column for name in ("participant", "ref", "group", "kind", "round",
                                                                    "created_at"))
     return (f'INSERT INTO "{meta.db_table}" ({columns}) VALUES (%s, %s, %s, %s, %s, %s) '
-            f'ON CONFLICT ON CONSTRAINT "one_receipt_per_ref" DO NOTHING RETURNING "{meta.pk.column}"')
+            f'ON CONFLICT ("{meta.get_field("participant").column}", "{meta.get_field("ref").column}") DO NOTHING '
+            f'RETURNING "{meta.pk.column}"')  # the unique constraint one_receipt_per_ref; PostgreSQL and SQLite
 
 
 def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int | None = None) -> SubmitResult | None:
@@ -488,7 +489,8 @@ def _claim_ref(participant: Participant, ref: str | None, kind: str, round: int 
     if participant.group_id is None:  # nothing to claim: the checks that follow refuse it
         return submission_replay(participant=participant, ref=ref, kind=kind, round=round)
     with connection.cursor() as cursor:
-        cursor.execute(_claim_sql(), [participant.pk, ref, participant.group_id, kind, round, timezone.now()])
+        cursor.execute(_claim_sql(), [participant.pk, ref, participant.group_id, kind, round,
+                                      connection.ops.adapt_datetimefield_value(timezone.now())])
         if cursor.fetchone() is not None:
             return None
     replay = submission_replay(participant=participant, ref=ref, kind=kind, round=round)

@@ -442,8 +442,7 @@ def _ensure_member_may_write(read: MembersRead, participant: Participant) -> Non
     row = read.row(participant.pk)
     if row is None:
         _ensure_may_write(participant)
-        raise SubmissionError("not_in_group", gettext_lazy("You are no longer in a group, so you cannot answer any "
-                                                            "more."))
+        raise _may_write_error(None, None, False, participant.group_id)  # no longer in a group
     error = _may_write_error(row.status, participant.group_id, row.taken_over, participant.group_id)
     if error is not None:
         raise error

@@ -70,6 +70,7 @@ from stack import (  # noqa: E402 (the process manager: servers, bot processes, 
     PUSH_KEY,
     QUERY_KEY,
     STALL_KEY,
+    DatabaseFloor,
     Sampler,
     Stack,
     asgi_server,
@@ -427,11 +428,13 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
                                         "--loglevel=INFO", "-s", str(stack.log_dir / "celerybeat-schedule")])
         asgi = asgi_server(stack, "asgi", server=server, workers=procs, port=port, application=COUNTED_APPLICATION)
         sampler = Sampler({"asgi": [asgi.pid], "celery": [celery.pid]})
+        floor = DatabaseFloor(db_url)
         idle_rss = sampler.rss("asgi")
         queries0 = read_query_count(redis_url)
         asgi_queries0 = read_query_count(redis_url, "asgi")
         cpu0 = {"asgi": sampler.cpu("asgi"), "celery": sampler.cpu("celery")}
         sampler.start()
+        floor.start()
         t0 = time.time()
         spec = {"servers": [f"http://127.0.0.1:{port}"], "study": slug, "think": list(think),
                 "ping_seconds": ping_seconds, "timeout": timeout, "seed": 7, "run_id": slug,
@@ -443,6 +446,7 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         elapsed = time.time() - t0
         time.sleep(1.0)  # let the query counters publish
         sampler.close()
+        probes = floor.close()
         cpu = {role: round(sampler.cpu(role) - cpu0[role], 2) for role in cpu0}
         queries = read_query_count(redis_url) - queries0
         asgi_queries = read_query_count(redis_url, "asgi") - asgi_queries0
@@ -478,6 +482,10 @@ def run_production(n: int, procs: int, *, db_url: str, redis_url: str, work: Pat
         "asgi_stalls": asgi_stalls,
         # phase_started_at -> each stage of a phase change's push on the server (benchmarks/stack.py)
         "push_path": push_path,
+        # the database alone under this load (benchmarks/stack.py DatabaseFloor): a floor under any push of
+        # committed state
+        "db_floor": {"round_trip": latency_summary(probes["round_trip"]),
+                     "transaction": latency_summary(probes["transaction"]), "failures": probes["failures"]},
         "server_cpu_ms_per_connection": round(1000 * (cpu["asgi"] + cpu["celery"]) / n, 1),
         "asgi_rss_idle_mb": round(idle_rss / 2 ** 20, 1), "asgi_rss_peak_mb": round(peak_rss / 2 ** 20, 1),
         "rss_kb_per_connection": round((peak_rss - idle_rss) / 1024 / n, 1),
@@ -758,8 +766,12 @@ def ratios(runs: list[dict], pace: str) -> dict[str, dict]:
         r = raw.get((p["n"], p["procs"]))
         prod_p99, raw_p99 = p["latency"]["p99_ms"], (r["latency"]["p99_ms"] if r else None)
         ratio = round(prod_p99 / raw_p99, 2) if prod_p99 is not None and raw_p99 else None
+        floor = p.get("db_floor", {}).get("transaction", {}).get("p99_ms")  # older results have none
         out[f"n{p['n']}_procs{p['procs']}"] = {"n": p["n"], "procs": p["procs"], "p99_ms": prod_p99,
-                                               "raw_p99_ms": raw_p99, "p99_vs_raw": ratio, "ok": ok(p)}
+                                               "raw_p99_ms": raw_p99, "p99_vs_raw": ratio, "ok": ok(p),
+                                               "db_floor_p99_ms": floor,
+                                               "db_floor_vs_raw": round(floor / raw_p99, 2) if floor and raw_p99
+                                               else None}
     return out
 
 
@@ -851,9 +863,14 @@ def markdown(report: dict) -> str:
     for pace in ("human", "bot"):
         if pace in t and t[pace]["by_n"]:
             lines += ["", f"{pace.capitalize()} pace, production p99 / raw p99 (same N, processes and push rate):", "",
-                      "| procs | N | production p99 ms | raw p99 ms | ratio |", "|---|---|---|---|---|"]
+                      "| procs | N | production p99 ms | raw p99 ms | ratio | DB floor p99 ms | floor / raw |",
+                      "|---|---|---|---|---|---|---|"]
             lines += [f"| {v['procs']} | {v['n']} | {fmt(v['p99_ms'])} | {fmt(v['raw_p99_ms'])} | "
-                      f"{fmt(v['p99_vs_raw'])} |" for v in t[pace]["by_n"].values()]
+                      f"{fmt(v['p99_vs_raw'])} | {fmt(v.get('db_floor_p99_ms'))} | {fmt(v.get('db_floor_vs_raw'))} |"
+                      for v in t[pace]["by_n"].values()]
+            lines += ["", "DB floor: the smallest phase-changing transaction (lock, insert, update, commit) on a "
+                      "connection of its own under the same load (benchmarks/stack.py DatabaseFloor); a push of "
+                      "committed state cannot arrive sooner."]
     if "bot" in t:
         lines += ["", f"Bot pace, N = 500: production p99 ≤ 5× raw p99: {verdict(t['bot']['n500_p99_le_5x_raw'])}."]
     return "\n".join(lines) + "\n"

@@ -403,6 +403,62 @@ class Sampler:
         self.thread.join(timeout=5)
 
 
+class DatabaseFloor:
+    """What the database alone costs under the run's load, probed from a connection of its own every ``every``
+    seconds: one round trip (``SELECT 1``) and the smallest transaction a phase-changing submission could be
+    (lock a row, insert an answer, update the row, commit: four statements, as few as any design that pushes only
+    committed state needs). Its p99 is a floor under the production push latency that no server change removes;
+    the raw consumer has no database."""
+
+    STATEMENTS = (
+        "SELECT n FROM benchmark_floor WHERE id = 1 FOR UPDATE",
+        "INSERT INTO benchmark_floor_rows (payload) VALUES ('{}')",
+        "UPDATE benchmark_floor SET n = n + 1 WHERE id = 1",
+    )
+
+    def __init__(self, db_url: str, every: float = 0.25):
+        import psycopg
+
+        self.every = every
+        self.round_trip: list[float] = []
+        self.transaction: list[float] = []
+        self.failures = 0
+        self.conn = psycopg.connect(db_url, connect_timeout=10)
+        with self.conn.transaction():
+            self.conn.execute("CREATE TABLE IF NOT EXISTS benchmark_floor (id int PRIMARY KEY, n bigint NOT NULL)")
+            self.conn.execute("CREATE TABLE IF NOT EXISTS benchmark_floor_rows "
+                              "(id bigserial PRIMARY KEY, payload jsonb NOT NULL)")
+            self.conn.execute("INSERT INTO benchmark_floor VALUES (1, 0) ON CONFLICT DO NOTHING")
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            try:
+                t0 = time.perf_counter()
+                self.conn.execute("SELECT 1").fetchone()
+                t1 = time.perf_counter()
+                with self.conn.transaction():
+                    for statement in self.STATEMENTS:
+                        self.conn.execute(statement)
+                t2 = time.perf_counter()
+            except Exception:  # noqa: BLE001 - a failed probe is counted, not raised into the run
+                self.failures += 1
+                continue
+            self.round_trip.append(t1 - t0)
+            self.transaction.append(t2 - t1)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def close(self) -> dict:
+        """The probes' latencies (``summary`` turns seconds into p50/p99 ms)."""
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.conn.close()
+        return {"round_trip": self.round_trip, "transaction": self.transaction, "failures": self.failures}
+
+
 class Stack:
     """Child processes with logs; terminated in reverse order on exit."""
 

@@ -50,6 +50,9 @@ def test_twenty_bots_lose_nothing_and_dropped_pushes_are_repaired(tmp_path):
     assert path["committed"]["count"] > 0 and path["published"]["count"] == path["committed"]["count"]
     assert path["received"]["count"] >= run["latency"]["count"] and path["sent"]["count"] > 0
     assert path["committed"]["p50_ms_at_most"] <= path["sent"]["p50_ms_at_most"]
+    floor = run["db_floor"]  # the database alone, probed on its own connection through the run
+    assert floor["failures"] == 0 and floor["transaction"]["count"] > 0 and floor["round_trip"]["count"] > 0
+    assert 0 < floor["round_trip"]["p50_ms"] <= floor["transaction"]["p50_ms"]
 
     raw = load.run_raw(20, 1, redis_url=settings.REDIS_URL, work=tmp_path, duration=2.0,
                        period=run["push_period_s"])
@@ -82,6 +85,7 @@ def test_targets_judge_the_human_ladder_and_the_bot_pace_ratio():
              _run("production", "human", 500, 2, 12.0), _run("production", "human", 1000, 2, 18.0),
              _run("production", "human", 2000, 2, 19.0)]
     runs += [_run("raw", "bot", 500, 2, 20.0), _run("production", "bot", 500, 2, 90.0)]
+    runs[-1]["db_floor"] = {"transaction": {"p99_ms": 50.0}}
     t = load.targets(runs)
     human = t["human"]
     assert human["capacity"]["production_1"] == 500 and human["capacity"]["production_2"] == 2000
@@ -90,6 +94,8 @@ def test_targets_judge_the_human_ladder_and_the_bot_pace_ratio():
     assert human["p99_le_2x_raw_every_n"] is False  # 1 process at N = 1000: 15x the raw consumer
     assert human["by_n"]["n2000_procs2"]["p99_vs_raw"] == 1.9
     assert t["bot"]["n500_p99_le_5x_raw"] is True and t["bot"]["by_n"]["n500_procs2"]["p99_vs_raw"] == 4.5
+    assert t["bot"]["by_n"]["n500_procs2"]["db_floor_vs_raw"] == 2.5  # the database alone: 2.5x the raw p99
+    assert human["by_n"]["n2000_procs2"]["db_floor_p99_ms"] is None  # a run without the probe
     assert t["zero_lost_state_every_run"] is True
 
     # One acknowledged answer lost, or one group left unfinished, and that N no longer counts.

@@ -12,6 +12,10 @@ reaches the client: tests/e2e/test_ws_frame_limit.py), so it is selectable, not 
 for daphne, N copies adopting one socket bound here), so a proxy and clients see one address; a worker that dies
 is started again. Workers share nothing but the Redis channel layer and PostgreSQL.
 
+permessage-deflate is off unless ``WEBSOCKET_COMPRESSION`` is set (uvicorn's ``ws_per_message_deflate``; granian and
+daphne do not compress): a snapshot is a few KB, and compressing every push cost more event-loop time than any
+other work of a worker (docs/load.md).
+
 The websocket message limit is ``WEBSOCKET_MAX_MESSAGE_BYTES`` from the settings (config/settings/base.py):
 - uvicorn: ``ws_max_size``; the websockets protocol reads the frame header, refuses a frame over the limit
   before reading its payload and closes with 1009 ("message too big");
@@ -94,9 +98,9 @@ def load(application: str):
     return getattr(import_module(module), attribute)
 
 
-def setting(name: str) -> int:
-    """A limit from the loaded settings (an application with settings of its own, like the benchmarks' raw
-    consumer, gets the base settings' value)."""
+def setting(name: str):
+    """A value (a limit, a switch) from the loaded settings (an application with settings of its own, like the
+    benchmarks' raw consumer, gets the base settings' value)."""
     from django.conf import settings
 
     if hasattr(settings, name):
@@ -145,7 +149,8 @@ def run_uvicorn(o: Options) -> None:
     import uvicorn
 
     uvicorn.run(o.application, host=o.host, port=o.port, workers=o.workers, loop="uvloop", http="httptools",
-                ws="websockets-sansio", ws_max_size=message_limit(), lifespan="off", access_log=o.access_log,
+                ws="websockets-sansio", ws_max_size=message_limit(),
+                ws_per_message_deflate=bool(setting("WEBSOCKET_COMPRESSION")), lifespan="off", access_log=o.access_log,
                 proxy_headers=o.proxy_headers, forwarded_allow_ips="*" if o.proxy_headers else None,
                 log_level="info" if o.access_log else "warning")
 

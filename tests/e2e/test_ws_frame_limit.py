@@ -142,3 +142,23 @@ def test_bad_options_are_refused_with_a_usage_message(argv, capsys):
         parse(argv)
     assert refused.value.code == 2
     assert "usage: python -m config.serve" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("compression", [None, "1"])
+def test_websocket_compression_is_negotiated_only_when_turned_on(tmp_path, compression):
+    """permessage-deflate is off by default (WEBSOCKET_COMPRESSION: compressing every push cost the event loop more
+    than anything else of a worker's own work, docs/load.md) and negotiated when turned on; the client offers it
+    both times, and the socket works either way."""
+    study = make_study(slug="deflate", min_group_size=3, max_group_size=3)
+    participant = participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": "d-1"}))
+    env = {"WEBSOCKET_COMPRESSION": compression} if compression else {}
+    with Stack(database_url(connection.settings_dict), settings.REDIS_URL, tmp_path, worker=False,
+               env=env) as stack:
+        url = f"ws://127.0.0.1:{stack.port}/ws/p/{participant.token}/"
+        with connect(url, origin=f"http://127.0.0.1:{stack.port}") as ws:  # offers permessage-deflate
+            assert "permessage-deflate" in ws.request.headers.get("Sec-WebSocket-Extensions", "")
+            negotiated = ws.response.headers.get("Sec-WebSocket-Extensions") or ""
+            assert ("permessage-deflate" in negotiated) is bool(compression), negotiated
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"
+            ws.send(json.dumps({"type": "ping", "version": "stale", "ref": "p"}))
+            assert json.loads(ws.recv(timeout=10))["type"] == "snapshot"

@@ -13,8 +13,8 @@ for daphne, N copies adopting one socket bound here), so a proxy and clients see
 is started again. Workers share nothing but the Redis channel layer and PostgreSQL.
 
 permessage-deflate is off unless ``WEBSOCKET_COMPRESSION`` is set (uvicorn's ``ws_per_message_deflate``; granian and
-daphne do not compress): a snapshot is a few KB, and compressing every push cost more event-loop time than any
-other work of a worker (docs/load.md).
+daphne do not compress): a snapshot is a few KB, and each socket's zlib contexts nearly doubled a worker's memory
+per connection (docs/load.md).
 
 The websocket message limit is ``WEBSOCKET_MAX_MESSAGE_BYTES`` from the settings (config/settings/base.py):
 - uvicorn: ``ws_max_size``; the websockets protocol reads the frame header, refuses a frame over the limit

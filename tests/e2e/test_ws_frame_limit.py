@@ -146,9 +146,9 @@ def test_bad_options_are_refused_with_a_usage_message(argv, capsys):
 
 @pytest.mark.parametrize("compression", [None, "1"])
 def test_websocket_compression_is_negotiated_only_when_turned_on(tmp_path, compression):
-    """permessage-deflate is off by default (WEBSOCKET_COMPRESSION: compressing every push cost the event loop more
-    than anything else of a worker's own work, docs/load.md) and negotiated when turned on; the client offers it
-    both times, and the socket works either way."""
+    """permessage-deflate is off by default (WEBSOCKET_COMPRESSION: each socket's zlib contexts nearly doubled a
+    worker's memory per connection, docs/load.md) and negotiated when turned on; the client offers it both times,
+    and the socket works either way."""
     study = make_study(slug="deflate", min_group_size=3, max_group_size=3)
     participant = participant_consent(participant=participant_join(study=study, params={"PROLIFIC_PID": "d-1"}))
     env = {"WEBSOCKET_COMPRESSION": compression} if compression else {}

@@ -46,3 +46,7 @@ warm_up()
 # garbage collector's sight, so a full collection walks only what the sockets made since. A full collection holds
 # the GIL, and every socket of the process waits for it (benchmarks/load.py reports them: asgi_gc).
 gc.freeze()
+# Young collections every 50,000 allocations instead of 700: a push's and a message's objects mostly die before
+# one, so fewer of them reach the old generation, whose growth by a quarter is what starts a full collection;
+# each young collection stays a few milliseconds. (docs/load.md, stop 27: full collections and their pauses.)
+gc.set_threshold(50_000, 20, 10)

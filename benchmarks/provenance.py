@@ -41,7 +41,21 @@ def command(argv: list[str] | None = None) -> str:
     except ValueError:
         pass
     args = sys.argv[1:] if argv is None else argv
-    return " ".join(["python", shlex.quote(str(script)), *map(shlex.quote, args)])
+    return " ".join(["python", shlex.quote(str(script)), *(shlex.quote(repo_relative(a)) for a in args)])
+
+
+def repo_relative(arg: str) -> str:
+    """An argument naming a path of this machine, as the repository names it: a path inside the checkout relative
+    to it, and a result path written from another checkout (a worktree's run writing into the main one's
+    benchmarks/results/) from ``benchmarks/results/`` on. No machine path goes into a result file."""
+    if not arg.startswith("/"):
+        return arg
+    try:
+        return str(Path(arg).relative_to(ROOT))
+    except ValueError:
+        pass
+    marker = "/benchmarks/results/"
+    return arg[arg.index(marker) + 1:] if marker in arg else arg
 
 
 @dataclass

@@ -56,3 +56,17 @@ def test_a_benchmark_run_records_its_command_commit_and_times():
     assert record["commit"].split("-")[0] == head
     assert record["command"].endswith("--seeds 0,1") and record["command"].startswith("python ")
     assert record["started_at"] <= record["finished_at"]
+    # A path of this machine is recorded as the repository names it, never whole.
+    outside = "/somewhere/else/checkout/benchmarks/results/load-x"
+    record = provenance.run_record(["--out", outside, "--in", str(ROOT / "benchmarks" / "data.json"),
+                                    "--postgres", "postgresql://127.0.0.1"]).finish()
+    assert record["command"].endswith("--out benchmarks/results/load-x --in benchmarks/data.json "
+                                      "--postgres postgresql://127.0.0.1"), record["command"]
+
+
+def test_no_result_file_or_page_names_a_path_of_the_machine_that_ran_it():
+    for path in [*(ROOT / "benchmarks" / "results").glob("*.json"), *(ROOT / "benchmarks" / "results").glob("*.md"),
+                 *(ROOT / "docs").glob("*.md"), ROOT / "README.md"]:
+        text = path.read_text()
+        for prefix in ("/work/", "/home/", "/root/", str(ROOT) + "/"):  # /tmp in a how-to's example is fine
+            assert f" {prefix}" not in text and f"`{prefix}" not in text, (path.name, prefix)

@@ -106,6 +106,14 @@ def test_targets_judge_the_human_ladder_and_the_bot_pace_ratio():
     assert t["human"]["2_procs_ge_1.5x_of_1"] is False and t["zero_lost_state_every_run"] is False
     table = load.markdown({"runs": runs, "targets": t})
     assert "| human | uvicorn | production | 2 | 2000 |" in table and "≥ 2,000 on 2 processes: not met" in table
+    # One process and two both holding the ladder's largest N: the ladder cannot compare them (not measured).
+    level = [_run("production", "human", n, procs, 50.0) for n in (1000, 2000) for procs in (1, 2)]
+    h = load.targets(level)["human"]
+    assert h["capacity"]["ratio_2_vs_1"] == 1.0 and h["capacity_above_ladder"] is True
+    assert h["2_procs_ge_1.5x_of_1"] is None
+    assert "a larger N is needed" in load.markdown({"runs": level, "targets": load.targets(level)})
+    level[-1] = _run("production", "human", 2000, 2, 150.0)  # two processes failed what one held: not met
+    assert load.targets(level)["human"]["2_procs_ge_1.5x_of_1"] is False
     # Without a bot-pace run at N = 500 that target is not measured, not met.
     assert load.targets([_run("production", "bot", 100, 1, 50.0)])["bot"]["n500_p99_le_5x_raw"] is None
 

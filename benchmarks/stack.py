@@ -452,7 +452,7 @@ class DatabaseFloor:
         self.thread.start()
 
     def close(self) -> dict:
-        """The probes' latencies (``summary`` turns seconds into p50/p99 ms)."""
+        """The probes' latencies in seconds (load.py's ``latency_summary`` makes them p50/p99 ms)."""
         self.stop.set()
         self.thread.join(timeout=10)
         self.conn.close()

@@ -32,7 +32,7 @@ def lobby_match(*, study_id: int, now: datetime | None = None, announce: bool = 
     with transaction.atomic():
         study = Study.objects.select_for_update().get(pk=study_id)  # one matcher per study at a time
         # Taken once the lock is held: a group formed here starts now (its phase_started_at and deadline), not
-        # when this matcher began waiting behind the others (at 2,000 arrivals the wait was tens of ms).
+        # when this matcher began waiting for the lock behind the other arrivals' matchers.
         now = now or timezone.now()
         if study.paused_at is not None:  # paused: no new groups, nobody times out (deliberation/pause.py)
             return []

@@ -208,13 +208,13 @@ DRAFT_WRITE_INTERVAL_SECONDS = float(os.environ.get("DRAFT_WRITE_INTERVAL_SECOND
 # deliberation/messages.py MAX_MESSAGE_BYTES (the same 64 KiB) stays as the consumer's second line.
 WEBSOCKET_MAX_MESSAGE_BYTES = int(os.environ.get("WEBSOCKET_MAX_MESSAGE_BYTES", str(64 * 1024)))
 DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WEBSOCKET_MAX_MESSAGE_BYTES
+# autobahn applies the message limit to what the server sends as well (snapshots), so it stays at daphne's 1 MiB.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = max(WEBSOCKET_MAX_MESSAGE_BYTES, 1024 * 1024)
 # permessage-deflate (RFC 7692) for the websockets, off unless WEBSOCKET_COMPRESSION=1: a snapshot is a few KB
 # of JSON, and each socket's zlib contexts cost memory: at 2,000 participants on two processes the ASGI workers'
 # memory per connection went from 111 to 63 KB without it, CPU within the runs' noise (docs/load.md, stop 27).
 # config/serve.py passes it to uvicorn; granian and daphne do not compress.
 WEBSOCKET_COMPRESSION = env_bool("WEBSOCKET_COMPRESSION", False)
-# autobahn applies the message limit to what the server sends as well (snapshots), so it stays at daphne's 1 MiB.
-DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = max(WEBSOCKET_MAX_MESSAGE_BYTES, 1024 * 1024)
 # Per socket: (burst, tokens per second) for each kind of message; over it the message gets a `rate_limited`
 # error reply and the socket stays open. The page sends a draft at most every ~1 s and a ping every 15 s.
 WEBSOCKET_RATE_LIMITS = {

@@ -790,8 +790,8 @@ def targets(runs: list[dict]) -> dict:
         top = {procs: max((r["n"] for r in runs if r["stack"] == "production" and r.get("pace") == "human"
                            and r["procs"] == procs), default=0) for procs in (1, 2)}
         # Both held the largest N they ran: their capacities lie above the ladder, so it cannot compare them.
-        above_ladder = cap1 == top[1] > 0 and cap2 == top[2] > 0
-        if not {1, 2} <= measured:
+        above_ladder = cap1 == top[1] > 0 and cap2 == top[2] > 0 if {1, 2} <= measured else None
+        if above_ladder is None:
             scaling = None
         elif cap2 > 0 and cap2 >= 1.5 * cap1:
             scaling = True
@@ -804,7 +804,7 @@ def targets(runs: list[dict]) -> dict:
             "2000_on_2_procs": cap2 >= 2000 if 2 in measured else None,
             "p99_le_2x_raw_every_n": (all(x is not None and x <= 2.0 for x in judged) if judged else None),
             "2_procs_ge_1.5x_of_1": scaling,
-            "capacity_above_ladder": above_ladder if {1, 2} <= measured else None,
+            "capacity_above_ladder": above_ladder,
         }
     if any(r.get("pace", "bot") == "bot" for r in runs):
         table = ratios(runs, "bot")

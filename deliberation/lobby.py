@@ -73,9 +73,9 @@ def _waiting_that_count(study: Study, now: datetime) -> list[tuple[int, datetime
 
 
 @receiver(lobby_entered, dispatch_uid="deliberation.lobby.on_lobby_entered")
-def on_lobby_entered(sender, *, participant: Participant, now: datetime, **kwargs) -> None:
+def on_lobby_entered(sender, *, participant: Participant, **kwargs) -> None:
     realtime.push_after_commit(participants=[participant.pk])  # their own page: from the lobby on
-    lobby_match(study_id=participant.study_id, announce=True)  # the matcher's clock, not the arrival's
+    lobby_match(study_id=participant.study_id, announce=True)  # the matcher's clock, not the arrival's (``now``)
 
 
 @receiver(presence_changed, dispatch_uid="deliberation.lobby.on_presence_changed")
